@@ -1,0 +1,30 @@
+import { parseFile, parseText, ConfigError, type Directive } from './tree.js';
+import { applyEnv, validate } from './validate.js';
+import { ROOT_SPEC } from './spec.js';
+import { buildConfig, type Config } from './schema.js';
+
+export { ConfigError };
+export type { Config, ListenAddr, ProxyRoute, VhostConfig, Limits } from './schema.js';
+export { DEFAULT_VHOST } from './validate.js';
+
+/**
+ * Parse → environment overrides → validate → typed config, once. Throws ConfigError naming
+ * file:line and what was expected; nothing reads raw directives after this.
+ */
+export function loadConfig(file: string | null, env: NodeJS.ProcessEnv = process.env): Config {
+  const tree: Directive[] = file ? parseFile(file) : [];
+  return finish(tree, file ?? '(defaults)', env);
+}
+
+/** The same from text (tests, `-t` on stdin). */
+export function loadConfigText(text: string, file: string, env: NodeJS.ProcessEnv = {}): Config {
+  return finish(parseText(text, file), file, env);
+}
+
+function finish(tree: Directive[], file: string, env: NodeJS.ProcessEnv): Config {
+  const notes: string[] = [];
+  const applied = applyEnv(tree, env);
+  validate(tree, ROOT_SPEC, 'at top level', (m) => notes.push(m));
+  for (const key of applied) notes.push(`environment override ${key} applied`);
+  return buildConfig(tree, file, notes);
+}

@@ -1,0 +1,293 @@
+import { isIP } from 'node:net';
+import { ConfigError, type Directive } from './tree.js';
+import { DEFAULT_VHOST } from './validate.js';
+import type { PublishPolicy } from '../ingest/access.js';
+
+/** A `listen` argument: `8080`, `127.0.0.1:8080`, `[::1]:8080`. No host = every interface. */
+export interface ListenAddr {
+  host: string | undefined;
+  port: number;
+}
+
+export interface ProxyRoute {
+  /** Path prefix, matched longest first; `/` matches everything and so comes last. */
+  prefix: string;
+  /** Upstream origin and optional base path, e.g. http://127.0.0.1:1985. */
+  upstream: URL;
+  /** Host header sent upstream: the client's (Caddy's default) unless `host=upstream` or `host=NAME`. */
+  host: 'client' | 'upstream' | string;
+}
+
+export interface VhostConfig {
+  name: string;
+  enabled: boolean;
+  /** SRS http_static: serve `dir` under `mount` (`[vhost]` in the mount means "only for this Host"). */
+  httpStatic: { enabled: boolean; mount: string; dir: string };
+  /** SRS http_remux: live HTTP-FLV (and friends) under this mount. Default on in streamgate. */
+  httpRemux: { enabled: boolean; mount: string };
+  /** SRS hls: segments of about `fragmentS` seconds, a playlist window of about `windowS` seconds. */
+  hls: { enabled: boolean; fragmentS: number; windowS: number };
+  publish: PublishPolicy;
+  /** mw_latency: merged-write window (ms); gop_cache: send the last GOP to joining players. */
+  play: { mwLatencyMs: number; gopCache: boolean; maxPlayers: number };
+  /** Edge pull: an HTTP origin (e.g. http://127.0.0.1:8080) that streams absent here are pulled from. */
+  edge: { origin: URL | null; idleTimeoutMs: number; connectTimeoutMs: number };
+}
+
+export interface Limits {
+  /** Live streams at once (0 = unlimited). */
+  maxStreams: number;
+  /** Players per stream (0 = unlimited). */
+  maxPlayers: number;
+  /** Time allowed to receive a request's headers (slowloris bound). */
+  headerTimeoutMs: number;
+  /** Time allowed to receive a whole non-streaming request. */
+  requestTimeoutMs: number;
+  keepAliveTimeoutMs: number;
+  /** Request header bytes before 431. */
+  maxHeaderBytes: number;
+  /** Request-target bytes before 414. */
+  maxUrlBytes: number;
+  /** JSON body bytes accepted by the embedded API before 413. */
+  maxApiBodyBytes: number;
+  /** SIGTERM: how long to drain before the process exits anyway. */
+  shutdownTimeoutMs: number;
+}
+
+export interface Config {
+  /** The file it came from (for messages); "(defaults)" when none. */
+  file: string;
+  /** Top-level `listen`: the RTMP port(s). */
+  rtmp: { listen: ListenAddr[] };
+  maxConnections: number;
+  httpApi: { enabled: boolean; listen: ListenAddr[] };
+  httpServer: {
+    enabled: boolean;
+    listen: ListenAddr[];
+    dir: string;
+    crossdomain: boolean;
+    https: { enabled: boolean; listen: ListenAddr[]; key: string; cert: string };
+  };
+  proxy: { routes: ProxyRoute[]; timeoutMs: number; connectTimeoutMs: number; keepAlive: number };
+  consoleDir: string | null;
+  playersDir: string | null;
+  accessLog: 'combined' | 'json' | 'off';
+  limits: Limits;
+  vhosts: VhostConfig[];
+  /** Non-fatal notes for the start-up log (ignored SRS directives, env overrides applied). */
+  notes: string[];
+}
+
+/** Read access to one block of the validated tree, with typed value parsers that cite file:line. */
+class View {
+  constructor(private readonly dirs: Directive[]) {}
+
+  one(name: string): Directive | undefined {
+    return this.dirs.find((d) => d.name === name);
+  }
+
+  all(name: string): Directive[] {
+    return this.dirs.filter((d) => d.name === name);
+  }
+
+  block(name: string): View {
+    return new View(this.one(name)?.children ?? []);
+  }
+
+  bool(name: string, dflt: boolean, envRule: 'on-only' | 'unless-off' = 'on-only'): boolean {
+    const d = this.one(name);
+    if (!d) return dflt;
+    const v = d.args[0];
+    if (d.line === 0) return envRule === 'on-only' ? v === 'on' : v !== 'off';
+    if (v !== 'on' && v !== 'off') fail(d, `"${name}" expects on or off, got "${v}"`);
+    return v === 'on';
+  }
+
+  int(name: string, dflt: number, min: number, max: number): number {
+    const d = this.one(name);
+    if (!d) return dflt;
+    const v = d.args[0];
+    if (!/^\d+$/.test(v) || Number(v) < min || Number(v) > max) fail(d, `"${name}" expects an integer from ${min} to ${max}, got "${v}"`);
+    return Number(v);
+  }
+
+  /** Durations: a number of seconds as SRS writes them (`2`, `0.5`), or with a unit (`350ms`, `5s`, `2m`). */
+  ms(name: string, dfltMs: number, unitless: 's' | 'ms' = 's'): number {
+    const d = this.one(name);
+    if (!d) return dfltMs;
+    const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(d.args[0]);
+    if (!m) fail(d, `"${name}" expects a duration such as 5, 5s or 350ms, got "${d.args[0]}"`);
+    const unit = m[2] ?? unitless;
+    return Math.round(Number(m[1]) * (unit === 'ms' ? 1 : unit === 's' ? 1000 : 60_000));
+  }
+
+  bytes(name: string, dflt: number): number {
+    const d = this.one(name);
+    if (!d) return dflt;
+    const m = /^(\d+)([kKmMgG])?$/.exec(d.args[0]);
+    if (!m) fail(d, `"${name}" expects a size such as 8192, 16k or 1m, got "${d.args[0]}"`);
+    const mult = { k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[(m[2] ?? '').toLowerCase()] ?? 1;
+    return Number(m[1]) * mult;
+  }
+
+  str(name: string, dflt: string): string {
+    return this.one(name)?.args[0] ?? dflt;
+  }
+
+  listen(name: string, dflt: number[]): ListenAddr[] {
+    const d = this.one(name);
+    if (!d) return dflt.map((port) => ({ host: undefined, port }));
+    return d.args.map((a) => parseListen(a, d));
+  }
+}
+
+function fail(d: Directive, msg: string): never {
+  throw new ConfigError(d.file, d.line, msg);
+}
+
+function parseListen(arg: string, d: Directive): ListenAddr {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]:|([^:\[\]]+):)?(\d{1,5})$/.exec(arg);
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535) fail(d, `"${d.name}" expects a port or host:port (e.g. 8080, 127.0.0.1:8080, [::1]:8080), got "${arg}"`);
+  const host = m[1] ?? m[2];
+  if (host !== undefined && host !== 'localhost' && isIP(host) === 0) fail(d, `"${d.name}" expects an IP address before the port, got "${host}"`);
+  return { host, port };
+}
+
+function parseUrl(arg: string, d: Directive): URL {
+  let u: URL;
+  try {
+    u = new URL(arg);
+  } catch {
+    fail(d, `"${d.name}" expects an http:// or https:// URL, got "${arg}"`);
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') fail(d, `"${d.name}" expects an http:// or https:// URL, got "${arg}"`);
+  return u;
+}
+
+function vhostConfig(name: string, v: View, limits: Limits): VhostConfig {
+  const st = v.block('http_static');
+  const remux = v.block('http_remux');
+  const hls = v.block('hls');
+  const pub = v.block('publish');
+  const play = v.block('play');
+  const edge = v.block('edge');
+  const originDir = edge.one('origin');
+  const allow = pub.all('allow').flatMap((d) => d.args.map((a) => checkAllow(a, d)));
+  return {
+    name,
+    enabled: v.bool('enabled', true),
+    httpStatic: { enabled: st.bool('enabled', false), mount: st.str('mount', '[vhost]/'), dir: st.str('dir', './public') },
+    httpRemux: { enabled: remux.bool('enabled', true), mount: remux.str('mount', '[vhost]/[app]/[stream].flv') },
+    hls: { enabled: hls.bool('enabled', true), fragmentS: hls.ms('hls_fragment', 2000) / 1000, windowS: hls.ms('hls_window', 12_000) / 1000 },
+    publish: {
+      allow: pub.one('allow') ? allow : ['127.0.0.0/8', '::1'],
+      secret: pub.one('secret')?.args[0] ?? null,
+      takeover: pub.bool('takeover', false),
+    },
+    play: { mwLatencyMs: play.ms('mw_latency', 350, 'ms'), gopCache: play.bool('gop_cache', true), maxPlayers: play.int('max_players', limits.maxPlayers, 0, 10_000_000) },
+    edge: {
+      origin: originDir ? parseUrl(originDir.args[0], originDir) : null,
+      idleTimeoutMs: edge.ms('idle_timeout', 3000),
+      connectTimeoutMs: edge.ms('connect_timeout', 5000),
+    },
+  };
+}
+
+function checkAllow(a: string, d: Directive): string {
+  if (a === 'all') return a;
+  const [addr, bits] = a.split('/');
+  const fam = isIP(addr);
+  const max = fam === 6 ? 128 : 32;
+  if (fam === 0 || (bits !== undefined && (!/^\d+$/.test(bits) || Number(bits) > max))) {
+    fail(d, `"allow" expects an IP address, a CIDR (10.0.0.0/8) or "all", got "${a}"`);
+  }
+  return a;
+}
+
+/** Turns the validated directive tree into the typed config, with SRS's defaults. */
+export function buildConfig(root: Directive[], file: string, notes: string[]): Config {
+  const r = new View(root);
+  const api = r.block('http_api');
+  const hs = r.block('http_server');
+  const https = hs.block('https');
+  const px = r.block('proxy');
+  const lim = r.block('limits');
+
+  const limits: Limits = {
+    maxStreams: lim.int('max_streams', 0, 0, 1_000_000),
+    maxPlayers: lim.int('max_players', 0, 0, 10_000_000),
+    headerTimeoutMs: lim.ms('header_timeout', 10_000),
+    requestTimeoutMs: lim.ms('request_timeout', 60_000),
+    keepAliveTimeoutMs: lim.ms('keepalive_timeout', 65_000),
+    maxHeaderBytes: lim.bytes('max_header_size', 16 * 1024),
+    maxUrlBytes: lim.bytes('max_url_length', 8 * 1024),
+    maxApiBodyBytes: lim.bytes('max_api_body', 1024 * 1024),
+    shutdownTimeoutMs: lim.ms('shutdown_timeout', 10_000),
+  };
+
+  const routes: ProxyRoute[] = px.all('route').map((d) => {
+    const [prefix, url, hostOpt] = d.args;
+    if (!prefix.startsWith('/')) fail(d, `"route" expects a path prefix starting with "/", got "${prefix}"`);
+    let host: ProxyRoute['host'] = 'client';
+    if (hostOpt !== undefined) {
+      const m = /^host=(.+)$/.exec(hostOpt);
+      if (!m) fail(d, `"route" third argument must be host=client, host=upstream or host=NAME, got "${hostOpt}"`);
+      host = m[1];
+    }
+    return { prefix, upstream: parseUrl(url, d), host };
+  });
+  const dupe = routes.find((x, i) => routes.findIndex((y) => y.prefix === x.prefix) !== i);
+  if (dupe) {
+    const d = px.all('route').find((x) => x.args[0] === dupe.prefix)!;
+    fail(d, `two routes for the prefix "${dupe.prefix}"`);
+  }
+  routes.sort((a, b) => b.prefix.length - a.prefix.length);
+
+  const accessLog = r.str('access_log', 'combined');
+  if (accessLog !== 'combined' && accessLog !== 'json' && accessLog !== 'off') {
+    fail(r.one('access_log')!, `"access_log" expects combined, json or off, got "${accessLog}"`);
+  }
+
+  const vhostDirs = r.all('vhost');
+  const vhosts = vhostDirs.map((d) => vhostConfig(d.args[0], new View(d.children ?? []), limits));
+  const dup = vhosts.find((x, i) => vhosts.findIndex((y) => y.name === x.name) !== i);
+  if (dup) fail(vhostDirs.filter((d) => d.args[0] === dup.name)[1], `duplicate vhost "${dup.name}"`);
+  if (!vhosts.some((v) => v.name === DEFAULT_VHOST)) vhosts.push(vhostConfig(DEFAULT_VHOST, new View([]), limits));
+
+  const pagesDir = (name: string, dflt: string): string | null => {
+    const v = r.str(name, dflt);
+    return v === 'off' ? null : v;
+  };
+
+  return {
+    file,
+    rtmp: { listen: r.listen('listen', [1935]) },
+    maxConnections: r.int('max_connections', 1000, 1, 10_000_000),
+    httpApi: { enabled: api.bool('enabled', true), listen: api.one('listen') ? api.listen('listen', []) : [] },
+    httpServer: {
+      enabled: hs.bool('enabled', true),
+      listen: hs.listen('listen', [8080]),
+      dir: hs.str('dir', './public'),
+      crossdomain: hs.bool('crossdomain', true, 'unless-off'),
+      https: {
+        enabled: https.bool('enabled', true),
+        listen: https.listen('listen', [8088]),
+        key: https.str('key', './conf/server.key'),
+        cert: https.str('cert', './conf/server.crt'),
+      },
+    },
+    proxy: {
+      routes,
+      timeoutMs: px.ms('timeout', 30_000),
+      connectTimeoutMs: px.ms('connect_timeout', 5_000),
+      keepAlive: px.int('keepalive', 64, 0, 100_000),
+    },
+    consoleDir: pagesDir('console_dir', './www/console'),
+    playersDir: pagesDir('players_dir', './www/players'),
+    accessLog,
+    limits,
+    vhosts,
+    notes,
+  };
+}

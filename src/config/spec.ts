@@ -1,0 +1,143 @@
+/**
+ * Which directives exist, where, and how many arguments each takes. Validation and the SRS_*
+ * environment overrides are both driven by this one table, so a directive added here is
+ * checked and overridable at once; its meaning and default live in schema.ts.
+ */
+export interface LeafSpec {
+  kind: 'leaf';
+  min: number;
+  max: number;
+  /** May appear more than once in its block (each occurrence adds). */
+  repeat?: boolean;
+}
+
+export interface BlockSpec {
+  kind: 'block';
+  /** Number of arguments the block header takes (`vhost NAME {`). */
+  args: number;
+  repeat?: boolean;
+  children: Record<string, Spec>;
+}
+
+/** SRS directives that streamgate accepts so an SRS config loads, but that have no effect here. */
+export interface IgnoredSpec {
+  kind: 'ignored';
+}
+
+export type Spec = LeafSpec | BlockSpec | IgnoredSpec;
+
+const one: LeafSpec = { kind: 'leaf', min: 1, max: 1 };
+const many = (max = 16): LeafSpec => ({ kind: 'leaf', min: 1, max });
+const repeated = (min: number, max: number): LeafSpec => ({ kind: 'leaf', min, max, repeat: true });
+const block = (children: Record<string, Spec>, args = 0, repeat = false): BlockSpec => ({ kind: 'block', args, repeat, children });
+const ignored: IgnoredSpec = { kind: 'ignored' };
+
+export const VHOST_SPEC = block(
+  {
+    enabled: one,
+    http_static: block({ enabled: one, mount: one, dir: one }),
+    http_remux: block({ enabled: one, mount: one, fast_cache: ignored, drop_if_not_match: ignored, has_audio: ignored, has_video: ignored, guess_has_av: ignored }),
+    hls: block({
+      enabled: one,
+      hls_fragment: one,
+      hls_window: one,
+      hls_td_ratio: ignored,
+      hls_aof_ratio: ignored,
+      hls_path: ignored,
+      hls_m3u8_file: ignored,
+      hls_ts_file: ignored,
+      hls_cleanup: ignored,
+      hls_dispose: ignored,
+      hls_wait_keyframe: ignored,
+      hls_ctx: ignored,
+      hls_ts_ctx: ignored,
+    }),
+    /** streamgate: who may publish, and what happens to a second publisher. */
+    publish: block({ allow: repeated(1, 32), secret: one, takeover: one, mr: ignored, mr_latency: ignored, firstpkt_timeout: ignored, normal_timeout: ignored, parse_sps: ignored }),
+    play: block({ mw_latency: one, mw_msgs: ignored, gop_cache: one, max_players: one, queue_length: ignored, time_jitter: ignored, atc: ignored, mix_correct: ignored }),
+    /** streamgate: pull streams from an HTTP-FLV origin when nobody publishes them here. */
+    edge: block({ origin: one, idle_timeout: one, connect_timeout: one }),
+    min_latency: ignored,
+    tcp_nodelay: ignored,
+    chunk_size: ignored,
+    cluster: ignored,
+    dvr: ignored,
+    rtc: ignored,
+    http_hooks: ignored,
+    security: ignored,
+    transcode: ignored,
+    exec: ignored,
+    ingest: ignored,
+    forward: ignored,
+    refer: ignored,
+    bandcheck: ignored,
+    hds: ignored,
+    dash: ignored,
+    srt: ignored,
+    rtmp_to_rtc: ignored,
+  },
+  1,
+  true,
+);
+
+export const ROOT_SPEC = block({
+  listen: many(8),
+  max_connections: one,
+  chunk_size: one,
+  http_api: block({ enabled: one, listen: many(8), crossdomain: ignored, raw_api: ignored, auth: ignored, https: ignored }),
+  http_server: block({
+    enabled: one,
+    listen: many(8),
+    dir: one,
+    crossdomain: one,
+    https: block({ enabled: one, listen: many(8), key: one, cert: one }),
+  }),
+  /** streamgate: reverse-proxy routes, httpx-static style `route PREFIX UPSTREAM [host=…];`. */
+  proxy: block({ route: repeated(2, 3), timeout: one, connect_timeout: one, keepalive: one }),
+  /** streamgate: where the shipped pages live; `off` removes the route. */
+  console_dir: one,
+  players_dir: one,
+  /** streamgate: `combined` (default), `json` or `off`. */
+  access_log: one,
+  /** streamgate: resource bounds, each documented in config/streamgate.conf. */
+  limits: block({
+    max_streams: one,
+    max_players: one,
+    header_timeout: one,
+    request_timeout: one,
+    keepalive_timeout: one,
+    max_header_size: one,
+    max_url_length: one,
+    max_api_body: one,
+    shutdown_timeout: one,
+  }),
+  vhost: VHOST_SPEC,
+  daemon: ignored,
+  pid: ignored,
+  srs_log_tank: ignored,
+  srs_log_level: ignored,
+  srs_log_level_v2: ignored,
+  srs_log_file: ignored,
+  ff_log_dir: ignored,
+  ff_log_level: ignored,
+  utc_time: ignored,
+  work_dir: ignored,
+  asprocess: ignored,
+  empty_ip_ok: ignored,
+  grace_start_wait: ignored,
+  grace_final_wait: ignored,
+  force_grace_quit: ignored,
+  disable_daemon_for_docker: ignored,
+  inotify_auto_reload: ignored,
+  auto_reload_for_docker: ignored,
+  query_latest_version: ignored,
+  circuit_breaker: ignored,
+  tencentcloud_cls: ignored,
+  tencentcloud_apm: ignored,
+  exporter: ignored,
+  heartbeat: ignored,
+  stats: ignored,
+  rtc_server: ignored,
+  srt_server: ignored,
+  stream_caster: ignored,
+});

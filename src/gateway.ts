@@ -1,0 +1,391 @@
+import http from 'node:http';
+import http2 from 'node:http2';
+import type { Server as NetServer, Socket } from 'node:net';
+import Koa from 'koa';
+import type { Context, Middleware, Next } from 'koa';
+import { DEFAULT_VHOST, type Config, type VhostConfig } from './config/index.js';
+import { GatewayError } from './errors.js';
+import { createApi } from './api/index.js';
+import { accessLog } from './http/accesslog.js';
+import { cors } from './http/cors.js';
+import { errorResponder, isApiPath } from './http/errors.js';
+import { welcomePage } from './http/welcome.js';
+import { Hub } from './live/hub.js';
+import { DEFAULT_SOURCE_OPTIONS, type SourceOptions } from './live/source.js';
+import { Logger } from './log.js';
+import { Metrics } from './metrics/metrics.js';
+import { bindAll, type Bound, type ListenerSpec } from './net/listeners.js';
+import { loadKeyPair } from './net/tls.js';
+import { createOrigin, type Origin, type StreamExt } from './outputs/origin.js';
+import { createProxy, type Proxy } from './proxy/index.js';
+import { FileRoot } from './static/fileserver.js';
+
+/** `/{app}/{stream}.{ext}`: NGINX's `^/.+/.*\.(flv|m3u8|ts|aac|mp3)$` from the seed layout. */
+const STREAM_PATH = /^\/(.+)\/([^/]+)\.(flv|m3u8|ts|aac|mp3)$/;
+
+type Handler = (ctx: Context, next: Next) => Promise<void> | void;
+
+interface StaticMount {
+  /** Host the mount is limited to (`[vhost]` mounts of a named vhost); null = any host. */
+  host: string | null;
+  prefix: string;
+  root: FileRoot;
+}
+
+/**
+ * Everything one config builds: the routing table and what it points at. Rebuilt on SIGHUP and
+ * swapped in one assignment, so a request sees either the old table or the new one.
+ */
+interface Table {
+  config: Config;
+  apiProxy: { prefix: string; proxy: Proxy }[];
+  proxies: { prefix: string; proxy: Proxy }[];
+  catchAll: Proxy | null;
+  console: FileRoot | null;
+  players: FileRoot | null;
+  mounts: StaticMount[];
+  root: FileRoot;
+  vhosts: Map<string, VhostConfig>;
+}
+
+export interface GatewayOptions {
+  log?: Logger;
+}
+
+/**
+ * One streamgate instance: its listeners, hub, routing table. No module-level state, so tests
+ * run several side by side and shutdown finds everything it must close.
+ */
+export class Gateway {
+  readonly hub: Hub;
+  readonly log: Logger;
+  readonly metrics = new Metrics();
+  readonly app = new Koa();
+  readonly startedAt = Date.now();
+  private table: Table;
+  private listeners: Bound[] = [];
+  private readonly origin: Origin;
+  private readonly roots = new Map<string, FileRoot>();
+  private readonly api: Middleware;
+  private readonly httpsServers: http2.Http2SecureServer[] = [];
+  /** Every open connection, so shutdown can close what outlives the drain timeout. */
+  private readonly sockets = new Set<Socket>();
+  private closing = false;
+
+  private constructor(config: Config, opts: GatewayOptions) {
+    this.log = opts.log ?? new Logger();
+    this.hub = new Hub({
+      sourceOptions: (vhost) => this.sourceOptions(vhost),
+      takeover: (vhost) => this.vhost(vhost).publish.takeover,
+      maxStreams: config.limits.maxStreams,
+    });
+    this.table = this.buildTable(config);
+    this.origin = createOrigin({ hub: this.hub, config: () => this.table.config, log: this.log });
+    this.api = createApi({
+      hub: this.hub,
+      config: () => this.table.config,
+      metrics: this.metrics,
+      log: this.log,
+      listeners: () => this.listeners.map((l) => ({ role: l.role, address: l.address.address, port: l.address.port })),
+      startedAt: this.startedAt,
+    });
+    this.metrics.gauge('streamgate_streams', 'Live streams.', () => this.hub.all().length);
+    this.metrics.gauge('streamgate_players', 'Players watching live streams.', () => this.hub.all().reduce((n, s) => n + s.playerCount, 0));
+    this.metrics.gauge('streamgate_clients', 'Clients the API lists (publishers and players).', () => this.hub.clients().length);
+    this.app.proxy = false;
+    this.app.silent = true;
+    this.app.use(this.guardRequest());
+    this.app.use(accessLog(this.log, () => this.table.config.accessLog, (r) => this.metrics.request(r.route, r.status, r.bytes)));
+    this.app.use(errorResponder(this.log));
+    this.app.use(cors(() => this.table.config.httpServer.crossdomain));
+    this.app.use((ctx, next) => this.route(ctx, next));
+  }
+
+  /** Parse is done; this validates what needs I/O (TLS files), binds every listener or none, and serves. */
+  static async start(config: Config, opts: GatewayOptions = {}): Promise<Gateway> {
+    const gw = new Gateway(config, opts);
+    await gw.listen();
+    return gw;
+  }
+
+  get config(): Config {
+    return this.table.config;
+  }
+
+  /** The bound addresses, e.g. to learn the ports chosen for `listen 0`. */
+  addresses(): { role: string; host: string; port: number }[] {
+    return this.listeners.map((l) => ({ role: l.role, host: l.address.address, port: l.address.port }));
+  }
+
+  port(role: string): number {
+    const l = this.listeners.find((x) => x.role === role);
+    if (!l) throw new Error(`no ${role} listener`);
+    return l.address.port;
+  }
+
+  // ---- the routing table (DESIGN §1), in order -------------------------------------------------
+
+  private async route(ctx: Context, next: Next): Promise<void> {
+    const t = this.table;
+    const path = ctx.path;
+
+    // 2. /api/ and /rtc/: a proxied backend when a route names one, else the embedded API.
+    if (isApiPath(path)) {
+      const p = t.apiProxy.find((r) => path.startsWith(r.prefix));
+      ctx.state.route = p ? `proxy:${p.prefix}` : 'api';
+      if (p) return p.proxy.handle(ctx);
+      if (!t.config.httpApi.enabled) throw new GatewayError('API_NOT_FOUND', 'http_api is disabled; add a proxy route for /api/');
+      return this.api(ctx, next);
+    }
+    if (path === '/metrics') {
+      ctx.state.route = 'metrics';
+      ctx.type = 'text/plain; version=0.0.4; charset=utf-8';
+      ctx.body = this.metrics.render();
+      return;
+    }
+
+    // 3. user proxy routes, longest prefix first (`/` is the catch-all, tried last of all).
+    for (const r of t.proxies) {
+      if (path.startsWith(r.prefix)) {
+        ctx.state.route = `proxy:${r.prefix}`;
+        return r.proxy.handle(ctx);
+      }
+    }
+
+    // 4. the stream origin; GET/HEAD of nothing live falls through to files (HLS on disk).
+    const m = STREAM_PATH.exec(path);
+    if (m) {
+      ctx.state.route = 'stream';
+      const vhost = this.vhostFor(ctx.hostname);
+      return this.origin.handle(ctx, { vhost, app: m[1], stream: m[2], ext: m[3] as StreamExt }, () => this.files(ctx, t));
+    }
+    return this.files(ctx, t);
+  }
+
+  /** Steps 5 to 7: console and players pages, vhost http_static mounts, http_server.dir. */
+  private async files(ctx: Context, t: Table): Promise<void> {
+    const path = ctx.path;
+    const raw = rawPath(ctx.url);
+    for (const [prefix, root] of [['/console', t.console], ['/players', t.players]] as const) {
+      if (root && (path === prefix || path.startsWith(`${prefix}/`))) {
+        ctx.state.route = prefix.slice(1);
+        return root.serve(ctx, raw.slice(prefix.length) || '', raw);
+      }
+    }
+    const host = ctx.hostname;
+    for (const mnt of t.mounts) {
+      if (mnt.host !== null && mnt.host !== host) continue;
+      if (path === mnt.prefix || path.startsWith(mnt.prefix.endsWith('/') ? mnt.prefix : `${mnt.prefix}/`)) {
+        ctx.state.route = `static:${mnt.prefix}`;
+        return mnt.root.serve(ctx, raw.slice(mnt.prefix.length).replace(/^(?!\/)/, '/'), raw);
+      }
+    }
+    if (t.catchAll) {
+      ctx.state.route = 'proxy:/';
+      return t.catchAll.handle(ctx);
+    }
+    ctx.state.route = ctx.state.route ?? 'static';
+    try {
+      await t.root.serve(ctx, raw, raw);
+    } catch (err) {
+      // SRS serves srs.html at "/"; we serve a built-in welcome page unless the dir has its own index.
+      if (path === '/' && err instanceof GatewayError && (err.status === 404 || err.status === 403) && (ctx.method === 'GET' || ctx.method === 'HEAD')) {
+        ctx.type = 'text/html;charset=utf-8';
+        ctx.body = welcomePage();
+        return;
+      }
+      throw err;
+    }
+  }
+
+  private buildTable(config: Config): Table {
+    const proxyOpts = { timeoutMs: config.proxy.timeoutMs, connectTimeoutMs: config.proxy.connectTimeoutMs, keepAlive: config.proxy.keepAlive, log: this.log, metrics: this.metrics };
+    const all = config.proxy.routes.map((r) => ({ prefix: r.prefix, proxy: createProxy(r, proxyOpts) }));
+    const apiProxy = all.filter((r) => r.prefix !== '/' && (isApiPath(r.prefix) || r.prefix === '/api' || r.prefix === '/rtc'));
+    const catchAll = all.find((r) => r.prefix === '/')?.proxy ?? null;
+    const proxies = all.filter((r) => r.prefix !== '/' && !apiProxy.includes(r));
+    const mounts: StaticMount[] = [];
+    for (const v of config.vhosts) {
+      if (!v.enabled || !v.httpStatic.enabled) continue;
+      let mount = v.httpStatic.mount;
+      let host: string | null = null;
+      if (mount.startsWith('[vhost]')) {
+        mount = mount.slice('[vhost]'.length);
+        if (v.name !== DEFAULT_VHOST) host = v.name;
+      }
+      if (!mount.startsWith('/')) mount = `/${mount}`;
+      mounts.push({ host, prefix: mount, root: this.fileRoot(v.httpStatic.dir) });
+    }
+    // Longest prefix first; a host-specific mount before an any-host mount of the same prefix.
+    mounts.sort((a, b) => b.prefix.length - a.prefix.length || (a.host === null ? 1 : 0) - (b.host === null ? 1 : 0));
+    return {
+      config,
+      apiProxy,
+      proxies,
+      catchAll,
+      console: config.consoleDir ? this.fileRoot(config.consoleDir) : null,
+      players: config.playersDir ? this.fileRoot(config.playersDir) : null,
+      mounts,
+      root: this.fileRoot(config.httpServer.dir),
+      vhosts: new Map(config.vhosts.map((v) => [v.name, v])),
+    };
+  }
+
+  private fileRoot(dir: string): FileRoot {
+    let r = this.roots.get(dir);
+    if (!r) {
+      r = new FileRoot(dir);
+      this.roots.set(dir, r);
+    }
+    return r;
+  }
+
+  private vhostFor(hostname: string): string {
+    const v = this.table.vhosts.get(hostname);
+    return v && v.enabled ? v.name : DEFAULT_VHOST;
+  }
+
+  vhost(name: string): VhostConfig {
+    return this.table.vhosts.get(name) ?? this.table.vhosts.get(DEFAULT_VHOST)!;
+  }
+
+  private sourceOptions(vhost: string): SourceOptions {
+    const v = this.vhost(vhost);
+    return {
+      ...DEFAULT_SOURCE_OPTIONS,
+      mwLatencyMs: v.play.mwLatencyMs,
+      gopCacheMaxBytes: v.play.gopCache ? DEFAULT_SOURCE_OPTIONS.gopCacheMaxBytes : 0,
+      maxPlayers: v.play.maxPlayers,
+    };
+  }
+
+  /** 414 before anything else looks at the URL; refuse new work while shutting down. */
+  private guardRequest(): Middleware {
+    return async (ctx, next) => {
+      if (ctx.url.length > this.table.config.limits.maxUrlBytes) {
+        ctx.status = 414;
+        ctx.type = 'text/plain;charset=utf-8';
+        ctx.body = '414 request-target too long\n';
+        ctx.state.route = 'none';
+        return;
+      }
+      if (this.closing) ctx.set('Connection', 'close');
+      return next();
+    };
+  }
+
+  // ---- listeners and lifecycle ----------------------------------------------------------------
+
+  private async listen(): Promise<void> {
+    const c = this.table.config;
+    const handler = this.app.callback();
+    const specs: ListenerSpec[] = [];
+    const limits = c.limits;
+    if (c.httpServer.enabled) {
+      for (const addr of c.httpServer.listen) {
+        const server = http.createServer({
+          maxHeaderSize: limits.maxHeaderBytes,
+          headersTimeout: limits.headerTimeoutMs,
+          // Live publishes are requests that last for hours: the whole-request timer must be off;
+          // headersTimeout bounds slowloris and the socket idle timeout bounds stalled bodies.
+          requestTimeout: 0,
+          keepAliveTimeout: limits.keepAliveTimeoutMs,
+        }, handler);
+        server.maxConnections = c.maxConnections;
+        specs.push({ role: 'http', directive: 'http_server.listen', addr, server });
+      }
+      if (c.httpServer.https.enabled) {
+        const pair = await loadKeyPair(c.httpServer.https.key, c.httpServer.https.cert, this.log);
+        for (const addr of c.httpServer.https.listen) {
+          // HTTP/2 by ALPN, HTTP/1.1 for clients that do not offer h2 (curl --http1.1, old players).
+          const server = http2.createSecureServer({
+            key: pair.key,
+            cert: pair.cert,
+            allowHTTP1: true,
+            settings: { maxHeaderListSize: limits.maxHeaderBytes },
+          }, handler as unknown as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void);
+          server.maxConnections = c.maxConnections;
+          this.httpsServers.push(server);
+          specs.push({ role: 'https', directive: 'http_server.https.listen', addr, server });
+        }
+      }
+    }
+    if (c.httpApi.enabled) {
+      for (const addr of c.httpApi.listen) {
+        specs.push({ role: 'http_api', directive: 'http_api.listen', addr, server: http.createServer({ maxHeaderSize: limits.maxHeaderBytes, headersTimeout: limits.headerTimeoutMs, requestTimeout: 0 }, handler) });
+      }
+    }
+    for (const extra of this.extraListeners()) specs.push(extra);
+    for (const spec of specs) this.track(spec.server);
+    this.listeners = await bindAll(specs);
+    for (const l of this.listeners) this.log.info(`listening on ${l.address.address}:${l.address.port} (${l.role})`);
+    for (const n of c.notes) this.log.info(`config: ${n}`);
+  }
+
+  private track(server: NetServer): void {
+    server.on('connection', (sock: Socket) => {
+      this.sockets.add(sock);
+      sock.once('close', () => this.sockets.delete(sock));
+    });
+  }
+
+  /** Listeners other rooms contribute (RTMP). Wired in start-up so all bind together. */
+  protected extraListeners(): ListenerSpec[] {
+    return [];
+  }
+
+  /** Re-reads config and certificates (SIGHUP). Listening addresses need a restart. */
+  async reload(config: Config): Promise<void> {
+    const old = this.table;
+    const listenKey = (x: Config) => JSON.stringify([x.httpServer.listen, x.httpServer.https.listen, x.rtmp.listen, x.httpApi.listen, x.httpServer.enabled, x.httpServer.https.enabled]);
+    if (listenKey(old.config) !== listenKey(config)) this.log.warn('reload: listen addresses changed; they take effect after a restart');
+    if (this.httpsServers.length > 0 && config.httpServer.https.enabled) {
+      const pair = await loadKeyPair(config.httpServer.https.key, config.httpServer.https.cert, this.log);
+      for (const server of this.httpsServers) server.setSecureContext({ key: pair.key, cert: pair.cert });
+    }
+    this.table = this.buildTable(config);
+    for (const p of [...old.apiProxy, ...old.proxies]) if (!this.table.apiProxy.concat(this.table.proxies).some((n) => n.proxy === p.proxy)) p.proxy.close();
+    old.catchAll?.close();
+    this.log.info(`reload: ${config.file} applied`);
+  }
+
+  /**
+   * SIGTERM: stop accepting, end live streams (players' responses end cleanly), let in-flight
+   * requests finish, and force-close what is left after `limits.shutdown_timeout`.
+   */
+  async close(): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    const servers = this.listeners.map((l) => l.server);
+    this.log.info('shutdown: no longer accepting connections');
+    const closed = Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+    this.hub.closeAll();
+    this.log.info('shutdown: live streams ended');
+    for (const s of servers) (s as http.Server).closeIdleConnections?.();
+    const timeout = this.table.config.limits.shutdownTimeoutMs;
+    let timer: NodeJS.Timeout | undefined;
+    const forced = await Promise.race([
+      closed.then(() => false),
+      new Promise<boolean>((r) => {
+        timer = setTimeout(() => r(true), timeout);
+      }),
+    ]);
+    clearTimeout(timer);
+    if (forced) {
+      this.log.warn(`shutdown: connections still open after ${timeout} ms, closing them`);
+      for (const sock of this.sockets) sock.destroy();
+      await closed;
+    }
+    this.origin.close();
+    for (const p of [...this.table.apiProxy, ...this.table.proxies]) p.proxy.close();
+    this.table.catchAll?.close();
+    this.log.info('shutdown: done');
+    this.log.flush();
+  }
+}
+
+/** The raw (still percent-encoded) path of a request-target, without the query. */
+function rawPath(url: string): string {
+  const q = url.indexOf('?');
+  return q < 0 ? url : url.slice(0, q);
+}

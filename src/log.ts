@@ -1,0 +1,73 @@
+import type { Writable } from 'node:stream';
+
+/** Access-log lines are buffered and written at most this often: a write per request would cost a syscall each. */
+const FLUSH_INTERVAL_MS = 100;
+const FLUSH_BYTES = 64 * 1024;
+
+/**
+ * The process log: one line per event on stderr-like output, access lines buffered. A Gateway
+ * owns one, so tests can capture what an operator would read.
+ */
+export class Logger {
+  private buffer: string[] = [];
+  private bufferedBytes = 0;
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(
+    private readonly out: Pick<Writable, 'write'> = process.stdout,
+    private readonly err: Pick<Writable, 'write'> = process.stderr,
+  ) {}
+
+  info(msg: string): void {
+    this.flush();
+    this.out.write(`${stamp()} [info] ${msg}\n`);
+  }
+
+  warn(msg: string): void {
+    this.flush();
+    this.err.write(`${stamp()} [warn] ${msg}\n`);
+  }
+
+  error(msg: string): void {
+    this.flush();
+    this.err.write(`${stamp()} [error] ${msg}\n`);
+  }
+
+  access(line: string): void {
+    this.buffer.push(line);
+    this.bufferedBytes += line.length + 1;
+    if (this.bufferedBytes >= FLUSH_BYTES) this.flush();
+    else if (!this.timer) {
+      this.timer = setTimeout(() => this.flush(), FLUSH_INTERVAL_MS);
+      this.timer.unref();
+    }
+  }
+
+  flush(): void {
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+    if (this.buffer.length === 0) return;
+    const text = `${this.buffer.join('\n')}\n`;
+    this.buffer = [];
+    this.bufferedBytes = 0;
+    this.out.write(text);
+  }
+}
+
+function stamp(): string {
+  return new Date().toISOString();
+}
+
+/** A logger that keeps lines in memory (tests) while still formatting them like the real one. */
+export function memoryLogger(): { log: Logger; lines: string[] } {
+  const lines: string[] = [];
+  const sink = {
+    write(chunk: string | Uint8Array): boolean {
+      for (const l of String(chunk).split('\n')) if (l) lines.push(l);
+      return true;
+    },
+  };
+  return { log: new Logger(sink, sink), lines };
+}

@@ -1,0 +1,246 @@
+import { createReadStream, promises as fsp, type Stats } from 'node:fs';
+import { sep } from 'node:path';
+import type { Context } from 'koa';
+import { GatewayError } from '../errors.js';
+import { cacheControl, contentType, UNKNOWN_TYPE } from './mime.js';
+import { parseRange } from './range.js';
+
+/** How long a stat result is trusted (nginx's open_file_cache_valid, kept short for live HLS on disk). */
+const STAT_TTL_MS = 200;
+/** Entries in the stat cache before the oldest are evicted. */
+const STAT_CACHE_ENTRIES = 10_000;
+/** Files up to this size are served from memory (no open/read per request). */
+const MEMORY_FILE_MAX_BYTES = 1024 * 1024;
+/** Total bytes of file contents held in memory per root. */
+const MEMORY_CACHE_MAX_BYTES = 64 * 1024 * 1024;
+/** Read-stream chunk for larger files. */
+const STREAM_CHUNK_BYTES = 256 * 1024;
+
+interface Entry {
+  checkedAt: number;
+  /** null: no such file (negative cache), or a path that resolves outside the root. */
+  stat: Stats | null;
+  outside: boolean;
+  etag: string;
+  lastModified: string;
+  type: string;
+  cache: string | undefined;
+  body: Buffer | null;
+}
+
+export const ALLOW_STATIC = 'GET, HEAD, OPTIONS';
+
+/**
+ * Serves one directory tree: GET and HEAD, one byte range, ETag/Last-Modified with 304, and a
+ * path check that no decoding trick or symlink can get out of the root.
+ */
+export class FileRoot {
+  private realRoot: string | null = null;
+  private readonly entries = new Map<string, Entry>();
+  private memoryBytes = 0;
+
+  constructor(readonly dir: string) {}
+
+  /**
+   * Serves `rawPath` (still percent-encoded, relative to the root, beginning with "/").
+   * `urlPath` is the whole request path, for the directory redirect.
+   */
+  async serve(ctx: Context, rawPath: string, urlPath: string): Promise<void> {
+    const method = ctx.method;
+    if (method !== 'GET' && method !== 'HEAD') {
+      throw new GatewayError('METHOD_NOT_ALLOWED', undefined, { Allow: ALLOW_STATIC });
+    }
+    const rel = safeRelative(rawPath);
+    let e = await this.lookup(rel);
+    if (e.stat === null) throw new GatewayError(e.outside ? 'FORBIDDEN' : 'NOT_FOUND');
+    if (e.stat.isDirectory()) {
+      if (!rel.endsWith('/')) {
+        const q = ctx.querystring;
+        ctx.status = 301;
+        ctx.set('Location', `${urlPath}/${q ? `?${q}` : ''}`);
+        ctx.body = '';
+        return;
+      }
+      e = await this.lookup(`${rel}index.html`);
+      // nginx answers 403 for a directory without an index when listing is off; so do we.
+      if (e.stat === null || !e.stat.isFile()) throw new GatewayError('FORBIDDEN');
+    } else if (!e.stat.isFile()) {
+      throw new GatewayError('NOT_FOUND');
+    }
+    this.send(ctx, e);
+  }
+
+  private send(ctx: Context, e: Entry): void {
+    const size = e.stat!.size;
+    const h = ctx.request.headers;
+    ctx.set('Accept-Ranges', 'bytes');
+    ctx.set('ETag', e.etag);
+    ctx.set('Last-Modified', e.lastModified);
+    if (e.cache) ctx.set('Cache-Control', e.cache);
+    ctx.set('Content-Type', e.type);
+    if (e.type === UNKNOWN_TYPE) ctx.set('X-Content-Type-Options', 'nosniff');
+
+    // RFC 9110 §13.2.2: If-Match, then If-Unmodified-Since, then If-None-Match, then If-Modified-Since.
+    const ifMatch = h['if-match'];
+    if (ifMatch !== undefined && !etagMatches(ifMatch, e.etag, false)) return this.status(ctx, 412);
+    if (ifMatch === undefined && h['if-unmodified-since'] !== undefined) {
+      const t = Date.parse(h['if-unmodified-since']);
+      if (!Number.isNaN(t) && Math.floor(e.stat!.mtimeMs / 1000) * 1000 > t) return this.status(ctx, 412);
+    }
+    const inm = h['if-none-match'];
+    if (inm !== undefined) {
+      if (etagMatches(inm, e.etag, true)) return this.status(ctx, 304);
+    } else if (h['if-modified-since'] !== undefined) {
+      const t = Date.parse(h['if-modified-since']);
+      if (!Number.isNaN(t) && Math.floor(e.stat!.mtimeMs / 1000) * 1000 <= t) return this.status(ctx, 304);
+    }
+
+    let start = 0;
+    let end = size - 1;
+    const rangeHeader = h.range;
+    if (rangeHeader !== undefined && this.rangeApplies(h['if-range'] as string | undefined, e)) {
+      const r = parseRange(rangeHeader, size);
+      if (r === 'unsatisfiable') {
+        throw new GatewayError('RANGE_NOT_SATISFIABLE', undefined, { 'Content-Range': `bytes */${size}` });
+      }
+      if (r !== null) {
+        start = r.start;
+        end = r.end;
+        ctx.status = 206;
+        ctx.set('Content-Range', `bytes ${start}-${end}/${size}`);
+      }
+    }
+    if (ctx.status !== 206) ctx.status = 200;
+    const length = end - start + 1;
+    if (ctx.method === 'HEAD') {
+      // No body: Koa ends a HEAD response with the headers as set, Content-Length included.
+      ctx.length = length;
+      return;
+    }
+    if (e.body) {
+      ctx.body = start === 0 && end === size - 1 ? e.body : e.body.subarray(start, end + 1);
+    } else if (length === 0) {
+      ctx.body = Buffer.alloc(0);
+    } else {
+      ctx.length = length;
+      ctx.body = createReadStream(this.full(e), { start, end, highWaterMark: STREAM_CHUNK_BYTES });
+    }
+  }
+
+  private status(ctx: Context, code: number): void {
+    ctx.status = code;
+  }
+
+  private rangeApplies(ifRange: string | undefined, e: Entry): boolean {
+    if (ifRange === undefined) return true;
+    if (ifRange.startsWith('"') || ifRange.startsWith('W/')) return ifRange === e.etag;
+    const t = Date.parse(ifRange);
+    return !Number.isNaN(t) && Math.floor(e.stat!.mtimeMs / 1000) * 1000 === t;
+  }
+
+  private readonly paths = new WeakMap<Entry, string>();
+
+  private full(e: Entry): string {
+    return this.paths.get(e)!;
+  }
+
+  /** The cached stat (and small body) of a root-relative path, refreshed every STAT_TTL_MS. */
+  private async lookup(rel: string): Promise<Entry> {
+    const now = Date.now();
+    const cached = this.entries.get(rel);
+    if (cached && now - cached.checkedAt < STAT_TTL_MS) return cached;
+    const root = this.realRoot ?? (this.realRoot = await fsp.realpath(this.dir).catch(() => this.dir));
+    const full = root + rel.split('/').join(sep);
+    let stat: Stats | null = null;
+    let outside = false;
+    try {
+      stat = await fsp.stat(full);
+      if (cached && cached.stat && sameFile(cached.stat, stat)) {
+        cached.checkedAt = now;
+        return cached;
+      }
+      const real = await fsp.realpath(full);
+      if (real !== root && !real.startsWith(root.endsWith(sep) ? root : root + sep)) {
+        stat = null;
+        outside = true;
+      }
+    } catch {
+      stat = null;
+    }
+    if (cached?.body) this.memoryBytes -= cached.body.length;
+    const e: Entry = {
+      checkedAt: now,
+      stat,
+      outside,
+      etag: stat ? `"${Math.floor(stat.mtimeMs / 1000).toString(16)}-${stat.size.toString(16)}"` : '',
+      lastModified: stat ? new Date(Math.floor(stat.mtimeMs / 1000) * 1000).toUTCString() : '',
+      type: contentType(rel) ?? UNKNOWN_TYPE,
+      cache: cacheControl(rel),
+      body: null,
+    };
+    this.paths.set(e, full);
+    if (stat?.isFile() && stat.size <= MEMORY_FILE_MAX_BYTES && this.memoryBytes + stat.size <= MEMORY_CACHE_MAX_BYTES) {
+      try {
+        const body = await fsp.readFile(full);
+        if (body.length === stat.size) {
+          e.body = body;
+          this.memoryBytes += body.length;
+        }
+      } catch {
+        // Raced with a delete or rename: serve it from disk (and fail there) instead.
+      }
+    }
+    if (this.entries.size >= STAT_CACHE_ENTRIES) this.evict();
+    this.entries.delete(rel);
+    this.entries.set(rel, e);
+    return e;
+  }
+
+  private evict(): void {
+    let n = STAT_CACHE_ENTRIES / 10;
+    for (const [k, v] of this.entries) {
+      if (n-- <= 0) break;
+      if (v.body) this.memoryBytes -= v.body.length;
+      this.entries.delete(k);
+    }
+  }
+}
+
+function sameFile(a: Stats, b: Stats): boolean {
+  return a.ino === b.ino && a.size === b.size && a.mtimeMs === b.mtimeMs && a.isFile() === b.isFile();
+}
+
+/** RFC 9110 §8.8.3.2: weak comparison for If-None-Match, strong for If-Match. */
+function etagMatches(header: string, etag: string, weak: boolean): boolean {
+  if (header.trim() === '*') return true;
+  for (let tag of header.split(',')) {
+    tag = tag.trim();
+    if (weak && tag.startsWith('W/')) tag = tag.slice(2);
+    if (tag === etag) return true;
+  }
+  return false;
+}
+
+/**
+ * Decodes the request path once and refuses anything that could name a file outside the root:
+ * encoded separators, backslashes, NUL, and ".." segments. Returns a "/"-rooted clean path.
+ */
+export function safeRelative(rawPath: string): string {
+  if (/%(2f|5c|00)/i.test(rawPath) || rawPath.includes('\\')) throw new GatewayError('FORBIDDEN', 'path');
+  let decoded: string;
+  try {
+    decoded = decodeURIComponent(rawPath);
+  } catch {
+    throw new GatewayError('BAD_REQUEST', 'malformed percent-encoding in path');
+  }
+  if (decoded.includes('\0') || decoded.includes('\\')) throw new GatewayError('FORBIDDEN', 'path');
+  const out: string[] = [];
+  const parts = decoded.split('/');
+  for (let i = 0; i < parts.length; i++) {
+    const p = parts[i];
+    if (p === '..') throw new GatewayError('FORBIDDEN', 'path');
+    if (p === '.' || (p === '' && i < parts.length - 1)) continue;
+    out.push(p);
+  }
+  return `/${out.join('/')}`;
+}
