@@ -262,7 +262,8 @@ export function buildConfig(root: Directive[], file: string, notes: string[]): C
 
   return {
     file,
-    rtmp: { listen: r.listen('listen', [1935]) },
+    // `listen off;` (streamgate): no RTMP listener, e.g. when fronting an SRS that owns 1935.
+    rtmp: { listen: r.one('listen')?.args[0] === 'off' ? [] : r.listen('listen', [1935]) },
     maxConnections: r.int('max_connections', 1000, 1, 10_000_000),
     httpApi: { enabled: api.bool('enabled', true), listen: api.one('listen') ? api.listen('listen', []) : [] },
     httpServer: {
