@@ -37,6 +37,8 @@ export class Source extends EventEmitter {
   /** Tracks the publisher announced up front (FLV header flags), before any packet arrived. */
   declared = { audio: false, video: false };
   frames = 0;
+  /** The newest audio/video timestamp pushed (ms), -1 before any. */
+  lastDts = -1;
   readonly recv = new RateMeter();
   readonly send = new RateMeter();
   ended = false;
@@ -82,6 +84,7 @@ export class Source extends EventEmitter {
     if (this.ended) return;
     this.recv.add(pkt.data.length + 15);
     this.joinBurst = null;
+    if (pkt.kind !== 'script') this.lastDts = pkt.dts;
     if (pkt.kind === 'script') {
       this.metadata = pkt;
     } else if (pkt.kind === 'video') {
