@@ -1,6 +1,8 @@
 import http from 'node:http';
 import http2 from 'node:http2';
 import type { Server as NetServer, Socket } from 'node:net';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 import Koa from 'koa';
 import type { Context, Middleware, Next } from 'koa';
 import { DEFAULT_VHOST, type Config, type VhostConfig } from './config/index.js';
@@ -23,7 +25,15 @@ import { FileRoot } from './static/fileserver.js';
 /** `/{app}/{stream}.{ext}`: NGINX's `^/.+/.*\.(flv|m3u8|ts|aac|mp3)$` from the seed layout. */
 const STREAM_PATH = /^\/(.+)\/([^/]+)\.(flv|m3u8|ts|aac|mp3)$/;
 
-type Handler = (ctx: Context, next: Next) => Promise<void> | void;
+/**
+ * The player libraries, served from their npm packages by the gateway itself: the players page
+ * works offline and needs no CDN or build step.
+ */
+const require = createRequire(import.meta.url);
+const VENDOR_FILES: Record<string, { dir: string; file: string }> = {
+  '/players/vendor/mpegts.js': { dir: join(dirname(require.resolve('mpegts.js/package.json')), 'dist'), file: '/mpegts.js' },
+  '/players/vendor/hls.js': { dir: join(dirname(require.resolve('hls.js/package.json')), 'dist'), file: '/hls.min.js' },
+};
 
 interface StaticMount {
   /** Host the mount is limited to (`[vhost]` mounts of a named vhost); null = any host. */
@@ -166,6 +176,11 @@ export class Gateway {
   private async files(ctx: Context, t: Table): Promise<void> {
     const path = ctx.path;
     const raw = rawPath(ctx.url);
+    const lib = VENDOR_FILES[path];
+    if (lib && t.players) {
+      ctx.state.route = 'players';
+      return this.fileRoot(lib.dir).serve(ctx, lib.file, raw);
+    }
     for (const [prefix, root] of [['/console', t.console], ['/players', t.players]] as const) {
       if (root && (path === prefix || path.startsWith(`${prefix}/`))) {
         ctx.state.route = prefix.slice(1);

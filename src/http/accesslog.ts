@@ -26,7 +26,8 @@ export function accessLog(log: Logger, format: () => AccessFormat, record: (r: R
       const ms = performance.now() - start;
       // HTTP/1 serialises requests on a socket, so the byte delta is this response ($bytes_sent).
       const bytes = h2 ? Number(ctx.res.getHeader('content-length') ?? 0) : socket.bytesWritten - written0;
-      const status = ctx.res.headersSent ? ctx.res.statusCode : 499;
+      // Live HTTP/1 streams write their own head to the socket and record its status in state.
+      const status = (ctx.state.rawStatus as number | undefined) ?? (ctx.res.headersSent ? ctx.res.statusCode : 499);
       record({ route: (ctx.state.route as string) ?? 'none', status, bytes, ms });
       const f = format();
       if (f === 'off') return;
