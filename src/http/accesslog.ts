@@ -1,3 +1,4 @@
+import type { IncomingMessage } from 'node:http';
 import type { Middleware } from 'koa';
 import type { Logger } from '../log.js';
 
@@ -10,9 +11,36 @@ export interface RequestRecord {
   ms: number;
 }
 
+export interface AccessEntry extends RequestRecord {
+  ip: string;
+  method: string;
+  url: string;
+  httpVersion: string;
+  referer: string;
+  agent: string;
+  error: string | null;
+}
+
+/** One access line: NGINX's combined format plus the duration in seconds, or one JSON object. */
+export function formatAccess(f: 'combined' | 'json', e: AccessEntry): string {
+  if (f === 'json') {
+    return JSON.stringify({
+      time: new Date().toISOString(), remote: e.ip, method: e.method, url: e.url, proto: `HTTP/${e.httpVersion}`,
+      status: e.status, bytes: e.bytes, ms: Math.round(e.ms * 10) / 10, route: e.route, referer: e.referer || null,
+      agent: e.agent || null, error: e.error,
+    });
+  }
+  return `${e.ip} - - [${clf(new Date())}] "${e.method} ${e.url} HTTP/${e.httpVersion}" ${e.status} ${e.bytes} "${e.referer || '-'}" "${e.agent || '-'}" ${(e.ms / 1000).toFixed(3)}`;
+}
+
+export function headerOf(req: IncomingMessage, name: 'referer' | 'user-agent'): string {
+  const v = req.headers[name];
+  return typeof v === 'string' ? v : '';
+}
+
 /**
- * One line per request when the response is done (or the client is gone): NGINX's combined
- * format plus the duration, or JSON. `record` also feeds the metrics.
+ * One line per request when the response is done (or the client is gone). `record` also feeds
+ * the metrics.
  */
 export function accessLog(log: Logger, format: () => AccessFormat, record: (r: RequestRecord) => void): Middleware {
   return async (ctx, next) => {
@@ -22,33 +50,26 @@ export function accessLog(log: Logger, format: () => AccessFormat, record: (r: R
     const written0 = h2 ? 0 : socket.bytesWritten;
     // Read now: an HTTP/2 stream's socket is gone by the time the response has closed.
     const ip = socket?.remoteAddress ?? '-';
+    let logged = false;
     const done = () => {
+      if (logged) return;
+      logged = true;
       const ms = performance.now() - start;
       // HTTP/1 serialises requests on a socket, so the byte delta is this response ($bytes_sent).
       const bytes = h2 ? Number(ctx.res.getHeader('content-length') ?? 0) : socket.bytesWritten - written0;
       // Live HTTP/1 streams write their own head to the socket and record its status in state.
       const status = (ctx.state.rawStatus as number | undefined) ?? (ctx.res.headersSent ? ctx.res.statusCode : 499);
-      record({ route: (ctx.state.route as string) ?? 'none', status, bytes, ms });
+      const route = (ctx.state.route as string | undefined) ?? 'none';
+      record({ route, status, bytes, ms });
       const f = format();
       if (f === 'off') return;
-      if (f === 'json') {
-        log.access(JSON.stringify({
-          time: new Date().toISOString(), remote: ip, method: ctx.method, url: ctx.originalUrl, proto: `HTTP/${ctx.req.httpVersion}`,
-          status, bytes, ms: Math.round(ms * 10) / 10, route: ctx.state.route ?? null, referer: ctx.get('Referer') || null,
-          agent: ctx.get('User-Agent') || null, error: ctx.state.errorCode ?? null,
-        }));
-      } else {
-        log.access(`${ip} - - [${clf(new Date())}] "${ctx.method} ${ctx.originalUrl} HTTP/${ctx.req.httpVersion}" ${status} ${bytes} "${ctx.get('Referer') || '-'}" "${ctx.get('User-Agent') || '-'}" ${(ms / 1000).toFixed(3)}`);
-      }
+      log.access(formatAccess(f, {
+        route, status, bytes, ms, ip, method: ctx.method, url: ctx.originalUrl, httpVersion: ctx.req.httpVersion,
+        referer: headerOf(ctx.req, 'referer'), agent: headerOf(ctx.req, 'user-agent'), error: (ctx.state.errorCode as string | undefined) ?? null,
+      }));
     };
-    let logged = false;
-    const once = () => {
-      if (logged) return;
-      logged = true;
-      done();
-    };
-    ctx.res.once('finish', once);
-    ctx.res.once('close', once);
+    ctx.res.once('finish', done);
+    ctx.res.once('close', done);
     await next();
   };
 }

@@ -5,7 +5,7 @@ import type { Middleware } from 'koa';
  * Origin, every method and header allowed, and OPTIONS answered 200 with an empty body.
  * With crossdomain off, nothing is added and OPTIONS falls through to the routes (405 there).
  */
-const CORS_HEADERS: Record<string, string> = {
+export const CORS_HEADERS: Readonly<Record<string, string>> = {
   'Access-Control-Allow-Origin': '*',
   'Access-Control-Allow-Methods': '*',
   'Access-Control-Allow-Headers': '*',

@@ -23,15 +23,20 @@ export interface OriginDeps {
 export interface Origin {
   /** Serves or ingests the stream; calls next() to let static files answer when nothing is live. */
   handle(ctx: Context, req: StreamRequest, next: Next): Promise<void>;
+  /** Whether a GET of this stream path is the origin's to answer now (live, pulled or uploaded), not a file's. */
+  claims(req: StreamRequest): boolean;
   close(): void;
 }
 
 /** The stream origin (issue 5 fills in HTTP-FLV; issue 7 HLS, TS, AAC, MP3). */
-export function createOrigin(_deps: OriginDeps): Origin {
+export function createOrigin(deps: OriginDeps): Origin {
   return {
     async handle(ctx, _req, next) {
       if (ctx.method === 'GET' || ctx.method === 'HEAD') return next();
       throw new GatewayError('NOT_IMPLEMENTED', 'publishing is not available yet');
+    },
+    claims(req) {
+      return deps.hub.find(req) !== undefined;
     },
     close() {},
   };

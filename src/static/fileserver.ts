@@ -144,6 +144,16 @@ export class FileRoot {
     return this.paths.get(e)!;
   }
 
+  /**
+   * The fast lane's question: a fresh cache entry for a plain file held in memory, or undefined
+   * (then the full path above answers, and refreshes the cache for the next request).
+   */
+  cachedBody(rel: string, now: number): { body: Buffer; etag: string; lastModified: string; type: string; cache: string | undefined } | undefined {
+    const e = this.entries.get(rel);
+    if (!e || !e.body || now - e.checkedAt >= STAT_TTL_MS || !e.stat?.isFile()) return undefined;
+    return e as { body: Buffer; etag: string; lastModified: string; type: string; cache: string | undefined };
+  }
+
   /** The cached stat (and small body) of a root-relative path, refreshed every STAT_TTL_MS. */
   private async lookup(rel: string): Promise<Entry> {
     const now = Date.now();
