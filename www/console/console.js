@@ -119,11 +119,20 @@ function syncRows(tbody, items, key, create, update) {
   }
 }
 
-function row(cells, header = 0) {
+/**
+ * A new row for a live table: the first `header` cells are row headers. Each cell carries its
+ * column's name (data-label) for the phone layout, and explicit ARIA roles, because browsers drop
+ * table semantics once CSS turns rows into blocks.
+ */
+function row(table, header = 0) {
   const tr = document.createElement('tr');
-  for (let i = 0; i < cells; i++) {
+  tr.setAttribute('role', 'row');
+  for (const th of table.tHead.rows[0].cells) {
+    const i = tr.cells.length;
     const c = document.createElement(i < header ? 'th' : 'td');
     if (i < header) c.scope = 'row';
+    c.setAttribute('role', i < header ? 'rowheader' : 'cell');
+    c.dataset.label = th.textContent.trim();
     tr.append(c);
   }
   return tr;
@@ -139,7 +148,7 @@ function renderStreams(streams, clients, serverNowMs) {
   $('streams-empty').hidden = live.length > 0;
   syncRows($('streams').tBodies[0], live, (s) => s.id,
     () => {
-      const tr = row(7, 1);
+      const tr = row($('streams'), 1);
       const a = document.createElement('a');
       tr.cells[6].append(a);
       return tr;
@@ -169,7 +178,7 @@ function renderClients(clients, streams) {
   $('clients-empty').hidden = clients.length > 0;
   syncRows($('clients').tBodies[0], clients, (c) => c.id,
     (c) => {
-      const tr = row(9, 1);
+      const tr = row($('clients'), 1);
       const b = document.createElement('button');
       b.type = 'button';
       b.className = 'kick';

@@ -144,6 +144,8 @@ function startVideo() {
 
 async function startMpegts(url, kind) {
   const mpegts = await loadLib('mpegts');
+  // mpegts.js logs every parsed header to the console by default; keep warnings and errors only.
+  mpegts.LoggingControl.applyConfig({ enableDebug: false, enableVerbose: false, enableInfo: false });
   if (!mpegts.isSupported()) throw new Error('this browser has no Media Source Extensions; HTTP-FLV cannot play here');
   const player = mpegts.createPlayer({ type: kind === 'ts' ? 'mpegts' : 'flv', isLive: true, url }, {
     // Live: hand bytes to the demuxer as they arrive instead of stashing 384 KB first (mpegts.js docs).
@@ -215,7 +217,8 @@ async function startHls(url) {
   /** @type {{ bytes: number, seconds: number }[]} */
   const recent = [];
   hls.on(Hls.Events.FRAG_LOADED, (_e, d) => {
-    recent.push({ bytes: d.payload.byteLength, seconds: d.frag.duration });
+    // stats.loaded, not payload.byteLength: the payload is transferred to hls.js's worker (detached).
+    recent.push({ bytes: d.frag.stats.loaded, seconds: d.frag.duration });
     if (recent.length > HLS_BITRATE_SEGMENTS) recent.shift();
   });
   let mediaRecoveries = 0;
