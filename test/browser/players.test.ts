@@ -122,7 +122,7 @@ describe('players page in Chromium', () => {
     });
     // The live stream list comes from the embedded API; when that has landed it lists this stream.
     const api = await fetch(`${http}/api/v1/streams/`);
-    if (api.ok) await page.getByRole('link', { name: 'Play /live/demo.flv' }).waitFor();
+    if (api.ok) await page.getByRole('link', { name: 'FLV: play /live/demo.flv' }).waitFor();
     await screenshot(page, 'players-flv-http1.png');
     assert.deepEqual(problems.errors, []);
   });

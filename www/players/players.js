@@ -338,11 +338,12 @@ function describe(s) {
   return parts.join(' + ') || 'no media yet';
 }
 
-function streamLink(label, href, title) {
+function streamLink(label, href) {
   const a = document.createElement('a');
   a.href = `?url=${encodeURIComponent(href)}`;
   a.textContent = label;
-  a.title = title;
+  // The visible "FLV"/"HLS" starts the accessible name (WCAG 2.5.3), the rest says which stream.
+  a.setAttribute('aria-label', `${label}: play ${href}`);
   a.addEventListener('click', (e) => {
     // Play in place (the page keeps its state); the href still works in a new tab.
     if (e.metaKey || e.ctrlKey || e.shiftKey || e.button !== 0) return;
@@ -383,7 +384,7 @@ async function refreshStreams() {
     info.textContent = describe(s);
     const links = document.createElement('span');
     links.className = 'links';
-    links.append(streamLink('FLV', `${path}.flv`, `Play ${path}.flv`), streamLink('HLS', `${path}.m3u8`, `Play ${path}.m3u8`));
+    links.append(streamLink('FLV', `${path}.flv`), streamLink('HLS', `${path}.m3u8`));
     li.append(name, info, links);
     return li;
   });

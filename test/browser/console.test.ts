@@ -1,0 +1,169 @@
+import { after, before, describe, test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { loadConfigText } from '../../src/config/index.js';
+import { Gateway } from '../../src/gateway.js';
+import { memoryLogger } from '../../src/log.js';
+import { publish, waitFor, type Proc } from '../helpers/ffmpeg.js';
+import { ingestMissing, launchBrowser, openPage, screenshot, until, videoState, waitForPlayback } from '../helpers/browser.js';
+
+// Functions passed to page.evaluate run in the browser; the tsconfig has no DOM lib (see helpers/browser.ts).
+declare const document: any;
+declare const window: any;
+
+/**
+ * An operator opens /console/ while a stream is live and someone watches it: the stream and the
+ * player are listed, refreshed on their own, and the Kick button ends that player.
+ */
+
+const V = '__defaultVhost__';
+const PUBLISH_SECONDS = 90;
+
+async function startGateway(tmp: string, extra = ''): Promise<Gateway> {
+  const { log } = memoryLogger();
+  const conf = `listen off;
+    http_server { listen 127.0.0.1:0; dir ./public;
+      https { enabled on; listen 127.0.0.1:0; key ${tmp}/k.pem; cert ${tmp}/c.pem; } }
+    console_dir ./www/console; players_dir ./www/players; ${extra}`;
+  return Gateway.start(loadConfigText(conf, 'browser.conf'), { log });
+}
+
+/** The text of each row of a console table, cells joined by " | ", with the row's data-role. */
+async function rows(page: Page, table: 'streams' | 'clients'): Promise<{ role: string; cells: string[] }[]> {
+  return page.evaluate((id: string) => [...document.querySelectorAll(`#${id} tbody tr`)].map((tr: any) => ({
+    role: tr.dataset.role ?? '',
+    cells: [...tr.cells].map((c: any) => c.textContent.trim()),
+  })), table);
+}
+
+describe('console page in Chromium', () => {
+  let gw: Gateway;
+  let tmp: string;
+  let browser: Browser;
+  let pub: Proc | undefined;
+  const contexts: BrowserContext[] = [];
+  let missing: string | null = null;
+  let http = '';
+
+  before(async () => {
+    tmp = await mkdtemp(join(tmpdir(), 'streamgate-console-'));
+    gw = await startGateway(tmp);
+    http = `http://127.0.0.1:${gw.port('http')}`;
+    browser = await launchBrowser();
+    const api = await fetch(`${http}/api/v1/streams/`);
+    if (api.status === 501) {
+      missing = 'the embedded API is not implemented yet (/api/v1/streams/ answered 501)';
+      return;
+    }
+    pub = publish(`${http}/live/show.flv`, { seconds: PUBLISH_SECONDS, size: '640x360', fps: 25, gop: 25 });
+    const live = await waitFor('show to be live', () => gw.hub.find({ vhost: V, app: 'live', stream: 'show' })?.videoHeader, 15_000).then(() => true, () => false);
+    if (!live) missing = (await ingestMissing(`${http}/live/probe.flv`)) ?? null;
+    if (!live && !missing) throw new Error(`the publisher did not go live: ${pub.stderr()}`);
+  });
+
+  after(async () => {
+    pub?.kill();
+    for (const c of contexts) await c.close().catch(() => {});
+    await browser?.close();
+    await gw?.close();
+    await rm(tmp, { recursive: true, force: true });
+  });
+
+  function skipIf(t: TestContext, why: string | null): boolean {
+    if (why) t.skip(why);
+    return why !== null;
+  }
+
+  async function open(path: string, viewport?: { width: number; height: number }) {
+    const o = await openPage(browser, viewport);
+    contexts.push(o.context);
+    await o.page.goto(`${http}${path}`);
+    return o;
+  }
+
+  test('lists the live stream and its player, refreshed on its own; Kick ends that player', async (t) => {
+    if (skipIf(t, missing)) return;
+    const cons = await open('/console/');
+    // The stream is listed before anyone watches it...
+    const stream = await until('the stream row', async () => (await rows(cons.page, 'streams')).find((r) => r.cells[0] === 'live/show'));
+    assert.match(stream.cells[1], /h\.?264|avc/i, `video codec shown: ${stream.cells.join(' | ')}`);
+    assert.match(stream.cells[1], /640×360/);
+    assert.match(stream.cells[2], /aac/i);
+
+    // ...then a viewer starts watching, and the console shows it without a reload.
+    const viewer = await open('/players/?url=/live/show.flv');
+    await waitForPlayback(viewer.page, 1);
+    await until('one player on the stream row', async () => (await rows(cons.page, 'streams')).find((r) => r.cells[0] === 'live/show' && r.cells[5] === '1'));
+    const player = await until('the player in the clients table', async () => (await rows(cons.page, 'clients')).find((r) => r.role === 'player' && r.cells[2] === 'live/show'));
+    assert.ok((await rows(cons.page, 'clients')).some((r) => r.role === 'publisher' && r.cells[2] === 'live/show'), 'the publisher is listed too');
+    await until('a bitrate and an uptime', async () => {
+      const r = (await rows(cons.page, 'streams')).find((x) => x.cells[0] === 'live/show');
+      return r && /\d+ kbit\/s/.test(r.cells[3]) && /\d+s/.test(r.cells[4]);
+    });
+    await screenshot(cons.page, 'console.png');
+
+    // Kick, from the keyboard: focus the player's button and press Enter.
+    const kick = cons.page.getByRole('button', { name: `Kick player ${player.cells[0]} of live/show` });
+    await kick.press('Enter');
+    await until('the player to leave the clients table', async () => !(await rows(cons.page, 'clients')).some((r) => r.cells[0] === player.cells[0]), 10_000);
+    const ended = await until('the viewer to see the stream end', async () => {
+      const s = await videoState(viewer.page);
+      return (s.state === 'ended' || s.state === 'error') && s;
+    }, 10_000);
+    assert.ok(ended.state === 'ended' || ended.state === 'error');
+    // The publisher was not touched: the stream is still live, now with no players.
+    await until('the stream with no players', async () => (await rows(cons.page, 'streams')).find((r) => r.cells[0] === 'live/show' && r.cells[5] === '0'));
+    assert.equal(await cons.page.locator('#problem').textContent(), '');
+    assert.deepEqual(cons.problems.errors, []);
+    assert.deepEqual(viewer.problems.errors, []);
+  });
+
+  test('shows the gateway config read-only, or says it is not available', async (t) => {
+    if (skipIf(t, missing)) return;
+    const { page, problems } = await open('/console/');
+    const r = await fetch(`${http}/api/v1/config`);
+    if (r.ok) {
+      // Whatever shape the view has, the ports this gateway listens on appear in it.
+      await until('the config rendered', async () => (await page.locator('#config').textContent())?.includes(String(gw.port('https'))));
+      await page.getByRole('button', { name: 'Reload' }).click();
+      await until('the config rendered again', async () => (await page.locator('#config').textContent())?.includes(String(gw.port('http'))));
+    } else {
+      await until('the degraded message', async () => /does not offer a config view/.test((await page.locator('#config').textContent()) ?? ''));
+    }
+    assert.deepEqual(problems.errors, []);
+  });
+
+  test('on a phone the console fits the screen and Kick stays in reach', async (t) => {
+    if (skipIf(t, missing)) return;
+    const { page, problems } = await open('/console/', { width: 390, height: 844 });
+    await until('the publisher listed', async () => (await rows(page, 'clients')).some((r) => r.role === 'publisher'));
+    assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth), 'no sideways scrolling at 390 px');
+    const box = await page.getByRole('button', { name: /^Kick publisher/ }).first().boundingBox();
+    assert.ok(box && box.x + box.width <= 390, `the Kick button is on screen: ${JSON.stringify(box)}`);
+    await screenshot(page, 'console-phone.png');
+    assert.deepEqual(problems.errors, []);
+  });
+});
+
+describe('console page without an API', () => {
+  test('says what is wrong instead of showing empty tables', async () => {
+    const tmp = await mkdtemp(join(tmpdir(), 'streamgate-console-'));
+    const gw = await startGateway(tmp, 'http_api { enabled off; }');
+    const browser = await launchBrowser();
+    try {
+      const { page, problems } = await openPage(browser);
+      await page.goto(`http://127.0.0.1:${gw.port('http')}/console/`);
+      await until('the problem shown', async () => /Could not load streams and clients/.test((await page.locator('#problem').textContent()) ?? ''));
+      assert.equal(await page.getByRole('alert').count(), 1);
+      await until('the config section degraded', async () => /config view|Could not load the config/.test((await page.locator('#config').textContent()) ?? ''));
+      assert.deepEqual(problems.errors, []);
+    } finally {
+      await browser.close();
+      await gw.close();
+      await rm(tmp, { recursive: true, force: true });
+    }
+  });
+});
