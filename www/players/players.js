@@ -125,6 +125,8 @@ function renderStats() {
 let session = null;
 /** Bumped by every play/stop, so a library that finishes loading late does not start a stale play. */
 let generation = 0;
+/** The server ended the stream: running out of buffer afterwards is the end, not buffering. */
+let streamEnded = false;
 
 function kindOf(url, format) {
   if (format !== 'auto') return format;
@@ -162,6 +164,7 @@ async function startMpegts(url, kind) {
   });
   player.on(mpegts.Events.LOADING_COMPLETE, () => {
     // The server ended the response: the publisher stopped, or this player was kicked.
+    streamEnded = true;
     setState('ended', 'the server ended the stream');
   });
   player.on(mpegts.Events.ERROR, (type, details, info) => {
@@ -255,6 +258,7 @@ async function startHls(url) {
 
 function stop() {
   generation++;
+  streamEnded = false;
   if (session) {
     try {
       session.destroy();
@@ -304,8 +308,11 @@ async function play(raw, format = 'auto') {
 
 // The <video>'s own events drive the state shown; the engines add "ended" and "error" from the network side.
 video.addEventListener('playing', () => setState('playing'));
-video.addEventListener('waiting', () => session && setState('buffering'));
-video.addEventListener('ended', () => setState('ended', 'the stream ended'));
+video.addEventListener('waiting', () => session && !streamEnded && setState('buffering'));
+video.addEventListener('ended', () => {
+  streamEnded = true;
+  setState('ended', 'the stream ended');
+});
 video.addEventListener('error', () => {
   if (!session || session.engine !== 'native' || !video.error) return;
   reportError(`video: ${video.error.message || `error code ${video.error.code}`}`);
