@@ -29,7 +29,8 @@ export function respondError(ctx: Context, err: unknown, log: Logger): void {
   if (ge.status >= 500 && !(err instanceof GatewayError)) {
     log.error(`${ctx.method} ${ctx.path}: ${(err as Error)?.stack ?? String(err)}`);
   }
-  const keep = ['Access-Control-Allow-Origin', 'Access-Control-Allow-Headers', 'Access-Control-Allow-Methods',
+  // CORS so a browser can read the error, Connection so a refused publisher is still told "close".
+  const keep = ['Connection', 'Access-Control-Allow-Origin', 'Access-Control-Allow-Headers', 'Access-Control-Allow-Methods',
     'Access-Control-Expose-Headers', 'Access-Control-Allow-Credentials', 'Access-Control-Request-Private-Network'];
   const saved = keep.map((k) => [k, ctx.response.get(k)] as const).filter(([, v]) => v !== undefined && v !== '');
   ctx.res.getHeaderNames().forEach((h) => ctx.res.removeHeader(h));
