@@ -1,8 +1,13 @@
 import type { Context, Next } from 'koa';
-import type { Config } from '../config/index.js';
+import type { Config, VhostConfig } from '../config/index.js';
 import type { Hub } from '../live/hub.js';
 import type { Logger } from '../log.js';
 import { GatewayError } from '../errors.js';
+import { PublishGuard } from '../ingest/access.js';
+import { publishHttpFlv } from '../ingest/http-flv.js';
+import { edgeResolver } from '../ingest/edge.js';
+import { playHttpFlv } from './http-flv.js';
+import { VERSION } from '../version.js';
 
 export type StreamExt = 'flv' | 'm3u8' | 'ts' | 'aac' | 'mp3';
 
@@ -17,6 +22,7 @@ export interface StreamRequest {
 export interface OriginDeps {
   hub: Hub;
   config: () => Config;
+  vhost: (name: string) => VhostConfig;
   log: Logger;
 }
 
@@ -28,16 +34,67 @@ export interface Origin {
   close(): void;
 }
 
-/** The stream origin (issue 5 fills in HTTP-FLV; issue 7 HLS, TS, AAC, MP3). */
+const ALLOW_FLV = 'GET, HEAD, POST, PUT, OPTIONS';
+
+/**
+ * The stream origin: dispatches /{app}/{stream}.{ext} by method and extension to ingest
+ * (publish) or output (play). A GET for a stream that is not live falls through to files, so
+ * HLS written to disk by another tool is still served; if there is no file either, the answer
+ * is 404 at once (SRS hangs here: SRS #1134, #2253).
+ */
 export function createOrigin(deps: OriginDeps): Origin {
+  const { hub, log } = deps;
+  const guards = new WeakMap<VhostConfig, PublishGuard>();
+  const guard = (vhost: string): PublishGuard => {
+    const v = deps.vhost(vhost);
+    let g = guards.get(v);
+    if (!g) {
+      g = new PublishGuard(v.publish);
+      guards.set(v, g);
+    }
+    return g;
+  };
+  hub.resolver = edgeResolver({ hub, log, vhost: deps.vhost });
+
+  const notLive = async (next: Next): Promise<void> => {
+    try {
+      await next();
+    } catch (err) {
+      if (err instanceof GatewayError && err.code === 'NOT_FOUND') throw new GatewayError('STREAM_NOT_FOUND');
+      throw err;
+    }
+  };
+
   return {
-    async handle(ctx, _req, next) {
-      if (ctx.method === 'GET' || ctx.method === 'HEAD') return next();
-      throw new GatewayError('NOT_IMPLEMENTED', 'publishing is not available yet');
+    async handle(ctx, req, next) {
+      const name = { vhost: req.vhost, app: req.app, stream: req.stream };
+      const v = deps.vhost(req.vhost);
+      if (req.ext === 'flv') {
+        if (!v.httpRemux.enabled) return next();
+        if (ctx.method === 'POST' || ctx.method === 'PUT') return publishHttpFlv(ctx, name, { hub, log, guard });
+        if (ctx.method !== 'GET' && ctx.method !== 'HEAD') throw new GatewayError('METHOD_NOT_ALLOWED', undefined, { Allow: ALLOW_FLV });
+        const source = await hub.acquire(name);
+        if (!source) return notLive(next);
+        if (!source.canAcceptPlayer()) throw new GatewayError('LIMIT_REACHED', `at most ${v.play.maxPlayers} players per stream`);
+        if (ctx.method === 'HEAD') {
+          // Headers only: SRS crashed on exactly this request (SRS #4140).
+          ctx.status = 200;
+          ctx.set({ 'Content-Type': 'video/x-flv', 'Cache-Control': 'no-cache', Server: `streamgate/${VERSION}` });
+          return;
+        }
+        // ffprobe/ffplay send `Range: bytes=0-` on live URLs: a live stream has no ranges, it is a fresh play.
+        return playHttpFlv(ctx, source, hub);
+      }
+      if (ctx.method === 'GET' || ctx.method === 'HEAD') return notLive(next);
+      throw new GatewayError('NOT_IMPLEMENTED', `${ctx.method} of .${req.ext} streams is not available yet`);
     },
     claims(req) {
-      return deps.hub.find(req) !== undefined;
+      if (hub.find(req)) return true;
+      // An edge vhost may pull a .flv that is not here yet: the full path decides.
+      return req.ext === 'flv' && deps.vhost(req.vhost).edge.origin !== null;
     },
-    close() {},
+    close() {
+      hub.resolver = null;
+    },
   };
 }

@@ -1,0 +1,106 @@
+import type { Context } from 'koa';
+import { GatewayError } from '../errors.js';
+import { FlvDemuxer } from '../media/flv/demuxer.js';
+import { CountingClient, clientIp } from '../live/client.js';
+import type { Hub } from '../live/hub.js';
+import type { Logger } from '../log.js';
+import type { PublishGuard } from './access.js';
+import type { StreamName } from '../live/types.js';
+import { abortRequest } from '../http/connection.js';
+
+/** A publisher that sends nothing for this long is gone (its socket is closed). */
+const PUBLISH_IDLE_TIMEOUT_MS = 30_000;
+
+export interface HttpPublishDeps {
+  hub: Hub;
+  log: Logger;
+  guard: (vhost: string) => PublishGuard;
+}
+
+/**
+ * HTTP-FLV ingest: `POST`/`PUT /{app}/{stream}.flv` with an FLV body, chunked, as
+ * `ffmpeg -f flv http://…` sends it. ffmpeg never reads the response, so nothing is answered
+ * until the body ends: ending the response early would make it stop publishing.
+ */
+export async function publishHttpFlv(ctx: Context, name: StreamName, deps: HttpPublishDeps): Promise<void> {
+  const { hub, log } = deps;
+  const ip = clientIp(ctx.req.socket?.remoteAddress);
+  const secret = typeof ctx.query.secret === 'string' ? ctx.query.secret : null;
+  if (!deps.guard(name.vhost).allowed(ip, secret)) {
+    refuse(ctx);
+    throw new GatewayError('PUBLISH_FORBIDDEN', `${ip} to ${name.app}/${name.stream}`);
+  }
+  const req = ctx.req;
+  const client = new CountingClient(hub, {
+    type: 'flv-publish',
+    ip,
+    name,
+    url: `/${name.app}/${name.stream}`,
+    tcUrl: `http://${ctx.host}/${name.app}`,
+    pageUrl: ctx.get('Referer'),
+    publish: true,
+    kick: () => abortRequest(ctx),
+  });
+  let source;
+  try {
+    source = hub.publish(name, client);
+  } catch (err) {
+    // ffmpeg keeps sending until the socket closes: answer, then close it (issue 5: 409 + close).
+    refuse(ctx);
+    throw err;
+  }
+  hub.addClient(client);
+  const label = `${name.app}/${name.stream}`;
+  log.info(`publish ${label} from ${ip} over HTTP-FLV (client ${client.id})`);
+  const demuxer = new FlvDemuxer();
+  let declared = false;
+  req.setTimeout(PUBLISH_IDLE_TIMEOUT_MS, () => abortRequest(ctx));
+  ctx.respond = false;
+
+  await new Promise<void>((resolve) => {
+    let finished = false;
+    const finish = (why: string, bad = false) => {
+      if (finished) return;
+      finished = true;
+      source.end('unpublished');
+      hub.removeClient(client.id);
+      log.info(`unpublish ${label} (${why}, ${client.received} bytes in)`);
+      if (bad) {
+        abortRequest(ctx);
+      } else if (!ctx.res.headersSent && ctx.res.writable) {
+        ctx.res.writeHead(200, { 'Content-Type': 'text/plain;charset=utf-8', 'Content-Length': '0' });
+        ctx.res.end();
+      }
+      resolve();
+    };
+    req.on('data', (chunk: Buffer) => {
+      client.received += chunk.length;
+      let packets;
+      try {
+        packets = demuxer.push(chunk);
+      } catch (err) {
+        log.warn(`publish ${label}: bad FLV from ${ip}, disconnecting: ${(err as Error).message}`);
+        finish('malformed FLV', true);
+        return;
+      }
+      if (!declared && demuxer.header) {
+        declared = true;
+        source.declared = { audio: demuxer.header.hasAudio, video: demuxer.header.hasVideo };
+      }
+      for (const p of packets) source.push(p);
+    });
+    req.on('end', () => finish('end of body'));
+    req.on('error', () => finish('connection error'));
+    req.on('close', () => finish('connection closed'));
+    source.once('end', () => {
+      // Kicked through the API or taken over: close the publisher's connection.
+      if (!finished) finish('stream ended', true);
+    });
+  });
+}
+
+/** Make sure the refused publisher's connection closes after the error response. */
+function refuse(ctx: Context): void {
+  ctx.set('Connection', 'close');
+  ctx.res.once('finish', () => abortRequest(ctx));
+}
