@@ -10,7 +10,7 @@ import { GatewayError } from './errors.js';
 import { createApi } from './api/index.js';
 import { accessLog, formatAccess, headerOf } from './http/accesslog.js';
 import { cors, CORS_HEADERS } from './http/cors.js';
-import { errorResponder, isApiPath } from './http/errors.js';
+import { errorBody, errorResponder, isApiPath } from './http/errors.js';
 import { welcomePage } from './http/welcome.js';
 import { Hub } from './live/hub.js';
 import { DEFAULT_SOURCE_OPTIONS, type SourceOptions } from './live/source.js';
@@ -19,7 +19,9 @@ import { Metrics } from './metrics/metrics.js';
 import { bindAll, type Bound, type ListenerSpec } from './net/listeners.js';
 import { loadKeyPair } from './net/tls.js';
 import { createOrigin, type Origin, type StreamExt } from './outputs/origin.js';
-import { createProxy, type Proxy } from './proxy/index.js';
+import { createProxy, type AnyRequest, type Proxy } from './proxy/index.js';
+import type { Duplex } from 'node:stream';
+import type { OutgoingHttpHeaders } from 'node:http';
 import { FileRoot } from './static/fileserver.js';
 import { UNKNOWN_TYPE } from './static/mime.js';
 
@@ -148,7 +150,7 @@ export class Gateway {
     if (isApiPath(path)) {
       const p = t.apiProxy.find((r) => path.startsWith(r.prefix));
       ctx.state.route = p ? `proxy:${p.prefix}` : 'api';
-      if (p) return p.proxy.handle(ctx);
+      if (p) return p.proxy.handle(ctx, this.proxyCors);
       if (!t.config.httpApi.enabled) throw new GatewayError('API_NOT_FOUND', 'http_api is disabled; add a proxy route for /api/');
       return this.api(ctx, next);
     }
@@ -163,7 +165,7 @@ export class Gateway {
     for (const r of t.proxies) {
       if (path.startsWith(r.prefix)) {
         ctx.state.route = `proxy:${r.prefix}`;
-        return r.proxy.handle(ctx);
+        return r.proxy.handle(ctx, this.proxyCors);
       }
     }
 
@@ -202,7 +204,7 @@ export class Gateway {
     }
     if (t.catchAll) {
       ctx.state.route = 'proxy:/';
-      return t.catchAll.handle(ctx);
+      return t.catchAll.handle(ctx, this.proxyCors);
     }
     ctx.state.route = ctx.state.route ?? 'static';
     try {
@@ -329,6 +331,79 @@ export class Gateway {
     return true;
   }
 
+  /**
+   * The proxy lane: an HTTP/1 request for a proxied prefix goes straight to its upstream without
+   * a Koa context, the same way the fast lane serves small files. The proxy answers the same as
+   * it would through the table; only CORS preflights (answered by the gateway) take the long way.
+   */
+  private proxyLane(req: http.IncomingMessage, res: http.ServerResponse): boolean {
+    const t = this.table;
+    if ((t.apiProxy.length === 0 && t.proxies.length === 0) || this.closing || req.httpVersionMajor !== 1) return false;
+    const url = req.url ?? '';
+    if (url.length > t.config.limits.maxUrlBytes || url.charCodeAt(0) !== 47) return false;
+    if (req.method === 'OPTIONS' && t.config.httpServer.crossdomain) return false;
+    const path = rawPath(url);
+    const r = (isApiPath(path) ? t.apiProxy : t.proxies).find((x) => path.startsWith(x.prefix));
+    if (!r) return false;
+    const start = performance.now();
+    const sock = req.socket;
+    const written0 = sock.bytesWritten;
+    const route = `proxy:${r.prefix}`;
+    const done = (status: number, error: string | null) => {
+      const bytes = sock.bytesWritten - written0;
+      this.metrics.request(route, status, bytes);
+      const format = t.config.accessLog;
+      if (format === 'off') return;
+      this.log.access(formatAccess(format, {
+        route, status, bytes, ms: performance.now() - start, ip: sock.remoteAddress ?? '-', method: req.method ?? '-', url,
+        httpVersion: req.httpVersion, referer: headerOf(req, 'referer'), agent: headerOf(req, 'user-agent'), error,
+      }));
+    };
+    r.proxy.serve(req, res, this.proxyCors).then((out) => done(out.status, out.error), (err: unknown) => {
+      const ge = err instanceof GatewayError ? err : new GatewayError('INTERNAL');
+      const { type, body } = errorBody(path, ge);
+      const headers: OutgoingHttpHeaders = { 'Content-Type': type, 'Content-Length': Buffer.byteLength(body) };
+      this.proxyCors(req, headers);
+      if (!res.headersSent && !res.destroyed) res.writeHead(ge.status, headers).end(body);
+      done(ge.status, ge.code);
+    });
+    return true;
+  }
+
+  /** CORS on proxied answers, unless the upstream (an SRS, say) set its own. */
+  private readonly proxyCors = (req: AnyRequest, headers: OutgoingHttpHeaders): void => {
+    if (req.headers.origin === undefined || !this.table.config.httpServer.crossdomain) return;
+    if (headers['access-control-allow-origin'] !== undefined) return;
+    Object.assign(headers, CORS_HEADERS);
+  };
+
+  /**
+   * HTTP/1.1 Upgrade: WebSocket to a proxied prefix is spliced to its upstream; any other upgrade
+   * (curl's h2c offer, a WebSocket to a path nobody proxies) is answered as a plain request.
+   */
+  private upgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer, handler: (req: http.IncomingMessage, res: http.ServerResponse) => void): void {
+    const t = this.table;
+    const path = rawPath(req.url ?? '/');
+    const r = (isApiPath(path) ? t.apiProxy : t.proxies).find((x) => path.startsWith(x.prefix))?.proxy
+      ?? (this.staticMatch(path) ? null : t.catchAll);
+    if (r && !this.closing) {
+      r.upgrade(req, socket, head);
+      return;
+    }
+    const res = new http.ServerResponse(req);
+    res.assignSocket(socket as Socket);
+    res.shouldKeepAlive = false;
+    res.once('finish', () => socket.end());
+    handler(req, res);
+  }
+
+  /** Whether a path is answered by a page dir or a vhost mount before the catch-all proxy. */
+  private staticMatch(path: string): boolean {
+    const t = this.table;
+    if ((t.console && path.startsWith('/console')) || (t.players && path.startsWith('/players'))) return true;
+    return t.mounts.some((m) => path === m.prefix || path.startsWith(m.prefix.endsWith('/') ? m.prefix : `${m.prefix}/`));
+  }
+
   /** 414 before anything else looks at the URL; refuse new work while shutting down. */
   private guardRequest(): Middleware {
     return async (ctx, next) => {
@@ -350,8 +425,9 @@ export class Gateway {
     const c = this.table.config;
     const koa = this.app.callback();
     const handler = (req: http.IncomingMessage, res: http.ServerResponse) => {
-      if (!this.fastLane(req, res)) void koa(req, res);
+      if (!this.proxyLane(req, res) && !this.fastLane(req, res)) void koa(req, res);
     };
+    const upgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer) => this.upgrade(req, socket, head, handler);
     const specs: ListenerSpec[] = [];
     const limits = c.limits;
     if (c.httpServer.enabled) {
@@ -365,6 +441,7 @@ export class Gateway {
           keepAliveTimeout: limits.keepAliveTimeoutMs,
         }, handler);
         server.maxConnections = c.maxConnections;
+        server.on('upgrade', upgrade);
         specs.push({ role: 'http', directive: 'http_server.listen', addr, server });
       }
       if (c.httpServer.https.enabled) {
@@ -378,6 +455,7 @@ export class Gateway {
             settings: { maxHeaderListSize: limits.maxHeaderBytes },
           }, handler as unknown as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void);
           server.maxConnections = c.maxConnections;
+          server.on('upgrade', upgrade);
           this.httpsServers.push(server);
           specs.push({ role: 'https', directive: 'http_server.https.listen', addr, server });
         }

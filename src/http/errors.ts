@@ -38,13 +38,15 @@ export function respondError(ctx: Context, err: unknown, log: Logger): void {
   for (const [k, v] of Object.entries(ge.headers)) ctx.set(k, v);
   ctx.status = ge.status;
   ctx.state.errorCode = ge.code;
-  if (isApiPath(ctx.path)) {
-    ctx.type = 'application/json';
-    ctx.body = JSON.stringify({ code: ge.status, error: ge.code, message: ge.message });
-  } else {
-    ctx.type = 'text/plain;charset=utf-8';
-    ctx.body = `${ge.status} ${ge.message}\n`;
-  }
+  const { type, body } = errorBody(ctx.path, ge);
+  ctx.type = type;
+  ctx.body = body;
+}
+
+/** The body of an error answer: JSON in SRS's style on API paths, one text line elsewhere. */
+export function errorBody(path: string, ge: GatewayError): { type: string; body: string } {
+  if (isApiPath(path)) return { type: 'application/json', body: JSON.stringify({ code: ge.status, error: ge.code, message: ge.message }) };
+  return { type: 'text/plain;charset=utf-8', body: `${ge.status} ${ge.message}\n` };
 }
 
 export function isApiPath(path: string): boolean {

@@ -1,28 +1,271 @@
+import http from 'node:http';
+import https from 'node:https';
+import type { Duplex } from 'node:stream';
+import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import type { Context } from 'koa';
 import type { ProxyRoute } from '../config/index.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/metrics.js';
-import { GatewayError } from '../errors.js';
+import { GatewayError, type ErrorCode } from '../errors.js';
+import { clientResponseHeaders, rawHead, upstreamRequestHeaders, type ForwardInfo } from './headers.js';
 
 export interface ProxyOptions {
+  /** Upstream idle timeout: no byte from the upstream for this long is a 504 (NGINX's proxy_read_timeout). */
   timeoutMs: number;
+  /** Time to establish a new upstream connection (NGINX's proxy_connect_timeout). */
   connectTimeoutMs: number;
+  /** Idle upstream connections kept for reuse; 0 opens one connection per request. */
   keepAlive: number;
   log: Logger;
   metrics: Metrics;
 }
 
-/** A reverse proxy for one route (issue 4 fills it in). */
-export interface Proxy {
-  handle(ctx: Context): Promise<void>;
-  close(): void;
+export type AnyRequest = http.IncomingMessage | Http2ServerRequest;
+export type AnyResponse = http.ServerResponse | Http2ServerResponse;
+
+/** How one proxied exchange ended, for the access log. */
+export interface ProxyOutcome {
+  status: number;
+  error: ErrorCode | 'CLIENT_CLOSED' | null;
 }
 
-export function createProxy(route: ProxyRoute, _opts: ProxyOptions): Proxy {
-  return {
-    handle: async () => {
-      throw new GatewayError('NOT_IMPLEMENTED', `proxy to ${route.upstream.origin} is not available yet`);
-    },
-    close: () => {},
-  };
+/** Adds headers of our own (CORS) to the upstream's response before it is sent. */
+export type Decorate = (req: AnyRequest, headers: http.OutgoingHttpHeaders) => void;
+
+/** A timeout we raise ourselves, told apart from socket errors when mapping to 504. */
+class UpstreamTimeout extends Error {
+  constructor(readonly phase: 'connect' | 'read') {
+    super(`upstream ${phase} timeout`);
+  }
+}
+
+const NO_BODY_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'DELETE']);
+
+/**
+ * A reverse proxy for one route (Caddy's reverse_proxy, NGINX's proxy_pass): a keep-alive pool
+ * per upstream, bodies streamed both ways with backpressure, X-Forwarded-*, hop-by-hop headers
+ * removed, WebSocket upgrades passed through, and upstream failures mapped to 502/504 with a
+ * body that names the upstream. Built on node:http rather than koa-proxies (http-proxy 1.18):
+ * see the README for the bullets it misses.
+ */
+export class Proxy {
+  private readonly agent: http.Agent;
+  private readonly request: typeof http.request;
+  private readonly base: string;
+  readonly upstream: string;
+  private closed = false;
+
+  constructor(readonly route: ProxyRoute, private readonly opts: ProxyOptions) {
+    const secure = route.upstream.protocol === 'https:';
+    const agentOpts: http.AgentOptions = {
+      keepAlive: opts.keepAlive > 0,
+      maxFreeSockets: Math.max(1, opts.keepAlive),
+      // LIFO keeps the warmest sockets busy and lets the rest time out upstream.
+      scheduling: 'lifo',
+    };
+    this.agent = secure ? new https.Agent(agentOpts) : new http.Agent(agentOpts);
+    this.request = secure ? https.request : http.request;
+    this.base = route.upstream.pathname.replace(/\/+$/, '');
+    this.upstream = route.upstream.origin;
+  }
+
+  /** The Koa entry: the proxy writes the response itself; errors before the head go to errorResponder. */
+  async handle(ctx: Context, decorate?: Decorate): Promise<void> {
+    ctx.respond = false;
+    try {
+      const out = await this.serve(ctx.req, ctx.res, decorate);
+      ctx.state.rawStatus = out.status;
+      if (out.error) ctx.state.errorCode = out.error;
+    } catch (err) {
+      ctx.respond = true;
+      throw err;
+    }
+  }
+
+  /**
+   * Proxies one request on raw node objects (HTTP/1 or HTTP/2 compat). Resolves when the exchange
+   * is over; rejects with a GatewayError only when nothing has been sent to the client yet.
+   */
+  serve(req: AnyRequest, res: AnyResponse, decorate?: Decorate): Promise<ProxyOutcome> {
+    return new Promise<ProxyOutcome>((resolve, reject) => {
+      const method = req.method ?? 'GET';
+      const h = req.headers;
+      const bodyless = NO_BODY_METHODS.has(method) && h['content-length'] === undefined && h['transfer-encoding'] === undefined
+        && req.httpVersionMajor === 1;
+      const headers = upstreamRequestHeaders(h, this.forwardInfo(req), false);
+      let settled = false;
+      let retried = false;
+      let upReq: http.ClientRequest;
+
+      const finish = (o: ProxyOutcome) => {
+        if (settled) return;
+        settled = true;
+        resolve(o);
+      };
+      const fail = (err: Error) => {
+        if (settled) return;
+        const code = this.classify(err);
+        this.opts.metrics.upstreamError(this.upstream, code === 'UPSTREAM_TIMEOUT' ? 'timeout' : code === 'UPSTREAM_REFUSED' ? 'refused' : 'error');
+        const why = err instanceof UpstreamTimeout ? err.message : ((err as NodeJS.ErrnoException).code ?? err.message);
+        if (res.headersSent) {
+          // Mid-body: the only honest signal left is to cut the client's response short.
+          this.opts.log.warn(`proxy ${method} ${req.url} → ${this.upstream}: upstream failed mid-response (${why})`);
+          res.destroy();
+          finish({ status: res.statusCode, error: code });
+          return;
+        }
+        this.opts.log.warn(`proxy ${method} ${req.url} → ${this.upstream}: ${why}`);
+        settled = true;
+        reject(new GatewayError(code, this.upstream));
+      };
+
+      const send = () => {
+        upReq = this.request({
+          agent: this.agent,
+          host: this.route.upstream.hostname.replace(/^\[|\]$/g, ''),
+          port: this.route.upstream.port || (this.route.upstream.protocol === 'https:' ? 443 : 80),
+          method,
+          path: this.base + (req.url ?? '/'),
+          headers,
+          setHost: false,
+        });
+        upReq.on('socket', (sock) => {
+          // A pooled socket is connected already; only a new one gets the connect deadline.
+          if (!sock.connecting) return;
+          const t = setTimeout(() => upReq.destroy(new UpstreamTimeout('connect')), this.opts.connectTimeoutMs);
+          sock.once('connect', () => clearTimeout(t));
+          sock.once('close', () => clearTimeout(t));
+        });
+        upReq.setTimeout(this.opts.timeoutMs, () => upReq.destroy(new UpstreamTimeout('read')));
+        upReq.on('error', (err) => {
+          // A kept-alive socket the upstream closed just as we reused it: Node's documented race.
+          // A request without a body was not seen by the upstream, so sending it again is safe.
+          if (bodyless && !retried && upReq.reusedSocket && (err as NodeJS.ErrnoException).code === 'ECONNRESET' && !res.headersSent) {
+            retried = true;
+            send();
+            return;
+          }
+          fail(err);
+        });
+        upReq.on('response', (upRes) => this.respond(req, res, upRes, decorate, finish, fail));
+        if (bodyless) upReq.end();
+        else req.pipe(upReq);
+      };
+
+      res.on('close', () => {
+        if (settled && res.writableFinished) return;
+        if (!res.writableFinished) {
+          upReq?.destroy();
+          if (!settled) this.opts.log.info(`proxy ${method} ${req.url} → ${this.upstream}: client closed the connection; upstream request aborted`);
+          finish({ status: 499, error: 'CLIENT_CLOSED' });
+        }
+      });
+      send();
+    });
+  }
+
+  private respond(req: AnyRequest, res: AnyResponse, upRes: http.IncomingMessage, decorate: Decorate | undefined,
+    finish: (o: ProxyOutcome) => void, fail: (e: Error) => void): void {
+    const status = upRes.statusCode ?? 502;
+    const headers = clientResponseHeaders(upRes.headers);
+    decorate?.(req, headers);
+    if (res.destroyed) {
+      upRes.destroy();
+      return;
+    }
+    (res as http.ServerResponse).writeHead(status, headers);
+    // Chunked and server-sent-event responses must reach the client as each chunk arrives.
+    if (req.httpVersionMajor === 1) (res as http.ServerResponse).flushHeaders();
+    upRes.on('error', fail);
+    upRes.on('aborted', () => fail(Object.assign(new Error('upstream reset the connection'), { code: 'ECONNRESET' })));
+    upRes.on('end', () => {
+      res.end();
+      finish({ status, error: null });
+    });
+    upRes.pipe(res as http.ServerResponse, { end: false });
+  }
+
+  /** WebSocket (and any HTTP/1.1 Upgrade): hand-shake upstream, then splice the two sockets. */
+  upgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
+    const headers = upstreamRequestHeaders(req.headers, this.forwardInfo(req), true);
+    const upReq = this.request({
+      agent: false,
+      host: this.route.upstream.hostname.replace(/^\[|\]$/g, ''),
+      port: this.route.upstream.port || (this.route.upstream.protocol === 'https:' ? 443 : 80),
+      method: req.method,
+      path: this.base + (req.url ?? '/'),
+      headers,
+      setHost: false,
+      timeout: this.opts.connectTimeoutMs,
+    });
+    const giveUp = (err: Error) => {
+      const code = this.classify(err);
+      this.opts.metrics.upstreamError(this.upstream, code === 'UPSTREAM_TIMEOUT' ? 'timeout' : 'error');
+      this.opts.log.warn(`proxy upgrade ${req.url} → ${this.upstream}: ${(err as NodeJS.ErrnoException).code ?? err.message}`);
+      if (socket.writable) {
+        const ge = new GatewayError(code, this.upstream);
+        const body = `${ge.status} ${ge.message}\n`;
+        socket.end(rawHead(ge.status, code === 'UPSTREAM_TIMEOUT' ? 'Gateway Timeout' : 'Bad Gateway', {
+          'Content-Type': 'text/plain;charset=utf-8', 'Content-Length': String(Buffer.byteLength(body)), Connection: 'close',
+        }) + body);
+      } else {
+        socket.destroy();
+      }
+    };
+    upReq.on('timeout', () => upReq.destroy(new UpstreamTimeout('connect')));
+    upReq.on('error', giveUp);
+    socket.on('error', () => upReq.destroy());
+    upReq.on('upgrade', (upRes, upSock, upHead) => {
+      upSock.setTimeout(0);
+      socket.write(rawHead(upRes.statusCode ?? 101, upRes.statusMessage ?? 'Switching Protocols', upRes.rawHeaders));
+      if (upHead.length > 0) socket.write(upHead);
+      if (head.length > 0) upSock.write(head);
+      upSock.on('error', () => socket.destroy());
+      socket.on('close', () => upSock.destroy());
+      upSock.on('close', () => socket.destroy());
+      upSock.pipe(socket);
+      socket.pipe(upSock);
+    });
+    upReq.on('response', (upRes) => {
+      // The upstream declined the upgrade: relay its answer as a plain response.
+      socket.write(rawHead(upRes.statusCode ?? 502, upRes.statusMessage ?? '', { ...clientResponseHeaders(upRes.headers), Connection: 'close' }));
+      upRes.pipe(socket);
+    });
+    upReq.end();
+  }
+
+  close(): void {
+    this.closed = true;
+    this.agent.destroy();
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  private forwardInfo(req: AnyRequest): ForwardInfo {
+    const h = req.headers;
+    const host = (h[':authority'] as string | undefined) ?? h.host ?? '';
+    const sock = req.socket as (typeof req.socket & { encrypted?: boolean }) | undefined;
+    const ip = (sock?.remoteAddress ?? '').replace(/^::ffff:/, '');
+    const hostMode = this.route.host;
+    return {
+      clientIp: ip,
+      proto: sock?.encrypted ? 'https' : 'http',
+      host,
+      upstreamHost: hostMode === 'client' ? (host || this.route.upstream.host) : hostMode === 'upstream' ? this.route.upstream.host : hostMode,
+    };
+  }
+
+  private classify(err: Error): ErrorCode {
+    if (err instanceof UpstreamTimeout) return 'UPSTREAM_TIMEOUT';
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ECONNREFUSED') return 'UPSTREAM_REFUSED';
+    if (code === 'ETIMEDOUT') return 'UPSTREAM_TIMEOUT';
+    return 'UPSTREAM_ERROR';
+  }
+}
+
+export function createProxy(route: ProxyRoute, opts: ProxyOptions): Proxy {
+  return new Proxy(route, opts);
 }

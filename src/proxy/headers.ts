@@ -1,0 +1,91 @@
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+
+/**
+ * Hop-by-hop headers (RFC 9110 §7.6.1, plus the legacy Keep-Alive and Proxy-Connection): they
+ * describe one connection, so a proxy never forwards them in either direction.
+ */
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'http2-settings',
+]);
+
+/** Headers named in `Connection: a, b` are hop-by-hop for this message too (RFC 9110 §7.6.1). */
+function connectionTokens(h: IncomingHttpHeaders): Set<string> | null {
+  const c = h.connection;
+  if (c === undefined) return null;
+  const out = new Set<string>();
+  for (const t of String(c).split(',')) {
+    const n = t.trim().toLowerCase();
+    if (n && n !== 'close' && n !== 'keep-alive') out.add(n);
+  }
+  return out.size > 0 ? out : null;
+}
+
+export interface ForwardInfo {
+  /** The client's address, appended to X-Forwarded-For. */
+  clientIp: string;
+  /** http or https: what the client spoke to us. */
+  proto: string;
+  /** The Host the client asked for (HTTP/2's :authority). */
+  host: string;
+  /** The Host header to send upstream. */
+  upstreamHost: string;
+}
+
+/**
+ * The request headers to send upstream: the client's, minus hop-by-hop and HTTP/2 pseudo-headers,
+ * plus X-Forwarded-* (For appended, as NGINX's $proxy_add_x_forwarded_for and Caddy do).
+ */
+export function upstreamRequestHeaders(h: IncomingHttpHeaders, f: ForwardInfo, keepUpgrade: boolean): OutgoingHttpHeaders {
+  const out: OutgoingHttpHeaders = {};
+  const extra = connectionTokens(h);
+  for (const name in h) {
+    if (name.charCodeAt(0) === 58 /* ':' */) continue;
+    if (HOP_BY_HOP.has(name) || (extra !== null && extra.has(name))) continue;
+    if (name === 'host' || name === 'x-forwarded-for' || name === 'x-forwarded-proto' || name === 'x-forwarded-host') continue;
+    out[name] = h[name];
+  }
+  const prior = h['x-forwarded-for'];
+  out['x-forwarded-for'] = prior ? `${Array.isArray(prior) ? prior.join(', ') : prior}, ${f.clientIp}` : f.clientIp;
+  out['x-forwarded-proto'] = f.proto;
+  out['x-forwarded-host'] = f.host;
+  out.host = f.upstreamHost;
+  if (keepUpgrade) {
+    out.connection = 'Upgrade';
+    out.upgrade = h.upgrade;
+  }
+  return out;
+}
+
+/** The upstream's response headers for the client, minus hop-by-hop ones. */
+export function clientResponseHeaders(h: IncomingHttpHeaders): OutgoingHttpHeaders {
+  const out: OutgoingHttpHeaders = {};
+  const extra = connectionTokens(h);
+  for (const name in h) {
+    if (HOP_BY_HOP.has(name) || (extra !== null && extra.has(name))) continue;
+    out[name] = h[name];
+  }
+  return out;
+}
+
+/** Serialises a status line and headers for a raw socket (WebSocket handshakes, early errors). */
+export function rawHead(status: number, reason: string, headers: OutgoingHttpHeaders | IncomingHttpHeaders | string[]): string {
+  let s = `HTTP/1.1 ${status} ${reason}\r\n`;
+  if (Array.isArray(headers)) {
+    for (let i = 0; i + 1 < headers.length; i += 2) s += `${headers[i]}: ${headers[i + 1]}\r\n`;
+  } else {
+    for (const [k, v] of Object.entries(headers)) {
+      if (v === undefined) continue;
+      for (const one of Array.isArray(v) ? v : [v]) s += `${k}: ${one}\r\n`;
+    }
+  }
+  return `${s}\r\n`;
+}
