@@ -15,6 +15,8 @@ const HOP_BY_HOP = new Set([
   'transfer-encoding',
   'upgrade',
   'http2-settings',
+  // The gateway's own server answers `Expect: 100-continue`; the upstream gets the body as it comes.
+  'expect',
 ]);
 
 /** Headers named in `Connection: a, b` are hop-by-hop for this message too (RFC 9110 §7.6.1). */
