@@ -88,6 +88,8 @@ export class Gateway {
   /** Every open connection, so shutdown can close what outlives the drain timeout. */
   private readonly sockets = new Set<Socket>();
   private closing = false;
+  private closedRecv = 0;
+  private closedSend = 0;
 
   private constructor(config: Config, opts: GatewayOptions) {
     this.log = opts.log ?? new Logger();
@@ -105,6 +107,7 @@ export class Gateway {
       log: this.log,
       listeners: () => this.listeners.map((l) => ({ role: l.role, address: l.address.address, port: l.address.port })),
       startedAt: this.startedAt,
+      traffic: () => this.traffic(),
     });
     this.metrics.gauge('streamgate_streams', 'Live streams.', () => this.hub.all().length);
     this.metrics.gauge('streamgate_players', 'Players watching live streams.', () => this.hub.all().reduce((n, s) => n + s.playerCount, 0));
@@ -476,8 +479,23 @@ export class Gateway {
   private track(server: NetServer): void {
     server.on('connection', (sock: Socket) => {
       this.sockets.add(sock);
-      sock.once('close', () => this.sockets.delete(sock));
+      sock.once('close', () => {
+        this.sockets.delete(sock);
+        this.closedRecv += sock.bytesRead;
+        this.closedSend += sock.bytesWritten;
+      });
     });
+  }
+
+  /** Open connections and bytes in and out on every connection since start (the API's summaries). */
+  traffic(): { connections: number; recvBytes: number; sendBytes: number } {
+    let recv = this.closedRecv;
+    let send = this.closedSend;
+    for (const s of this.sockets) {
+      recv += s.bytesRead;
+      send += s.bytesWritten;
+    }
+    return { connections: this.sockets.size, recvBytes: recv, sendBytes: send };
   }
 
   /** Listeners other rooms contribute (RTMP). Wired in start-up so all bind together. */

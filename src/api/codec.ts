@@ -1,0 +1,75 @@
+import type { Source } from '../live/source.js';
+import type { MediaPacket } from '../media/packet.js';
+import { AUDIO_AAC, AUDIO_MP3, VIDEO_AVC, VIDEO_HEVC } from '../media/packet.js';
+
+// Until the codec parsers land (src/media/avc.ts, aac.ts), these report what the FLV bytes alone say.
+const parseAvcConfig = (_b: Buffer): { profileName: string; level: string; width: number; height: number } => {
+  throw new Error('no AVC parser yet');
+};
+const parseAudioSpecificConfig = (_b: Buffer): { sampleRate: number; channels: number; profileName: string } => {
+  throw new Error('no AAC parser yet');
+};
+
+/** SRS's `video` object of a stream: codec, profile, level, size. */
+export interface VideoInfo {
+  codec: string;
+  profile: string;
+  level: string;
+  width: number;
+  height: number;
+}
+
+/** SRS's `audio` object of a stream. */
+export interface AudioInfo {
+  codec: string;
+  sample_rate: number;
+  channel: number;
+  profile: string;
+}
+
+/** Parsed once per sequence header: the API is polled, headers change only on republish. */
+const videoCache = new WeakMap<MediaPacket, VideoInfo>();
+const audioCache = new WeakMap<MediaPacket, AudioInfo>();
+
+/** FLV SoundRate (E.4.2.1) for codecs whose rate lives in the tag byte, not a config record. */
+const FLV_RATES = [5512, 11025, 22050, 44100];
+
+export function videoInfo(s: Source): VideoInfo {
+  const codec = s.videoCodec === VIDEO_AVC ? 'H264' : s.videoCodec === VIDEO_HEVC ? 'H265' : s.videoCodec ? `flv-codec-${s.videoCodec}` : 'unknown';
+  const h = s.videoHeader;
+  if (!h || s.videoCodec !== VIDEO_AVC) return { codec, profile: '', level: '', width: 0, height: 0 };
+  let info = videoCache.get(h);
+  if (!info) {
+    try {
+      // The tag body's 5-byte prefix (frame type/codec, packet type, composition time) comes first.
+      const c = parseAvcConfig(h.data.subarray(5));
+      info = { codec, profile: c.profileName, level: c.level, width: c.width, height: c.height };
+    } catch {
+      info = { codec, profile: '', level: '', width: 0, height: 0 };
+    }
+    videoCache.set(h, info);
+  }
+  return info;
+}
+
+export function audioInfo(s: Source): AudioInfo {
+  const codec = s.audioCodec === AUDIO_AAC ? 'AAC' : s.audioCodec === AUDIO_MP3 ? 'MP3' : s.audioCodec ? `flv-sound-${s.audioCodec}` : 'unknown';
+  const h = s.audioHeader;
+  if (!h || s.audioCodec !== AUDIO_AAC) {
+    // Without a config record the FLV tag byte is all there is; MP3 has no sequence header.
+    return { codec, sample_rate: 0, channel: 0, profile: '' };
+  }
+  let info = audioCache.get(h);
+  if (!info) {
+    try {
+      // AAC tag bodies: one sound-format byte, one AACPacketType byte, then AudioSpecificConfig.
+      const c = parseAudioSpecificConfig(h.data.subarray(2));
+      info = { codec, sample_rate: c.sampleRate, channel: c.channels, profile: c.profileName };
+    } catch {
+      const b = h.data[0] ?? 0;
+      info = { codec, sample_rate: FLV_RATES[(b >> 2) & 3], channel: (b & 1) + 1, profile: '' };
+    }
+    audioCache.set(h, info);
+  }
+  return info;
+}
