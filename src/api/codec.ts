@@ -1,14 +1,8 @@
 import type { Source } from '../live/source.js';
 import type { MediaPacket } from '../media/packet.js';
 import { AUDIO_AAC, AUDIO_MP3, VIDEO_AVC, VIDEO_HEVC } from '../media/packet.js';
-
-// Until the codec parsers land (src/media/avc.ts, aac.ts), these report what the FLV bytes alone say.
-const parseAvcConfig = (_b: Buffer): { profileName: string; level: string; width: number; height: number } => {
-  throw new Error('no AVC parser yet');
-};
-const parseAudioSpecificConfig = (_b: Buffer): { sampleRate: number; channels: number; profileName: string } => {
-  throw new Error('no AAC parser yet');
-};
+import { parseAvcSequenceHeader } from '../media/avc.js';
+import { FLV_AAC_PREFIX_BYTES, parseAudioSpecificConfig } from '../media/aac.js';
 
 /** SRS's `video` object of a stream: codec, profile, level, size. */
 export interface VideoInfo {
@@ -41,8 +35,7 @@ export function videoInfo(s: Source): VideoInfo {
   let info = videoCache.get(h);
   if (!info) {
     try {
-      // The tag body's 5-byte prefix (frame type/codec, packet type, composition time) comes first.
-      const c = parseAvcConfig(h.data.subarray(5));
+      const c = parseAvcSequenceHeader(h.data);
       info = { codec, profile: c.profileName, level: c.level, width: c.width, height: c.height };
     } catch {
       info = { codec, profile: '', level: '', width: 0, height: 0 };
@@ -62,8 +55,7 @@ export function audioInfo(s: Source): AudioInfo {
   let info = audioCache.get(h);
   if (!info) {
     try {
-      // AAC tag bodies: one sound-format byte, one AACPacketType byte, then AudioSpecificConfig.
-      const c = parseAudioSpecificConfig(h.data.subarray(2));
+      const c = parseAudioSpecificConfig(h.data.subarray(FLV_AAC_PREFIX_BYTES));
       info = { codec, sample_rate: c.sampleRate, channel: c.channels, profile: c.profileName };
     } catch {
       const b = h.data[0] ?? 0;
