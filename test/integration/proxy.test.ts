@@ -366,3 +366,48 @@ describe('reverse proxy with its upstream down', () => {
     }
   });
 });
+
+describe('reverse proxy in front of NGINX serving files', () => {
+  test('ranges, validators and 304 pass through unchanged', async (t) => {
+    const { existsSync, writeFileSync, mkdirSync } = await import('node:fs');
+    const { spawn } = await import('node:child_process');
+    if (!existsSync('/usr/sbin/nginx')) return t.skip('nginx is not installed (bash .ci/run installs nginx-light)');
+    const dir = mkdtempSync(join(tmpdir(), 'sg-ngx-'));
+    mkdirSync(join(dir, 'www'));
+    const body = Buffer.alloc(100_000, 'a');
+    body.write('HEAD', 0);
+    writeFileSync(join(dir, 'www', 'seg.ts'), body);
+    const probe = net.createServer().listen(0, '127.0.0.1');
+    await once(probe, 'listening');
+    const ngxPort = (probe.address() as net.AddressInfo).port;
+    probe.close();
+    writeFileSync(join(dir, 'nginx.conf'), `daemon off; master_process off; worker_processes 1; error_log stderr; pid ${dir}/nginx.pid;
+      events { worker_connections 64; }
+      http { access_log off; client_body_temp_path ${dir}; proxy_temp_path ${dir}; fastcgi_temp_path ${dir}; uwsgi_temp_path ${dir}; scgi_temp_path ${dir};
+        server { listen 127.0.0.1:${ngxPort}; root ${dir}/www; } }`);
+    const ngx = spawn('/usr/sbin/nginx', ['-p', dir, '-c', join(dir, 'nginx.conf'), '-e', 'stderr'], { stdio: 'ignore' });
+    const g = await gateway(`route /files/ http://127.0.0.1:${ngxPort}/;`);
+    try {
+      // The route keeps the request path (no prefix stripping, like Caddy): nginx sees /files/seg.ts.
+      mkdirSync(join(dir, 'www', 'files'));
+      writeFileSync(join(dir, 'www', 'files', 'seg.ts'), body);
+      await waitFor('nginx', async () => (await request(ngxPort, '/seg.ts').catch(() => ({ status: 0 }))).status === 200);
+      const direct = await request(ngxPort, '/files/seg.ts', { headers: { Range: 'bytes=0-3' } });
+      const via = await request(g.port, '/files/seg.ts', { headers: { Range: 'bytes=0-3' } });
+      assert.equal(via.status, 206);
+      assert.equal(via.body, 'HEAD');
+      assert.equal(via.headers['content-range'], direct.headers['content-range']);
+      assert.equal(via.headers.etag, direct.headers.etag);
+      const cond = await request(g.port, '/files/seg.ts', { headers: { 'If-None-Match': direct.headers.etag as string } });
+      assert.equal(cond.status, 304);
+      assert.equal(cond.body, '');
+      const whole = await request(g.port, '/files/seg.ts');
+      assert.equal(whole.headers['content-length'], '100000');
+      assert.equal(whole.body.length, 100_000);
+    } finally {
+      await g.gw.close();
+      ngx.kill('SIGTERM');
+      await once(ngx, 'exit');
+    }
+  });
+});
