@@ -1,7 +1,11 @@
 import { type MediaPacket, TAG_AUDIO, TAG_VIDEO, TAG_SCRIPT, AUDIO_AAC, VIDEO_AVC, VIDEO_HEVC } from '../packet.js';
 
-/** A tag larger than this is hostile or corrupt: refused before a byte of it is buffered. */
-export const MAX_TAG_BYTES = 16 * 1024 * 1024;
+/**
+ * A tag larger than this is hostile or corrupt: refused before a byte of it is buffered. FLV's
+ * 24-bit size allows 16 MiB; a real key frame even at 4K and 50 Mbps stays under 4 MiB, so 8 MiB
+ * halves what one publisher can make us hold without refusing any real stream.
+ */
+export const MAX_TAG_BYTES = 8 * 1024 * 1024;
 const FILE_HEADER_BYTES = 9;
 const TAG_HEADER_BYTES = 11;
 const PREV_TAG_SIZE_BYTES = 4;
