@@ -193,4 +193,23 @@ describe('edge pull from an upstream origin', () => {
       await origin.gw.close();
     }
   });
+
+  test('when the upstream stream ends, edge players get a clean end of response', async () => {
+    const origin = await startGateway();
+    const edge = await startGateway(`edge { origin http://127.0.0.1:${origin.port}; idle_timeout 300ms; }`);
+    const pub = publish(`http://127.0.0.1:${origin.port}/live/drop.flv`, { seconds: 30 });
+    try {
+      await waitFor('drop live on the origin', () => origin.gw.hub.find({ vhost: V, app: 'live', stream: 'drop' })?.videoHeader);
+      const players = [new FlvPlayer(edge.port, '/live/drop.flv'), new FlvPlayer(edge.port, '/live/drop.flv')];
+      await waitFor('both playing', () => players.every((p) => p.packets.length > 3), 15_000);
+      pub.kill();
+      await Promise.all(players.map((p) => p.done));
+      for (const p of players) assert.ok(p.lastChunk, 'the chunked response was terminated, not cut');
+      await waitFor('the edge source to go', () => edge.gw.hub.find({ vhost: V, app: 'live', stream: 'drop' }) === undefined);
+    } finally {
+      pub.kill();
+      await edge.gw.close();
+      await origin.gw.close();
+    }
+  });
 });
