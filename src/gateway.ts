@@ -25,6 +25,9 @@ import type { OutgoingHttpHeaders } from 'node:http';
 import { FileRoot } from './static/fileserver.js';
 import { UNKNOWN_TYPE } from './static/mime.js';
 
+/** How long a connection accepted past max_connections may take to send the request its 503 answers. */
+const OVER_LIMIT_GRACE_MS = 2_000;
+
 /** `/{app}/{stream}.{ext}`: NGINX's `^/.+/.*\.(flv|m3u8|ts|aac|mp3)$` from the seed layout. */
 const STREAM_PATH = /^\/(.+)\/([^/]+)\.(flv|m3u8|ts|aac|mp3)$/;
 
@@ -87,6 +90,8 @@ export class Gateway {
   private readonly httpsServers: http2.Http2SecureServer[] = [];
   /** Every open connection, so shutdown can close what outlives the drain timeout. */
   private readonly sockets = new Set<Socket>();
+  /** Connections accepted past max_connections, answered 503 on their first request. */
+  private readonly overLimit = new WeakSet<object>();
   private closing = false;
   private closedRecv = 0;
   private closedSend = 0;
@@ -429,7 +434,7 @@ export class Gateway {
     const c = this.table.config;
     const koa = this.app.callback();
     const handler = (req: http.IncomingMessage, res: http.ServerResponse) => {
-      if (!this.proxyLane(req, res) && !this.fastLane(req, res)) void koa(req, res);
+      if (!this.refuseOverLimit(req, res) && !this.proxyLane(req, res) && !this.fastLane(req, res)) void koa(req, res);
     };
     const upgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer) => this.upgrade(req, socket, head, handler);
     const specs: ListenerSpec[] = [];
@@ -444,7 +449,7 @@ export class Gateway {
           requestTimeout: 0,
           keepAliveTimeout: limits.keepAliveTimeoutMs,
         }, handler);
-        server.maxConnections = c.maxConnections;
+        // No server.maxConnections here: it closes the socket unanswered; see refuseOverLimit().
         server.on('upgrade', upgrade);
         specs.push({ role: 'http', directive: 'http_server.listen', addr, server });
       }
@@ -471,21 +476,43 @@ export class Gateway {
       }
     }
     for (const extra of this.extraListeners()) specs.push(extra);
-    for (const spec of specs) this.track(spec.server);
+    for (const spec of specs) this.track(spec.server, spec.role === 'http' || spec.role === 'http_api');
     this.listeners = await bindAll(specs);
     for (const l of this.listeners) this.log.info(`listening on ${l.address.address}:${l.address.port} (${l.role})`);
     for (const n of c.notes) this.log.info(`config: ${n}`);
   }
 
-  private track(server: NetServer): void {
+  private track(server: NetServer, plainHttp = false): void {
     server.on('connection', (sock: Socket) => {
       this.sockets.add(sock);
+      const max = this.table.config.maxConnections;
+      if (plainHttp && this.sockets.size > max) {
+        // Past max_connections a plain-HTTP client is told 503 (refuseOverLimit) instead of being
+        // cut off unanswered as Node's server.maxConnections does. Past twice the bound, or with no
+        // request within a grace period, it is dropped: the answer must not become the resource leak.
+        if (this.sockets.size > 2 * max) sock.destroy();
+        else {
+          this.overLimit.add(sock);
+          sock.setTimeout(OVER_LIMIT_GRACE_MS, () => sock.destroy());
+        }
+      }
       sock.once('close', () => {
         this.sockets.delete(sock);
         this.closedRecv += sock.bytesRead;
         this.closedSend += sock.bytesWritten;
       });
     });
+  }
+
+  /** A request on a connection accepted past max_connections: 503 with the reason, then close. */
+  private refuseOverLimit(req: http.IncomingMessage, res: http.ServerResponse): boolean {
+    if (!this.overLimit.has(req.socket)) return false;
+    const max = this.table.config.maxConnections;
+    const { type, body } = errorBody(rawPath(req.url ?? '/'), new GatewayError('LIMIT_REACHED', `too many connections (max_connections ${max})`));
+    res.writeHead(503, { 'Content-Type': type, 'Content-Length': Buffer.byteLength(body), Connection: 'close', 'Retry-After': '1' });
+    res.end(body);
+    this.metrics.request('none', 503, Buffer.byteLength(body));
+    return true;
   }
 
   /** Open connections and bytes in and out on every connection since start (the API's summaries). */
