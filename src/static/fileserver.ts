@@ -54,7 +54,10 @@ export class FileRoot {
     let e = await this.lookup(rel);
     if (e.stat === null) throw new GatewayError(e.outside ? 'FORBIDDEN' : 'NOT_FOUND');
     if (e.stat.isDirectory()) {
-      if (!rel.endsWith('/')) {
+      // Judged on the request's path, not the root-relative one: a mount point asked for without
+      // its slash (`/hls` for a mount at /hls) is "/" inside its root, yet relative links in its
+      // index need the slash form.
+      if (!rel.endsWith('/') || !urlPath.endsWith('/')) {
         const q = ctx.querystring;
         ctx.status = 301;
         ctx.set('Location', `${urlPath}/${q ? `?${q}` : ''}`);

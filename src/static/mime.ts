@@ -1,12 +1,14 @@
 /**
  * Content types. The first group is the table SRS documents for its HTTP server (the "seed"
- * table), kept byte for byte because players and CDNs in front of SRS already accept it; the
+ * table), kept byte for byte because players and CDNs in front of SRS already accept it, except
+ * for playlists: RFC 8216 §4 says a playlist served by type MUST be application/vnd.apple.mpegurl
+ * (what SRS itself and NGINX's mime.types send; the seed's x-mpegURL is a pre-RFC name). The
  * second is the usual web table. Unknown extensions are application/octet-stream with nosniff
  * (the seed's "Others: text/html" would turn any uploaded file into a page).
  */
 const SEED: Record<string, string> = {
   '.ts': 'video/MP2T;charset=utf-8',
-  '.m3u8': 'application/x-mpegURL;charset=utf-8',
+  '.m3u8': 'application/vnd.apple.mpegurl',
   '.json': 'application/json;charset=utf-8',
   '.css': 'text/css;charset=utf-8',
   '.swf': 'application/x-shockwave-flash',

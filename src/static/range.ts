@@ -4,13 +4,16 @@
  * 'unsatisfiable' for a range past the end (416).
  */
 export function parseRange(header: string, size: number): { start: number; end: number } | null | 'unsatisfiable' {
+  // An empty file has no byte to cut: NGINX ignores the Range (200) rather than answer 416, and
+  // RFC 9110 §14.2 lets a server ignore Range, so a zero-length file is always sent whole.
+  if (size === 0) return null;
   const m = /^bytes=\s*(\d*)\s*-\s*(\d*)\s*$/.exec(header);
   if (!m) return null;
   const [, a, b] = m;
   if (a === '' && b === '') return null;
   if (a === '') {
     const suffix = Number(b);
-    if (suffix === 0 || size === 0) return 'unsatisfiable';
+    if (suffix === 0) return 'unsatisfiable';
     return { start: Math.max(0, size - suffix), end: size - 1 };
   }
   const start = Number(a);

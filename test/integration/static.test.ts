@@ -1,0 +1,316 @@
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { join } from 'node:path';
+import type http2 from 'node:http2';
+import { h2Request, h2Session, keepAliveGets, lane, makeSite, negotiatedAlpn, rawGet, startGateway, type Site, type Started } from './site.js';
+
+const run = promisify(execFile);
+
+/** The static origin (DESIGN §3) as a user sees it with curl, fetch, a raw socket and HTTP/2. */
+describe('static origin', () => {
+  let site: Site;
+  /** No mounts: plain GETs of small files can take the fast lane. */
+  let a: Started;
+  let aTls: number;
+  /** vhost http_static mounts: everything goes through the full table. */
+  let b: Started;
+  let bTls: number;
+
+  before(async () => {
+    site = makeSite();
+    const https = (name: string) => `https { enabled on; listen 127.0.0.1:0; key ${join(site.base, name, 'server.key')}; cert ${join(site.base, name, 'server.crt')}; }`;
+    a = await startGateway(`listen off; console_dir off; players_dir off;
+      http_server { listen 127.0.0.1:0; dir ${site.root}; ${https('a')} }`);
+    aTls = a.gw.port('https');
+    b = await startGateway(`listen off; console_dir off; players_dir off;
+      http_server { listen 127.0.0.1:0; dir ${site.root}; ${https('b')} }
+      vhost __defaultVhost__ { http_static { enabled on; mount [vhost]/mnt; dir ${site.mount}; } }
+      vhost deeper { http_static { enabled on; mount /mnt/sub; dir ${join(site.root, 'dir')}; } }
+      vhost example.test { http_static { enabled on; mount [vhost]/hls; dir ${site.mount}; } }`);
+    bTls = b.gw.port('https');
+  });
+  after(async () => {
+    await a?.gw.close();
+    await b?.gw.close();
+    site?.remove();
+  });
+
+  const url = (path: string, port = a.http) => `http://127.0.0.1:${port}${path}`;
+
+  test('Content-Type: the seed types, the common ones, and octet-stream + nosniff for the unknown', async () => {
+    const want: Record<string, string> = {
+      '/live.m3u8': 'application/vnd.apple.mpegurl',
+      '/seg.ts': 'video/MP2T;charset=utf-8',
+      '/clip.flv': 'video/x-flv',
+      '/page.html': 'text/html;charset=utf-8',
+      '/app.js': 'text/javascript;charset=utf-8',
+      '/style.css': 'text/css;charset=utf-8',
+      '/info.json': 'application/json;charset=utf-8',
+      '/hello.txt': 'text/plain;charset=utf-8',
+      '/blob.xyz': 'application/octet-stream',
+    };
+    for (const [path, type] of Object.entries(want)) {
+      // Twice: the second answer may come from the fast lane, and must say the same.
+      for (let i = 0; i < 2; i++) {
+        const r = await fetch(url(path));
+        assert.equal(r.status, 200, path);
+        assert.equal(r.headers.get('content-type'), type, path);
+        assert.equal(r.headers.get('x-content-type-options'), type === 'application/octet-stream' ? 'nosniff' : null, path);
+        assert.deepEqual(Buffer.from(await r.arrayBuffer()), site.files[path], path);
+      }
+    }
+  });
+
+  test('GET and HEAD: HEAD has the same headers and Content-Length, and not a byte of body', async () => {
+    for (const path of ['/hello.txt', '/data.bin', '/big.bin', '/empty.txt', '/dir/']) {
+      const size = path === '/dir/' ? site.files['/dir/index.html'].length : site.files[path].length;
+      const get = await rawGet(a.http, path);
+      const head = await rawGet(a.http, path, { method: 'HEAD' });
+      assert.equal(get.status, 200, path);
+      assert.equal(head.status, 200, path);
+      assert.equal(get.headers['content-length'], String(size), path);
+      assert.equal(head.headers['content-length'], String(size), `HEAD ${path}`);
+      assert.equal(get.body.length, size, path);
+      assert.equal(head.raw.length - head.raw.indexOf('\r\n\r\n') - 4, 0, `HEAD ${path} sent a body`);
+      for (const h of ['content-type', 'etag', 'last-modified', 'accept-ranges']) assert.equal(head.headers[h], get.headers[h], `${h} of ${path}`);
+    }
+    const big = await fetch(url('/big.bin'));
+    assert.ok(Buffer.from(await big.arrayBuffer()).equals(site.files['/big.bin']), 'a file streamed from disk arrives whole');
+  });
+
+  test('Range: one range 206, past the end 416 bytes */size, several or malformed ranges the whole file', async () => {
+    const data = site.files['/data.bin'];
+    const big = site.files['/big.bin'];
+    const rows: [string, string, number, string | undefined, Buffer | null][] = [
+      // path, Range, status, Content-Range, body (null: the whole file)
+      ['/data.bin', 'bytes=0-0', 206, 'bytes 0-0/1000', data.subarray(0, 1)],
+      ['/data.bin', 'bytes=0-', 206, 'bytes 0-999/1000', data],
+      ['/data.bin', 'bytes=-1', 206, 'bytes 999-999/1000', data.subarray(999)],
+      ['/data.bin', 'bytes=10-20', 206, 'bytes 10-20/1000', data.subarray(10, 21)],
+      ['/data.bin', 'bytes=990-5000', 206, 'bytes 990-999/1000', data.subarray(990)],
+      ['/data.bin', 'bytes=-5000', 206, 'bytes 0-999/1000', data],
+      ['/data.bin', 'bytes=999-999', 206, 'bytes 999-999/1000', data.subarray(999)],
+      ['/data.bin', 'bytes=1000-', 416, 'bytes */1000', Buffer.alloc(0)],
+      ['/data.bin', 'bytes=5000-6000', 416, 'bytes */1000', Buffer.alloc(0)],
+      ['/data.bin', 'bytes=-0', 416, 'bytes */1000', Buffer.alloc(0)],
+      ['/data.bin', 'bytes=0-1,5-6', 200, undefined, null],
+      ['/data.bin', 'bytes=abc', 200, undefined, null],
+      ['/data.bin', 'items=0-5', 200, undefined, null],
+      ['/data.bin', 'bytes=', 200, undefined, null],
+      ['/big.bin', 'bytes=1048570-1048580', 206, `bytes 1048570-1048580/${big.length}`, big.subarray(1048570, 1048581)],
+      ['/big.bin', 'bytes=-10', 206, `bytes ${big.length - 10}-${big.length - 1}/${big.length}`, big.subarray(big.length - 10)],
+      ['/big.bin', `bytes=${big.length}-`, 416, `bytes */${big.length}`, Buffer.alloc(0)],
+      // Nothing to cut from an empty file: NGINX ignores the Range and so do we.
+      ['/empty.txt', 'bytes=0-', 200, undefined, null],
+      ['/empty.txt', 'bytes=-5', 200, undefined, null],
+    ];
+    for (const [path, range, status, contentRange, body] of rows) {
+      const r = await rawGet(a.http, path, { headers: { Range: range } });
+      const what = `${path} Range: ${range}`;
+      assert.equal(r.status, status, what);
+      assert.equal(r.headers['content-range'], contentRange, what);
+      const want = body ?? site.files[path];
+      if (status !== 416) {
+        assert.equal(r.headers['content-length'], String(want.length), what);
+        assert.ok(r.body.equals(want), `${what}: wrong bytes`);
+      }
+      // HEAD with a Range describes the same part.
+      const h = await rawGet(a.http, path, { method: 'HEAD', headers: { Range: range } });
+      assert.equal(h.status, status, `HEAD ${what}`);
+      assert.equal(h.headers['content-range'], contentRange, `HEAD ${what}`);
+    }
+    // curl's own range option agrees.
+    const { stdout } = await run('curl', ['-s', '-r', '100-199', url('/data.bin')], { encoding: 'buffer' });
+    assert.ok(Buffer.from(stdout).equals(data.subarray(100, 200)));
+  });
+
+  test('ETag/Last-Modified: If-None-Match and If-Modified-Since give 304, If-Match and If-Unmodified-Since 412, If-Range', async () => {
+    const first = await rawGet(a.http, '/data.bin');
+    const etag = first.headers.etag;
+    const lm = first.headers['last-modified'];
+    assert.match(etag, /^"[0-9a-f]+-3e8"$/, 'ETag is "mtime-size" in hex, like NGINX');
+    assert.ok(!Number.isNaN(Date.parse(lm)));
+    const earlier = new Date(Date.parse(lm) - 60_000).toUTCString();
+    const later = new Date(Date.parse(lm) + 60_000).toUTCString();
+    const rows: [Record<string, string>, number][] = [
+      [{ 'If-None-Match': etag }, 304],
+      [{ 'If-None-Match': `W/${etag}` }, 304],
+      [{ 'If-None-Match': `"other", ${etag}` }, 304],
+      [{ 'If-None-Match': '*' }, 304],
+      [{ 'If-None-Match': '"other"' }, 200],
+      [{ 'If-Modified-Since': lm }, 304],
+      [{ 'If-Modified-Since': later }, 304],
+      [{ 'If-Modified-Since': earlier }, 200],
+      [{ 'If-Modified-Since': 'not a date' }, 200],
+      // RFC 9110 §13.2.2: If-None-Match wins over If-Modified-Since.
+      [{ 'If-None-Match': '"other"', 'If-Modified-Since': lm }, 200],
+      [{ 'If-Match': etag }, 200],
+      [{ 'If-Match': '"other"' }, 412],
+      [{ 'If-Unmodified-Since': earlier }, 412],
+      [{ 'If-Unmodified-Since': lm }, 200],
+      [{ Range: 'bytes=0-9', 'If-Range': etag }, 206],
+      [{ Range: 'bytes=0-9', 'If-Range': '"other"' }, 200],
+      [{ Range: 'bytes=0-9', 'If-Range': lm }, 206],
+      [{ Range: 'bytes=0-9', 'If-Range': earlier }, 200],
+    ];
+    for (const [headers, status] of rows) {
+      const r = await rawGet(a.http, '/data.bin', { headers });
+      assert.equal(r.status, status, JSON.stringify(headers));
+      if (status === 304) {
+        assert.equal(r.body.length, 0);
+        assert.equal(r.headers.etag, etag, '304 repeats the ETag');
+      }
+      if (status === 200) assert.equal(r.body.length, 1000, JSON.stringify(headers));
+    }
+    // curl -z: a conditional GET from a real client.
+    const { stdout } = await run('curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', '-H', `If-None-Match: ${etag}`, url('/data.bin')]);
+    assert.equal(stdout, '304');
+  });
+
+  test('other methods: 405 with Allow', async () => {
+    for (const method of ['POST', 'PUT', 'DELETE', 'PATCH']) {
+      const r = await rawGet(a.http, '/hello.txt', { method, headers: { 'Content-Length': '0' } });
+      assert.equal(r.status, 405, method);
+      const allow = r.headers.allow.split(/,\s*/);
+      assert.ok(allow.includes('GET') && allow.includes('HEAD'), r.headers.allow);
+      assert.ok(!allow.includes(method), r.headers.allow);
+    }
+  });
+
+  test('directories: 301 to the slash form, then index.html; no index is 403; missing is 404', async () => {
+    let r = await rawGet(a.http, '/dir');
+    assert.equal(r.status, 301);
+    assert.equal(r.headers.location, '/dir/');
+    r = await rawGet(a.http, '/dir?x=1');
+    assert.equal(r.headers.location, '/dir/?x=1', 'the query survives the redirect');
+    r = await rawGet(a.http, '/dir/');
+    assert.equal(r.status, 200);
+    assert.equal(r.body.toString(), site.files['/dir/index.html'].toString());
+    assert.equal(r.headers['content-type'], 'text/html;charset=utf-8');
+    assert.equal((await rawGet(a.http, '/noindex/')).status, 403);
+    assert.equal((await rawGet(a.http, '/noindex')).status, 301);
+    assert.equal((await rawGet(a.http, '/missing.txt')).status, 404);
+    assert.equal((await rawGet(a.http, '/missing/')).status, 404);
+    assert.equal((await rawGet(a.http, '/hello.txt/')).status, 404, 'a file is not a directory');
+    assert.equal((await rawGet(a.http, '/a%20b.txt')).body.toString(), 'space\n', 'percent-encoded names are decoded once');
+    assert.equal((await rawGet(a.http, '/%252e%252e')).body.toString(), site.files['/%2e%2e'].toString(), '%25 decodes to a literal %');
+    assert.equal((await rawGet(a.http, '/inside-link.txt')).body.toString(), 'hello world\n', 'a symlink that stays inside is followed');
+    // curl follows the redirect to the index.
+    const { stdout } = await run('curl', ['-sL', url('/dir')]);
+    assert.equal(stdout, site.files['/dir/index.html'].toString());
+  });
+
+  test('cache headers fit HLS: playlists not cached, segments long-lived', async () => {
+    const m3u8 = await fetch(url('/live.m3u8'));
+    assert.equal(m3u8.headers.get('cache-control'), 'no-cache');
+    const ts = await fetch(url('/seg.ts'));
+    const cc = ts.headers.get('cache-control') ?? '';
+    assert.match(cc, /max-age=(\d+)/);
+    assert.ok(Number(/max-age=(\d+)/.exec(cc)![1]) >= 86_400, cc);
+    assert.match(cc, /immutable/);
+    assert.equal((await fetch(url('/hello.txt'))).headers.get('cache-control'), null);
+  });
+
+  test('the fast lane and the full table give the same answers', async () => {
+    const lanes = new Set<string>();
+    for (const path of ['/hello.txt', '/live.m3u8', '/seg.ts', '/blob.xyz', '/data.bin']) {
+      // Let the file cache's entry go stale (it is trusted for 200 ms), so the first request takes
+      // the full table and refreshes it, and the next two are answered by the fast lane.
+      await new Promise((r) => setTimeout(r, 250));
+      const replies = await keepAliveGets(a.http, [path, path, path]);
+      for (const r of replies) {
+        lanes.add(lane(r));
+        assert.equal(r.status, 200, path);
+        assert.ok(r.body.equals(site.files[path]), path);
+        for (const h of ['content-type', 'content-length', 'etag', 'last-modified', 'cache-control', 'x-content-type-options', 'accept-ranges']) {
+          assert.equal(r.headers[h], replies[0].headers[h], `${h} of ${path} (${lane(r)} vs ${lane(replies[0])})`);
+        }
+      }
+    }
+    assert.deepEqual([...lanes].sort(), ['fast', 'table'], 'both lanes were exercised');
+  });
+
+  test('vhost http_static mounts: [vhost] matched on Host, longest prefix first, http_server.dir last', async () => {
+    const get = (path: string, host?: string) => rawGet(b.http, path, { host });
+    assert.equal((await get('/mnt/m.txt')).body.toString(), 'from the mount\n');
+    assert.equal((await get('/mnt/sub/deep.txt')).status, 404, '/mnt/sub is the longer mount, and it has no deep.txt');
+    assert.equal((await get('/mnt/sub/a.txt')).body.toString(), 'a in dir\n', '/mnt/sub (any host) before /mnt');
+    assert.equal((await get('/mnt/sub/a.txt', 'example.test')).body.toString(), 'a in dir\n');
+    const bare = await get('/mnt');
+    assert.equal(bare.status, 301, 'a mount point without its slash is redirected like any directory');
+    assert.equal(bare.headers.location, '/mnt/');
+    assert.equal((await get('/mnt/')).status, 403, 'the mount has no index.html');
+    // [vhost]/hls belongs to example.test only; other hosts get http_server.dir's /hls.
+    assert.equal((await get('/hls/m.txt', 'example.test')).body.toString(), 'from the mount\n');
+    assert.equal((await get('/hls/m.txt', 'example.test:8080')).body.toString(), 'from the mount\n', 'the port in Host is not part of the name');
+    assert.equal((await get('/hls/m.txt', '127.0.0.1')).status, 404);
+    assert.equal((await get('/hls/x.txt', '127.0.0.1')).body.toString(), 'root hls x\n');
+    assert.equal((await get('/hls/x.txt', 'example.test')).status, 404);
+    assert.equal((await get('/hello.txt', 'example.test')).body.toString(), 'hello world\n', 'http_server.dir last');
+    assert.equal((await get('/mntx/m.txt')).status, 404, 'a mount prefix matches whole segments only');
+  });
+
+  test('HTTPS: ALPN offers h2, HTTP/1.1 still works, and HTTP/2 answers like HTTP/1.1', async () => {
+    assert.equal(await negotiatedAlpn(aTls), 'h2');
+    const v1 = await run('curl', ['-sk', '--http1.1', '-o', '/dev/null', '-w', '%{http_version} %{http_code} %{size_download}', `https://127.0.0.1:${aTls}/data.bin`]);
+    assert.equal(v1.stdout, '1.1 200 1000');
+    const v2 = await run('curl', ['-sk', '--http2', '-r', '0-9', '-o', '/dev/null', '-w', '%{http_version} %{http_code} %{size_download}', `https://127.0.0.1:${aTls}/data.bin`]);
+    assert.equal(v2.stdout, '2 206 10');
+
+    let s: http2.ClientHttp2Session | undefined;
+    try {
+      s = await h2Session(aTls);
+      const req = (path: string, extra: Record<string, string> = {}) => h2Request(s!, { ':path': path, ...extra });
+      let r = await req('/live.m3u8');
+      assert.equal(r.status, 200);
+      assert.equal(r.headers['content-type'], 'application/vnd.apple.mpegurl');
+      assert.equal(r.headers['cache-control'], 'no-cache');
+      assert.ok(r.body.equals(site.files['/live.m3u8']));
+      r = await req('/big.bin');
+      assert.ok(r.body.equals(site.files['/big.bin']), 'a streamed file over HTTP/2');
+      r = await req('/data.bin', { ':method': 'HEAD' });
+      assert.equal(r.status, 200);
+      assert.equal(r.headers['content-length'], '1000');
+      assert.equal(r.body.length, 0);
+      r = await req('/data.bin', { range: 'bytes=-1' });
+      assert.equal(r.status, 206);
+      assert.equal(r.headers['content-range'], 'bytes 999-999/1000');
+      assert.ok(r.body.equals(site.files['/data.bin'].subarray(999)));
+      r = await req('/data.bin', { range: 'bytes=1000-' });
+      assert.equal(r.status, 416);
+      assert.equal(r.headers['content-range'], 'bytes */1000');
+      const etag = String((await req('/data.bin')).headers.etag);
+      r = await req('/data.bin', { 'if-none-match': etag });
+      assert.equal(r.status, 304);
+      assert.equal(r.body.length, 0);
+      r = await req('/blob.xyz');
+      assert.equal(r.headers['x-content-type-options'], 'nosniff');
+      r = await req('/hello.txt', { ':method': 'DELETE' });
+      assert.equal(r.status, 405);
+      assert.match(String(r.headers.allow), /GET/);
+      r = await req('/dir');
+      assert.equal(r.status, 301);
+      assert.equal(r.headers.location, '/dir/');
+      r = await req('/dir/');
+      assert.equal(r.body.toString(), site.files['/dir/index.html'].toString());
+    } finally {
+      s?.close();
+    }
+  });
+
+  test('HTTP/2: vhost mounts are matched on :authority', async () => {
+    let s: http2.ClientHttp2Session | undefined;
+    try {
+      s = await h2Session(bTls);
+      const get = (path: string, authority: string) => h2Request(s!, { ':path': path, ':authority': authority });
+      assert.equal((await get('/hls/m.txt', 'example.test')).body.toString(), 'from the mount\n');
+      assert.equal((await get('/hls/m.txt', `127.0.0.1:${bTls}`)).status, 404);
+      assert.equal((await get('/hls/x.txt', `127.0.0.1:${bTls}`)).body.toString(), 'root hls x\n');
+      assert.equal((await get('/mnt/sub/a.txt', 'example.test')).body.toString(), 'a in dir\n');
+    } finally {
+      s?.close();
+    }
+  });
+});
