@@ -30,6 +30,15 @@ interface Entry {
 
 export const ALLOW_STATIC = 'GET, HEAD, OPTIONS';
 
+/** A small file held in memory, as the fast paths serve it. */
+export interface CachedBody {
+  body: Buffer;
+  etag: string;
+  lastModified: string;
+  type: string;
+  cache: string | undefined;
+}
+
 /**
  * Serves one directory tree: GET and HEAD, one byte range, ETag/Last-Modified with 304, and a
  * path check that no decoding trick or symlink can get out of the root.
@@ -60,7 +69,9 @@ export class FileRoot {
       if (!rel.endsWith('/') || !urlPath.endsWith('/')) {
         const q = ctx.querystring;
         ctx.status = 301;
-        ctx.set('Location', `${urlPath}/${q ? `?${q}` : ''}`);
+        // One leading slash only: `//dir` would redirect to `//dir/`, which a browser reads as
+        // the host "dir" (an open redirect).
+        ctx.set('Location', `/${urlPath.replace(/^\/+/, '')}/${q ? `?${q}` : ''}`);
         ctx.body = '';
         return;
       }
@@ -156,6 +167,24 @@ export class FileRoot {
     if (!e || !e.body || now - e.checkedAt >= STAT_TTL_MS || !e.stat?.isFile()) return undefined;
     return e as { body: Buffer; etag: string; lastModified: string; type: string; cache: string | undefined };
   }
+
+  /**
+   * The front door's question: the in-memory body of a plain file. Fresh entries answer at once;
+   * a missing or stale one is looked up (one lookup per path at a time) and the answer waits for
+   * it, so a cold cache or an expired stat never pushes a connection off the fast path.
+   */
+  fastBody(rel: string, now: number): CachedBody | undefined | Promise<CachedBody | undefined> {
+    const e = this.entries.get(rel);
+    if (e && now - e.checkedAt < STAT_TTL_MS) return e.body && e.stat?.isFile() ? (e as CachedBody) : undefined;
+    let p = this.refreshing.get(rel);
+    if (!p) {
+      p = this.lookup(rel).then((x) => (x.body && x.stat?.isFile() ? (x as CachedBody) : undefined)).finally(() => this.refreshing.delete(rel));
+      this.refreshing.set(rel, p);
+    }
+    return p;
+  }
+
+  private readonly refreshing = new Map<string, Promise<CachedBody | undefined>>();
 
   /** The cached stat (and small body) of a root-relative path, refreshed every STAT_TTL_MS. */
   private async lookup(rel: string): Promise<Entry> {
