@@ -177,7 +177,9 @@ function vhostConfig(name: string, v: View, limits: Limits): VhostConfig {
   return {
     name,
     enabled: v.bool('enabled', true),
-    httpStatic: { enabled: st.bool('enabled', false), mount: st.str('mount', '[vhost]/'), dir: st.str('dir', './public') },
+    // SRS's mount default is [vhost]/, which would shadow http_server.dir entirely once enabled
+    // (SRS_VHOST_HTTP_STATIC_ENABLED=on alone); /hls is what config/streamgate.conf documents.
+    httpStatic: { enabled: st.bool('enabled', false), mount: st.str('mount', '[vhost]/hls'), dir: st.str('dir', './public/hls') },
     httpRemux: { enabled: remux.bool('enabled', true), mount: remux.str('mount', '[vhost]/[app]/[stream].flv') },
     hls: { enabled: hls.bool('enabled', true), fragmentS: hls.ms('hls_fragment', 2000) / 1000, windowS: hls.ms('hls_window', 12_000) / 1000 },
     publish: {

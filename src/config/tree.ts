@@ -108,7 +108,15 @@ export function parseText(
           if (t.text === 'include') {
             if (args.length !== 1) throw new ConfigError(file, t.line, 'include takes exactly one file');
             if (depth >= MAX_INCLUDE_DEPTH) throw new ConfigError(file, t.line, `include nested deeper than ${MAX_INCLUDE_DEPTH} (a loop?)`);
-            list.push(...parseFile(resolve(dirname(file), args[0]), depth + 1, readFile));
+            let included: Directive[];
+            try {
+              included = parseFile(resolve(dirname(file), args[0]), depth + 1, readFile);
+            } catch (err) {
+              // A file that cannot be read has no line of its own to blame: name the include.
+              if (err instanceof ConfigError && err.line === 0) throw new ConfigError(file, t.line, `include "${args[0]}": ${err.detail}`);
+              throw err;
+            }
+            list.push(...included);
           } else {
             list.push({ name: t.text, args, children: null, file, line: t.line });
           }
