@@ -1,0 +1,547 @@
+import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { cpus, release, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { h2load, wrk, type LoadResult } from './lib/load.js';
+import {
+  API_PATH,
+  PLAYLIST_PATH,
+  REPO_ROOT,
+  SEGMENT_PATH,
+  prepareSite,
+  startCaddy,
+  startNginx,
+  startNms,
+  startSeedKoa,
+  startStreamgate,
+  startUpstream,
+  type Peer,
+  type Site,
+} from './lib/peers.js';
+import { cpuPercentDuring, firstLine, killAllNow, rssBytes, sleep, startProc, stopAll, which, LOAD_CORE, type Proc } from './lib/procs.js';
+import { topFrames, type Frame } from './lib/profile.js';
+import { renderMarkdown, type Report, type Row } from './lib/report.js';
+
+/**
+ * `npm run bench` — streamgate side by side with NGINX, Caddy, the seed's Koa front door and
+ * node-media-server, in one run on one machine, reported as ratios. Server under test on core 0,
+ * load (and the proxy upstream, and publishers) on core 1.
+ *
+ *   --smoke         tiny counts: proves every peer starts and every workload runs (< 60 s)
+ *   --only=a,b      run only these workloads (m3u8, ts, api, https-h1, https-h2, fanout, nms)
+ *   --out=DIR       where latest.md/latest.json go (default bench/results; smoke: a temp dir)
+ *   --no-profile    skip the --cpu-prof pass for targets not met
+ */
+
+const FLV_LOAD = fileURLToPath(new URL('./flv-load.js', import.meta.url));
+
+interface Settings {
+  smoke: boolean;
+  reps: number;
+  seconds: number;
+  conns: number;
+  warmupSeconds: number;
+  steps: number[];
+  nmsSteps: number[];
+  settleMs: number;
+  windowMs: number;
+  rampPerSec: number;
+  ttffJoins: number;
+  latencyMs: number;
+  profile: boolean;
+}
+
+function settings(argv: string[]): Settings & { only: Set<string> | null; out: string } {
+  const arg = (name: string) => argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1];
+  const smoke = argv.includes('--smoke');
+  const only = arg('only') ? new Set(arg('only')!.split(',')) : null;
+  const base: Settings = smoke
+    ? { smoke, reps: 1, seconds: 1, conns: 10, warmupSeconds: 0, steps: [50], nmsSteps: [20], settleMs: 500, windowMs: 1000, rampPerSec: 500, ttffJoins: 10, latencyMs: 1500, profile: false }
+    : { smoke, reps: 3, seconds: 4, conns: 50, warmupSeconds: 1, steps: [1000, 3000, 6000, 9000], nmsSteps: [1000, 1500], settleMs: 3000, windowMs: 5000, rampPerSec: 1000, ttffJoins: 200, latencyMs: 8000, profile: !argv.includes('--no-profile') };
+  const reps = arg('reps');
+  if (reps) base.reps = Number(reps);
+  const out = arg('out') ?? (smoke ? mkdtempSync(join(tmpdir(), 'sg-bench-out-')) : join(REPO_ROOT, 'bench/results'));
+  return { ...base, only, out };
+}
+
+// ---- HTTP workloads -------------------------------------------------------------------------------
+
+interface HttpWorkload {
+  id: string;
+  title: string;
+  peers: string[];
+  /** Minimum ratio streamgate ÷ peer, per peer named in the target. */
+  targets: Record<string, number>;
+  run(peer: Peer, s: Settings): Promise<LoadResult>;
+}
+
+const HTTP_WORKLOADS: HttpWorkload[] = [
+  {
+    id: 'm3u8',
+    title: '1 KB .m3u8 from disk, HTTP/1.1 keep-alive (wrk)',
+    peers: ['nginx', 'caddy', 'seed-koa'],
+    targets: { nginx: 0.8, 'seed-koa': 3 },
+    run: (p, s) => wrk({ url: `http://127.0.0.1:${p.http}${PLAYLIST_PATH}`, conns: s.conns, seconds: s.seconds }),
+  },
+  {
+    id: 'ts',
+    title: '512 KB .ts from disk, HTTP/1.1 keep-alive (wrk)',
+    peers: ['nginx', 'caddy', 'seed-koa'],
+    targets: { nginx: 1.0 },
+    run: (p, s) => wrk({ url: `http://127.0.0.1:${p.http}${SEGMENT_PATH}`, conns: s.conns, seconds: s.seconds }),
+  },
+  {
+    id: 'api',
+    title: '/api/ proxied to a small upstream (wrk)',
+    peers: ['nginx', 'nginx-keepalive', 'caddy', 'seed-koa'],
+    targets: { caddy: 1.0, nginx: 1.0, 'seed-koa': 3 },
+    run: (p, s) => wrk({ url: `http://127.0.0.1:${p.http}${API_PATH}`, conns: s.conns, seconds: s.seconds }),
+  },
+  {
+    id: 'https-h1',
+    title: 'HTTPS 1 KB file, HTTP/1.1 (h2load --h1)',
+    peers: ['nginx'],
+    targets: { nginx: 0.8 },
+    run: (p, s) => h2load({ url: `https://127.0.0.1:${p.https}${PLAYLIST_PATH}`, conns: s.conns, seconds: s.seconds, proto: 'h1' }),
+  },
+  {
+    id: 'https-h2',
+    title: 'HTTPS 1 KB file, HTTP/2, 10 streams/conn (h2load)',
+    peers: ['nginx'],
+    targets: { nginx: 0.8 },
+    run: (p, s) => h2load({ url: `https://127.0.0.1:${p.https}${PLAYLIST_PATH}`, conns: s.conns, seconds: s.seconds, proto: 'h2' }),
+  },
+];
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length === 0 ? NaN : s[Math.floor((s.length - 1) / 2)];
+}
+
+async function startHttpPeers(base: string, site: Site, upstream: number, names: Set<string>): Promise<Map<string, Peer>> {
+  const peers = new Map<string, Peer>();
+  peers.set('streamgate', await startStreamgate(base, site, upstream));
+  if (names.has('nginx')) peers.set('nginx', await startNginx(base, site, upstream, false));
+  if (names.has('nginx-keepalive')) peers.set('nginx-keepalive', await startNginx(base, site, upstream, true));
+  if (names.has('caddy')) peers.set('caddy', await startCaddy(base, site, upstream));
+  if (names.has('seed-koa')) peers.set('seed-koa', await startSeedKoa(site, upstream));
+  return peers;
+}
+
+/**
+ * Every (workload, server) pair runs `reps` times; the repetitions are interleaved (round r of
+ * every pair before round r+1, servers in a rotating order) so drift on a shared machine falls on
+ * all servers alike. The figure is the median of the repetitions.
+ */
+async function runHttp(s: Settings, workloads: HttpWorkload[], peers: Map<string, Peer>, log: (m: string) => void): Promise<Map<string, Map<string, { rps: number; runs: number[]; error: string | null }>>> {
+  const results = new Map<string, Map<string, { rps: number; runs: number[]; error: string | null }>>();
+  for (const w of workloads) results.set(w.id, new Map());
+  if (s.warmupSeconds > 0) {
+    log(`warm-up: ${s.warmupSeconds}s per pair`);
+    for (const w of workloads) for (const name of ['streamgate', ...w.peers]) await w.run(peers.get(name)!, { ...s, seconds: s.warmupSeconds });
+  }
+  for (let r = 0; r < s.reps; r++) {
+    for (const w of workloads) {
+      const names = ['streamgate', ...w.peers];
+      const order = names.map((_, i) => names[(i + r) % names.length]);
+      for (const name of order) {
+        const res = await w.run(peers.get(name)!, s);
+        const cell = results.get(w.id)!.get(name) ?? { rps: 0, runs: [], error: null };
+        if (res.error) cell.error = res.error;
+        else cell.runs.push(res.rps);
+        cell.rps = median(cell.runs);
+        results.get(w.id)!.set(name, cell);
+        log(`${w.id} ${name} run ${r + 1}: ${res.error ?? `${Math.round(res.rps)} req/s`}`);
+      }
+    }
+  }
+  return results;
+}
+
+function httpRows(workloads: HttpWorkload[], results: Awaited<ReturnType<typeof runHttp>>, s: Settings): Row[] {
+  return workloads.map((w) => {
+    const cells = results.get(w.id)!;
+    const sg = cells.get('streamgate')!;
+    const peerFigures: Record<string, number | null> = {};
+    const ratios: Record<string, number | null> = {};
+    for (const p of w.peers) {
+      const c = cells.get(p)!;
+      peerFigures[p] = c.runs.length ? c.rps : null;
+      ratios[p] = c.runs.length && sg.runs.length ? sg.rps / c.rps : null;
+    }
+    const met = Object.entries(w.targets).every(([p, min]) => (ratios[p] ?? 0) >= min);
+    const errors = [...cells].filter(([, c]) => c.error).map(([n, c]) => `${n}: ${c.error}`);
+    return {
+      id: w.id,
+      workload: w.title,
+      unit: 'req/s',
+      method: `median of ${s.reps} × ${s.seconds} s, ${s.conns} conns`,
+      streamgate: sg.runs.length ? sg.rps : null,
+      peers: peerFigures,
+      ratios,
+      target: Object.entries(w.targets)
+        .map(([p, min]) => `≥ ${min}× ${p}`)
+        .join(', '),
+      met,
+      note: errors.join('; ') || undefined,
+    };
+  });
+}
+
+// ---- HTTP-FLV fan-out --------------------------------------------------------------------------------
+
+/** The player-load generator, a child on the load core, driven by request/answer messages. */
+class Generator {
+  private readonly proc: Proc;
+  private readonly waiting = new Map<number, (m: Record<string, unknown>) => void>();
+  private id = 0;
+
+  constructor() {
+    this.proc = startProc('flv-load', LOAD_CORE, process.execPath, [FLV_LOAD], { ipc: true });
+    this.proc.child.on('message', (m: { id: number }) => {
+      this.waiting.get(m.id)?.(m as Record<string, unknown>);
+      this.waiting.delete(m.id);
+    });
+  }
+
+  call<T = Record<string, unknown>>(msg: Record<string, unknown>, timeoutMs = 120_000): Promise<T> {
+    const id = ++this.id;
+    return new Promise((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`flv-load: no answer to ${String(msg.cmd)} in ${timeoutMs} ms\n${this.proc.tail()}`)), timeoutMs);
+      this.waiting.set(id, (m) => {
+        clearTimeout(t);
+        if (typeof m.error === 'string') reject(new Error(`flv-load: ${m.error}`));
+        else resolve(m as T);
+      });
+      this.proc.child.send({ ...msg, id });
+    });
+  }
+
+  async stop(): Promise<void> {
+    await this.call({ cmd: 'stop' }, 5000).catch(() => undefined);
+    await this.proc.stop();
+  }
+}
+
+export interface Step {
+  players: number;
+  playing: number;
+  keptUp: number;
+  serverCpu: number;
+  rssMB: number;
+  kbPerPlayer: number;
+  genCpu: number;
+  lagP99: number;
+  errors: string[];
+}
+
+interface SampleReply {
+  playing: number;
+  keptUpMin: number;
+  lagP99: number;
+  genCpu: number;
+  errors: string[];
+  publisherError: string | null;
+}
+
+async function fanoutSteps(gen: Generator, server: Proc, steps: number[], s: Settings, log: (m: string) => void, atFirst?: () => Promise<void>): Promise<{ steps: Step[]; rss0: number }> {
+  await sleep(Math.max(2000, s.settleMs));
+  const rss0 = rssBytes(server.pid);
+  const out: Step[] = [];
+  for (const n of steps) {
+    await gen.call({ cmd: 'players', n, perSec: s.rampPerSec });
+    await sleep(s.settleMs);
+    const { cpu, value } = await cpuPercentDuring(server.pid, () => gen.call<SampleReply>({ cmd: 'sample', ms: s.windowMs }));
+    const rss = rssBytes(server.pid);
+    const step: Step = {
+      players: n,
+      playing: value.playing,
+      keptUp: value.keptUpMin,
+      serverCpu: cpu,
+      rssMB: rss / 1024 / 1024,
+      kbPerPlayer: (rss - rss0) / n / 1024,
+      genCpu: value.genCpu,
+      lagP99: value.lagP99,
+      errors: value.publisherError ? [value.publisherError, ...value.errors] : value.errors,
+    };
+    out.push(step);
+    log(`${server.name} ${n} players: ${step.keptUp} kept up, server ${step.serverCpu.toFixed(0)}% CPU, ${step.rssMB.toFixed(0)} MB, generator ${step.genCpu.toFixed(0)}%${step.errors.length ? ` (${step.errors.join(', ')})` : ''}`);
+    if (out.length === 1 && atFirst) await atFirst();
+    // A server already far behind only gets slower with more players; the next steps would measure nothing.
+    if (step.keptUp < n / 2) break;
+  }
+  return { steps: out, rss0 };
+}
+
+interface FanoutResult {
+  steps: Step[];
+  ttff: { p50: number; p99: number; failed: number; joins: number } | null;
+  latency: { p50: number; p99: number; frames: number } | null;
+}
+
+async function runStreamgateFanout(base: string, site: Site, upstream: number, s: Settings, log: (m: string) => void, nodeArgs: string[] = []): Promise<FanoutResult & { peer: Peer }> {
+  const mw = 350;
+  const sg = await startStreamgate(join(base, 'fanout'), site, upstream, { mwLatencyMs: mw, nodeArgs });
+  const gen = new Generator();
+  const target = { host: '127.0.0.1', port: sg.http, path: '/live/bench.flv' };
+  await gen.call({ cmd: 'start', target, publish: target });
+  let ttff: FanoutResult['ttff'] = null;
+  let latency: FanoutResult['latency'] = null;
+  const { steps } = await fanoutSteps(gen, sg.proc, s.steps, s, log, async () => {
+    ttff = await gen.call({ cmd: 'ttff', joins: s.ttffJoins, concurrency: 4 });
+    log(`time to first frame: ${JSON.stringify(ttff)}`);
+    const l = await gen.call<{ p50: number; p99: number; frames: number }>({ cmd: 'latency', ms: s.latencyMs, probes: 20 });
+    latency = { p50: l.p50 - mw, p99: l.p99 - mw, frames: l.frames };
+    log(`latency beyond mw_latency: ${JSON.stringify(latency)}`);
+  });
+  await gen.stop();
+  return { steps, ttff, latency, peer: sg };
+}
+
+async function runNmsFanout(base: string, s: Settings, log: (m: string) => void): Promise<{ steps: Step[]; error: string | null; ttff: FanoutResult['ttff'] }> {
+  const dir = join(base, 'nms-media');
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, 'bench.flv');
+  // A real H.264/AAC file at ~0.5 Mbps with a key frame every 2 s, made before the server starts.
+  const seconds = s.smoke ? 4 : 20;
+  const enc = startProc('ffmpeg-encode', LOAD_CORE, 'ffmpeg', [
+    '-hide_banner', '-loglevel', 'error', '-f', 'lavfi', '-i', `testsrc2=size=640x360:rate=25`, '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=44100',
+    '-t', String(seconds), '-c:v', 'libx264', '-preset', 'veryfast', '-b:v', '440k', '-maxrate', '450k', '-bufsize', '900k', '-g', '50', '-keyint_min', '50', '-pix_fmt', 'yuv420p',
+    '-c:a', 'aac', '-b:a', '48k', '-f', 'flv', '-y', file,
+  ]);
+  await new Promise((r) => enc.child.once('exit', r));
+  if (!existsSync(file)) return { steps: [], error: `ffmpeg could not make the test file: ${enc.tail()}`, ttff: null };
+  const nms = await startNms(base);
+  const pub = startProc('ffmpeg-publish', LOAD_CORE, 'ffmpeg', ['-hide_banner', '-loglevel', 'error', '-re', '-stream_loop', '-1', '-i', file, '-c', 'copy', '-f', 'flv', `rtmp://127.0.0.1:${nms.rtmp}/live/bench`]);
+  const gen = new Generator();
+  await gen.call({ cmd: 'start', target: { host: '127.0.0.1', port: nms.http, path: '/live/bench.flv' }, publish: null });
+  let ttff: FanoutResult['ttff'] = null;
+  const { steps } = await fanoutSteps(gen, nms.proc, s.nmsSteps, s, log, async () => {
+    ttff = await gen.call({ cmd: 'ttff', joins: Math.min(50, s.ttffJoins), concurrency: 4 });
+    log(`node-media-server time to first frame: ${JSON.stringify(ttff)}`);
+  });
+  await gen.stop();
+  await pub.stop();
+  await nms.proc.stop();
+  const error = steps.length && steps[0].playing === 0 ? `no player got a 200 FLV answer: ${steps[0].errors.join(', ')}; ${nms.proc.tail().split('\n').slice(-3).join(' / ')}` : null;
+  return { steps, error, ttff };
+}
+
+function best(steps: Step[]): Step | null {
+  return steps.reduce<Step | null>((b, x) => (!b || x.keptUp > b.keptUp ? x : b), null);
+}
+
+// ---- profiling -------------------------------------------------------------------------------------
+
+async function profileHttp(base: string, site: Site, upstream: number, w: HttpWorkload, s: Settings): Promise<Frame[]> {
+  const dir = join(base, `prof-${w.id}`);
+  mkdirSync(dir, { recursive: true });
+  const sg = await startStreamgate(join(base, `prof-sg-${w.id}`), site, upstream, { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${dir}`] });
+  await w.run(sg, { ...s, seconds: Math.max(1, s.seconds) });
+  await stopForProfile(sg.proc);
+  return topFrames(dir, REPO_ROOT);
+}
+
+/** SIGTERM and wait: the profile is written as the process exits, which a SIGKILL would prevent. */
+async function stopForProfile(p: Proc): Promise<void> {
+  const exited = new Promise((r) => p.child.once('exit', r));
+  p.child.kill('SIGTERM');
+  await Promise.race([exited, sleep(15_000)]);
+  await p.stop();
+}
+
+// ---- main -------------------------------------------------------------------------------------------
+
+function machine(): Report['machine'] {
+  const cpuModel = /model name\s*:\s*(.*)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? cpus()[0]?.model ?? '?';
+  const pkg = (p: string) => (JSON.parse(readFileSync(join(REPO_ROOT, p), 'utf8')) as { version: string }).version;
+  return {
+    cpu: cpuModel,
+    cores: cpus().length,
+    kernel: release(),
+    versions: {
+      streamgate: pkg('package.json'),
+      node: process.version,
+      nginx: firstLine('nginx', ['-v']).replace(/^nginx version: /, ''),
+      caddy: firstLine('caddy', ['version']).split(' ')[0],
+      wrk: firstLine('wrk', ['-v']).split(' [')[0],
+      h2load: firstLine('h2load', ['--version']),
+      ffmpeg: firstLine('ffmpeg', ['-version']).split(' Copyright')[0],
+      'node-media-server': pkg('node_modules/node-media-server/package.json'),
+      koa: pkg('node_modules/koa/package.json'),
+      'koa-proxies': pkg('node_modules/koa-proxies/package.json'),
+      'koa-static': pkg('node_modules/koa-static/package.json'),
+    },
+  };
+}
+
+export const REQUIRED_TOOLS = ['nginx', 'caddy', 'wrk', 'h2load', 'ffmpeg', 'taskset', 'openssl'];
+
+async function main(): Promise<void> {
+  const s = settings(process.argv.slice(2));
+  const missing = REQUIRED_TOOLS.filter((t) => !which(t));
+  if (missing.length) throw new Error(`missing tools: ${missing.join(', ')}`);
+  const started = Date.now();
+  const log = (m: string) => console.log(`[${((Date.now() - started) / 1000).toFixed(1).padStart(6)}s] ${m}`);
+  const want = (id: string) => !s.only || s.only.has(id);
+  const base = mkdtempSync(join(tmpdir(), 'sg-bench-'));
+  const rows: Row[] = [];
+  const notes: string[] = [];
+  const profiles: Record<string, Frame[]> = {};
+  const fanout: Report['fanout'] = {};
+  try {
+    const site = prepareSite(base);
+    const upstream = await startUpstream(base);
+    const workloads = HTTP_WORKLOADS.filter((w) => want(w.id));
+    if (workloads.length) {
+      const names = new Set(workloads.flatMap((w) => w.peers));
+      const peers = await startHttpPeers(base, site, upstream.http, names);
+      log(`peers up: ${[...peers.keys()].join(', ')}`);
+      const results = await runHttp(s, workloads, peers, log);
+      for (const p of peers.values()) await p.proc.stop();
+      rows.push(...httpRows(workloads, results, s));
+      if (s.profile) {
+        for (const w of workloads.filter((w) => !rows.find((r) => r.id === w.id)!.met)) {
+          log(`profiling streamgate on ${w.id}`);
+          profiles[w.id] = await profileHttp(base, site, upstream.http, w, s);
+        }
+      }
+    }
+
+    let sgFan: (FanoutResult & { peer: Peer }) | null = null;
+    let nmsFan: Awaited<ReturnType<typeof runNmsFanout>> | null = null;
+    if (want('fanout')) {
+      log('HTTP-FLV fan-out: streamgate');
+      sgFan = await runStreamgateFanout(base, site, upstream.http, s, log);
+      await sgFan.peer.proc.stop();
+      fanout.streamgate = sgFan.steps;
+    }
+    if (want('nms') || want('fanout')) {
+      log('HTTP-FLV fan-out: node-media-server');
+      nmsFan = await runNmsFanout(base, s, log).catch((e: Error) => ({ steps: [], error: e.message, ttff: null }));
+      fanout['node-media-server'] = nmsFan.steps;
+      if (nmsFan.error) notes.push(`node-media-server: ${nmsFan.error}`);
+    }
+    if (sgFan) {
+      rows.push(...fanoutRows(sgFan, nmsFan, s));
+      const unmet = rows.filter((r) => r.id.startsWith('flv') && r.met === false);
+      if (s.profile && unmet.length) {
+        log('profiling streamgate fan-out');
+        const dir = join(base, 'prof-fanout');
+        mkdirSync(dir, { recursive: true });
+        const top = s.steps[Math.max(0, s.steps.length - 2)];
+        const again = await runStreamgateFanout(join(base, 'prof'), site, upstream.http, { ...s, steps: [top] }, log, ['--cpu-prof', `--cpu-prof-dir=${dir}`]);
+        await stopForProfile(again.peer.proc);
+        profiles[`fanout at ${top} players`] = topFrames(dir, REPO_ROOT);
+      }
+    }
+    rows.push(hlsRow());
+    await upstream.proc.stop();
+  } finally {
+    await stopAll();
+    rmSync(base, { recursive: true, force: true });
+  }
+  const report: Report = {
+    date: new Date().toISOString(),
+    mode: s.smoke ? 'smoke' : 'full',
+    durationS: Math.round((Date.now() - started) / 1000),
+    machine: machine(),
+    pinning: 'server under test on core 0 (taskset -c 0); wrk/h2load, the FLV player generator, publishers (synthetic POST, ffmpeg) and the proxy upstream (NGINX returning JSON from memory) on core 1',
+    rows,
+    fanout,
+    profiles,
+    notes,
+  };
+  mkdirSync(s.out, { recursive: true });
+  writeFileSync(join(s.out, 'latest.json'), `${JSON.stringify(report, null, 2)}\n`);
+  writeFileSync(join(s.out, 'latest.md'), renderMarkdown(report));
+  log(`wrote ${join(s.out, 'latest.md')}`);
+}
+
+function fanoutRows(sg: FanoutResult, nms: { steps: Step[]; error: string | null; ttff: FanoutResult['ttff'] } | null, s: Settings): Row[] {
+  const sgBest = best(sg.steps);
+  const nmsBest = nms && !nms.error ? best(nms.steps) : null;
+  const maxStep = s.steps[s.steps.length - 1];
+  const goal = s.smoke ? maxStep : 9000;
+  const sgMem = sgBest ? sgBest.kbPerPlayer : null;
+  const nmsMem = nmsBest ? nmsBest.kbPerPlayer : null;
+  const nmsNote = nms?.error ? `node-media-server not run: ${nms.error}` : undefined;
+  const ttff = sg.ttff as FanoutResult['ttff'];
+  const lat = sg.latency as FanoutResult['latency'];
+  return [
+    {
+      id: 'flv-fanout',
+      workload: 'HTTP-FLV fan-out, one 0.5 Mbps stream: players kept up (≤ 2 s behind)',
+      unit: 'players',
+      method: `steps ${s.steps.join('/')} (nms ${s.nmsSteps.join('/')}), ${s.windowMs / 1000} s window, minimum over the window`,
+      streamgate: sgBest?.keptUp ?? null,
+      peers: { 'node-media-server': nmsBest?.keptUp ?? null },
+      ratios: { 'node-media-server': sgBest && nmsBest?.keptUp ? sgBest.keptUp / nmsBest.keptUp : null },
+      target: `≥ ${goal.toLocaleString('en-US')} players (SRS 7.0: 9,000 at 93% CPU)`,
+      met: (sgBest?.keptUp ?? 0) >= goal,
+      note: [sgBest ? `streamgate at ${sgBest.players}: ${sgBest.serverCpu.toFixed(0)}% CPU, ${sgBest.rssMB.toFixed(0)} MB` : '', nmsNote].filter(Boolean).join('; ') || undefined,
+    },
+    {
+      id: 'flv-memory',
+      workload: 'memory per HTTP-FLV player, (RSS at N − RSS at 0) / N',
+      unit: 'KB',
+      method: 'at the step with most players kept up',
+      streamgate: sgMem,
+      peers: { 'node-media-server': nmsMem },
+      ratios: { 'node-media-server': sgMem !== null && nmsMem ? sgMem / nmsMem : null },
+      target: '≤ 30 KB (SRS 7.0: ~95 KB)',
+      met: sgMem !== null && sgMem <= 30,
+    },
+    {
+      id: 'flv-ttff',
+      workload: 'time to first frame for a joining player (connect → first key frame), p99 (p50)',
+      unit: 'ms',
+      method: `${ttff?.joins ?? 0} joins, 4 at a time, while ${s.steps[0]} players watch`,
+      streamgate: ttff?.p99 ?? null,
+      peers: { 'node-media-server': nms?.ttff?.p99 ?? null },
+      ratios: { 'node-media-server': ttff && nms?.ttff ? ttff.p99 / nms.ttff.p99 : null },
+      target: '≤ 100 ms at p99',
+      met: ttff !== null && ttff.failed === 0 && ttff.p99 <= 100,
+      note: ttff ? `p50 ${ttff.p50.toFixed(1)} ms, ${ttff.failed} failed${nms?.ttff ? `; node-media-server p50 ${nms.ttff.p50.toFixed(1)} ms` : ''}` : undefined,
+    },
+    {
+      id: 'flv-latency',
+      workload: 'publisher → player added latency beyond mw_latency (350 ms), p99 (p50)',
+      unit: 'ms',
+      method: `${lat?.frames ?? 0} stamped frames on 20 players over ${s.latencyMs / 1000} s, with ${s.steps[0]} players`,
+      streamgate: lat?.p99 ?? null,
+      peers: {},
+      ratios: {},
+      target: '≤ 50 ms at p99',
+      met: lat !== null && lat.frames > 0 && lat.p99 <= 50,
+      note: lat ? `p50 ${lat.p50.toFixed(1)} ms` : undefined,
+    },
+  ];
+}
+
+function hlsRow(): Row {
+  const landed = existsSync(join(REPO_ROOT, 'dist/src/outputs/hls.js'));
+  return {
+    id: 'hls',
+    workload: 'live HLS: playlist + segment requests, 1,000 clients',
+    unit: 'req/s',
+    method: '',
+    streamgate: null,
+    peers: {},
+    ratios: {},
+    target: '≥ 0.8× NGINX from disk',
+    met: null,
+    note: landed ? 'not run: HLS output landed after this suite; workload not written yet' : 'not run: HLS not landed',
+  };
+}
+
+process.on('SIGINT', () => {
+  void stopAll().finally(() => process.exit(130));
+});
+process.on('exit', killAllNow);
+
+main().catch(async (e: Error) => {
+  console.error(e.stack ?? e.message);
+  await stopAll();
+  process.exit(1);
+});
