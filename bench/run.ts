@@ -20,7 +20,8 @@ import {
 } from './lib/peers.js';
 import { cpuPercentDuring, firstLine, killAllNow, rssBytes, sleep, startProc, stopAll, which, LOAD_CORE, type Proc } from './lib/procs.js';
 import { topFrames, type Frame } from './lib/profile.js';
-import { renderMarkdown, type Report, type Row } from './lib/report.js';
+import { renderMarkdown, type FanoutStep, type Report, type Row } from './lib/report.js';
+import { REQUIRED_TOOLS } from './lib/tools.js';
 
 /**
  * `npm run bench` — streamgate side by side with NGINX, Caddy, the seed's Koa front door and
@@ -102,14 +103,14 @@ const HTTP_WORKLOADS: HttpWorkload[] = [
     title: 'HTTPS 1 KB file, HTTP/1.1 (h2load --h1)',
     peers: ['nginx'],
     targets: { nginx: 0.8 },
-    run: (p, s) => h2load({ url: `https://127.0.0.1:${p.https}${PLAYLIST_PATH}`, conns: s.conns, seconds: s.seconds, proto: 'h1' }),
+    run: (p, s) => h2load({ url: `https://127.0.0.1:${p.https}${PLAYLIST_PATH}`, conns: s.conns, seconds: s.seconds, proto: 'h1', warmupSeconds: s.warmupSeconds }),
   },
   {
     id: 'https-h2',
     title: 'HTTPS 1 KB file, HTTP/2, 10 streams/conn (h2load)',
     peers: ['nginx'],
     targets: { nginx: 0.8 },
-    run: (p, s) => h2load({ url: `https://127.0.0.1:${p.https}${PLAYLIST_PATH}`, conns: s.conns, seconds: s.seconds, proto: 'h2' }),
+    run: (p, s) => h2load({ url: `https://127.0.0.1:${p.https}${PLAYLIST_PATH}`, conns: s.conns, seconds: s.seconds, proto: 'h2', warmupSeconds: s.warmupSeconds }),
   },
 ];
 
@@ -223,17 +224,7 @@ class Generator {
   }
 }
 
-export interface Step {
-  players: number;
-  playing: number;
-  keptUp: number;
-  serverCpu: number;
-  rssMB: number;
-  kbPerPlayer: number;
-  genCpu: number;
-  lagP99: number;
-  errors: string[];
-}
+type Step = FanoutStep;
 
 interface SampleReply {
   playing: number;
@@ -374,8 +365,6 @@ function machine(): Report['machine'] {
     },
   };
 }
-
-export const REQUIRED_TOOLS = ['nginx', 'caddy', 'wrk', 'h2load', 'ffmpeg', 'taskset', 'openssl'];
 
 async function main(): Promise<void> {
   const s = settings(process.argv.slice(2));

@@ -1,0 +1,51 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { REQUIRED_TOOLS } from '../../bench/lib/tools.js';
+import { which } from '../../bench/lib/procs.js';
+import type { Report } from '../../bench/lib/report.js';
+
+/**
+ * `npm run bench -- --smoke` end to end: every peer starts, every workload runs and yields a
+ * figure. Timings are not judged here (that is what the full run's table is for); a workload
+ * that silently produced nothing, or a peer that answered errors, is.
+ */
+
+const RUN = fileURLToPath(new URL('../../bench/run.js', import.meta.url));
+const missing = REQUIRED_TOOLS.filter((t) => !which(t));
+
+test('benchmark smoke run: every workload gives streamgate and each peer a positive figure', { skip: missing.length ? `needs ${missing.join(', ')} (.ci/run installs them)` : false, timeout: 90_000 }, async () => {
+  const out = mkdtempSync(join(tmpdir(), 'sg-bench-smoke-'));
+  try {
+    const child = spawn(process.execPath, [RUN, '--smoke', `--out=${out}`], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let log = '';
+    child.stdout.on('data', (d: Buffer) => (log += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (log += d.toString()));
+    const code = await new Promise<number | null>((r) => child.once('exit', r));
+    assert.equal(code, 0, log);
+    const report = JSON.parse(readFileSync(join(out, 'latest.json'), 'utf8')) as Report;
+    assert.ok(readFileSync(join(out, 'latest.md'), 'utf8').includes('| workload |'));
+
+    const ids = report.rows.map((r) => r.id);
+    assert.deepEqual(ids, ['m3u8', 'ts', 'api', 'https-h1', 'https-h2', 'flv-fanout', 'flv-memory', 'flv-ttff', 'flv-latency', 'hls']);
+    for (const row of report.rows) {
+      if (row.id === 'hls' || row.id === 'flv-memory') continue;
+      assert.ok((row.streamgate ?? 0) > 0, `${row.id}: streamgate figure ${row.streamgate}\n${log}`);
+      // HTTP rows carry a note only when a run failed (non-2xx answers, socket errors).
+      if (!row.id.startsWith('flv')) assert.equal(row.note, undefined, `${row.id}: ${row.note}`);
+      for (const [peer, v] of Object.entries(row.peers)) assert.ok((v ?? 0) > 0, `${row.id}: ${peer} figure ${v}\n${log}`);
+    }
+    // Every player of the small fan-out step kept up with the stream, on streamgate and on node-media-server.
+    for (const [server, steps] of Object.entries(report.fanout)) {
+      assert.ok(steps.length > 0, server);
+      assert.equal(steps[0].keptUp, steps[0].players, `${server}: ${JSON.stringify(steps[0])}`);
+    }
+    assert.deepEqual(Object.keys(report.fanout).sort(), ['node-media-server', 'streamgate']);
+  } finally {
+    rmSync(out, { recursive: true, force: true });
+  }
+});
