@@ -232,6 +232,24 @@ describe('static origin', () => {
     assert.deepEqual([...lanes].sort(), ['fast', 'table'], 'both lanes were exercised');
   });
 
+  test('access log: one combined line per request with method, path, status, bytes, duration and address, in both lanes', async () => {
+    const from = a.lines.length;
+    const replies = await keepAliveGets(a.http, ['/hello.txt', '/hello.txt']);
+    const missing = await rawGet(a.http, '/missing.txt', { headers: { 'User-Agent': 'probe/1', Referer: 'http://ref.test/' } });
+    assert.ok(replies.some((r) => lane(r) === 'fast'), 'the fast lane was exercised');
+    const access = () => a.lines.slice(from).filter((l) => / HTTP\/1\.1" \d{3} /.test(l));
+    for (let i = 0; i < 40 && access().length < 3; i++) await new Promise((r) => setTimeout(r, 25));
+    const lines = access();
+    assert.equal(lines.length, 3, lines.join('\n'));
+    const combined = /^127\.0\.0\.1 - - \[[^\]]+\] "(GET) (\S+) HTTP\/1\.1" (\d{3}) (\d+) "([^"]*)" "([^"]*)" (\d+\.\d{3})$/;
+    const parsed = lines.map((l) => combined.exec(l));
+    for (const [i, m] of parsed.entries()) assert.ok(m, `combined format: ${lines[i]}`);
+    assert.deepEqual(parsed.map((m) => [m![2], m![3]]), [['/hello.txt', '200'], ['/hello.txt', '200'], ['/missing.txt', '404']]);
+    // $bytes_sent: head and body, as NGINX counts.
+    assert.ok(Number(parsed[0]![4]) > site.files['/hello.txt'].length, parsed[0]![4]);
+    assert.deepEqual([parsed[2]![5], parsed[2]![6]], ['http://ref.test/', 'probe/1']);
+  });
+
   test('vhost http_static mounts: [vhost] matched on Host, longest prefix first, http_server.dir last', async () => {
     const get = (path: string, host?: string) => rawGet(b.http, path, { host });
     assert.equal((await get('/mnt/m.txt')).body.toString(), 'from the mount\n');
