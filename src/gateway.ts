@@ -23,7 +23,7 @@ import { createProxy, type AnyRequest, type Proxy } from './proxy/index.js';
 import type { Duplex } from 'node:stream';
 import type { OutgoingHttpHeaders } from 'node:http';
 import { FileRoot, type CachedBody } from './static/fileserver.js';
-import { installFrontDoor, type FastReply, type FastRequest } from './http/frontdoor.js';
+import { installFrontDoor, installH2FrontDoor, type FastReply, type FastRequest, type FrontDoorOptions } from './http/frontdoor.js';
 import { UNKNOWN_TYPE } from './static/mime.js';
 
 /** How long a connection accepted past max_connections may take to send the request its 503 answers. */
@@ -382,12 +382,22 @@ export class Gateway {
     return { status: 200, head, body: e.body, route: 'static' };
   }
 
+  private frontDoorOptions(): FrontDoorOptions {
+    return {
+      answer: (r) => this.frontAnswer(r),
+      done: (r, reply, bytes, ms) => this.frontDone(r, reply, bytes, ms),
+      eligible: (sock) => !this.closing && !this.overLimit.has(sock),
+      keepAliveTimeoutMs: () => this.table.config.limits.keepAliveTimeoutMs,
+      maxHeaderBytes: () => this.table.config.limits.maxHeaderBytes,
+    };
+  }
+
   private frontDone(req: FastRequest, reply: FastReply, bytes: number, ms: number): void {
     this.metrics.request(reply.route, reply.status, bytes);
     const format = this.table.config.accessLog;
     if (format === 'off') return;
     this.log.access(formatAccess(format, {
-      route: reply.route, status: reply.status, bytes, ms, ip: req.ip, method: req.method, url: req.url, httpVersion: '1.1',
+      route: reply.route, status: reply.status, bytes, ms, ip: req.ip, method: req.method, url: req.url, httpVersion: req.httpVersion,
       referer: req.referer, agent: req.agent, error: null,
     }));
   }
@@ -504,13 +514,7 @@ export class Gateway {
         }, handler);
         // No server.maxConnections here: it closes the socket unanswered; see refuseOverLimit().
         server.on('upgrade', upgrade);
-        this.frontDoors.push(installFrontDoor(server, {
-          answer: (r) => this.frontAnswer(r),
-          done: (r, reply, bytes, ms) => this.frontDone(r, reply, bytes, ms),
-          eligible: (sock) => !this.closing && !this.overLimit.has(sock),
-          keepAliveTimeoutMs: () => this.table.config.limits.keepAliveTimeoutMs,
-          maxHeaderBytes: () => this.table.config.limits.maxHeaderBytes,
-        }));
+        this.frontDoors.push(installFrontDoor(server, this.frontDoorOptions()));
         specs.push({ role: 'http', directive: 'http_server.listen', addr, server });
       }
       if (c.httpServer.https.enabled) {
@@ -525,6 +529,8 @@ export class Gateway {
           }, handler as unknown as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void);
           server.maxConnections = c.maxConnections;
           server.on('upgrade', upgrade);
+          this.frontDoors.push(installFrontDoor(server, this.frontDoorOptions(), 'secureConnection'));
+          installH2FrontDoor(server, this.frontDoorOptions());
           this.httpsServers.push(server);
           specs.push({ role: 'https', directive: 'http_server.https.listen', addr, server });
         }

@@ -1,5 +1,5 @@
-import type http from 'node:http';
-import type { Socket } from 'node:net';
+import type http2 from 'node:http2';
+import type { Server, Socket } from 'node:net';
 
 /**
  * The front door of a plain-HTTP listener: the hot requests of a streaming site — a GET of a
@@ -22,6 +22,7 @@ export interface FastRequest {
   referer: string;
   agent: string;
   ip: string;
+  httpVersion: '1.1' | '2.0';
 }
 
 export interface FastReply {
@@ -72,14 +73,20 @@ function httpDate(): string {
 const REASONS: Record<number, string> = { 200: 'OK', 304: 'Not Modified', 404: 'Not Found' };
 
 /**
- * Puts the front door on `server`: Node's own 'connection' listeners run only for connections
- * handed over. Returns a function that closes idle front-door connections (shutdown).
+ * Puts the front door on `server`: Node's own listeners for `event` run only for connections
+ * handed over. A plain HTTP server is entered on 'connection'; an HTTPS server (HTTP/2 with
+ * HTTP/1.1 fallback) on 'secureConnection', and only for connections that did not pick h2 by
+ * ALPN. Returns a function that closes idle front-door connections (shutdown).
  */
-export function installFrontDoor(server: http.Server, opts: FrontDoorOptions): { closeIdle(): void } {
-  const nodeListeners = server.listeners('connection') as ((s: Socket) => void)[];
-  server.removeAllListeners('connection');
+export function installFrontDoor(server: Server, opts: FrontDoorOptions, event: 'connection' | 'secureConnection' = 'connection'): { closeIdle(): void } {
+  const nodeListeners = server.listeners(event) as ((s: Socket) => void)[];
+  server.removeAllListeners(event);
   const idle = new Set<Socket>();
-  server.on('connection', (sock: Socket) => {
+  server.on(event, (sock: Socket) => {
+    if (event === 'secureConnection' && (sock as Socket & { alpnProtocol?: string | false }).alpnProtocol === 'h2') {
+      for (const l of nodeListeners) l.call(server, sock);
+      return;
+    }
     let buf: Buffer | null = null;
     let waiting = false;
     let gone = false;
@@ -265,5 +272,60 @@ function parseHead(head: string, ip: string): ParsedHead | null {
   }
   // HTTP/1.1 requires Host (RFC 9112 §3.2): without one, Node answers 400.
   if (host === null) return null;
-  return { req: { method, url, host, origin, referer, agent, ip }, close };
+  return { req: { method, url, host, origin, referer, agent, ip, httpVersion: '1.1' }, close };
+}
+
+/** Response headers of a reply, as HTTP/2 wants them; parsed once per distinct head. */
+const h2Heads = new Map<string, http2.OutgoingHttpHeaders>();
+const H2_HEADS_MAX = 4096;
+
+function h2HeadersOf(r: FastReply): http2.OutgoingHttpHeaders {
+  let h = h2Heads.get(r.head);
+  if (h === undefined) {
+    h = { ':status': r.status };
+    for (const line of r.head.split('\r\n')) {
+      const colon = line.indexOf(':');
+      if (colon > 0) h[line.slice(0, colon).toLowerCase()] = line.slice(colon + 1).trim();
+    }
+    if (h2Heads.size >= H2_HEADS_MAX) h2Heads.clear();
+    h2Heads.set(r.head, h);
+  }
+  return h;
+}
+
+/**
+ * The same front door for HTTP/2 streams: a plain GET/HEAD whose answer is already in memory is
+ * answered on the stream itself, skipping the compatibility layer's request and response
+ * objects and the Koa context; anything else goes to Node's own 'stream' listener (which builds
+ * them) untouched. A cold cache is not waited for on HTTP/2: the request takes the full table.
+ */
+export function installH2FrontDoor(server: http2.Http2SecureServer, opts: Pick<FrontDoorOptions, 'answer' | 'done'>): void {
+  type StreamListener = (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, flags: number, raw: string[]) => void;
+  const nodeListeners = server.listeners('stream') as StreamListener[];
+  server.removeAllListeners('stream');
+  server.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, flags: number, raw: string[]) => {
+    const req = plainH2(headers, stream.session?.socket?.remoteAddress ?? '-');
+    const answer = req === null ? null : opts.answer(req);
+    if (req === null || answer === null || answer instanceof Promise) {
+      for (const l of nodeListeners) l.call(server, stream, headers, flags, raw);
+      return;
+    }
+    const start = performance.now();
+    const withBody = req.method === 'GET' && answer.body.length > 0;
+    stream.respond(h2HeadersOf(answer), { endStream: !withBody });
+    if (withBody) stream.end(answer.body);
+    opts.done(req, answer, withBody ? answer.body.length : 0, performance.now() - start);
+  });
+}
+
+function plainH2(h: http2.IncomingHttpHeaders, ip: string): FastRequest | null {
+  const method = h[':method'];
+  if (method !== 'GET' && method !== 'HEAD') return null;
+  const url = h[':path'];
+  if (typeof url !== 'string' || url.charCodeAt(0) !== 0x2f) return null;
+  for (const name of NOT_PLAIN) if (h[name] !== undefined) return null;
+  const host = h[':authority'] ?? h.host;
+  if (typeof host !== 'string') return null;
+  const str = (v: string | string[] | undefined) => (typeof v === 'string' ? v : '');
+  return { method, url, host, origin: h.origin !== undefined, referer: str(h.referer), agent: str(h['user-agent']), ip, httpVersion: '2.0' };
 }

@@ -2,11 +2,9 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { once } from 'node:events';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { makeSite, rawGet, startGateway, type RawReply, type Site, type Started } from '../integration/site.js';
+import { freePort, makeSite, rawGet, startGateway, type RawReply, type Site, type Started } from '../integration/site.js';
 import { waitFor } from '../helpers/ffmpeg.js';
 
 /**
@@ -63,14 +61,6 @@ const CASES: Case[] = [
   { what: 'If-Range other ETag', path: '/data.bin', headers: { Range: 'bytes=0-9', 'If-Range': '"other"' } },
   { what: 'If-Range own date', path: '/data.bin', headers: { Range: 'bytes=0-9', 'If-Range': 'LASTMOD' } },
 ];
-
-async function freePort(): Promise<number> {
-  const s = net.createServer().listen(0, '127.0.0.1');
-  await once(s, 'listening');
-  const port = (s.address() as net.AddressInfo).port;
-  s.close();
-  return port;
-}
 
 describe('static files: the same answers as NGINX', { skip: existsSync(NGINX) ? false : 'nginx is not installed (bash .ci/run installs nginx-light)' }, () => {
   let site: Site;
