@@ -19,6 +19,9 @@ import { FlvPlayerParser, StampedStream, wallMs } from './lib/flv.js';
 const KEEP_UP_MS = 2000;
 /** A player that saw no 200 head within this is counted as failed. */
 const CONNECT_TIMEOUT_MS = 10_000;
+/** A join that shows no key frame within this counts as failed; all joins together get the budget. */
+const TTFF_TIMEOUT_MS = 5000;
+const TTFF_BUDGET_MS = 30_000;
 const READ_BUFFER = Buffer.allocUnsafe(256 * 1024);
 /** How often the publisher's timer checks for frames due (a frame is 40 ms at 25 fps). */
 const PUBLISH_TICK_MS = 5;
@@ -200,11 +203,12 @@ async function ttff(joins: number, concurrency: number): Promise<object> {
   const times: number[] = [];
   let failed = 0;
   let next = 0;
+  const deadline = performance.now() + TTFF_BUDGET_MS;
   const one = async (): Promise<void> => {
-    while (next < joins) {
+    while (next < joins && performance.now() < deadline) {
       next++;
       const p = new Player(target, onData);
-      const until = p.startedAt + CONNECT_TIMEOUT_MS;
+      const until = Math.min(deadline, p.startedAt + TTFF_TIMEOUT_MS);
       while (p.parser.firstKeyAt === 0 && !p.closed && performance.now() < until) await sleep(1);
       if (p.parser.firstKeyAt > 0) times.push(p.parser.firstKeyAt - p.startedAt);
       else failed++;
@@ -212,7 +216,7 @@ async function ttff(joins: number, concurrency: number): Promise<object> {
     }
   };
   await Promise.all(Array.from({ length: concurrency }, one));
-  return { joins, failed, p50: percentile(times, 50), p99: percentile(times, 99), max: Math.max(...times) };
+  return { joins: next, failed, p50: percentile(times, 50), p99: percentile(times, 99), max: Math.max(...times) };
 }
 
 /** Publisher → player delay of every stamped frame on `probes` extra players over `ms`. */

@@ -32,6 +32,8 @@ import { REQUIRED_TOOLS } from './lib/tools.js';
  *   --only=a,b      run only these workloads (m3u8, ts, api, https-h1, https-h2, fanout, nms)
  *   --out=DIR       where latest.md/latest.json go (default bench/results; smoke: a temp dir)
  *   --no-profile    skip the --cpu-prof pass for targets not met
+ *   --steps=1000,…  fan-out steps for streamgate; --nms-steps=… for node-media-server
+ *   --reps=N        repetitions of each HTTP run
  */
 
 const FLV_LOAD = fileURLToPath(new URL('./flv-load.js', import.meta.url));
@@ -58,9 +60,11 @@ function settings(argv: string[]): Settings & { only: Set<string> | null; out: s
   const only = arg('only') ? new Set(arg('only')!.split(',')) : null;
   const base: Settings = smoke
     ? { smoke, reps: 1, seconds: 1, conns: 10, warmupSeconds: 0, steps: [50], nmsSteps: [20], settleMs: 500, windowMs: 1000, rampPerSec: 500, ttffJoins: 10, latencyMs: 1500, profile: false }
-    : { smoke, reps: 3, seconds: 4, conns: 50, warmupSeconds: 1, steps: [1000, 3000, 6000, 9000], nmsSteps: [1000, 1500], settleMs: 3000, windowMs: 5000, rampPerSec: 1000, ttffJoins: 200, latencyMs: 8000, profile: !argv.includes('--no-profile') };
+    : { smoke, reps: 3, seconds: 4, conns: 50, warmupSeconds: 1, steps: [1000, 3000, 6000, 9000, 12000], nmsSteps: [1000, 1500], settleMs: 3000, windowMs: 5000, rampPerSec: 1000, ttffJoins: 200, latencyMs: 8000, profile: !argv.includes('--no-profile') };
   const reps = arg('reps');
   if (reps) base.reps = Number(reps);
+  if (arg('steps')) base.steps = arg('steps')!.split(',').map(Number);
+  if (arg('nms-steps')) base.nmsSteps = arg('nms-steps')!.split(',').map(Number);
   const out = arg('out') ?? (smoke ? mkdtempSync(join(tmpdir(), 'sg-bench-out-')) : join(REPO_ROOT, 'bench/results'));
   return { ...base, only, out };
 }
@@ -235,12 +239,12 @@ interface SampleReply {
   publisherError: string | null;
 }
 
-async function fanoutSteps(gen: Generator, server: Proc, steps: number[], s: Settings, log: (m: string) => void, atFirst?: () => Promise<void>): Promise<{ steps: Step[]; rss0: number }> {
+async function fanoutSteps(gen: Generator, server: Proc, steps: number[], perSec: number, s: Settings, log: (m: string) => void, atFirst?: (first: Step) => Promise<void>): Promise<{ steps: Step[]; rss0: number }> {
   await sleep(Math.max(2000, s.settleMs));
   const rss0 = rssBytes(server.pid);
   const out: Step[] = [];
   for (const n of steps) {
-    await gen.call({ cmd: 'players', n, perSec: s.rampPerSec });
+    await gen.call({ cmd: 'players', n, perSec });
     await sleep(s.settleMs);
     const { cpu, value } = await cpuPercentDuring(server.pid, () => gen.call<SampleReply>({ cmd: 'sample', ms: s.windowMs }));
     const rss = rssBytes(server.pid);
@@ -257,7 +261,7 @@ async function fanoutSteps(gen: Generator, server: Proc, steps: number[], s: Set
     };
     out.push(step);
     log(`${server.name} ${n} players: ${step.keptUp} kept up, server ${step.serverCpu.toFixed(0)}% CPU, ${step.rssMB.toFixed(0)} MB, generator ${step.genCpu.toFixed(0)}%${step.errors.length ? ` (${step.errors.join(', ')})` : ''}`);
-    if (out.length === 1 && atFirst) await atFirst();
+    if (out.length === 1 && atFirst) await atFirst(step);
     // A server already far behind only gets slower with more players; the next steps would measure nothing.
     if (step.keptUp < n / 2) break;
   }
@@ -278,7 +282,7 @@ async function runStreamgateFanout(base: string, site: Site, upstream: number, s
   await gen.call({ cmd: 'start', target, publish: target });
   let ttff: FanoutResult['ttff'] = null;
   let latency: FanoutResult['latency'] = null;
-  const { steps } = await fanoutSteps(gen, sg.proc, s.steps, s, log, async () => {
+  const { steps } = await fanoutSteps(gen, sg.proc, s.steps, s.rampPerSec, s, log, async () => {
     ttff = await gen.call({ cmd: 'ttff', joins: s.ttffJoins, concurrency: 4 });
     log(`time to first frame: ${JSON.stringify(ttff)}`);
     const l = await gen.call<{ p50: number; p99: number; frames: number }>({ cmd: 'latency', ms: s.latencyMs, probes: 20 });
@@ -294,27 +298,34 @@ async function runNmsFanout(base: string, s: Settings, log: (m: string) => void)
   mkdirSync(dir, { recursive: true });
   const file = join(dir, 'bench.flv');
   // A real H.264/AAC file at ~0.5 Mbps with a key frame every 2 s, made before the server starts.
-  const seconds = s.smoke ? 4 : 20;
+  // Long enough for the whole phase: looping the file (-stream_loop) restarts its timestamps,
+  // which node-media-server answers by dropping every player.
+  const seconds = s.smoke ? 20 : 150;
   const enc = startProc('ffmpeg-encode', LOAD_CORE, 'ffmpeg', [
-    '-hide_banner', '-loglevel', 'error', '-f', 'lavfi', '-i', `testsrc2=size=640x360:rate=25`, '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=44100',
-    '-t', String(seconds), '-c:v', 'libx264', '-preset', 'veryfast', '-b:v', '440k', '-maxrate', '450k', '-bufsize', '900k', '-g', '50', '-keyint_min', '50', '-pix_fmt', 'yuv420p',
+    '-hide_banner', '-loglevel', 'error', '-f', 'lavfi', '-i', `testsrc2=size=480x270:rate=25`, '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=44100',
+    '-t', String(seconds), '-c:v', 'libx264', '-preset', 'ultrafast', '-b:v', '440k', '-maxrate', '450k', '-bufsize', '900k', '-g', '50', '-keyint_min', '50', '-pix_fmt', 'yuv420p',
     '-c:a', 'aac', '-b:a', '48k', '-f', 'flv', '-y', file,
   ]);
   await new Promise((r) => enc.child.once('exit', r));
   if (!existsSync(file)) return { steps: [], error: `ffmpeg could not make the test file: ${enc.tail()}`, ttff: null };
   const nms = await startNms(base);
-  const pub = startProc('ffmpeg-publish', LOAD_CORE, 'ffmpeg', ['-hide_banner', '-loglevel', 'error', '-re', '-stream_loop', '-1', '-i', file, '-c', 'copy', '-f', 'flv', `rtmp://127.0.0.1:${nms.rtmp}/live/bench`]);
+  const pub = startProc('ffmpeg-publish', LOAD_CORE, 'ffmpeg', ['-hide_banner', '-loglevel', 'error', '-re', '-i', file, '-c', 'copy', '-f', 'flv', `rtmp://127.0.0.1:${nms.rtmp}/live/bench`]);
   const gen = new Generator();
   await gen.call({ cmd: 'start', target: { host: '127.0.0.1', port: nms.http, path: '/live/bench.flv' }, publish: null });
   let ttff: FanoutResult['ttff'] = null;
-  const { steps } = await fanoutSteps(gen, nms.proc, s.nmsSteps, s, log, async () => {
+  // node-media-server takes new players far more slowly than streamgate (about 50 a second
+  // with 500 watching): a gentle ramp, so the figure is about keeping up, not about joining.
+  const { steps } = await fanoutSteps(gen, nms.proc, s.nmsSteps, Math.min(100, s.rampPerSec), s, log, async (first) => {
+    // Joins behind a saturated accept queue would each wait out the timeout and measure nothing.
+    if (first.keptUp < first.players) return;
     ttff = await gen.call({ cmd: 'ttff', joins: Math.min(50, s.ttffJoins), concurrency: 4 });
     log(`node-media-server time to first frame: ${JSON.stringify(ttff)}`);
   });
   await gen.stop();
+  const pubGone = pub.child.exitCode !== null ? `the ffmpeg publisher exited early: ${pub.tail().split('\n').slice(-2).join(' / ')}` : null;
   await pub.stop();
   await nms.proc.stop();
-  const error = steps.length && steps[0].playing === 0 ? `no player got a 200 FLV answer: ${steps[0].errors.join(', ')}; ${nms.proc.tail().split('\n').slice(-3).join(' / ')}` : null;
+  const error = steps.length && steps[0].playing === 0 ? `no player got a 200 FLV answer: ${steps[0].errors.join(', ')}; ${nms.proc.tail().split('\n').slice(-3).join(' / ')}` : pubGone;
   return { steps, error, ttff };
 }
 

@@ -1,6 +1,8 @@
 import { spawn, spawnSync, execFileSync, type ChildProcess, type StdioOptions } from 'node:child_process';
 import net from 'node:net';
-import { readFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 /**
  * Processes the suite starts: each in its own process group (so a server's workers die with it),
@@ -25,33 +27,44 @@ export interface Proc {
 }
 
 const running = new Set<Proc>();
+let started = 0;
 
-/** Starts `cmd args` pinned to `core`, in a new process group. */
-export function startProc(name: string, core: number, cmd: string, args: string[], o: { cwd?: string; env?: NodeJS.ProcessEnv; ipc?: boolean } = {}): Proc {
-  const stdio: StdioOptions = o.ipc ? ['ignore', 'pipe', 'pipe', 'ipc'] : ['ignore', 'pipe', 'pipe'];
+/**
+ * Starts `cmd args` pinned to `core`, in a new process group. Its output goes to a file, not a
+ * pipe: a server logging into a pipe the reader drains late would block on it (Node's stdout to a
+ * pipe is synchronous), which would be measured as the server being slow.
+ */
+export function startProc(name: string, core: number, cmd: string, args: string[], o: { cwd?: string; env?: NodeJS.ProcessEnv; ipc?: boolean; logDir?: string } = {}): Proc {
+  const logFile = join(o.logDir ?? tmpdir(), `${name}-${process.pid}-${++started}.log`);
+  const fd = openSync(logFile, 'w');
+  const stdio: StdioOptions = o.ipc ? ['ignore', fd, fd, 'ipc'] : ['ignore', fd, fd];
   const child = spawn('taskset', ['-c', String(core), cmd, ...args], { cwd: o.cwd, env: o.env ?? process.env, detached: true, stdio });
-  const lines: string[] = [];
-  const keep = (d: Buffer) => {
-    lines.push(...d.toString().split('\n').filter(Boolean));
-    if (lines.length > 40) lines.splice(0, lines.length - 40);
+  closeSync(fd);
+  const tail = () => {
+    try {
+      const text = readFileSync(logFile, 'utf8');
+      return text.slice(-4000);
+    } catch {
+      return '';
+    }
   };
-  child.stdout?.on('data', keep);
-  child.stderr?.on('data', keep);
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
   const p: Proc = {
     name,
     child,
     pid: child.pid!,
-    tail: () => lines.join('\n'),
+    tail,
     async stop() {
       running.delete(p);
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      killGroup(child.pid!, 'SIGTERM');
-      const t = setTimeout(() => killGroup(child.pid!, 'SIGKILL'), 3000);
-      await exited;
-      clearTimeout(t);
+      if (child.exitCode === null && child.signalCode === null) {
+        killGroup(child.pid!, 'SIGTERM');
+        const t = setTimeout(() => killGroup(child.pid!, 'SIGKILL'), 3000);
+        await exited;
+        clearTimeout(t);
+      }
       // Workers of a server (nginx) may outlive the master by a moment.
       killGroup(child.pid!, 'SIGKILL');
+      rmSync(logFile, { force: true });
     },
   };
   running.add(p);
