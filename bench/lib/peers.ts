@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePort, startProc, waitPort, LOAD_CORE, SERVER_CORE, type Proc } from './procs.js';
+import { freePort, freePorts, startProc, waitPort, LOAD_CORE, SERVER_CORE, type Proc } from './procs.js';
 
 /**
  * The servers of the benchmark, each started on loopback free ports in a scratch directory and
@@ -122,8 +122,7 @@ ${nginxHttpCommon(dir)}
 export async function startNginx(base: string, site: Site, upstream: number, keepalive: boolean): Promise<Peer> {
   const name = keepalive ? 'nginx-keepalive' : 'nginx';
   const dir = join(base, name);
-  const http = await freePort();
-  const https = await freePort();
+  const [http, https] = await freePorts(2);
   const api = keepalive
     ? `proxy_pass http://api_upstream; proxy_http_version 1.1; proxy_set_header Connection "";`
     : `proxy_pass http://127.0.0.1:${upstream};`;
@@ -195,8 +194,7 @@ export interface StreamgateOptions {
 export async function startStreamgate(base: string, site: Site, upstream: number, o: StreamgateOptions = {}): Promise<Peer> {
   const dir = join(base, 'streamgate');
   mkdirSync(dir, { recursive: true });
-  const http = await freePort();
-  const https = await freePort();
+  const [http, https] = await freePorts(2);
   const file = join(dir, 'streamgate.conf');
   writeFileSync(
     file,
@@ -227,8 +225,7 @@ vhost __defaultVhost__ {
 export async function startNms(base: string): Promise<Peer & { rtmp: number }> {
   const dir = join(base, 'nms');
   mkdirSync(dir, { recursive: true });
-  const http = await freePort();
-  const rtmp = await freePort();
+  const [http, rtmp] = await freePorts(2);
   const file = join(dir, 'config.json');
   writeFileSync(
     file,

@@ -90,16 +90,26 @@ export function killAllNow(): void {
   running.clear();
 }
 
-/** A free TCP port on 127.0.0.1 (asked of the kernel, then released). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
+/**
+ * `n` distinct free ports on 127.0.0.1: all held open until the last is known, so two asked
+ * for together (a server's HTTP and HTTPS ports) are never the same one handed out twice.
+ */
+export async function freePorts(n: number): Promise<number[]> {
+  const servers: net.Server[] = [];
+  try {
+    for (let i = 0; i < n; i++) {
+      const srv = net.createServer();
+      servers.push(srv);
+      await new Promise<void>((ok, fail) => srv.once('error', fail).listen(0, '127.0.0.1', ok));
+    }
+    return servers.map((x) => (x.address() as net.AddressInfo).port);
+  } finally {
+    await Promise.all(servers.map((x) => new Promise((r) => x.close(r))));
+  }
+}
+
+export async function freePort(): Promise<number> {
+  return (await freePorts(1))[0];
 }
 
 /** Resolves once something accepts TCP connections on the port; throws with the process's output otherwise. */

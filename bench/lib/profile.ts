@@ -19,6 +19,10 @@ export interface Frame {
   where: string;
 }
 
+const STARTUP = /^node:internal\/(modules|bootstrap)\//;
+const STARTUP_FN = /^(compileSourceTextModule|wrapSafe|compileForInternalLoader)$/;
+
+/** Top functions by self time, as a share of the busy (non-idle, non-start-up) samples. */
 export function topFrames(dir: string, repoRoot: string, n = 12): Frame[] {
   const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
   if (!file) return [];
@@ -27,9 +31,10 @@ export function topFrames(dir: string, repoRoot: string, n = 12): Frame[] {
   let total = 0;
   for (const node of prof.nodes) {
     const hits = node.hitCount ?? 0;
-    total += hits;
-    if (hits === 0) continue;
     const cf = node.callFrame;
+    // Waiting is not cost, and module loading is start-up, not the workload.
+    if (hits === 0 || cf.functionName === '(idle)' || STARTUP.test(cf.url) || STARTUP_FN.test(cf.functionName)) continue;
+    total += hits;
     const url = cf.url.replace(/^file:\/\//, '').replace(repoRoot, '');
     const where = url ? `${url}:${cf.lineNumber + 1}` : '';
     const fn = cf.functionName || '(anonymous)';

@@ -35,6 +35,8 @@ export interface Report {
   mode: 'smoke' | 'full';
   durationS: number;
   machine: { cpu: string; cores: number; kernel: string; versions: Record<string, string> };
+  /** How busy the machine was (the other engineers' jobs share it). */
+  load: string;
   pinning: string;
   rows: Row[];
   fanout: Record<string, FanoutStep[]>;
@@ -55,6 +57,7 @@ export function renderMarkdown(r: Report): string {
   out.push(`Machine: ${r.machine.cpu}, ${r.machine.cores} cores, Linux ${r.machine.kernel}.`, '');
   out.push(`Versions: ${Object.entries(r.machine.versions).map(([k, v]) => `${k} ${v}`).join(' · ')}.`, '');
   out.push(`Pinning: ${r.pinning}.`, '');
+  out.push(`Machine load: ${r.load}.`, '');
   out.push('| workload | unit | streamgate | peers | ratio | target | met | how |', '|---|---|---|---|---|---|---|---|');
   for (const row of r.rows) {
     const peers = Object.entries(row.peers).map(([p, v]) => `${p} ${fmt(v)}`).join('<br>') || '—';
