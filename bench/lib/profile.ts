@@ -22,6 +22,15 @@ export interface Frame {
 const STARTUP = /^node:internal\/(modules|bootstrap)\//;
 const STARTUP_FN = /^(compileSourceTextModule|wrapSafe|compileForInternalLoader)$/;
 
+/** A script's place without this machine's directories: repository-relative, or from node_modules/ on. */
+function shortUrl(url: string, repoRoot: string): string {
+  const path = url.replace(/^file:\/\//, '');
+  const nm = path.lastIndexOf('/node_modules/');
+  if (nm >= 0) return path.slice(nm + 1);
+  if (path.startsWith(repoRoot)) return path.slice(repoRoot.length);
+  return path.startsWith('/') ? path.slice(path.lastIndexOf('/') + 1) : path;
+}
+
 /** Top functions by self time, as a share of the busy (non-idle, non-start-up) samples. */
 export function topFrames(dir: string, repoRoot: string, n = 12): Frame[] {
   const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
@@ -35,7 +44,7 @@ export function topFrames(dir: string, repoRoot: string, n = 12): Frame[] {
     // Waiting is not cost, and module loading is start-up, not the workload.
     if (hits === 0 || cf.functionName === '(idle)' || STARTUP.test(cf.url) || STARTUP_FN.test(cf.functionName)) continue;
     total += hits;
-    const url = cf.url.replace(/^file:\/\//, '').replace(repoRoot, '');
+    const url = shortUrl(cf.url, repoRoot);
     const where = url ? `${url}:${cf.lineNumber + 1}` : '';
     const fn = cf.functionName || '(anonymous)';
     const key = `${fn} ${where}`;

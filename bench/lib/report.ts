@@ -21,7 +21,9 @@ export interface Row {
 export interface FanoutStep {
   players: number;
   playing: number;
+  /** Median of the kept-up counts sampled over the window; keptUpMin the lowest of them. */
   keptUp: number;
+  keptUpMin: number;
   serverCpu: number;
   rssMB: number;
   kbPerPlayer: number;
@@ -70,9 +72,9 @@ export function renderMarkdown(r: Report): string {
   for (const [server, steps] of Object.entries(r.fanout)) {
     if (!steps.length) continue;
     out.push(`### HTTP-FLV fan-out steps: ${server}`, '');
-    out.push('| players | answered 200 | kept up (min) | server CPU | server RSS | KB/player | lag p99 | generator CPU | errors |', '|---|---|---|---|---|---|---|---|---|');
+    out.push('| players | answered 200 | kept up (median) | kept up (min) | server CPU | server RSS | KB/player | lag p99 | generator CPU | errors |', '|---|---|---|---|---|---|---|---|---|---|');
     for (const s of steps) {
-      out.push(`| ${s.players} | ${s.playing} | ${s.keptUp} | ${fmt(s.serverCpu, '%')} | ${fmt(s.rssMB, ' MB')} | ${fmt(s.kbPerPlayer)} | ${fmt(s.lagP99, ' ms')} | ${fmt(s.genCpu, '%')} | ${s.errors.join(', ') || '—'} |`);
+      out.push(`| ${s.players} | ${s.playing} | ${s.keptUp} | ${s.keptUpMin} | ${fmt(s.serverCpu, '%')} | ${fmt(s.rssMB, ' MB')} | ${fmt(s.kbPerPlayer)} | ${fmt(s.lagP99, ' ms')} | ${fmt(s.genCpu, '%')} | ${s.errors.join(', ') || '—'} |`);
     }
     out.push('');
   }
