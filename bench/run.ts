@@ -310,21 +310,35 @@ async function runStreamgateFanout(base: string, site: Site, upstream: number, s
   return { steps, ttff, latency, peer: sg };
 }
 
+let encoded: Promise<string> | null = null;
+
+/**
+ * A real H.264/AAC FLV file at ~0.5 Mbps with a key frame every 2 s, encoded once per run on the
+ * load core, for the publishers that must be real (RTMP into node-media-server, HLS segmenting).
+ * Long enough for a whole phase: looping it (-stream_loop) restarts its timestamps, which
+ * node-media-server answers by dropping every player.
+ */
+function mediaFile(base: string, s: Settings): Promise<string> {
+  encoded ??= (async () => {
+    const dir = join(base, 'media');
+    mkdirSync(dir, { recursive: true });
+    const file = join(dir, 'bench.flv');
+    const seconds = s.smoke ? 20 : 150;
+    const enc = startProc('ffmpeg-encode', LOAD_CORE, 'ffmpeg', [
+      '-hide_banner', '-loglevel', 'error', '-f', 'lavfi', '-i', `testsrc2=size=480x270:rate=25`, '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=44100',
+      '-t', String(seconds), '-c:v', 'libx264', '-preset', 'ultrafast', '-b:v', '440k', '-maxrate', '450k', '-bufsize', '900k', '-g', '50', '-keyint_min', '50', '-pix_fmt', 'yuv420p',
+      '-c:a', 'aac', '-b:a', '48k', '-f', 'flv', '-y', file,
+    ]);
+    await new Promise((r) => enc.child.once('exit', r));
+    if (!existsSync(file)) throw new Error(`ffmpeg could not make the test file: ${enc.tail()}`);
+    await enc.stop();
+    return file;
+  })();
+  return encoded;
+}
+
 async function runNmsFanout(base: string, s: Settings, log: (m: string) => void): Promise<{ steps: Step[]; error: string | null; ttff: FanoutResult['ttff'] }> {
-  const dir = join(base, 'nms-media');
-  mkdirSync(dir, { recursive: true });
-  const file = join(dir, 'bench.flv');
-  // A real H.264/AAC file at ~0.5 Mbps with a key frame every 2 s, made before the server starts.
-  // Long enough for the whole phase: looping the file (-stream_loop) restarts its timestamps,
-  // which node-media-server answers by dropping every player.
-  const seconds = s.smoke ? 20 : 150;
-  const enc = startProc('ffmpeg-encode', LOAD_CORE, 'ffmpeg', [
-    '-hide_banner', '-loglevel', 'error', '-f', 'lavfi', '-i', `testsrc2=size=480x270:rate=25`, '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=44100',
-    '-t', String(seconds), '-c:v', 'libx264', '-preset', 'ultrafast', '-b:v', '440k', '-maxrate', '450k', '-bufsize', '900k', '-g', '50', '-keyint_min', '50', '-pix_fmt', 'yuv420p',
-    '-c:a', 'aac', '-b:a', '48k', '-f', 'flv', '-y', file,
-  ]);
-  await new Promise((r) => enc.child.once('exit', r));
-  if (!existsSync(file)) return { steps: [], error: `ffmpeg could not make the test file: ${enc.tail()}`, ttff: null };
+  const file = await mediaFile(base, s);
   const nms = await startNms(base);
   const pub = startProc('ffmpeg-publish', LOAD_CORE, 'ffmpeg', ['-hide_banner', '-loglevel', 'error', '-re', '-i', file, '-c', 'copy', '-f', 'flv', `rtmp://127.0.0.1:${nms.rtmp}/live/bench`]);
   const gen = new Generator();
@@ -461,7 +475,10 @@ async function main(): Promise<void> {
         profiles[`fanout at ${top} players`] = topFrames(dir, REPO_ROOT);
       }
     }
-    rows.push(hlsRow());
+    if (want('hls')) {
+      log('live HLS');
+      rows.push(await runHls(base, site, upstream.http, s, log).catch((e: Error) => hlsNotRun(`not run: ${e.message.split('\n')[0]}`)));
+    }
     await upstream.proc.stop();
   } finally {
     await stopAll();
@@ -546,20 +563,79 @@ function fanoutRows(sg: FanoutResult, nms: { steps: Step[]; error: string | null
   ];
 }
 
-function hlsRow(): Row {
-  const landed = existsSync(join(REPO_ROOT, 'dist/src/outputs/hls.js'));
-  return {
-    id: 'hls',
-    workload: 'live HLS: playlist + segment requests, 1,000 clients',
-    unit: 'req/s',
-    method: '',
-    streamgate: null,
-    peers: {},
-    ratios: {},
-    target: '≥ 0.8× NGINX from disk',
-    met: null,
-    note: landed ? 'not run: HLS output landed after this suite; workload not written yet' : 'not run: HLS not landed',
-  };
+/** Viewers of the live HLS workload: each asks for the playlist and the newest segments in turn. */
+const HLS_CLIENTS = 1000;
+const HLS_PATH = '/live/bench.m3u8';
+const HLS_ABSENT_AFTER_MS = 7000;
+
+/** The newest `n` segment paths of the playlist the server itself serves now. */
+async function liveSegments(port: number, n: number): Promise<string[]> {
+  const base = `http://127.0.0.1:${port}${HLS_PATH}`;
+  const res = await fetch(base);
+  const text = res.ok ? await res.text() : '';
+  return text
+    .split('\n')
+    .filter((l) => l.trim() && !l.startsWith('#'))
+    .map((u) => new URL(u.trim(), base).pathname)
+    .slice(-n);
+}
+
+const HLS_WORKLOAD: HttpWorkload = {
+  id: 'hls',
+  title: `live HLS: playlist + 3 newest segments in turn, ${HLS_CLIENTS.toLocaleString('en-US')} clients (h2load --h1)`,
+  peers: ['nginx'],
+  targets: { nginx: 0.8 },
+  // Segments slide out of a live playlist: each run asks the server for its current ones.
+  run: async (p, s) => {
+    const segs = await liveSegments(p.http, 3);
+    const url = (path: string) => `http://127.0.0.1:${p.http}${path}`;
+    return h2load({ url: url(HLS_PATH), moreUrls: segs.map(url), conns: s.smoke ? 20 : HLS_CLIENTS, seconds: s.seconds, proto: 'h1', warmupSeconds: s.smoke ? 0 : 1 });
+  },
+};
+
+/**
+ * streamgate segmenting a live publish (ffmpeg, the real H.264 file, over HTTP-FLV) against NGINX
+ * serving a copy of the same playlist and segments from disk. Not run, with the reason, when
+ * this build has no HLS output.
+ */
+async function runHls(base: string, site: Site, upstream: number, s: Settings, log: (m: string) => void): Promise<Row> {
+  const file = await mediaFile(base, s);
+  const sg = await startStreamgate(join(base, 'hls'), site, upstream);
+  const pub = startProc('ffmpeg-hls-publish', LOAD_CORE, 'ffmpeg', ['-hide_banner', '-loglevel', 'error', '-re', '-i', file, '-c', 'copy', '-f', 'flv', `http://127.0.0.1:${sg.http}/live/bench.flv`]);
+  try {
+    let segs: string[] = [];
+    let status = 0;
+    const t0 = Date.now();
+    for (; Date.now() < t0 + 20_000 && segs.length < 3; await sleep(500)) {
+      status = (await fetch(`http://127.0.0.1:${sg.http}${HLS_PATH}`).catch(() => null))?.status ?? 0;
+      if (status === 200) segs = await liveSegments(sg.http, 3);
+      // With HLS the playlist exists once the first 2 s segment is cut; still 404 well after: no HLS.
+      else if (status === 404 && Date.now() - t0 > HLS_ABSENT_AFTER_MS) break;
+    }
+    if (segs.length < 3) {
+      return hlsNotRun(status === 404 ? 'not run: HLS not landed (GET of the live playlist is 404 while publishing)' : `not run: the live playlist listed ${segs.length} segments after 20 s (status ${status})`);
+    }
+    const root = join(base, 'hls-www');
+    mkdirSync(join(root, 'live'), { recursive: true });
+    const playlist = await (await fetch(`http://127.0.0.1:${sg.http}${HLS_PATH}`)).text();
+    writeFileSync(join(root, HLS_PATH), playlist);
+    for (const path of await liveSegments(sg.http, 100)) {
+      const seg = await fetch(`http://127.0.0.1:${sg.http}${path}`);
+      if (seg.ok) writeFileSync(join(root, path), Buffer.from(await seg.arrayBuffer()));
+    }
+    const nginx = await startNginx(base, { ...site, root }, upstream, false, 'nginx-hls');
+    log(`HLS: ${segs.length}+ segments live; NGINX serves a copy from disk`);
+    const results = await runHttp({ ...s, reps: Math.min(s.reps, 3) }, [HLS_WORKLOAD], new Map([['streamgate', sg], ['nginx', nginx]]), log);
+    await nginx.proc.stop();
+    return httpRows([HLS_WORKLOAD], results, { ...s, conns: s.smoke ? 20 : HLS_CLIENTS, reps: Math.min(s.reps, 3) })[0];
+  } finally {
+    await pub.stop();
+    await sg.proc.stop();
+  }
+}
+
+function hlsNotRun(reason: string): Row {
+  return { id: 'hls', workload: HLS_WORKLOAD.title, unit: 'req/s', method: '', streamgate: null, peers: {}, ratios: {}, target: '≥ 0.8× nginx from disk', met: null, note: reason };
 }
 
 process.on('SIGINT', () => {

@@ -18,6 +18,8 @@ export interface LoadResult {
 
 export interface LoadSpec {
   url: string;
+  /** h2load only: more URLs on the same server, requested in turn with `url`. */
+  moreUrls?: string[];
   conns: number;
   seconds: number;
   /** https only: HTTP/2 (several streams per connection) or HTTP/1.1 over TLS. */
@@ -78,7 +80,7 @@ export async function h2load(spec: LoadSpec): Promise<LoadResult> {
   if (spec.warmupSeconds) args.push('--warm-up-time', String(spec.warmupSeconds));
   if (spec.proto === 'h1') args.push('--h1', '-m', '1');
   else args.push('-m', String(H2_STREAMS));
-  const out = await run('h2load', [...args, spec.url], (spec.seconds + 20) * 1000);
+  const out = await run('h2load', [...args, spec.url, ...(spec.moreUrls ?? [])], (spec.seconds + 20) * 1000);
   return parseH2load(out);
 }
 

@@ -119,9 +119,9 @@ ${nginxHttpCommon(dir)}
  * `/rtc/` proxied. `keepalive` adds the tuning the seed lacks: an upstream block with a
  * keep-alive pool, HTTP/1.1 and an empty Connection header.
  */
-export async function startNginx(base: string, site: Site, upstream: number, keepalive: boolean): Promise<Peer> {
+export async function startNginx(base: string, site: Site, upstream: number, keepalive: boolean, dirName?: string): Promise<Peer> {
   const name = keepalive ? 'nginx-keepalive' : 'nginx';
-  const dir = join(base, name);
+  const dir = join(base, dirName ?? name);
   const [http, https] = await freePorts(2);
   const api = keepalive
     ? `proxy_pass http://api_upstream; proxy_http_version 1.1; proxy_set_header Connection "";`

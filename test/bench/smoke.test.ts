@@ -33,7 +33,8 @@ test('benchmark smoke run: every workload gives streamgate and each peer a posit
     const ids = report.rows.map((r) => r.id);
     assert.deepEqual(ids, ['m3u8', 'ts', 'api', 'https-h1', 'https-h2', 'flv-fanout', 'flv-memory', 'flv-ttff', 'flv-latency', 'hls']);
     for (const row of report.rows) {
-      if (row.id === 'hls' || row.id === 'flv-memory') continue;
+      // Memory per player is noise at 50 players; HLS is skipped (met null) on a build without it.
+      if (row.id === 'flv-memory' || (row.id === 'hls' && row.met === null)) continue;
       assert.ok((row.streamgate ?? 0) > 0, `${row.id}: streamgate figure ${row.streamgate}\n${log}`);
       // HTTP rows carry a note only when a run failed (non-2xx answers, socket errors).
       if (!row.id.startsWith('flv')) assert.equal(row.note, undefined, `${row.id}: ${row.note}`);
