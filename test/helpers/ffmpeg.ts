@@ -96,10 +96,11 @@ export async function decode(url: string, seconds: number, extra: string[] = [])
   return { stderr: p.stderr(), code };
 }
 
-export async function waitFor<T>(what: string, fn: () => T | undefined | null | false, timeoutMs = 10_000, stepMs = 50): Promise<T> {
+/** Polls `fn` (sync or async) until it gives a truthy value. */
+export async function waitFor<T>(what: string, fn: () => T | undefined | null | false | Promise<T | undefined | null | false>, timeoutMs = 10_000, stepMs = 50): Promise<T> {
   const until = Date.now() + timeoutMs;
   for (;;) {
-    const v = fn();
+    const v = await fn();
     if (v) return v;
     if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, stepMs));
