@@ -22,11 +22,15 @@ import { createOrigin, type Origin, type StreamExt } from './outputs/origin.js';
 import { createProxy, type AnyRequest, type Proxy } from './proxy/index.js';
 import type { Duplex } from 'node:stream';
 import type { OutgoingHttpHeaders } from 'node:http';
-import { FileRoot } from './static/fileserver.js';
+import { FileRoot, type CachedBody } from './static/fileserver.js';
+import { installFrontDoor, installH2FrontDoor, type FastReply, type FastRequest, type FrontDoorOptions } from './http/frontdoor.js';
 import { UNKNOWN_TYPE } from './static/mime.js';
 
 /** How long a connection accepted past max_connections may take to send the request its 503 answers. */
 const OVER_LIMIT_GRACE_MS = 2_000;
+
+/** SRS's CORS headers as raw header lines, for answers the front door writes itself. */
+const CORS_LINES = Object.entries(CORS_HEADERS).map(([k, v]) => `${k}: ${v}\r\n`).join('');
 
 /** `/{app}/{stream}.{ext}`: NGINX's `^/.+/.*\.(flv|m3u8|ts|aac|mp3)$` from the seed layout. */
 const STREAM_PATH = /^\/(.+)\/([^/]+)\.(flv|m3u8|ts|aac|mp3)$/;
@@ -93,6 +97,8 @@ export class Gateway {
   /** Connections accepted past max_connections, answered 503 on their first request. */
   private readonly overLimit = new WeakSet<object>();
   private closing = false;
+  /** Plain-HTTP listeners' front doors, whose idle connections shutdown closes. */
+  private readonly frontDoors: { closeIdle(): void }[] = [];
   private closedRecv = 0;
   private closedSend = 0;
 
@@ -341,6 +347,62 @@ export class Gateway {
   }
 
   /**
+   * The front door's answer (src/http/frontdoor.ts): the same small-file hit as the fast lane,
+   * for requests read straight off the socket. Null sends the request to the full table.
+   */
+  private frontAnswer(req: FastRequest): FastReply | null | Promise<FastReply | null> {
+    const t = this.table;
+    if (!t.fastFiles || this.closing) return null;
+    const url = req.url;
+    if (url.length > t.config.limits.maxUrlBytes) return null;
+    const q = url.indexOf('?');
+    const path = q < 0 ? url : url.slice(0, q);
+    if (path.endsWith('/') || path.includes('%') || path.includes('/.') || path.includes('\\') || path.includes('//')) return null;
+    for (const p of t.slowPrefixes) if (path.startsWith(p)) return null;
+    const m = STREAM_PATH.exec(path);
+    if (m && this.origin.claims({ vhost: this.vhostFor(hostOnly(req.host)), app: m[1], stream: m[2], ext: m[3] as StreamExt })) return null;
+    const cors = req.origin && t.config.httpServer.crossdomain;
+    const e = t.root.fastBody(path, Date.now());
+    if (e instanceof Promise) return e.then((x) => (x ? this.fileReply(x, cors) : null));
+    return e ? this.fileReply(e, cors) : null;
+  }
+
+  private readonly replyHeads = new WeakMap<CachedBody, string>();
+
+  /** A cached file's 200 answer; its header lines are rendered once per cache entry. */
+  private fileReply(e: CachedBody, cors: boolean): FastReply {
+    let head = this.replyHeads.get(e);
+    if (head === undefined) {
+      head = `Content-Type: ${e.type}\r\nContent-Length: ${e.body.length}\r\nAccept-Ranges: bytes\r\nETag: ${e.etag}\r\nLast-Modified: ${e.lastModified}\r\n`;
+      if (e.cache) head += `Cache-Control: ${e.cache}\r\n`;
+      if (e.type === UNKNOWN_TYPE) head += 'X-Content-Type-Options: nosniff\r\n';
+      this.replyHeads.set(e, head);
+    }
+    if (cors) head += CORS_LINES;
+    return { status: 200, head, body: e.body, route: 'static' };
+  }
+
+  private frontDoorOptions(): FrontDoorOptions {
+    return {
+      answer: (r) => this.frontAnswer(r),
+      done: (r, reply, bytes, ms) => this.frontDone(r, reply, bytes, ms),
+      eligible: (sock) => !this.closing && !this.overLimit.has(sock),
+      keepAliveTimeoutMs: () => this.table.config.limits.keepAliveTimeoutMs,
+      maxHeaderBytes: () => this.table.config.limits.maxHeaderBytes,
+    };
+  }
+
+  private frontDone(req: FastRequest, reply: FastReply, bytes: number, ms: number): void {
+    this.metrics.request(reply.route, reply.status, bytes);
+    const format = this.table.config.accessLog;
+    if (format === 'off') return;
+    this.log.access(formatAccess(format, {
+      route: reply.route, status: reply.status, bytes, ms, ip: req.ip, method: req.method, url: req.url, httpVersion: req.httpVersion,
+      referer: req.referer, agent: req.agent, error: null,
+    }));
+  }
+
+  /**
    * The proxy lane: an HTTP/1 request for a proxied prefix goes straight to its upstream without
    * a Koa context, the same way the fast lane serves small files. The proxy answers the same as
    * it would through the table; only CORS preflights (answered by the gateway) take the long way.
@@ -452,6 +514,7 @@ export class Gateway {
         }, handler);
         // No server.maxConnections here: it closes the socket unanswered; see refuseOverLimit().
         server.on('upgrade', upgrade);
+        this.frontDoors.push(installFrontDoor(server, this.frontDoorOptions()));
         specs.push({ role: 'http', directive: 'http_server.listen', addr, server });
       }
       if (c.httpServer.https.enabled) {
@@ -466,6 +529,8 @@ export class Gateway {
           }, handler as unknown as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void);
           server.maxConnections = c.maxConnections;
           server.on('upgrade', upgrade);
+          this.frontDoors.push(installFrontDoor(server, this.frontDoorOptions(), 'secureConnection'));
+          installH2FrontDoor(server, this.frontDoorOptions());
           this.httpsServers.push(server);
           specs.push({ role: 'https', directive: 'http_server.https.listen', addr, server });
         }
@@ -560,6 +625,7 @@ export class Gateway {
     this.hub.closeAll();
     this.log.info('shutdown: live streams ended');
     for (const s of servers) (s as http.Server).closeIdleConnections?.();
+    for (const f of this.frontDoors) f.closeIdle();
     const timeout = this.table.config.limits.shutdownTimeoutMs;
     let timer: NodeJS.Timeout | undefined;
     const forced = await Promise.race([

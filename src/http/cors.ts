@@ -1,4 +1,5 @@
 import type { Middleware } from 'koa';
+import { GatewayError } from '../errors.js';
 
 /**
  * CORS the way SRS answers it (srs_http_stack.cpp): the headers only when the request carries
@@ -16,7 +17,18 @@ export const CORS_HEADERS: Readonly<Record<string, string>> = {
 
 export function cors(enabled: () => boolean): Middleware {
   return async (ctx, next) => {
-    if (!enabled()) return next();
+    if (!enabled()) {
+      try {
+        return await next();
+      } catch (err) {
+        // Routes list OPTIONS in Allow because this middleware answers it; with crossdomain off
+        // nothing does (405), and Allow must name only what the target supports (RFC 9110 §10.2.1).
+        if (err instanceof GatewayError && err.headers.Allow) {
+          err.headers.Allow = err.headers.Allow.split(/\s*,\s*/).filter((m) => m !== 'OPTIONS').join(', ');
+        }
+        throw err;
+      }
+    }
     if (ctx.get('Origin') !== '') ctx.set(CORS_HEADERS);
     if (ctx.method === 'OPTIONS') {
       ctx.status = 200;

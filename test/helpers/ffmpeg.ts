@@ -96,10 +96,10 @@ export async function decode(url: string, seconds: number, extra: string[] = [])
   return { stderr: p.stderr(), code };
 }
 
-/** Polls `fn` (sync or async) until it gives a truthy value. */
 export async function waitFor<T>(what: string, fn: () => T | undefined | null | false | Promise<T | undefined | null | false>, timeoutMs = 10_000, stepMs = 50): Promise<T> {
   const until = Date.now() + timeoutMs;
   for (;;) {
+    // Awaited: an async predicate's Promise is always truthy, which would end the wait at once.
     const v = await fn();
     if (v) return v;
     if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);

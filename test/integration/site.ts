@@ -285,6 +285,29 @@ export function negotiatedAlpn(port: number): Promise<string | false> {
   });
 }
 
+/** One HTTP/1.1 GET over TLS (ALPN http/1.1 only), read until the server closes. */
+export function tlsGet(port: number, target: string, timeoutMs = 5000): Promise<RawReply> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    const s = tls.connect({ host: '127.0.0.1', port, rejectUnauthorized: false, ALPNProtocols: ['http/1.1'] }, () => {
+      s.write(`GET ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`);
+    });
+    const timer = setTimeout(() => {
+      s.destroy();
+      reject(new Error(`no answer over TLS within ${timeoutMs} ms`));
+    }, timeoutMs);
+    s.on('data', (c: Buffer) => chunks.push(c));
+    s.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    s.on('close', () => {
+      clearTimeout(timer);
+      resolve(parseReply(Buffer.concat(chunks)));
+    });
+  });
+}
+
 /** A loopback port that was free a moment ago (for configs that must name a port: CLI, nginx). */
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {

@@ -1,0 +1,331 @@
+import type http2 from 'node:http2';
+import type { Server, Socket } from 'node:net';
+
+/**
+ * The front door of a plain-HTTP listener: the hot requests of a streaming site — a GET of a
+ * playlist, a segment or a small file already in memory — answered straight from the socket,
+ * before Node's HTTP machinery builds a request, a response and a Koa context for them (that
+ * machinery costs more than the rest of the request: measured, it caps a core at about half of
+ * NGINX's rate on 1 KB files). Anything else — another method, a body, a condition, a range,
+ * HTTP/1.0, an incomplete or odd head, a path the gateway does not answer from memory — hands
+ * the connection, with the bytes read so far, to Node's HTTP server, which then owns it for good.
+ * So every protocol decision that is not a plain cache hit stays with Node's parser.
+ */
+
+export interface FastRequest {
+  method: 'GET' | 'HEAD';
+  /** The request-target as sent (origin-form, starts with "/"). */
+  url: string;
+  host: string;
+  /** The request carries Origin (CORS headers are then due). */
+  origin: boolean;
+  referer: string;
+  agent: string;
+  ip: string;
+  httpVersion: '1.1' | '2.0';
+}
+
+export interface FastReply {
+  status: number;
+  /** Header lines after the status line, each ending in CRLF, without Date and Connection. */
+  head: string;
+  body: Buffer;
+  route: string;
+}
+
+export interface FrontDoorOptions {
+  /**
+   * The reply for a plain GET/HEAD, or null to leave the request to the full routing table. A
+   * promise (a cold cache being filled) holds this connection's later requests until it settles.
+   */
+  answer(req: FastRequest): FastReply | null | Promise<FastReply | null>;
+  /** After a reply is written: access log and metrics. */
+  done(req: FastRequest, reply: FastReply, bytes: number, ms: number): void;
+  /** False hands the connection over at once (shutting down, past max_connections). */
+  eligible(sock: Socket): boolean;
+  keepAliveTimeoutMs(): number;
+  maxHeaderBytes(): number;
+}
+
+const CRLFCRLF = Buffer.from('\r\n\r\n');
+/** Headers whose presence means the request is not a plain cache hit. */
+const NOT_PLAIN = new Set(['range', 'if-none-match', 'if-modified-since', 'if-match', 'if-unmodified-since', 'if-range',
+  'content-length', 'transfer-encoding', 'upgrade', 'expect', 'http2-settings']);
+/** Bodies up to this size go out in the same write as the head. */
+const SMALL_BODY_BYTES = 16 * 1024;
+/** A client that queues this much unread response is served again when it drains. */
+const BACKLOG_PAUSE_BYTES = 1024 * 1024;
+
+let dateSecond = 0;
+let dateLine = '';
+
+/** The Date header, rendered once per second as NGINX does. */
+function httpDate(): string {
+  const now = Date.now();
+  const s = Math.floor(now / 1000);
+  if (s !== dateSecond) {
+    dateSecond = s;
+    dateLine = `Date: ${new Date(now).toUTCString()}\r\n`;
+  }
+  return dateLine;
+}
+
+const REASONS: Record<number, string> = { 200: 'OK', 304: 'Not Modified', 404: 'Not Found' };
+
+/**
+ * Puts the front door on `server`: Node's own listeners for `event` run only for connections
+ * handed over. A plain HTTP server is entered on 'connection'; an HTTPS server (HTTP/2 with
+ * HTTP/1.1 fallback) on 'secureConnection', and only for connections that did not pick h2 by
+ * ALPN. Returns a function that closes idle front-door connections (shutdown).
+ */
+export function installFrontDoor(server: Server, opts: FrontDoorOptions, event: 'connection' | 'secureConnection' = 'connection'): { closeIdle(): void } {
+  const nodeListeners = server.listeners(event) as ((s: Socket) => void)[];
+  server.removeAllListeners(event);
+  const idle = new Set<Socket>();
+  server.on(event, (sock: Socket) => {
+    if (event === 'secureConnection' && (sock as Socket & { alpnProtocol?: string | false }).alpnProtocol === 'h2') {
+      for (const l of nodeListeners) l.call(server, sock);
+      return;
+    }
+    let buf: Buffer | null = null;
+    let waiting = false;
+    let gone = false;
+    let ended = false;
+    const onTimeout = () => sock.destroy();
+    const onError = () => sock.destroy();
+    // HTTP servers accept half-open sockets: a client's FIN is ours to answer with our own, once
+    // any answer still being looked up has been written.
+    const onEnd = () => {
+      ended = true;
+      if (!waiting) sock.end();
+    };
+    const onData = (chunk: Buffer) => {
+      buf = buf === null ? chunk : Buffer.concat([buf, chunk]);
+      serve();
+    };
+    sock.setNoDelay(true);
+    sock.setTimeout(opts.keepAliveTimeoutMs(), onTimeout);
+    idle.add(sock);
+    sock.once('close', () => {
+      gone = true;
+      idle.delete(sock);
+    });
+    sock.on('error', onError);
+
+    /** From here on Node's HTTP server owns the connection, starting with the bytes not yet answered. */
+    const handOver = (_sock: Socket, pending: Buffer | null) => {
+      gone = true;
+      idle.delete(sock);
+      sock.setTimeout(0);
+      sock.off('timeout', onTimeout);
+      sock.off('data', onData);
+      sock.off('error', onError);
+      sock.off('end', onEnd);
+      if (pending && pending.length > 0) sock.unshift(pending);
+      for (const l of nodeListeners) l.call(server, sock);
+    };
+
+    const serve = (): void => {
+      if (waiting || gone) return;
+      sock.cork();
+      try {
+        while (buf !== null) {
+          if (!opts.eligible(sock)) return handOver(sock, buf);
+          const end = buf.indexOf(CRLFCRLF);
+          if (end < 0 || end > opts.maxHeaderBytes()) return handOver(sock, buf);
+          const req = parseHead(buf.toString('latin1', 0, end), sock.remoteAddress ?? '-');
+          if (req === null) return handOver(sock, buf);
+          const start = performance.now();
+          const answer = opts.answer(req.req);
+          if (answer instanceof Promise) {
+            waiting = true;
+            answer.catch(() => null).then((r) => {
+              waiting = false;
+              if (gone || buf === null || (r === null && ended)) return void (ended && sock.end());
+              if (r === null) return handOver(sock, buf);
+              sock.cork();
+              const more = write(req, r, start, end);
+              sock.uncork();
+              if (more) serve();
+              if (ended && !waiting) sock.end();
+            });
+            return;
+          }
+          if (answer === null) return handOver(sock, buf);
+          if (!write(req, answer, start, end)) return;
+        }
+      } finally {
+        sock.uncork();
+      }
+    };
+
+    /** Writes one answer and consumes its request; false when the connection must not go on now. */
+    const write = (req: ParsedHead, r: FastReply, start: number, headEnd: number): boolean => {
+      buf = buf !== null && buf.length > headEnd + 4 ? buf.subarray(headEnd + 4) : null;
+      const conn = req.close ? 'Connection: close\r\n' : 'Connection: keep-alive\r\n';
+      const head = `HTTP/1.1 ${r.status} ${REASONS[r.status] ?? ''}\r\n${r.head}${httpDate()}${conn}\r\n`;
+      const withBody = req.req.method === 'GET' && r.body.length > 0;
+      const before = sock.bytesWritten + sock.writableLength;
+      if (withBody && r.body.length <= SMALL_BODY_BYTES) {
+        // One buffer, one syscall: copying a small body costs less than a second write.
+        const h = Buffer.from(head, 'latin1');
+        sock.write(Buffer.concat([h, r.body], h.length + r.body.length));
+      } else {
+        sock.write(head, 'latin1');
+        if (withBody) sock.write(r.body);
+      }
+      opts.done(req.req, r, sock.bytesWritten + sock.writableLength - before, performance.now() - start);
+      if (req.close) {
+        buf = null;
+        sock.end();
+        return false;
+      }
+      if (sock.writableLength > BACKLOG_PAUSE_BYTES) {
+        waiting = true;
+        sock.pause();
+        sock.once('drain', () => {
+          waiting = false;
+          sock.resume();
+          serve();
+          if (ended && !waiting) sock.end();
+        });
+        return false;
+      }
+      return true;
+    };
+
+    sock.on('data', onData);
+    sock.on('end', onEnd);
+  });
+
+  return {
+    closeIdle() {
+      for (const s of idle) if (s.writableLength === 0) s.destroy();
+    },
+  };
+}
+
+/**
+ * Reads a request head that must be exactly `GET|HEAD target HTTP/1.1` plus ordinary header
+ * lines with none of NOT_PLAIN; anything else returns null and Node's parser decides.
+ */
+interface ParsedHead {
+  req: FastRequest;
+  close: boolean;
+}
+
+function parseHead(head: string, ip: string): ParsedHead | null {
+  const eol = head.indexOf('\r\n');
+  const line = eol < 0 ? head : head.slice(0, eol);
+  let method: 'GET' | 'HEAD';
+  let at: number;
+  if (line.startsWith('GET /')) {
+    method = 'GET';
+    at = 4;
+  } else if (line.startsWith('HEAD /')) {
+    method = 'HEAD';
+    at = 5;
+  } else {
+    return null;
+  }
+  const sp = line.indexOf(' ', at);
+  if (sp < 0 || line.length !== sp + 9 || !line.endsWith(' HTTP/1.1')) return null;
+  const url = line.slice(at, sp);
+  for (let i = 0; i < url.length; i++) {
+    const c = url.charCodeAt(i);
+    if (c <= 0x20 || c >= 0x7f) return null;
+  }
+  let host: string | null = null;
+  let origin = false;
+  let close = false;
+  let referer = '';
+  let agent = '';
+  let pos = eol < 0 ? head.length : eol + 2;
+  while (pos < head.length) {
+    let next = head.indexOf('\r\n', pos);
+    if (next < 0) next = head.length;
+    const colon = head.indexOf(':', pos);
+    if (colon <= pos || colon > next) return null;
+    const name = head.slice(pos, colon).toLowerCase();
+    // Folded lines, spaces in names, control characters: Node's parser answers those (400).
+    for (let i = 0; i < name.length; i++) {
+      const c = name.charCodeAt(i);
+      if (c <= 0x20 || c >= 0x7f) return null;
+    }
+    const value = head.slice(colon + 1, next).trim();
+    if (NOT_PLAIN.has(name)) return null;
+    if (name === 'host') {
+      if (host !== null) return null;
+      host = value;
+    } else if (name === 'connection') {
+      const v = value.toLowerCase();
+      if (v.includes('upgrade')) return null;
+      if (v.includes('close')) close = true;
+    } else if (name === 'origin') {
+      origin = true;
+    } else if (name === 'referer') {
+      referer = value;
+    } else if (name === 'user-agent') {
+      agent = value;
+    }
+    pos = next + 2;
+  }
+  // HTTP/1.1 requires Host (RFC 9112 §3.2): without one, Node answers 400.
+  if (host === null) return null;
+  return { req: { method, url, host, origin, referer, agent, ip, httpVersion: '1.1' }, close };
+}
+
+/** Response headers of a reply, as HTTP/2 wants them; parsed once per distinct head. */
+const h2Heads = new Map<string, http2.OutgoingHttpHeaders>();
+const H2_HEADS_MAX = 4096;
+
+function h2HeadersOf(r: FastReply): http2.OutgoingHttpHeaders {
+  let h = h2Heads.get(r.head);
+  if (h === undefined) {
+    h = { ':status': r.status };
+    for (const line of r.head.split('\r\n')) {
+      const colon = line.indexOf(':');
+      if (colon > 0) h[line.slice(0, colon).toLowerCase()] = line.slice(colon + 1).trim();
+    }
+    if (h2Heads.size >= H2_HEADS_MAX) h2Heads.clear();
+    h2Heads.set(r.head, h);
+  }
+  return h;
+}
+
+/**
+ * The same front door for HTTP/2 streams: a plain GET/HEAD whose answer is already in memory is
+ * answered on the stream itself, skipping the compatibility layer's request and response
+ * objects and the Koa context; anything else goes to Node's own 'stream' listener (which builds
+ * them) untouched. A cold cache is not waited for on HTTP/2: the request takes the full table.
+ */
+export function installH2FrontDoor(server: http2.Http2SecureServer, opts: Pick<FrontDoorOptions, 'answer' | 'done'>): void {
+  type StreamListener = (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, flags: number, raw: string[]) => void;
+  const nodeListeners = server.listeners('stream') as StreamListener[];
+  server.removeAllListeners('stream');
+  server.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, flags: number, raw: string[]) => {
+    const req = plainH2(headers, stream.session?.socket?.remoteAddress ?? '-');
+    const answer = req === null ? null : opts.answer(req);
+    if (req === null || answer === null || answer instanceof Promise) {
+      for (const l of nodeListeners) l.call(server, stream, headers, flags, raw);
+      return;
+    }
+    const start = performance.now();
+    const withBody = req.method === 'GET' && answer.body.length > 0;
+    stream.respond(h2HeadersOf(answer), { endStream: !withBody });
+    if (withBody) stream.end(answer.body);
+    opts.done(req, answer, withBody ? answer.body.length : 0, performance.now() - start);
+  });
+}
+
+function plainH2(h: http2.IncomingHttpHeaders, ip: string): FastRequest | null {
+  const method = h[':method'];
+  if (method !== 'GET' && method !== 'HEAD') return null;
+  const url = h[':path'];
+  if (typeof url !== 'string' || url.charCodeAt(0) !== 0x2f) return null;
+  for (const name of NOT_PLAIN) if (h[name] !== undefined) return null;
+  const host = h[':authority'] ?? h.host;
+  if (typeof host !== 'string') return null;
+  const str = (v: string | string[] | undefined) => (typeof v === 'string' ? v : '');
+  return { method, url, host, origin: h.origin !== undefined, referer: str(h.referer), agent: str(h['user-agent']), ip, httpVersion: '2.0' };
+}
