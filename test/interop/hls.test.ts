@@ -4,7 +4,11 @@ import { spawn } from 'node:child_process';
 import { loadConfigText } from '../../src/config/index.js';
 import { Gateway } from '../../src/gateway.js';
 import { memoryLogger } from '../../src/log.js';
-import { decode, probe, publish, run, waitFor } from '../helpers/ffmpeg.js';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { decode, ffmpegArgs, probe, publish, run, waitFor } from '../helpers/ffmpeg.js';
+import { keepAliveGets, lane, rawExchange, parseReply } from '../integration/site.js';
 
 /**
  * Every live stream as HLS, continuous MPEG-TS and ADTS, checked with real ffmpeg/ffprobe the way
@@ -15,9 +19,9 @@ import { decode, probe, publish, run, waitFor } from '../helpers/ffmpeg.js';
 const V = '__defaultVhost__';
 const FPS = 25;
 
-async function startGateway(extra = ''): Promise<{ gw: Gateway; port: number; lines: string[] }> {
+async function startGateway(extra = '', dir = './public'): Promise<{ gw: Gateway; port: number; lines: string[] }> {
   const { log, lines } = memoryLogger();
-  const conf = `listen off; http_server { listen 127.0.0.1:0; dir ./public; https { enabled off; } }
+  const conf = `listen off; http_server { listen 127.0.0.1:0; dir ${dir}; https { enabled off; } }
     vhost __defaultVhost__ { play { mw_latency 50ms; } hls { enabled on; hls_fragment 1; hls_window 3; } ${extra} }`;
   const gw = await Gateway.start(loadConfigText(conf, 'test.conf'), { log });
   return { gw, port: gw.port('http'), lines };
@@ -98,6 +102,11 @@ describe('live HLS, TS and AAC from an HTTP-FLV publish', () => {
       const reader = decode(`http://127.0.0.1:${port}/live/h.m3u8`, 30);
       const responses = await Promise.all(first.segments.map((s) => fetch(`http://127.0.0.1:${port}/live/${s.uri}`)));
       const bodies = await Promise.all(responses.map(async (r) => Buffer.from(await r.arrayBuffer())));
+      for (const [ext, type] of [['ts', 'video/mp2t'], ['aac', 'audio/aac']]) {
+        const h = await fetch(`http://127.0.0.1:${port}/live/h.${ext}`, { method: 'HEAD' });
+        assert.equal(h.status, 200);
+        assert.equal(h.headers.get('content-type'), type);
+      }
       // Live .ts and .aac while the stream is on.
       const [ts, aac] = await Promise.all([decode(`http://127.0.0.1:${port}/live/h.ts`, 1.5), decode(`http://127.0.0.1:${port}/live/h.aac`, 1.5)]);
       assert.equal(ts.stderr, '', `live .ts: ${ts.stderr}`);
@@ -202,6 +211,29 @@ describe('live HLS, TS and AAC from an HTTP-FLV publish', () => {
     }
   });
 
+  test('MP3 audio: .mp3 passes the frames through, HLS carries it as MPEG audio', async () => {
+    const args = ffmpegArgs(`http://127.0.0.1:${port}/live/mp3.flv`, { seconds: 4, video: false }).map((a) => (a === 'aac' ? 'libmp3lame' : a));
+    const pub = run('ffmpeg', args);
+    try {
+      await waitFor('mp3 live', () => gw.hub.find({ vhost: V, app: 'live', stream: 'mp3' })?.audioCodec === 2);
+      const d = await decode(`http://127.0.0.1:${port}/live/mp3.mp3`, 1);
+      assert.equal(d.stderr, '', d.stderr);
+      const p = await waitFor('an mp3 segment', async () => {
+        const x = await playlist(port, '/live/mp3.m3u8');
+        return x.segments.length >= 1 ? x : undefined;
+      }, 6000);
+      const seg = Buffer.from(await (await fetch(`http://127.0.0.1:${port}/live/${p.segments[0].uri}`)).arrayBuffer());
+      const frames = await framesOf(seg);
+      assert.ok(frames.length > 10 && frames.every((f) => f.type === 'audio'));
+      const aac = await fetch(`http://127.0.0.1:${port}/live/mp3.aac`);
+      assert.equal(aac.status, 404);
+      assert.match(await aac.text(), /has no AAC audio/);
+      await pub.exited;
+    } finally {
+      pub.kill();
+    }
+  });
+
   test('a stream that does not exist: playlist, .ts and .aac are 404 at once', async () => {
     for (const ext of ['m3u8', 'ts', 'aac', 'mp3']) {
       const started = Date.now();
@@ -258,6 +290,50 @@ describe('HLS PUT ingest', () => {
       assert.equal(await got.text(), body);
       assert.equal(got.headers.get('content-type'), 'application/vnd.apple.mpegurl');
       assert.equal((await fetch(`http://127.0.0.1:${port}/live/sec.m3u8`, { method: 'DELETE' })).status, 403);
+    } finally {
+      await gw.close();
+    }
+  });
+});
+
+describe('live streams and uploads are not shadowed by files', () => {
+  test('a file at the same path is served until the stream is live, then the live playlist and TS win in both lanes', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'sg-hls-'));
+    mkdirSync(join(root, 'live'));
+    writeFileSync(join(root, 'live', 'sh.m3u8'), 'FILE ON DISK\n');
+    writeFileSync(join(root, 'live', 'sh.ts'), 'FILE ON DISK\n');
+    const { gw, port } = await startGateway('', root);
+    try {
+      const before = await keepAliveGets(port, ['/live/sh.m3u8', '/live/sh.m3u8']);
+      assert.equal(before[1].body.toString(), 'FILE ON DISK\n');
+      assert.equal(lane(before[1]), 'fast', 'the second GET came from the file cache');
+      const pub = publish(`http://127.0.0.1:${port}/live/sh.flv`, { seconds: 4, fps: FPS, gop: FPS });
+      try {
+        await waitFor('sh live', () => gw.hub.find({ vhost: V, app: 'live', stream: 'sh' })?.videoHeader);
+        const live = await keepAliveGets(port, ['/live/sh.m3u8', '/live/sh.m3u8']);
+        for (const r of live) assert.match(r.body.toString(), /#EXTINF/, 'the live playlist, not the file');
+        const ts = await fetch(`http://127.0.0.1:${port}/live/sh.ts`, { method: 'HEAD' });
+        assert.equal(ts.headers.get('content-type'), 'video/mp2t');
+        assert.equal(ts.headers.get('content-length'), null, 'a live stream, not the 13-byte file');
+        await pub.exited;
+      } finally {
+        pub.kill();
+      }
+    } finally {
+      await gw.close();
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+
+  test('an upload declared larger than the per-file bound is refused with 413 before its body is read', async () => {
+    const { gw, port } = await startGateway();
+    try {
+      const head = `PUT /live/big.ts HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: ${64 * 1024 * 1024}\r\n\r\n`;
+      const r = parseReply(await rawExchange(port, Buffer.from(head, 'latin1')));
+      assert.equal(r.status, 413);
+      assert.match(r.body.toString(), /at most \d+ bytes/);
+      assert.equal(r.headers.connection, 'close');
+      assert.equal((await fetch(`http://127.0.0.1:${port}/live/big.ts`)).status, 404);
     } finally {
       await gw.close();
     }
