@@ -1,6 +1,7 @@
 import type { Context } from 'koa';
 import type { VhostConfig } from '../config/index.js';
 import type { Hub } from '../live/hub.js';
+import { CountingClient, clientIp } from '../live/client.js';
 import type { Source } from '../live/source.js';
 import { streamKey, type StreamName } from '../live/types.js';
 import type { Logger } from '../log.js';
@@ -19,6 +20,14 @@ const SEGMENT_NAME = /^(.+)-(\d{1,15})$/;
  * reused for other bytes within this time: a CDN may keep them.
  */
 const SEGMENT_MAX_AGE_S = 3600;
+
+/**
+ * An HLS viewer is a series of GETs, not a connection. One (address, User-Agent, stream) that has
+ * fetched nothing for this long has stopped watching and leaves the API's client list.
+ */
+const HLS_SESSION_IDLE_MS = 20_000;
+/** Viewers listed at most; beyond this new ones are served but not listed (bounded memory). */
+const MAX_HLS_SESSIONS = 10_000;
 
 export const HLS_PLAYLIST_TYPE = 'application/vnd.apple.mpegurl';
 export const TS_TYPE = 'video/mp2t';
@@ -44,6 +53,8 @@ interface Entry {
  */
 export class HlsOutput {
   private readonly entries = new Map<string, Entry>();
+  private readonly sessions = new Map<string, { client: CountingClient; seen: number }>();
+  private sweeper: NodeJS.Timeout | null = null;
   private readonly onPublish = (source: Source) => this.follow(source);
 
   constructor(private readonly deps: HlsDeps) {
@@ -87,27 +98,81 @@ export class HlsOutput {
       ctx.set('Cache-Control', 'no-cache');
       ctx.type = HLS_PLAYLIST_TYPE;
       ctx.body = stream.playlist();
+      this.touch(ctx, name, 0);
       return true;
     }
-    const seg = this.segmentOf(name);
-    if (!seg) return false;
+    const found = this.segmentOf(name);
+    if (!found) return false;
     ctx.status = 200;
     ctx.set('Cache-Control', `public, max-age=${SEGMENT_MAX_AGE_S}, immutable`);
     ctx.type = TS_TYPE;
-    ctx.body = seg.data;
+    ctx.body = found.seg.data;
+    this.touch(ctx, found.name, ctx.method === 'HEAD' ? 0 : found.seg.data.length);
     return true;
   }
 
+  /** Lists the viewer in the API as SRS's `hls-play`, counting the segment bytes it fetched. */
+  private touch(ctx: Context, name: StreamName, bytes: number): void {
+    const ip = clientIp(ctx.req.socket?.remoteAddress);
+    const key = `${streamKey(name)}\n${ip}\n${ctx.get('User-Agent')}`;
+    let s = this.sessions.get(key);
+    if (!s) {
+      if (this.sessions.size >= MAX_HLS_SESSIONS) return;
+      const client = new CountingClient(this.deps.hub, {
+        type: 'hls-play',
+        ip,
+        name,
+        url: `/${name.app}/${name.stream}.m3u8`,
+        tcUrl: `http://${ctx.host}/${name.app}`,
+        pageUrl: ctx.get('Referer'),
+        publish: false,
+        // Nothing to cut: the listing goes, and comes back if the viewer keeps fetching.
+        kick: () => this.forget(key),
+      });
+      s = { client, seen: 0 };
+      this.sessions.set(key, s);
+      this.deps.hub.addClient(client);
+      if (!this.sweeper) {
+        this.sweeper = setInterval(() => this.sweep(), HLS_SESSION_IDLE_MS / 4);
+        this.sweeper.unref();
+      }
+    }
+    s.seen = Date.now();
+    s.client.sent += bytes;
+  }
+
+  private forget(key: string): void {
+    const s = this.sessions.get(key);
+    if (!s) return;
+    this.sessions.delete(key);
+    this.deps.hub.removeClient(s.client.id);
+  }
+
+  private sweep(): void {
+    const old = Date.now() - HLS_SESSION_IDLE_MS;
+    for (const [k, s] of this.sessions) if (s.seen < old) this.forget(k);
+    if (this.sessions.size === 0 && this.sweeper) {
+      clearInterval(this.sweeper);
+      this.sweeper = null;
+    }
+  }
+
   close(): void {
+    if (this.sweeper) clearInterval(this.sweeper);
+    this.sweeper = null;
+    for (const k of [...this.sessions.keys()]) this.forget(k);
     this.deps.hub.off('publish', this.onPublish);
     for (const e of this.entries.values()) if (e.expiry) clearTimeout(e.expiry);
     this.entries.clear();
   }
 
-  private segmentOf(name: StreamName): Segment | undefined {
+  /** The segment a `{stream}-{seq}` name points at, and the stream's own name. */
+  private segmentOf(name: StreamName): { seg: Segment; name: StreamName } | undefined {
     const m = SEGMENT_NAME.exec(name.stream);
     if (!m) return undefined;
-    return this.find({ vhost: name.vhost, app: name.app, stream: m[1] })?.segment(Number(m[2]));
+    const stream = { vhost: name.vhost, app: name.app, stream: m[1] };
+    const seg = this.find(stream)?.segment(Number(m[2]));
+    return seg ? { seg, name: stream } : undefined;
   }
 
   private follow(source: Source): void {

@@ -107,6 +107,10 @@ describe('live HLS, TS and AAC from an HTTP-FLV publish', () => {
         assert.equal(h.status, 200);
         assert.equal(h.headers.get('content-type'), type);
       }
+      // The API lists this test's fetches as an HLS viewer (ffmpeg's reader is another), with the segment bytes it fetched.
+      const api = (await (await fetch(`http://127.0.0.1:${port}/api/v1/clients/`)).json()) as { clients: { type: string; name: string; send_bytes: number }[] };
+      const fetched = bodies.reduce((n, b) => n + b.length, 0);
+      assert.ok(api.clients.some((c) => c.type === 'hls-play' && c.name === 'h' && c.send_bytes >= fetched), JSON.stringify(api.clients));
       // Live .ts and .aac while the stream is on.
       const [ts, aac] = await Promise.all([decode(`http://127.0.0.1:${port}/live/h.ts`, 1.5), decode(`http://127.0.0.1:${port}/live/h.aac`, 1.5)]);
       assert.equal(ts.stderr, '', `live .ts: ${ts.stderr}`);
