@@ -51,9 +51,11 @@ const LIVE_TYPES = { ts: 'video/mp2t', aac: 'audio/aac', mp3: 'audio/mpeg' } as 
 
 /**
  * The stream origin: dispatches /{app}/{stream}.{ext} by method and extension to ingest
- * (publish) or output (play). A GET for a stream that is not live falls through to files, so
- * HLS written to disk by another tool is still served; if there is no file either, the answer
- * is 404 at once (SRS hangs here: SRS #1134, #2253).
+ * (publish, HLS upload) or output (play). For a GET the order is: an uploaded HLS file, then the
+ * live HLS playlist or segment (`{stream}-{seq}.ts`), then the live stream itself (.flv, .ts,
+ * .aac, .mp3). Nothing live falls through to files, so HLS written to disk by another tool is
+ * still served; if there is no file either, the answer is 404 at once (SRS hangs here: SRS
+ * #1134, #2253).
  */
 export function createOrigin(deps: OriginDeps): Origin {
   const { hub, log } = deps;
