@@ -245,6 +245,9 @@ describe('live HLS, TS and AAC from an HTTP-FLV publish', () => {
       assert.equal(r.status, 404, ext);
       assert.ok(Date.now() - started < 1000, `${ext} answered at once`);
     }
+    const post = await fetch(`http://127.0.0.1:${port}/live/absent.m3u8`, { method: 'POST', body: 'x' });
+    assert.equal(post.status, 405);
+    assert.match(post.headers.get('allow') ?? '', /PUT, DELETE/);
   });
 });
 
