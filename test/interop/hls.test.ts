@@ -1,6 +1,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import http from 'node:http';
 import { loadConfigText } from '../../src/config/index.js';
 import { Gateway } from '../../src/gateway.js';
 import { memoryLogger } from '../../src/log.js';
@@ -332,7 +333,7 @@ describe('live streams and uploads are not shadowed by files', () => {
     }
   });
 
-  test('an upload declared larger than the per-file bound is refused with 413 before its body is read', async () => {
+  test('an upload larger than the per-file bound is refused with 413: declared, before its body is read; chunked, once it passes the bound', async () => {
     const { gw, port } = await startGateway();
     try {
       const head = `PUT /live/big.ts HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: ${64 * 1024 * 1024}\r\n\r\n`;
@@ -340,6 +341,29 @@ describe('live streams and uploads are not shadowed by files', () => {
       assert.equal(r.status, 413);
       assert.match(r.body.toString(), /at most \d+ bytes/);
       assert.equal(r.headers.connection, 'close');
+      assert.equal((await fetch(`http://127.0.0.1:${port}/live/big.ts`)).status, 404);
+
+      // Chunked, so the size shows only while reading: refused as soon as it passes the bound.
+      const streamed = await new Promise<{ status?: number; body?: string; error?: string }>((resolve) => {
+        const req = http.request({ host: '127.0.0.1', port, path: '/live/big.ts', method: 'PUT', agent: false }, (res) => {
+          let body = '';
+          res.on('data', (d: Buffer) => (body += d.toString()));
+          res.on('end', () => resolve({ status: res.statusCode, body }));
+        });
+        req.on('error', (e: NodeJS.ErrnoException) => resolve({ error: e.code }));
+        const mib = Buffer.alloc(1 << 20);
+        let sent = 0;
+        const pump = () => {
+          while (sent < 40) {
+            sent++;
+            if (!req.write(mib)) return void req.once('drain', pump);
+          }
+          req.end();
+        };
+        pump();
+      });
+      assert.equal(streamed.status, 413, JSON.stringify(streamed));
+      assert.match(streamed.body ?? '', /at most 33554432 bytes/);
       assert.equal((await fetch(`http://127.0.0.1:${port}/live/big.ts`)).status, 404);
     } finally {
       await gw.close();
