@@ -3,7 +3,7 @@ import type { Config, VhostConfig } from '../config/index.js';
 import type { Hub } from '../live/hub.js';
 import type { Logger } from '../log.js';
 import { GatewayError } from '../errors.js';
-import { PublishGuard } from '../ingest/access.js';
+import { guardsByVhost } from '../ingest/access.js';
 import { publishHttpFlv } from '../ingest/http-flv.js';
 import { edgeResolver } from '../ingest/edge.js';
 import { playHttpFlv } from './http-flv.js';
@@ -44,16 +44,7 @@ const ALLOW_FLV = 'GET, HEAD, POST, PUT, OPTIONS';
  */
 export function createOrigin(deps: OriginDeps): Origin {
   const { hub, log } = deps;
-  const guards = new WeakMap<VhostConfig, PublishGuard>();
-  const guard = (vhost: string): PublishGuard => {
-    const v = deps.vhost(vhost);
-    let g = guards.get(v);
-    if (!g) {
-      g = new PublishGuard(v.publish);
-      guards.set(v, g);
-    }
-    return g;
-  };
+  const guard = guardsByVhost((vhost) => deps.vhost(vhost).publish);
   hub.resolver = edgeResolver({ hub, log, vhost: deps.vhost });
 
   const notLive = async (next: Next): Promise<void> => {
