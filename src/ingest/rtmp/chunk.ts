@@ -83,6 +83,11 @@ export class ChunkReader {
   private chunkLeft = 0;
   private pendingBytes = 0;
 
+  /** Bytes held for the peer: a partial chunk header plus unfinished messages. */
+  get bufferedBytes(): number {
+    return this.rest.length + this.pendingBytes;
+  }
+
   push(data: Buffer): RtmpMessage[] {
     const buf = this.rest.length > 0 ? Buffer.concat([this.rest, data]) : data;
     const out: RtmpMessage[] = [];
