@@ -112,8 +112,10 @@ export class RtmpSession {
     if (!this.busy) this.socket.destroy();
   }
 
-  private label(): string {
-    return this.publication?.label ?? `${this.app || '-'}`;
+  /** "rtmp 1.2.3.4 live/a" for log lines: who, and what it publishes (or its app, if any yet). */
+  private who(): string {
+    const what = this.publication?.label ?? this.app;
+    return what ? `rtmp ${this.ip} ${what}` : `rtmp ${this.ip}`;
   }
 
   private onTimeout(): void {
@@ -122,7 +124,7 @@ export class RtmpSession {
       return;
     }
     const what = this.handshake ? 'handshake' : this.publication ? 'publish' : 'commands';
-    this.deps.log.warn(`rtmp ${this.ip} ${this.label()}: nothing received for ${this.handshake ? HANDSHAKE_TIMEOUT_MS : IDLE_TIMEOUT_MS} ms during ${what}, closing`);
+    this.deps.log.warn(`${this.who()}: nothing received for ${this.handshake ? HANDSHAKE_TIMEOUT_MS : IDLE_TIMEOUT_MS} ms during ${what}, closing`);
     this.publication?.finish('idle timeout');
     this.socket.destroy();
   }
@@ -131,7 +133,7 @@ export class RtmpSession {
     if (this.socket.destroyed) return;
     const known = err instanceof RtmpError || err instanceof AmfError || err instanceof HandshakeError;
     const msg = err instanceof Error ? err.message : String(err);
-    this.deps.log.warn(`rtmp ${this.ip} ${this.label()}: ${known ? '' : 'internal error: '}${msg}, closing`);
+    this.deps.log.warn(`${this.who()}: ${known ? '' : 'internal error: '}${msg}, closing`);
     this.publication?.finish('malformed RTMP');
     this.socket.destroy();
   }
