@@ -1,6 +1,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync } from 'node:fs';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FlvDemuxer } from '../../src/media/flv/demuxer.js';
@@ -85,6 +86,12 @@ describe('RTMP: ffmpeg publishes, ffmpeg and HTTP-FLV players play', () => {
     const dir = mkdtempSync(join(tmpdir(), 'sg-rtmp-'));
     const rec = join(dir, 'rec.flv');
     let recorder;
+    // A client that never finishes its handshake, checked at the end (the bound is 10 s).
+    const mute = net.connect(r.rtmp, '127.0.0.1', () => mute.write(Buffer.concat([Buffer.from([3]), Buffer.alloc(1536)])));
+    let muteClosed = false;
+    mute.on('data', () => undefined).on('error', () => undefined).on('close', () => {
+      muteClosed = true;
+    });
     try {
       await live(r, 'a');
       // An RTMP player that records from now until the publisher leaves.
@@ -134,9 +141,13 @@ describe('RTMP: ffmpeg publishes, ffmpeg and HTTP-FLV players play', () => {
       const p = await probe(url);
       assert.deepEqual(codecs(p.streams), ['audio:aac', 'video:h264']);
       assert.equal(await again.exited, 0, again.stderr());
+
+      await until('the handshake timeout', async () => muteClosed, 15_000);
+      assert.equal(linesMatching(r.gw, /nothing received for 10000 ms during handshake/).length, 1, r.gw.log());
     } finally {
       pub.kill();
       recorder?.kill();
+      mute.destroy();
     }
   });
 
@@ -255,6 +266,36 @@ describe('RTMP publish access rules', () => {
       assert.equal(await p.exited, 0, p.stderr());
     } finally {
       await stop(r);
+    }
+  });
+});
+
+describe('RTMP and shutdown', () => {
+  test('SIGTERM ends RTMP players cleanly, closes publishers and idle connections, and the gateway exits', async () => {
+    const r = await startGateway();
+    const url = `rtmp://127.0.0.1:${r.rtmp}/live/s`;
+    const pub = publish(url, { seconds: 30 });
+    const idle = new RtmpTestClient(r.rtmp);
+    let player;
+    try {
+      await live(r, 's');
+      await idle.open('live');
+      player = run('ffmpeg', ['-hide_banner', '-v', 'error', '-nostdin', '-i', url, '-c', 'copy', '-f', 'null', '-']);
+      await until('the RTMP player', async () => (await api<ApiClient>(r.http, 'clients')).some((c) => c.type === 'rtmp-play'));
+      const t0 = Date.now();
+      r.gw.signal('SIGTERM');
+      const exit = await r.gw.exited;
+      assert.equal(exit.code, 0, r.gw.log());
+      assert.ok(exit.at - t0 < 5000, `exited ${exit.at - t0} ms after SIGTERM`);
+      assert.equal(await player.exited, 0, `the player saw the end of the stream, not an error: ${player.stderr()}`);
+      assert.equal(player.stderr(), '');
+      await idle.closed;
+      assert.notEqual(await pub.exited, 0, 'the encoder is disconnected');
+    } finally {
+      pub.kill();
+      player?.kill();
+      idle.close();
+      r.gw.kill();
     }
   });
 });
