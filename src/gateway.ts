@@ -532,12 +532,11 @@ export class Gateway {
   /** Listeners other rooms contribute (RTMP). Wired in start-up so all bind together. */
   protected extraListeners(): ListenerSpec[] {
     const guard = guardsByVhost((vhost) => this.vhost(vhost).publish);
-    return this.table.config.rtmp.listen.map((addr) => ({
-      role: 'rtmp',
-      directive: 'listen',
-      addr,
-      server: createRtmpServer({ hub: this.hub, log: this.log, guard, vhostFor: (host) => this.vhostFor(host) }),
-    }));
+    return this.table.config.rtmp.listen.map((addr) => {
+      const server = createRtmpServer({ hub: this.hub, log: this.log, guard, vhostFor: (host) => this.vhostFor(host) });
+      server.maxConnections = this.table.config.maxConnections;
+      return { role: 'rtmp', directive: 'listen', addr, server };
+    });
   }
 
   /** Re-reads config and certificates (SIGHUP). Listening addresses need a restart. */

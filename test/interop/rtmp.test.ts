@@ -251,9 +251,12 @@ describe('RTMP publish access rules', () => {
 
       const inName = publish(`${base}/x?secret=s3cret`, { seconds: 1, fast: true });
       const inTcUrl = publish(`${base}/y`, { seconds: 1, fast: true, format: ['-rtmp_app', 'live', '-rtmp_playpath', 'y', '-rtmp_tcurl', `${base}?secret=s3cret`, '-f', 'flv'] });
+      // ffmpeg splits rtmp://HOST/live?secret=…/z into app "live?secret=…" and stream "z".
+      const inApp = publish(`${base}?secret=s3cret/z`, { seconds: 1, fast: true });
       assert.equal(await inName.exited, 0, inName.stderr());
       assert.equal(await inTcUrl.exited, 0, inTcUrl.stderr());
-      assert.equal(linesMatching(r.gw, /^.*\[info\] publish live\/(x|y) from 127\.0\.0\.1 over RTMP/).length, 2, r.gw.log());
+      assert.equal(await inApp.exited, 0, inApp.stderr());
+      assert.equal(linesMatching(r.gw, /^.*\[info\] publish live\/(x|y|z) from 127\.0\.0\.1 over RTMP/).length, 3, r.gw.log());
     } finally {
       await stop(r);
     }
