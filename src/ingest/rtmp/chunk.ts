@@ -7,8 +7,9 @@ import { MAX_TAG_BYTES } from '../../media/flv/demuxer.js';
  * overflows. Bytes in any slicing, messages out; and messages in, chunks out.
  *
  * Memory is bounded whatever a peer sends: at most one partial chunk header is held, a message is
- * never larger than an FLV tag may be, the bytes of unfinished messages across all chunk streams
- * are capped, and so is the number of chunk streams.
+ * never larger than an FLV tag may be, only bytes that arrived are held (never a declared length),
+ * the bytes of unfinished messages across all chunk streams are capped, and so is the number of
+ * chunk streams.
  */
 
 /** The chunk size both ends start with (§5.4.1). */
@@ -64,8 +65,8 @@ interface InStream {
   length: number;
   type: number;
   streamId: number;
-  /** The message being reassembled; null between messages. */
-  body: Buffer | null;
+  /** The pieces of the message being reassembled, copied as they arrive; null between messages. */
+  parts: Buffer[] | null;
   filled: number;
 }
 
@@ -101,7 +102,10 @@ export class ChunkReader {
       const cs = this.current!;
       const n = Math.min(this.chunkLeft, buf.length - off);
       if (n > 0) {
-        buf.copy(cs.body!, cs.filled, off, off + n);
+        this.pendingBytes += n;
+        if (this.pendingBytes > MAX_PENDING_BYTES) throw new RtmpError(`unfinished messages over ${MAX_PENDING_BYTES} bytes`);
+        // A copy, so a message never pins the socket's read buffer.
+        cs.parts!.push(Buffer.from(buf.subarray(off, off + n)));
         cs.filled += n;
         this.chunkLeft -= n;
         off += n;
@@ -145,10 +149,10 @@ export class ChunkReader {
       // Types 1-3 reuse fields of the previous message on the chunk stream (§5.3.1.2): there is none.
       if (fmt !== 0) throw new RtmpError(`chunk stream ${csid} starts with a type-${fmt} header, which needs a previous message`);
       if (this.streams.size >= MAX_CHUNK_STREAMS) throw new RtmpError(`more than ${MAX_CHUNK_STREAMS} chunk streams`);
-      cs = { csid, timestamp: 0, field: 0, extended: false, length: 0, type: 0, streamId: 0, body: null, filled: 0 };
+      cs = { csid, timestamp: 0, field: 0, extended: false, length: 0, type: 0, streamId: 0, parts: null, filled: 0 };
       this.streams.set(csid, cs);
     }
-    const continuing = cs.body !== null;
+    const continuing = cs.parts !== null;
     if (continuing && fmt !== 3) throw new RtmpError(`type-${fmt} header on chunk stream ${csid} before its ${cs.length}-byte message was complete`);
     let field = cs.field;
     let length = cs.length;
@@ -182,18 +186,16 @@ export class ChunkReader {
     }
     if (!continuing) {
       if (length > MAX_MESSAGE_BYTES) throw new RtmpError(`message of ${length} bytes is over the ${MAX_MESSAGE_BYTES}-byte bound`);
-      if (this.pendingBytes + length > MAX_PENDING_BYTES) throw new RtmpError(`unfinished messages over ${MAX_PENDING_BYTES} bytes`);
       cs.timestamp = fmt === 0 ? field : (cs.timestamp + field) >>> 0;
       cs.field = field;
       cs.extended = extended;
       cs.length = length;
       cs.type = type;
       cs.streamId = streamId;
-      // Filled before it is read, so unsafe allocation leaks nothing; a message larger than a
-      // chunk is never allocated before its first chunk header arrived.
-      cs.body = Buffer.allocUnsafe(length);
+      // Nothing is allocated for the declared length: a 12-byte header claiming 8 MiB must not
+      // cost 8 MiB. A message holds only the bytes that really arrived.
+      cs.parts = [];
       cs.filled = 0;
-      this.pendingBytes += length;
     }
     this.current = cs;
     this.chunkLeft = Math.min(this.chunkSize, cs.length - cs.filled);
@@ -201,8 +203,9 @@ export class ChunkReader {
   }
 
   private complete(cs: InStream): RtmpMessage {
-    const payload = cs.body!;
-    cs.body = null;
+    const parts = cs.parts!;
+    const payload = parts.length === 1 ? parts[0] : Buffer.concat(parts, cs.length);
+    cs.parts = null;
     cs.filled = 0;
     this.pendingBytes -= cs.length;
     return { csid: cs.csid, type: cs.type, streamId: cs.streamId, timestamp: cs.timestamp, payload };
@@ -218,9 +221,9 @@ export class ChunkReader {
     } else if (msg.type === MSG_ABORT) {
       if (msg.payload.length < 4) throw new RtmpError('Abort without a chunk stream id');
       const cs = this.streams.get(msg.payload.readUInt32BE(0));
-      if (cs?.body) {
-        this.pendingBytes -= cs.length;
-        cs.body = null;
+      if (cs?.parts) {
+        this.pendingBytes -= cs.filled;
+        cs.parts = null;
         cs.filled = 0;
       }
     }

@@ -153,7 +153,8 @@ export class RtmpSession {
   private onData(d: Buffer): void {
     if (this.closing) return;
     this.received += d.length;
-    if (this.publication) this.publication.client.received += d.length;
+    const client = this.publication?.client ?? this.playing?.client;
+    if (client) client.received += d.length;
     let data = d;
     if (this.handshake) {
       let step = this.handshake.push(d);

@@ -146,7 +146,7 @@ describe('RTMP chunk stream', () => {
     const next = msg(6, MSG_VIDEO, 0, 10);
     const r = new ChunkReader();
     assert.deepEqual(r.push(big.subarray(0, 12 + 128)), []);
-    assert.ok(r.bufferedBytes >= 1000);
+    assert.equal(r.bufferedBytes, 128, 'what arrived of it, not its declared 1000 bytes');
     const out = r.push(Buffer.concat([abort, new ChunkWriter().write([next])]));
     assert.deepEqual(strip(out).map((m) => m.type), [MSG_ABORT, MSG_VIDEO]);
     assert.deepEqual(out[1].payload, next.payload);
@@ -172,13 +172,20 @@ describe('RTMP chunk stream', () => {
     for (const [what, bytes, re] of cases) {
       assert.throws(() => new ChunkReader().push(bytes), (e) => e instanceof RtmpError && re.test(e.message), what);
     }
-    // Many streams, each opening a large message with one byte: refused at the pending bound, long before it is reached in bytes.
+    // Declared lengths cost nothing: three 8 MiB messages opened with one byte each hold three bytes.
     const r = new ChunkReader();
     // Chunks of one byte, so each message's first chunk is complete after one byte of payload.
-    const parts: Buffer[] = [header0(2, 4, MSG_SET_CHUNK_SIZE), u32(1)];
-    for (let i = 0; i < 3; i++) parts.push(header0(3 + i, MAX_MESSAGE_BYTES), Buffer.alloc(1));
-    assert.throws(() => r.push(Buffer.concat(parts)), (e) => e instanceof RtmpError && /unfinished/.test(e.message));
-    assert.ok(r.bufferedBytes <= MAX_PENDING_BYTES);
+    const opened: Buffer[] = [header0(2, 4, MSG_SET_CHUNK_SIZE), u32(1)];
+    for (let i = 0; i < 3; i++) opened.push(header0(3 + i, MAX_MESSAGE_BYTES), Buffer.alloc(1));
+    assert.deepEqual(r.push(Buffer.concat(opened)).map((m) => m.type), [MSG_SET_CHUNK_SIZE]);
+    assert.equal(r.bufferedBytes, 3);
+    // Bytes really sent are what is bounded: two nearly full messages, then a third one's first bytes.
+    const big = new ChunkReader();
+    const fill: Buffer[] = [header0(2, 4, MSG_SET_CHUNK_SIZE), u32(MAX_MESSAGE_BYTES - 1)];
+    for (let i = 0; i < 2; i++) fill.push(header0(3 + i, MAX_MESSAGE_BYTES), Buffer.alloc(MAX_MESSAGE_BYTES - 1));
+    big.push(Buffer.concat(fill));
+    assert.equal(big.bufferedBytes, MAX_PENDING_BYTES - 2);
+    assert.throws(() => big.push(Buffer.concat([header0(5, 100), Buffer.alloc(100)])), (e) => e instanceof RtmpError && /unfinished/.test(e.message));
     const many = Buffer.concat(Array.from({ length: MAX_CHUNK_STREAMS + 1 }, (_, i) => new ChunkWriter().write([msg(100 + i, MSG_AUDIO, 0, 1)])));
     assert.throws(() => new ChunkReader().push(many), (e) => e instanceof RtmpError && /chunk streams/.test(e.message));
   });
