@@ -5,6 +5,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FlvDemuxer } from '../../src/media/flv/demuxer.js';
+import { decodeAmf0All, EcmaArray } from '../../src/ingest/rtmp/amf0.js';
 import { CliGateway, MiB, rawExchange, rssOf, sleep, SyntheticStream } from '../helpers/proc.js';
 import { decode, probe, publish, run } from '../helpers/ffmpeg.js';
 import { FlvPlayer } from '../helpers/flv-player.js';
@@ -228,11 +229,55 @@ describe('RTMP: ffmpeg publishes, ffmpeg and HTTP-FLV players play', () => {
       assert.equal(await pub.exited, 0, pub.stderr());
       await watcher.done;
       assert.ok(watcher.lastChunk, 'the HTTP-FLV player saw a clean end');
+      // What an HTTP-FLV player gets from an RTMP publish: header flags for both tracks (from
+      // onMetaData, before any media), and the metadata as FLV's onMetaData, @setDataFrame stripped.
+      assert.deepEqual(watcher.header, { hasAudio: true, hasVideo: true });
+      const meta = watcher.packets.find((p) => p.pkt.kind === 'script');
+      assert.ok(meta, watcher.kinds().slice(0, 5).join(','));
+      const [name, props] = decodeAmf0All(meta.pkt.data);
+      assert.equal(name, 'onMetaData');
+      assert.ok(props instanceof EcmaArray && props.props.width === 320, JSON.stringify(props));
       assert.ok(watcher.lastDts() > 5500, `the watcher got the stream to its end (${watcher.lastDts()} ms)`);
       assert.ok(rssOf(r.gw.pid) < 300 * MiB, `gateway RSS ${Math.round(rssOf(r.gw.pid) / MiB)} MiB`);
     } finally {
       pub.kill();
       for (const c of bad) c.close();
+    }
+  });
+});
+
+describe('RTMP play of an HTTP-FLV publish', () => {
+  test('a stream published over HTTP plays over RTMP; an RTMP player kicked through the API is disconnected', async () => {
+    const r = await startGateway();
+    const pub = publish(`http://127.0.0.1:${r.http}/live/h.flv`, { seconds: 4 });
+    const player = new RtmpTestClient(r.rtmp);
+    try {
+      await live(r, 'h');
+      const p = await probe(`rtmp://127.0.0.1:${r.rtmp}/live/h`);
+      assert.equal(p.stderr, '', p.stderr);
+      assert.deepEqual(codecs(p.streams), ['audio:aac', 'video:h264']);
+
+      await player.play('live', 'h');
+      await player.until('media', () => player.messages.some((m) => m.type === 9));
+      assert.deepEqual(player.statuses, ['NetStream.Play.Reset', 'NetStream.Play.Start']);
+      // What comes first after Play.Start: |RtmpSampleAccess, onMetaData, the sequence headers, then a key frame.
+      const media = player.messages.filter((m) => m.type === 8 || m.type === 9 || m.type === 18);
+      assert.equal(decodeAmf0All(media[0].payload)[0], '|RtmpSampleAccess');
+      assert.equal(decodeAmf0All(media[1].payload)[0], 'onMetaData');
+      const firstVideo = media.find((m) => m.type === 9)!;
+      assert.equal(firstVideo.payload[0], 0x17, 'AVC key frame');
+      assert.equal(firstVideo.payload[1], 0, 'the AVC sequence header comes first');
+
+      const me = (await api<ApiClient>(r.http, 'clients')).find((c) => c.type === 'rtmp-play');
+      assert.ok(me);
+      const del = await fetch(`http://127.0.0.1:${r.http}/api/v1/clients/${me.id}`, { method: 'DELETE' });
+      assert.equal(del.status, 200);
+      await player.closed;
+      assert.equal(await pub.exited, 0, 'the publisher did not notice');
+    } finally {
+      pub.kill();
+      player.close();
+      await stop(r);
     }
   });
 });
