@@ -20,6 +20,8 @@ export interface RtmpPlayConnection {
   status(code: string, description: string): void;
   /** Ends the connection once what is queued has been written. */
   closeAfterFlush(): void;
+  /** Cuts the connection now, saying why in the log. */
+  drop(why: string): void;
 }
 
 /**
@@ -74,8 +76,10 @@ export class RtmpPlaySink implements Sink {
       this.conn.status('NetStream.Play.UnpublishNotify', `${this.source.name.stream} is now unpublished.`);
       this.conn.status('NetStream.Play.Stop', 'Stopped playing.');
       this.conn.closeAfterFlush();
-    } else {
+    } else if (reason === 'closed') {
       this.conn.socket.destroy();
+    } else {
+      this.conn.drop(reason === 'slow' ? 'the player stopped reading (backlog over its bound too long)' : `player ${reason}`);
     }
   }
 }

@@ -366,6 +366,10 @@ export class RtmpSession {
         socket: this.socket,
         status: (code: string, description: string) => this.status(streamId, 'status', code, description),
         closeAfterFlush: () => this.closeAfterFlush(),
+        drop: (why: string) => {
+          this.deps.log.warn(`${this.who()}: play of ${label} dropped: ${why}`);
+          this.socket.destroy();
+        },
       };
       this.deps.hub.addClient(client);
       this.playing = { consumer: source.subscribe(new RtmpPlaySink(conn, streamId, client, source), client), client, streamId };
