@@ -64,6 +64,7 @@ function isObject(v: AmfValue): v is AmfObject {
 export class RtmpSession {
   readonly ip: string;
   private handshake: ServerHandshake | null = new ServerHandshake();
+  private handshakeTimer: NodeJS.Timeout;
   private readonly reader = new ChunkReader();
   private readonly writer = new ChunkWriter(true);
   private connected = false;
@@ -89,7 +90,12 @@ export class RtmpSession {
   ) {
     this.ip = clientIp(socket.remoteAddress);
     socket.setNoDelay(true);
-    socket.setTimeout(HANDSHAKE_TIMEOUT_MS);
+    // A deadline, not an idle timer: a client dripping a byte at a time must not stretch it.
+    this.handshakeTimer = setTimeout(() => {
+      this.deps.log.warn(`${this.who()}: handshake not finished within ${HANDSHAKE_TIMEOUT_MS} ms, closing`);
+      socket.destroy();
+    }, HANDSHAKE_TIMEOUT_MS);
+    socket.setTimeout(IDLE_TIMEOUT_MS);
     socket.on('timeout', () => this.onTimeout());
     socket.on('data', (d: Buffer) => {
       try {
@@ -123,8 +129,7 @@ export class RtmpSession {
       this.socket.destroy();
       return;
     }
-    const what = this.handshake ? 'handshake' : this.publication ? 'publish' : 'commands';
-    this.deps.log.warn(`${this.who()}: nothing received for ${this.handshake ? HANDSHAKE_TIMEOUT_MS : IDLE_TIMEOUT_MS} ms during ${what}, closing`);
+    this.deps.log.warn(`${this.who()}: nothing received for ${IDLE_TIMEOUT_MS} ms ${this.publication ? 'while publishing' : 'before publish or play'}, closing`);
     this.publication?.finish('idle timeout');
     this.socket.destroy();
   }
@@ -133,12 +138,14 @@ export class RtmpSession {
     if (this.socket.destroyed) return;
     const known = err instanceof RtmpError || err instanceof AmfError || err instanceof HandshakeError;
     const msg = err instanceof Error ? err.message : String(err);
-    this.deps.log.warn(`${this.who()}: ${known ? '' : 'internal error: '}${msg}, closing`);
+    if (known) this.deps.log.warn(`${this.who()}: ${msg}, closing`);
+    else this.deps.log.error(`${this.who()}: internal error: ${msg}, closing`);
     this.publication?.finish('malformed RTMP');
     this.socket.destroy();
   }
 
   private onClose(): void {
+    clearTimeout(this.handshakeTimer);
     this.publication?.finish('connection closed');
     this.publication = null;
     if (this.playing) {
@@ -164,7 +171,7 @@ export class RtmpSession {
       }
       if (step.state !== 'done') return;
       this.handshake = null;
-      this.socket.setTimeout(IDLE_TIMEOUT_MS);
+      clearTimeout(this.handshakeTimer);
       data = step.rest;
       if (data.length === 0) return;
     }
