@@ -4,9 +4,11 @@ import { randomFillSync } from 'node:crypto';
  * The server side of the RTMP handshake (RTMP spec 1.0, §5.2): C0+C1 in, S0+S1+S2 out, then C2.
  *
  * This is the simple handshake. Clients that open with the digest ("complex", Flash Player 9)
- * form of C1 — ffmpeg's native client, librtmp and so OBS and GStreamer — check the server's
- * digest only when S1 announces a server version in bytes 4-7; an S1 with zeros there and S2 an
- * exact echo of C1 is accepted by all of them, and is what SRS falls back to.
+ * form of C1 check the server's digest only when S1 announces a server version in bytes 4-7:
+ * librtmp (so OBS and GStreamer's rtmpsink) drops to the simple form when S1[4] is 0
+ * (handshake.h: `if (FP9HandShake && type == 3 && !serversig[4])`), ffmpeg's native client
+ * validates only when it is 3 or more (rtmpproto.c: `serverdata[5] >= 3`, after S0). An S1 with
+ * zeros there and S2 an exact echo of C1 is accepted by all of them; SRS falls back to the same.
  */
 
 export const RTMP_VERSION = 3;
