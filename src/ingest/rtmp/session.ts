@@ -249,6 +249,8 @@ export class RtmpSession {
         return this.onConnect(id, values[2]);
       case 'releaseStream':
       case 'FCPublish':
+      case 'FCSubscribe':
+        // Flash Media Server leftovers that encoders and players still send; nothing to do.
         return this.result(id, null, undefined);
       case 'createStream':
         return this.result(id, null, this.nextStreamId++);
