@@ -20,6 +20,8 @@ import { bindAll, type Bound, type ListenerSpec } from './net/listeners.js';
 import { loadKeyPair } from './net/tls.js';
 import { createOrigin, type Origin, type StreamExt } from './outputs/origin.js';
 import { createProxy, type AnyRequest, type Proxy } from './proxy/index.js';
+import { guardsByVhost } from './ingest/access.js';
+import { createRtmpServer } from './ingest/rtmp/server.js';
 import type { Duplex } from 'node:stream';
 import type { OutgoingHttpHeaders } from 'node:http';
 import { FileRoot, type CachedBody } from './static/fileserver.js';
@@ -594,7 +596,12 @@ export class Gateway {
 
   /** Listeners other rooms contribute (RTMP). Wired in start-up so all bind together. */
   protected extraListeners(): ListenerSpec[] {
-    return [];
+    const guard = guardsByVhost((vhost) => this.vhost(vhost).publish);
+    return this.table.config.rtmp.listen.map((addr) => {
+      const server = createRtmpServer({ hub: this.hub, log: this.log, guard, vhostFor: (host) => this.vhostFor(host) });
+      server.maxConnections = this.table.config.maxConnections;
+      return { role: 'rtmp', directive: 'listen', addr, server };
+    });
   }
 
   /** Re-reads config and certificates (SIGHUP). Listening addresses need a restart. */

@@ -3,7 +3,7 @@ import type { Config, VhostConfig } from '../config/index.js';
 import type { Hub } from '../live/hub.js';
 import type { Logger } from '../log.js';
 import { GatewayError } from '../errors.js';
-import { PublishGuard } from '../ingest/access.js';
+import { guardsByVhost } from '../ingest/access.js';
 import { publishHttpFlv } from '../ingest/http-flv.js';
 import { edgeResolver } from '../ingest/edge.js';
 import { handleUpload, serveUpload, uploadKey, UploadStore, type UploadLimits } from '../ingest/hls-put.js';
@@ -59,16 +59,7 @@ const LIVE_TYPES = { ts: 'video/mp2t', aac: 'audio/aac', mp3: 'audio/mpeg' } as 
  */
 export function createOrigin(deps: OriginDeps): Origin {
   const { hub, log } = deps;
-  const guards = new WeakMap<VhostConfig, PublishGuard>();
-  const guard = (vhost: string): PublishGuard => {
-    const v = deps.vhost(vhost);
-    let g = guards.get(v);
-    if (!g) {
-      g = new PublishGuard(v.publish);
-      guards.set(v, g);
-    }
-    return g;
-  };
+  const guard = guardsByVhost((vhost) => deps.vhost(vhost).publish);
   hub.resolver = edgeResolver({ hub, log, vhost: deps.vhost });
   const hls = new HlsOutput({ hub, vhost: deps.vhost, log, expireMs: deps.hlsExpireMs });
   const uploads = new UploadStore(deps.uploads);
