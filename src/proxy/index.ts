@@ -199,9 +199,14 @@ export class Proxy {
     upReq.end();
   }
 
+  /**
+   * Retires the pool: no new requests, and in-flight ones (a download, an event stream) run to
+   * their end before its connections close. SIGHUP builds new proxies and retires the old ones,
+   * so destroying here would cut every proxied response in flight at each reload.
+   */
   close(): void {
     this.closed = true;
-    void this.pool.destroy().catch(() => {});
+    void this.pool.close().catch(() => {});
   }
 
   get isClosed(): boolean {
