@@ -462,8 +462,14 @@ export class Gateway {
             key: pair.key,
             cert: pair.cert,
             allowHTTP1: true,
+            handshakeTimeout: limits.headerTimeoutMs,
             settings: { maxHeaderListSize: limits.maxHeaderBytes },
           }, handler as unknown as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void);
+          // Node gives the HTTP/1.1 fallback timers of its own (60 s for headers, 300 s for a whole
+          // request, which would cut an HTTPS publish, a 30 s sweep, no keep-alive timeout) and
+          // HTTP/2 sessions none: a slowloris on this port held its connections for good.
+          Object.assign(server, { headersTimeout: limits.headerTimeoutMs, requestTimeout: 0, keepAliveTimeout: limits.keepAliveTimeoutMs, connectionsCheckingInterval: headerCheckMs(limits.headerTimeoutMs) });
+          server.setTimeout(limits.keepAliveTimeoutMs);
           server.maxConnections = c.maxConnections;
           server.on('upgrade', upgrade);
           this.httpsServers.push(server);
