@@ -434,7 +434,15 @@ export class Gateway {
     const c = this.table.config;
     const koa = this.app.callback();
     const handler = (req: http.IncomingMessage, res: http.ServerResponse) => {
-      if (!this.refuseOverLimit(req, res) && !this.proxyLane(req, res) && !this.fastLane(req, res)) void koa(req, res);
+      if (this.refuseOverLimit(req, res)) return;
+      // request_timeout: a request whose body or response moves no byte for this long is closed
+      // (NGINX's client_body_timeout, send_timeout). Set per request: Node drops server.timeout
+      // after a connection's first request. Proxied answers may be silent up to proxy.timeout.
+      if (req.httpVersionMajor === 1) {
+        const t = this.table.config;
+        req.socket.setTimeout(t.proxy.routes.length > 0 ? Math.max(t.limits.requestTimeoutMs, t.proxy.timeoutMs) : t.limits.requestTimeoutMs);
+      }
+      if (!this.proxyLane(req, res) && !this.fastLane(req, res)) void koa(req, res);
     };
     const upgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer) => this.upgrade(req, socket, head, handler);
     const specs: ListenerSpec[] = [];
