@@ -193,8 +193,20 @@ ${extra}`;
     assert.equal(still.body, 'site B\n', 'the running config keeps serving');
     assert.equal(still.headers['access-control-allow-origin'], undefined);
     assert.equal(await peerFingerprint(sport), fingerprintOf(second.cert));
+
+    // A broken certificate: rejected the same way; the running one keeps being served.
+    const certMark = gw.lines.length;
+    gw.writeConfig(conf(b, 'off'));
+    writeFileSync(cert, '-----BEGIN CERTIFICATE-----\nnot a certificate\n-----END CERTIFICATE-----\n');
+    gw.signal('SIGHUP');
+    const certErr = await gw.waitLine(/reload failed/, 10_000, certMark);
+    t.diagnostic(`broken certificate: ${certErr}`);
+    assert.ok(certErr.includes(cert), `the error names the certificate file: ${certErr}`);
+    assert.equal(await peerFingerprint(sport), fingerprintOf(second.cert), 'the running certificate is still served');
+    assert.equal((await get(port, '/index.html')).body, 'site B\n');
+
     await sleep(300);
-    assert.ok(players.every((x) => !x.ended && x.error === null), 'players still playing after the rejected reload');
+    assert.ok(players.every((x) => !x.ended && x.error === null), 'players still playing after the rejected reloads');
     assert.equal(gw.child.exitCode, null, 'the gateway is still running');
     assert.doesNotMatch(gw.log(), /\n\s+at /, 'no stack trace in the log');
   } finally {
