@@ -88,6 +88,8 @@ export class Gateway {
   private readonly roots = new Map<string, FileRoot>();
   private readonly api: Middleware;
   private readonly httpsServers: http2.Http2SecureServer[] = [];
+  /** Open HTTP/2 sessions: shutdown sends each a GOAWAY, or an idle browser session holds the drain to its timeout. */
+  private readonly h2Sessions = new Set<http2.ServerHttp2Session>();
   /** Every open connection, so shutdown can close what outlives the drain timeout. */
   private readonly sockets = new Set<Socket>();
   /** Connections accepted past max_connections, answered 503 on their first request. */
@@ -481,6 +483,10 @@ export class Gateway {
           server.maxConnections = c.maxConnections;
           server.on('upgrade', upgrade);
           this.httpsServers.push(server);
+          server.on('session', (session: http2.ServerHttp2Session) => {
+            this.h2Sessions.add(session);
+            session.once('close', () => this.h2Sessions.delete(session));
+          });
           specs.push({ role: 'https', directive: 'http_server.https.listen', addr, server });
         }
       }
@@ -574,6 +580,8 @@ export class Gateway {
     this.hub.closeAll();
     this.log.info('shutdown: live streams ended');
     for (const s of servers) (s as http.Server).closeIdleConnections?.();
+    // Graceful: streams in flight (a download) finish, then the session closes.
+    for (const session of this.h2Sessions) session.close();
     const timeout = this.table.config.limits.shutdownTimeoutMs;
     let timer: NodeJS.Timeout | undefined;
     const forced = await Promise.race([

@@ -1,6 +1,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import http2 from 'node:http2';
 import net from 'node:net';
 import { once } from 'node:events';
 import { mkdtempSync, writeFileSync } from 'node:fs';
@@ -9,6 +10,7 @@ import { join } from 'node:path';
 import { FlvPlayer } from '../helpers/flv-player.js';
 import { waitFor } from '../helpers/ffmpeg.js';
 import { CliGateway, FlvPublisher, sleep, timedGet } from '../helpers/proc.js';
+import { h2Request, h2Session } from '../integration/site.js';
 
 const PLAYERS = 20;
 const BIG_BYTES = 16 * 1024 * 1024;
@@ -120,6 +122,71 @@ describe('shutdown: SIGTERM drains and exits within limits.shutdown_timeout', ()
     } finally {
       pub?.destroy();
       for (const p of players) p.close();
+      gw.kill();
+    }
+  });
+
+  test('HTTPS: HTTP/2 players end cleanly, an HTTP/2 download in flight finishes, an idle session does not hold the exit', async (t) => {
+    const TIMEOUT_MS = 10_000;
+    const dir = site();
+    const gw = new CliGateway(conf(dir, `${TIMEOUT_MS}ms`).replace('https { enabled off; }', `https { enabled on; listen 127.0.0.1:0; key ${dir}/k.pem; cert ${dir}/c.pem; }`));
+    let pub: FlvPublisher | null = null;
+    const sessions: http2.ClientHttp2Session[] = [];
+    try {
+      const port = await gw.port('http');
+      const sport = await gw.port('https');
+      ({ pub } = await liveWithPlayers(port, 0));
+      // An idle session, as a browser leaves one open after loading a page.
+      const idle = await h2Session(sport);
+      sessions.push(idle);
+      assert.equal((await h2Request(idle, { ':path': '/index.html' })).status, 200);
+      // Players and a download on one session.
+      const busy = await h2Session(sport);
+      sessions.push(busy);
+      const players = Array.from({ length: 3 }, () => {
+        const p = { bytes: 0, end: false, aborted: false, closed: false };
+        const st = busy.request({ ':path': '/live/bye.flv' });
+        st.on('data', (c: Buffer) => (p.bytes += c.length));
+        st.on('end', () => (p.end = true));
+        st.on('aborted', () => (p.aborted = true));
+        st.on('error', () => (p.aborted = true));
+        st.on('close', () => (p.closed = true));
+        return p;
+      });
+      let got = 0;
+      let downloadEnded = false;
+      let held = false;
+      const dl = busy.request({ ':path': '/big.bin' });
+      dl.on('data', (c: Buffer) => {
+        got += c.length;
+        if (got >= 1024 * 1024 && !held) {
+          held = true;
+          dl.pause();
+        }
+      });
+      dl.on('end', () => (downloadEnded = true));
+      dl.on('error', () => {});
+      await waitFor('players and the download under way', () => players.every((p) => p.bytes > 13) && got >= 1024 * 1024);
+
+      const mark = gw.lines.length;
+      const termAt = Date.now();
+      gw.signal('SIGTERM');
+      await gw.waitLine(/shutdown: live streams ended/, 10_000, mark);
+      await sleep(300);
+      dl.resume();
+      const exit = await gw.exited;
+      const exitMs = exit.at - termAt;
+      await waitFor('client streams to settle', () => players.every((p) => p.closed), 5000).catch(() => {});
+      const clean = players.filter((p) => p.end && !p.aborted).length;
+      t.diagnostic(`HTTPS: exit ${exit.code} in ${exitMs} ms; ${clean}/${players.length} HTTP/2 players ended cleanly; HTTP/2 download ${got} of ${BIG_BYTES} bytes`);
+      assert.equal(exit.code, 0);
+      assert.equal(clean, players.length, 'every HTTP/2 player stream ended with END_STREAM, not a reset');
+      assert.ok(downloadEnded && got === BIG_BYTES, `the HTTP/2 download finished whole (${got} bytes)`);
+      assert.ok(!gw.lines.slice(mark).some((l) => /still open/.test(l.text)), 'the idle session did not hold the drain to shutdown_timeout');
+      assert.ok(exitMs < TIMEOUT_MS, `exited in ${exitMs} ms`);
+    } finally {
+      pub?.destroy();
+      for (const s of sessions) s.destroy();
       gw.kill();
     }
   });
