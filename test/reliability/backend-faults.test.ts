@@ -1,17 +1,20 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import http2 from 'node:http2';
 import net from 'node:net';
 import { once } from 'node:events';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { waitFor } from '../helpers/ffmpeg.js';
-import { CliGateway, openFds, sleep } from '../helpers/proc.js';
+import { CliGateway, FlvPublisher, openFds, sleep } from '../helpers/proc.js';
 
 /** Requests per fault kind, this many at a time: a leak of one socket per request would show as dozens of fds. */
 const ROUNDS = 40;
 const CONCURRENCY = 10;
+/** The same faults over HTTP/2, all streams of one session at once. */
+const H2_ROUNDS = 10;
 const TIMEOUT_MS = 1000;
 /** The gateway's fds may differ from baseline by a few (a pooled keep-alive connection, a timer fd). */
 const FD_SLACK = 6;
@@ -56,6 +59,25 @@ function get(port: number, path: string, timeoutMs = 20_000): Promise<Outcome> {
     });
     req.on('timeout', () => req.destroy(new Error('client timeout')));
     req.on('error', () => finish(true));
+  });
+}
+
+/** One request on an HTTP/2 session; `aborted` when the stream was reset rather than ended. */
+function h2Get(session: http2.ClientHttp2Session, path: string): Promise<Outcome & { rstCode: number }> {
+  return new Promise((resolve) => {
+    const start = performance.now();
+    const st = session.request({ ':path': path });
+    let status = 0;
+    let ended = false;
+    const chunks: Buffer[] = [];
+    st.on('response', (h) => (status = Number(h[':status'])));
+    st.on('data', (c: Buffer) => chunks.push(c));
+    st.on('end', () => (ended = true));
+    st.on('error', () => {});
+    st.on('close', () => {
+      const aborted = st.rstCode !== http2.constants.NGHTTP2_NO_ERROR || !ended;
+      resolve({ status, body: Buffer.concat(chunks).toString(), complete: !aborted, aborted, ms: performance.now() - start, rstCode: st.rstCode ?? 0 });
+    });
   });
 }
 
@@ -123,7 +145,7 @@ test('backend faults: down → 502, slow → 504, reset mid-body → aborted res
   const healthyPort = await listen(healthy);
 
   const gw = new CliGateway(`listen off; access_log off;
-    http_server { listen 127.0.0.1:0; dir ${dir}; https { enabled off; } }
+    http_server { listen 127.0.0.1:0; dir ${dir}; https { enabled on; listen 127.0.0.1:0; key ${dir}/k.pem; cert ${dir}/c.pem; } }
     proxy {
       route /down/ http://127.0.0.1:${downPort};
       route /slow/ http://127.0.0.1:${slowPort};
@@ -192,6 +214,37 @@ test('backend faults: down → 502, slow → 504, reset mid-body → aborted res
       const worst = Math.max(...outcomes.map((o) => o.ms));
       t.diagnostic(`${k.path}: ${ROUNDS} requests → ${outcomes[0].status}${outcomes[0].aborted ? ' (cut short)' : ''}, slowest ${worst.toFixed(0)} ms, gateway fds ${openFds(gw.pid)}`);
     }
+
+    // Over HTTP/2 the faults share one session with a live player: a failed stream must stay one
+    // failed stream. (An upstream reset mid-body to an HTTP/2 client used to crash the process.)
+    const pub = new FlvPublisher(port, '/live/faults.flv').play();
+    const session = http2.connect(`https://127.0.0.1:${await gw.port('https')}`, { rejectUnauthorized: false });
+    session.on('error', () => {});
+    try {
+      let liveBytes = 0;
+      const live = session.request({ ':path': '/live/faults.flv' });
+      live.on('data', (c: Buffer) => (liveBytes += c.length));
+      live.on('error', () => {});
+      for (let tries = 0; liveBytes === 0 && tries < 200; tries++) await sleep(25);
+      assert.ok(liveBytes > 0, 'the HTTP/2 player gets the live stream');
+      for (const k of kinds) {
+        const before = liveBytes;
+        const outcomes = await Promise.all(Array.from({ length: H2_ROUNDS }, () => h2Get(session, k.path)));
+        for (const o of outcomes) {
+          k.check(o);
+          assert.ok(o.ms < CLIENT_BOUND_MS, `HTTP/2 ${k.path}: the client waited ${o.ms.toFixed(0)} ms`);
+        }
+        assert.ok(!session.destroyed && !live.destroyed, `HTTP/2 ${k.path}: the session and its live stream survive`);
+        for (let tries = 0; liveBytes === before && tries < 200; tries++) await sleep(25);
+        assert.ok(liveBytes > before, `HTTP/2 ${k.path}: the live stream keeps flowing`);
+        const o = outcomes[0];
+        t.diagnostic(`HTTP/2 ${k.path}: ${H2_ROUNDS} streams → ${o.status}${o.aborted ? ` (reset, code ${o.rstCode})` : ''}; live player still receiving`);
+      }
+    } finally {
+      session.close();
+      pub.destroy();
+    }
+    assert.equal(gw.child.exitCode, null, 'the gateway survived the HTTP/2 faults');
 
     stop = true;
     const seen = await others;
