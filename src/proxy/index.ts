@@ -252,7 +252,7 @@ function cutShort(res: AnyResponse): void {
  * it, then reads `.readable` off the null when the writable reports a clean finish, which an
  * Http2ServerResponse does on destroy: an upstream reset mid-body to an HTTP/2 client threw a
  * TypeError from an event handler and took the whole process down. A Writable of our own
- * reports its destroy as an error.
+ * reports its destroy as an error; serve() then cuts the client's stream and logs why.
  */
 function h2Body(res: Http2ServerResponse): Writable {
   return new Writable({
@@ -263,10 +263,6 @@ function h2Body(res: Http2ServerResponse): Writable {
     final(done) {
       res.end();
       done();
-    },
-    // The client's response is cut by serve(), which logs why; here only the error is passed on.
-    destroy(err, done) {
-      done(err);
     },
   });
 }
