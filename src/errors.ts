@@ -11,6 +11,7 @@ export const ERRORS = {
   METHOD_NOT_ALLOWED: { status: 405, message: 'method not allowed' },
   RANGE_NOT_SATISFIABLE: { status: 416, message: 'range not satisfiable' },
   BODY_TOO_LARGE: { status: 413, message: 'request body too large' },
+  STORE_FULL: { status: 507, message: 'upload store is full' },
   STREAM_NOT_FOUND: { status: 404, message: 'stream not found' },
   TRACK_ABSENT: { status: 404, message: 'the stream has no such track' },
   STREAM_BUSY: { status: 409, message: 'stream is already being published' },

@@ -20,6 +20,8 @@ import { bindAll, type Bound, type ListenerSpec } from './net/listeners.js';
 import { loadKeyPair } from './net/tls.js';
 import { createOrigin, type Origin, type StreamExt } from './outputs/origin.js';
 import { createProxy, type AnyRequest, type Proxy } from './proxy/index.js';
+import { guardsByVhost } from './ingest/access.js';
+import { createRtmpServer } from './ingest/rtmp/server.js';
 import type { Duplex } from 'node:stream';
 import type { OutgoingHttpHeaders } from 'node:http';
 import { FileRoot, type CachedBody } from './static/fileserver.js';
@@ -92,6 +94,8 @@ export class Gateway {
   private readonly roots = new Map<string, FileRoot>();
   private readonly api: Middleware;
   private readonly httpsServers: http2.Http2SecureServer[] = [];
+  /** Open HTTP/2 sessions: shutdown sends each a GOAWAY, or an idle browser session holds the drain to its timeout. */
+  private readonly h2Sessions = new Set<http2.ServerHttp2Session>();
   /** Every open connection, so shutdown can close what outlives the drain timeout. */
   private readonly sockets = new Set<Socket>();
   /** Connections accepted past max_connections, answered 503 on their first request. */
@@ -496,7 +500,15 @@ export class Gateway {
     const c = this.table.config;
     const koa = this.app.callback();
     const handler = (req: http.IncomingMessage, res: http.ServerResponse) => {
-      if (!this.refuseOverLimit(req, res) && !this.proxyLane(req, res) && !this.fastLane(req, res)) void koa(req, res);
+      if (this.refuseOverLimit(req, res)) return;
+      // request_timeout: a request whose body or response moves no byte for this long is closed
+      // (NGINX's client_body_timeout, send_timeout). Set per request: Node drops server.timeout
+      // after a connection's first request. Proxied answers may be silent up to proxy.timeout.
+      if (req.httpVersionMajor === 1) {
+        const t = this.table.config;
+        req.socket.setTimeout(t.proxy.routes.length > 0 ? Math.max(t.limits.requestTimeoutMs, t.proxy.timeoutMs) : t.limits.requestTimeoutMs);
+      }
+      if (!this.proxyLane(req, res) && !this.fastLane(req, res)) void koa(req, res);
     };
     const upgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer) => this.upgrade(req, socket, head, handler);
     const specs: ListenerSpec[] = [];
@@ -525,13 +537,23 @@ export class Gateway {
             key: pair.key,
             cert: pair.cert,
             allowHTTP1: true,
+            handshakeTimeout: limits.headerTimeoutMs,
             settings: { maxHeaderListSize: limits.maxHeaderBytes },
           }, handler as unknown as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void);
+          // Node gives the HTTP/1.1 fallback timers of its own (60 s for headers, 300 s for a whole
+          // request, which would cut an HTTPS publish, a 30 s sweep, no keep-alive timeout) and
+          // HTTP/2 sessions none: a slowloris on this port held its connections for good.
+          Object.assign(server, { headersTimeout: limits.headerTimeoutMs, requestTimeout: 0, keepAliveTimeout: limits.keepAliveTimeoutMs, connectionsCheckingInterval: headerCheckMs(limits.headerTimeoutMs) });
+          server.setTimeout(limits.keepAliveTimeoutMs);
           server.maxConnections = c.maxConnections;
           server.on('upgrade', upgrade);
           this.frontDoors.push(installFrontDoor(server, this.frontDoorOptions(), 'secureConnection'));
           installH2FrontDoor(server, this.frontDoorOptions());
           this.httpsServers.push(server);
+          server.on('session', (session: http2.ServerHttp2Session) => {
+            this.h2Sessions.add(session);
+            session.once('close', () => this.h2Sessions.delete(session));
+          });
           specs.push({ role: 'https', directive: 'http_server.https.listen', addr, server });
         }
       }
@@ -594,7 +616,12 @@ export class Gateway {
 
   /** Listeners other rooms contribute (RTMP). Wired in start-up so all bind together. */
   protected extraListeners(): ListenerSpec[] {
-    return [];
+    const guard = guardsByVhost((vhost) => this.vhost(vhost).publish);
+    return this.table.config.rtmp.listen.map((addr) => {
+      const server = createRtmpServer({ hub: this.hub, log: this.log, guard, vhostFor: (host) => this.vhostFor(host) });
+      server.maxConnections = this.table.config.maxConnections;
+      return { role: 'rtmp', directive: 'listen', addr, server };
+    });
   }
 
   /** Re-reads config and certificates (SIGHUP). Listening addresses need a restart. */
@@ -626,6 +653,8 @@ export class Gateway {
     this.log.info('shutdown: live streams ended');
     for (const s of servers) (s as http.Server).closeIdleConnections?.();
     for (const f of this.frontDoors) f.closeIdle();
+    // Graceful: streams in flight (a download) finish, then the session closes.
+    for (const session of this.h2Sessions) session.close();
     const timeout = this.table.config.limits.shutdownTimeoutMs;
     let timer: NodeJS.Timeout | undefined;
     const forced = await Promise.race([

@@ -41,7 +41,7 @@ export interface Limits {
   maxPlayers: number;
   /** Time allowed to receive a request's headers (slowloris bound). */
   headerTimeoutMs: number;
-  /** Time allowed to receive a whole non-streaming request. */
+  /** A request whose body or response moves no byte for this long is closed (NGINX's client_body_timeout, send_timeout). */
   requestTimeoutMs: number;
   keepAliveTimeoutMs: number;
   /** Request header bytes before 431. */

@@ -50,3 +50,20 @@ export class PublishGuard {
     return want.length === got.length && timingSafeEqual(want, got);
   }
 }
+
+/**
+ * The guard of each vhost's policy, compiled once per policy object: a config reload brings new
+ * policy objects, so new guards, and the old ones are collected with the old config.
+ */
+export function guardsByVhost(policy: (vhost: string) => PublishPolicy): (vhost: string) => PublishGuard {
+  const guards = new WeakMap<PublishPolicy, PublishGuard>();
+  return (vhost) => {
+    const p = policy(vhost);
+    let g = guards.get(p);
+    if (!g) {
+      g = new PublishGuard(p);
+      guards.set(p, g);
+    }
+    return g;
+  };
+}

@@ -1,10 +1,11 @@
 import type { Context } from 'koa';
 import { GatewayError } from '../errors.js';
 import { FlvDemuxer } from '../media/flv/demuxer.js';
-import { CountingClient, clientIp } from '../live/client.js';
+import { clientIp } from '../live/client.js';
 import type { Hub } from '../live/hub.js';
 import type { Logger } from '../log.js';
 import type { PublishGuard } from './access.js';
+import { startPublication } from './publish.js';
 import type { StreamName } from '../live/types.js';
 import { abortRequest } from '../http/connection.js';
 
@@ -31,27 +32,23 @@ export async function publishHttpFlv(ctx: Context, name: StreamName, deps: HttpP
     throw new GatewayError('PUBLISH_FORBIDDEN', `${ip} to ${name.app}/${name.stream}`);
   }
   const req = ctx.req;
-  const client = new CountingClient(hub, {
-    type: 'flv-publish',
-    ip,
-    name,
-    url: `/${name.app}/${name.stream}`,
-    tcUrl: `http://${ctx.host}/${name.app}`,
-    pageUrl: ctx.get('Referer'),
-    publish: true,
-    kick: () => abortRequest(ctx),
-  });
-  let source;
+  let pub;
   try {
-    source = hub.publish(name, client);
+    pub = startPublication(hub, log, {
+      type: 'flv-publish',
+      ip,
+      name,
+      url: `/${name.app}/${name.stream}`,
+      tcUrl: `http://${ctx.host}/${name.app}`,
+      pageUrl: ctx.get('Referer'),
+      kick: () => abortRequest(ctx),
+    }, 'HTTP-FLV');
   } catch (err) {
     // ffmpeg keeps sending until the socket closes: answer, then close it (issue 5: 409 + close).
     refuse(ctx);
     throw err;
   }
-  hub.addClient(client);
-  const label = `${name.app}/${name.stream}`;
-  log.info(`publish ${label} from ${ip} over HTTP-FLV (client ${client.id})`);
+  const { source, client, label } = pub;
   const demuxer = new FlvDemuxer();
   let declared = false;
   req.setTimeout(PUBLISH_IDLE_TIMEOUT_MS, () => abortRequest(ctx));
@@ -62,9 +59,7 @@ export async function publishHttpFlv(ctx: Context, name: StreamName, deps: HttpP
     const finish = (why: string, bad = false) => {
       if (finished) return;
       finished = true;
-      source.end('unpublished');
-      hub.removeClient(client.id);
-      log.info(`unpublish ${label} (${why}, ${client.received} bytes in)`);
+      pub.finish(why);
       if (bad) {
         abortRequest(ctx);
       } else if (!ctx.res.headersSent && ctx.res.writable) {

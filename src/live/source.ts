@@ -50,6 +50,8 @@ export class Source extends EventEmitter {
   private timer: NodeJS.Timeout | NodeJS.Immediate | null = null;
   private joinBurst: Batch | null = null;
   private readonly consumers = new Set<Consumer>();
+  /** Consumers that are not players (the HLS segmenter): no seat, no say in 'idle'. */
+  private readonly internal = new Set<Consumer>();
 
   constructor(
     readonly name: StreamName,
@@ -73,7 +75,7 @@ export class Source extends EventEmitter {
   }
 
   get playerCount(): number {
-    return this.consumers.size;
+    return this.consumers.size - this.internal.size;
   }
 
   players(): Iterable<Consumer> {
@@ -105,10 +107,14 @@ export class Source extends EventEmitter {
     this.schedule();
   }
 
-  /** Seats a player: it gets the join burst now and every batch after it. */
-  subscribe(sink: Sink, client: Client | null): Consumer {
+  /**
+   * Seats a player: it gets the join burst now and every batch after it. An `internal` sink (a
+   * segmenter in this process) takes no player seat and does not keep an edge pull alive.
+   */
+  subscribe(sink: Sink, client: Client | null, internal = false): Consumer {
     const c = new Consumer(sink, client, this.options.consumer, (x) => this.leave(x), () => this.hasVideo);
     this.consumers.add(c);
+    if (internal) this.internal.add(c);
     // Pending packets newer than the last key frame are in the burst already; older ones predate it.
     c.skip = this.pending.length;
     const haveGop = this.gopActive || !this.hasVideo;
@@ -118,7 +124,7 @@ export class Source extends EventEmitter {
 
   /** Whether a new player may join under the configured limit. */
   canAcceptPlayer(): boolean {
-    return this.options.maxPlayers <= 0 || this.consumers.size < this.options.maxPlayers;
+    return this.options.maxPlayers <= 0 || this.playerCount < this.options.maxPlayers;
   }
 
   /** The publisher is gone: hand out what is pending, then end every player. */
@@ -187,6 +193,7 @@ export class Source extends EventEmitter {
 
   private leave(c: Consumer): void {
     this.consumers.delete(c);
-    if (this.consumers.size === 0 && !this.ended) this.emit('idle');
+    if (this.internal.delete(c)) return;
+    if (this.playerCount === 0 && !this.ended) this.emit('idle');
   }
 }

@@ -38,3 +38,23 @@ export interface MediaPacket {
 export function tagTypeOf(kind: PacketKind): number {
   return kind === 'audio' ? TAG_AUDIO : kind === 'video' ? TAG_VIDEO : TAG_SCRIPT;
 }
+
+/**
+ * Classifies an FLV tag body (equally an RTMP audio/video/data message body) as a MediaPacket.
+ * Returns null for empty audio/video bodies and for tag types the hub does not carry.
+ */
+export function packetFromTag(type: number, dts: number, data: Buffer): MediaPacket | null {
+  if (type === TAG_AUDIO && data.length > 0) {
+    const codec = data[0] >> 4;
+    return { kind: 'audio', dts, cts: 0, keyframe: false, header: codec === AUDIO_AAC && data[1] === 0, codec, data };
+  }
+  if (type === TAG_VIDEO && data.length > 0) {
+    const codec = data[0] & 0x0f;
+    const avc = codec === VIDEO_AVC || codec === VIDEO_HEVC;
+    // E.4.3.1: CompositionTime is a signed 24-bit offset, present for AVC (and HEVC) NALU packets.
+    const cts = avc && data.length >= 5 && data[1] === 1 ? data.readIntBE(2, 3) : 0;
+    return { kind: 'video', dts, cts, keyframe: data[0] >> 4 === 1, header: avc && data[1] === 0, codec, data };
+  }
+  if (type === TAG_SCRIPT) return { kind: 'script', dts, cts: 0, keyframe: false, header: false, codec: 0, data };
+  return null;
+}

@@ -54,7 +54,9 @@ export interface KeyPair {
 export function generateSelfSigned(commonName = 'localhost', now = new Date()): KeyPair {
   const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
   const serial = randomBytes(16);
-  serial[0] &= 0x7f; // a positive INTEGER
+  // A positive INTEGER in minimal DER (X.690 §8.3.2): with a top byte of 0x00 and a next byte
+  // below 0x80, OpenSSL refuses the certificate ("illegal padding"), once in 256 generations.
+  serial[0] = (serial[0] & 0x7f) | 0x40;
   const ecdsaSha256 = seq(oid('1.2.840.10045.4.3.2'));
   const notAfter = new Date(now.getTime() + VALIDITY_DAYS * 86_400_000);
   const san = seq(

@@ -1,4 +1,5 @@
 import { promises as fsp } from 'node:fs';
+import { createSecureContext } from 'node:tls';
 import { dirname } from 'node:path';
 import type { Logger } from '../log.js';
 import { generateSelfSigned, type KeyPair } from './selfsigned.js';
@@ -9,7 +10,16 @@ import { generateSelfSigned, type KeyPair } from './selfsigned.js';
  */
 export async function loadKeyPair(keyPath: string, certPath: string, log: Logger): Promise<KeyPair> {
   const [key, cert] = await Promise.all([read(keyPath), read(certPath)]);
-  if (key !== null && cert !== null) return { key, cert };
+  if (key !== null && cert !== null) {
+    // OpenSSL's own message ("PEM routines::bad base64 decode") names no file: an operator
+    // reloading a bad pair must learn which one it is.
+    try {
+      createSecureContext({ key, cert });
+    } catch (err) {
+      throw new Error(`https: key ${keyPath} and cert ${certPath} are not a usable pair: ${(err as Error).message}`);
+    }
+    return { key, cert };
+  }
   if (key !== null || cert !== null) {
     throw new Error(`https: found ${key !== null ? `key ${keyPath}` : `cert ${certPath}`} but not ${key !== null ? `cert ${certPath}` : `key ${keyPath}`}: provide both, or remove both to get a generated self-signed pair`);
   }

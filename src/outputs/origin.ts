@@ -3,10 +3,14 @@ import type { Config, VhostConfig } from '../config/index.js';
 import type { Hub } from '../live/hub.js';
 import type { Logger } from '../log.js';
 import { GatewayError } from '../errors.js';
-import { PublishGuard } from '../ingest/access.js';
+import { guardsByVhost } from '../ingest/access.js';
 import { publishHttpFlv } from '../ingest/http-flv.js';
 import { edgeResolver } from '../ingest/edge.js';
+import { handleUpload, serveUpload, uploadKey, UploadStore, type UploadLimits } from '../ingest/hls-put.js';
 import { playHttpFlv } from './http-flv.js';
+import { HlsOutput } from './hls.js';
+import { playTs } from './ts.js';
+import { checkAudioTrack, playAudio } from './audio.js';
 import { VERSION } from '../version.js';
 
 export type StreamExt = 'flv' | 'm3u8' | 'ts' | 'aac' | 'mp3';
@@ -24,6 +28,10 @@ export interface OriginDeps {
   config: () => Config;
   vhost: (name: string) => VhostConfig;
   log: Logger;
+  /** Upload store bounds (tests); defaults otherwise. */
+  uploads?: UploadLimits;
+  /** How long an ended stream's HLS stays (tests); defaults otherwise. */
+  hlsExpireMs?: number;
 }
 
 export interface Origin {
@@ -32,29 +40,29 @@ export interface Origin {
   /** Whether a GET of this stream path is the origin's to answer now (live, pulled or uploaded), not a file's. */
   claims(req: StreamRequest): boolean;
   close(): void;
+  readonly hls: HlsOutput;
+  readonly uploads: UploadStore;
 }
 
 const ALLOW_FLV = 'GET, HEAD, POST, PUT, OPTIONS';
+const ALLOW_HLS = 'GET, HEAD, PUT, DELETE, OPTIONS';
+const ALLOW_AUDIO = 'GET, HEAD, OPTIONS';
+const LIVE_TYPES = { ts: 'video/mp2t', aac: 'audio/aac', mp3: 'audio/mpeg' } as const;
 
 /**
  * The stream origin: dispatches /{app}/{stream}.{ext} by method and extension to ingest
- * (publish) or output (play). A GET for a stream that is not live falls through to files, so
- * HLS written to disk by another tool is still served; if there is no file either, the answer
- * is 404 at once (SRS hangs here: SRS #1134, #2253).
+ * (publish, HLS upload) or output (play). For a GET the order is: an uploaded HLS file, then the
+ * live HLS playlist or segment (`{stream}-{seq}.ts`), then the live stream itself (.flv, .ts,
+ * .aac, .mp3). Nothing live falls through to files, so HLS written to disk by another tool is
+ * still served; if there is no file either, the answer is 404 at once (SRS hangs here: SRS
+ * #1134, #2253).
  */
 export function createOrigin(deps: OriginDeps): Origin {
   const { hub, log } = deps;
-  const guards = new WeakMap<VhostConfig, PublishGuard>();
-  const guard = (vhost: string): PublishGuard => {
-    const v = deps.vhost(vhost);
-    let g = guards.get(v);
-    if (!g) {
-      g = new PublishGuard(v.publish);
-      guards.set(v, g);
-    }
-    return g;
-  };
+  const guard = guardsByVhost((vhost) => deps.vhost(vhost).publish);
   hub.resolver = edgeResolver({ hub, log, vhost: deps.vhost });
+  const hls = new HlsOutput({ hub, vhost: deps.vhost, log, expireMs: deps.hlsExpireMs });
+  const uploads = new UploadStore(deps.uploads);
 
   const notLive = async (next: Next): Promise<void> => {
     try {
@@ -85,16 +93,40 @@ export function createOrigin(deps: OriginDeps): Origin {
         // ffprobe/ffplay send `Range: bytes=0-` on live URLs: a live stream has no ranges, it is a fresh play.
         return playHttpFlv(ctx, source, hub);
       }
-      if (ctx.method === 'GET' || ctx.method === 'HEAD') return notLive(next);
-      throw new GatewayError('NOT_IMPLEMENTED', `${ctx.method} of .${req.ext} streams is not available yet`);
+      const method = ctx.method;
+      const hlsFile = req.ext === 'm3u8' || req.ext === 'ts';
+      // ffmpeg -f hls -method PUT: uploads win over everything else at their URL.
+      if (hlsFile && (method === 'PUT' || method === 'DELETE')) return handleUpload(ctx, req, { store: uploads, guard, log });
+      if (method !== 'GET' && method !== 'HEAD') throw new GatewayError('METHOD_NOT_ALLOWED', undefined, { Allow: hlsFile ? ALLOW_HLS : ALLOW_AUDIO });
+      const uploaded = hlsFile ? uploads.get(uploadKey(req)) : undefined;
+      if (uploaded) return serveUpload(ctx, uploaded);
+      if (hlsFile && (await hls.serve(ctx, name, req.ext))) return;
+      if (req.ext === 'm3u8' || !v.httpRemux.enabled) return notLive(next);
+      const source = await hub.acquire(name);
+      if (!source) return notLive(next);
+      const ext = req.ext as keyof typeof LIVE_TYPES;
+      if (ext !== 'ts') checkAudioTrack(source, ext);
+      if (!source.canAcceptPlayer()) throw new GatewayError('LIMIT_REACHED', `at most ${v.play.maxPlayers} players per stream`);
+      if (method === 'HEAD') {
+        ctx.status = 200;
+        ctx.set({ 'Content-Type': LIVE_TYPES[ext], 'Cache-Control': 'no-cache', Server: `streamgate/${VERSION}` });
+        return;
+      }
+      if (ext === 'ts') return playTs(ctx, source, hub);
+      return playAudio(ctx, source, hub, ext);
     },
     claims(req) {
       if (hub.find(req)) return true;
-      // An edge vhost may pull a .flv that is not here yet: the full path decides.
-      return req.ext === 'flv' && deps.vhost(req.vhost).edge.origin !== null;
+      if ((req.ext === 'm3u8' || req.ext === 'ts') && (uploads.has(uploadKey(req)) || hls.claims(req, req.ext))) return true;
+      // An edge vhost may pull a stream that is not here yet: the full path decides.
+      return req.ext !== 'm3u8' && deps.vhost(req.vhost).edge.origin !== null;
     },
     close() {
       hub.resolver = null;
+      hls.close();
+      uploads.close();
     },
+    hls,
+    uploads,
   };
 }

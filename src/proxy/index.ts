@@ -1,9 +1,9 @@
 import http from 'node:http';
 import https from 'node:https';
 import { EventEmitter } from 'node:events';
-import type { Duplex, Readable, Writable } from 'node:stream';
+import { Writable, type Duplex, type Readable } from 'node:stream';
 import { Pool, type Dispatcher } from 'undici';
-import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
+import { constants as h2c, type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
 import type { Context } from 'koa';
 import type { ProxyRoute } from '../config/index.js';
 import type { Logger } from '../log.js';
@@ -130,7 +130,7 @@ export class Proxy {
         (res as http.ServerResponse).writeHead(statusCode, out);
         // A response of unknown length may be a stream of events: show its head at once.
         if (out['content-length'] === undefined && req.httpVersionMajor === 1) (res as http.ServerResponse).flushHeaders();
-        return res as unknown as Writable;
+        return req.httpVersionMajor >= 2 ? h2Body(res as Http2ServerResponse) : (res as unknown as Writable);
       }, (err) => {
         if (settled) return;
         if (!err) return finish({ status, error: null });
@@ -140,7 +140,7 @@ export class Proxy {
         if (res.headersSent) {
           // Mid-body: the only honest signal left is to cut the client's response short.
           this.opts.log.warn(`proxy ${method} ${req.url} → ${this.upstream}: upstream failed mid-response (${why})`);
-          res.destroy();
+          cutShort(res);
           return finish({ status, error: code });
         }
         this.opts.log.warn(`proxy ${method} ${req.url} → ${this.upstream}: ${why}`);
@@ -199,9 +199,14 @@ export class Proxy {
     upReq.end();
   }
 
+  /**
+   * Retires the pool: no new requests, and in-flight ones (a download, an event stream) run to
+   * their end before its connections close. SIGHUP builds new proxies and retires the old ones,
+   * so destroying here would cut every proxied response in flight at each reload.
+   */
   close(): void {
     this.closed = true;
-    void this.pool.destroy().catch(() => {});
+    void this.pool.close().catch(() => {});
   }
 
   get isClosed(): boolean {
@@ -229,6 +234,37 @@ export class Proxy {
     if (TIMEOUT_CODES.has(code)) return 'UPSTREAM_TIMEOUT';
     return 'UPSTREAM_ERROR';
   }
+}
+
+/**
+ * Ends a response mid-body so the client knows it is incomplete: HTTP/1 by closing the
+ * connection; HTTP/2 by RST_STREAM with INTERNAL_ERROR (as NGINX does), since a plain destroy
+ * resets with NO_ERROR and a client may take the truncated body for a whole one.
+ */
+function cutShort(res: AnyResponse): void {
+  const stream = (res as Http2ServerResponse).stream;
+  if (stream && (res as Http2ServerResponse).req?.httpVersionMajor >= 2) stream.close(h2c.NGHTTP2_INTERNAL_ERROR);
+  else res.destroy();
+}
+
+/**
+ * The HTTP/2 response behind a plain Writable. undici 6's stream() nulls its writable, destroys
+ * it, then reads `.readable` off the null when the writable reports a clean finish, which an
+ * Http2ServerResponse does on destroy: an upstream reset mid-body to an HTTP/2 client threw a
+ * TypeError from an event handler and took the whole process down. A Writable of our own
+ * reports its destroy as an error; serve() then cuts the client's stream and logs why.
+ */
+function h2Body(res: Http2ServerResponse): Writable {
+  return new Writable({
+    write(chunk: Buffer, _enc, done) {
+      if (res.write(chunk)) done();
+      else res.stream.once('drain', () => done());
+    },
+    final(done) {
+      res.end();
+      done();
+    },
+  });
 }
 
 export function createProxy(route: ProxyRoute, opts: ProxyOptions): Proxy {

@@ -96,10 +96,11 @@ export async function decode(url: string, seconds: number, extra: string[] = [])
   return { stderr: p.stderr(), code };
 }
 
+/** Polls `fn` (sync, or async such as an API call: its promise is awaited) until it is truthy. */
 export async function waitFor<T>(what: string, fn: () => T | undefined | null | false | Promise<T | undefined | null | false>, timeoutMs = 10_000, stepMs = 50): Promise<T> {
   const until = Date.now() + timeoutMs;
   for (;;) {
-    // Awaited: an async predicate's Promise is always truthy, which would end the wait at once.
+    // Awaited: a pending promise is truthy, so an async condition used to pass at once.
     const v = await fn();
     if (v) return v;
     if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);

@@ -1,4 +1,4 @@
-import { type MediaPacket, TAG_AUDIO, TAG_VIDEO, TAG_SCRIPT, AUDIO_AAC, VIDEO_AVC, VIDEO_HEVC } from '../packet.js';
+import { type MediaPacket, TAG_AUDIO, TAG_VIDEO, TAG_SCRIPT, packetFromTag } from '../packet.js';
 
 /**
  * A tag larger than this is hostile or corrupt: refused before a byte of it is buffered. FLV's
@@ -45,18 +45,8 @@ export class FlvDemuxer {
       const ts = (this.buf.readUIntBE(off + 4, 3) | (this.buf[off + 7] << 24)) >>> 0;
       const data = Buffer.from(this.buf.subarray(off + TAG_HEADER_BYTES, off + TAG_HEADER_BYTES + size));
       off += TAG_HEADER_BYTES + size + PREV_TAG_SIZE_BYTES;
-      if (type === TAG_AUDIO && size > 0) {
-        const codec = data[0] >> 4;
-        out.push({ kind: 'audio', dts: ts, cts: 0, keyframe: false, header: codec === AUDIO_AAC && data[1] === 0, codec, data });
-      } else if (type === TAG_VIDEO && size > 0) {
-        const codec = data[0] & 0x0f;
-        const avc = codec === VIDEO_AVC || codec === VIDEO_HEVC;
-        // E.4.3.1: CompositionTime is a signed 24-bit offset, present for AVC (and HEVC) NALU packets.
-        const cts = avc && size >= 5 && data[1] === 1 ? data.readIntBE(2, 3) : 0;
-        out.push({ kind: 'video', dts: ts, cts, keyframe: data[0] >> 4 === 1, header: avc && data[1] === 0, codec, data });
-      } else if (type === TAG_SCRIPT) {
-        out.push({ kind: 'script', dts: ts, cts: 0, keyframe: false, header: false, codec: 0, data });
-      }
+      const pkt = packetFromTag(type, ts, data);
+      if (pkt) out.push(pkt);
     }
     this.buf = this.buf.subarray(off);
     if (this.buf.length === 0) this.buf = Buffer.alloc(0);

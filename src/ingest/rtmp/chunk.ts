@@ -1,0 +1,347 @@
+import { MAX_TAG_BYTES } from '../../media/flv/demuxer.js';
+
+/**
+ * The RTMP chunk stream (Adobe RTMP specification 1.0, §5.3): messages cut into chunks of at most
+ * the sender's chunk size, each chunk led by a basic header (1 to 3 bytes) and a message header of
+ * type 0 (11 bytes), 1 (7), 2 (3) or 3 (none), plus an extended timestamp when the 24-bit field
+ * overflows. Bytes in any slicing, messages out; and messages in, chunks out.
+ *
+ * Memory is bounded whatever a peer sends: at most one partial chunk header is held, a message is
+ * never larger than an FLV tag may be, only bytes that arrived are held (never a declared length),
+ * the bytes of unfinished messages across all chunk streams are capped, and so is the number of
+ * chunk streams.
+ */
+
+/** The chunk size both ends start with (§5.4.1). */
+export const DEFAULT_CHUNK_SIZE = 128;
+/** The chunk size we send with (after announcing it): fewer headers, and what SRS and ffmpeg use. */
+export const OUT_CHUNK_SIZE = 4096;
+/** The spec allows up to 2^31-1; a chunk over 16 MiB only serves to make a server buffer it. */
+export const MAX_CHUNK_SIZE = 16 * 1024 * 1024;
+/** A message is at most an FLV tag: RTMP audio/video/data bodies are FLV tag bodies. */
+export const MAX_MESSAGE_BYTES = MAX_TAG_BYTES;
+/** Bytes of unfinished messages held at once across chunk streams (real senders interleave two: audio and video). */
+export const MAX_PENDING_BYTES = 2 * MAX_MESSAGE_BYTES;
+/** Distinct chunk stream ids one connection may use; encoders use fewer than ten. */
+export const MAX_CHUNK_STREAMS = 64;
+
+/** Message type ids (§5.4, §6.2, §7.1). */
+export const MSG_SET_CHUNK_SIZE = 1;
+export const MSG_ABORT = 2;
+export const MSG_ACK = 3;
+export const MSG_USER_CONTROL = 4;
+export const MSG_WINDOW_ACK_SIZE = 5;
+export const MSG_SET_PEER_BANDWIDTH = 6;
+export const MSG_AUDIO = 8;
+export const MSG_VIDEO = 9;
+export const MSG_DATA_AMF3 = 15;
+export const MSG_COMMAND_AMF3 = 17;
+export const MSG_DATA_AMF0 = 18;
+export const MSG_COMMAND_AMF0 = 20;
+
+const MESSAGE_HEADER_BYTES = [11, 7, 3, 0];
+const TIMESTAMP_EXTENDED = 0xffffff;
+
+/** A peer broke the chunk stream protocol or a bound; the connection cannot continue. */
+export class RtmpError extends Error {}
+
+export interface RtmpMessage {
+  csid: number;
+  type: number;
+  streamId: number;
+  /** Absolute timestamp in milliseconds, modulo 2^32. */
+  timestamp: number;
+  payload: Buffer;
+}
+
+interface InStream {
+  csid: number;
+  /** Timestamp of the current (or last) message on this chunk stream. */
+  timestamp: number;
+  /** The last timestamp or delta field as sent, resolved through the extended field. */
+  field: number;
+  /** The last header carried an extended timestamp, so type-3 chunks may repeat it (§5.3.1.3). */
+  extended: boolean;
+  length: number;
+  type: number;
+  streamId: number;
+  /** The pieces of the message being reassembled, copied as they arrive; null between messages. */
+  parts: Buffer[] | null;
+  filled: number;
+}
+
+/**
+ * Reassembles messages from a peer's chunks. Set Chunk Size and Abort take effect here, at
+ * once, because they change how the very next chunk is read; they are still returned.
+ */
+export class ChunkReader {
+  chunkSize = DEFAULT_CHUNK_SIZE;
+  private readonly streams = new Map<number, InStream>();
+  /** An incomplete chunk header held between pushes (at most 17 bytes). */
+  private rest: Buffer = Buffer.alloc(0);
+  /** The chunk stream whose chunk payload is being read, and how much of it is left. */
+  private current: InStream | null = null;
+  private chunkLeft = 0;
+  private pendingBytes = 0;
+
+  /** Bytes held for the peer: a partial chunk header plus unfinished messages. */
+  get bufferedBytes(): number {
+    return this.rest.length + this.pendingBytes;
+  }
+
+  push(data: Buffer): RtmpMessage[] {
+    const buf = this.rest.length > 0 ? Buffer.concat([this.rest, data]) : data;
+    const out: RtmpMessage[] = [];
+    let off = 0;
+    for (;;) {
+      if (this.current === null) {
+        const next = this.header(buf, off);
+        if (next < 0) break;
+        off = next;
+      }
+      const cs = this.current!;
+      const n = Math.min(this.chunkLeft, buf.length - off);
+      if (n > 0) {
+        this.pendingBytes += n;
+        if (this.pendingBytes > MAX_PENDING_BYTES) throw new RtmpError(`unfinished messages over ${MAX_PENDING_BYTES} bytes`);
+        // A copy, so a message never pins the socket's read buffer.
+        cs.parts!.push(Buffer.from(buf.subarray(off, off + n)));
+        cs.filled += n;
+        this.chunkLeft -= n;
+        off += n;
+      }
+      if (this.chunkLeft > 0) break;
+      this.current = null;
+      if (cs.filled === cs.length) {
+        const msg = this.complete(cs);
+        out.push(msg);
+        this.control(msg);
+      }
+    }
+    this.rest = off < buf.length ? Buffer.from(buf.subarray(off)) : Buffer.alloc(0);
+    return out;
+  }
+
+  /**
+   * Parses one chunk header at `off` and makes its chunk stream current. Returns the offset of
+   * the chunk's payload, or -1 when the header is not complete yet.
+   */
+  private header(buf: Buffer, off: number): number {
+    const left = buf.length - off;
+    if (left < 1) return -1;
+    const fmt = buf[off] >> 6;
+    let csid = buf[off] & 0x3f;
+    let p = off + 1;
+    // §5.3.1.1: ids 0 and 1 mean a 2- or 3-byte basic header (ids 64..65599).
+    if (csid === 0) {
+      if (left < 2) return -1;
+      csid = 64 + buf[p];
+      p += 1;
+    } else if (csid === 1) {
+      if (left < 3) return -1;
+      csid = 64 + buf[p] + buf[p + 1] * 256;
+      p += 2;
+    }
+    const mh = MESSAGE_HEADER_BYTES[fmt];
+    if (buf.length - p < mh) return -1;
+    let cs = this.streams.get(csid);
+    if (!cs) {
+      // Types 1-3 reuse fields of the previous message on the chunk stream (§5.3.1.2): there is none.
+      if (fmt !== 0) throw new RtmpError(`chunk stream ${csid} starts with a type-${fmt} header, which needs a previous message`);
+      if (this.streams.size >= MAX_CHUNK_STREAMS) throw new RtmpError(`more than ${MAX_CHUNK_STREAMS} chunk streams`);
+      cs = { csid, timestamp: 0, field: 0, extended: false, length: 0, type: 0, streamId: 0, parts: null, filled: 0 };
+      this.streams.set(csid, cs);
+    }
+    const continuing = cs.parts !== null;
+    if (continuing && fmt !== 3) throw new RtmpError(`type-${fmt} header on chunk stream ${csid} before its ${cs.length}-byte message was complete`);
+    let field = cs.field;
+    let length = cs.length;
+    let type = cs.type;
+    let streamId = cs.streamId;
+    if (fmt <= 2) field = buf.readUIntBE(p, 3);
+    if (fmt <= 1) {
+      length = buf.readUIntBE(p + 3, 3);
+      type = buf[p + 6];
+    }
+    if (fmt === 0) streamId = buf.readUInt32LE(p + 7);
+    p += mh;
+    let extended = cs.extended;
+    if (fmt <= 2) {
+      extended = field === TIMESTAMP_EXTENDED;
+      if (extended) {
+        if (buf.length - p < 4) return -1;
+        field = buf.readUInt32BE(p);
+        p += 4;
+      }
+    } else if (extended) {
+      if (buf.length - p < 4) return -1;
+      if (!continuing) {
+        field = buf.readUInt32BE(p);
+        p += 4;
+      } else if (buf.readUInt32BE(p) === cs.field) {
+        // Senders disagree on whether continuation chunks repeat the extended timestamp: ffmpeg
+        // and librtmp do, some do not. Take the 4 bytes when they match the field (as SRS does).
+        p += 4;
+      }
+    }
+    if (!continuing) {
+      if (length > MAX_MESSAGE_BYTES) throw new RtmpError(`message of ${length} bytes is over the ${MAX_MESSAGE_BYTES}-byte bound`);
+      cs.timestamp = fmt === 0 ? field : (cs.timestamp + field) >>> 0;
+      cs.field = field;
+      cs.extended = extended;
+      cs.length = length;
+      cs.type = type;
+      cs.streamId = streamId;
+      // Nothing is allocated for the declared length: a 12-byte header claiming 8 MiB must not
+      // cost 8 MiB. A message holds only the bytes that really arrived.
+      cs.parts = [];
+      cs.filled = 0;
+    }
+    this.current = cs;
+    this.chunkLeft = Math.min(this.chunkSize, cs.length - cs.filled);
+    return p;
+  }
+
+  private complete(cs: InStream): RtmpMessage {
+    const parts = cs.parts!;
+    const payload = parts.length === 1 ? parts[0] : Buffer.concat(parts, cs.length);
+    cs.parts = null;
+    cs.filled = 0;
+    this.pendingBytes -= cs.length;
+    return { csid: cs.csid, type: cs.type, streamId: cs.streamId, timestamp: cs.timestamp, payload };
+  }
+
+  private control(msg: RtmpMessage): void {
+    if (msg.type === MSG_SET_CHUNK_SIZE) {
+      if (msg.payload.length < 4) throw new RtmpError('Set Chunk Size without a size');
+      // §5.4.1: the top bit must be zero.
+      const size = msg.payload.readUInt32BE(0) & 0x7fffffff;
+      if (size < 1 || size > MAX_CHUNK_SIZE) throw new RtmpError(`chunk size ${size} is outside 1..${MAX_CHUNK_SIZE}`);
+      this.chunkSize = size;
+    } else if (msg.type === MSG_ABORT) {
+      if (msg.payload.length < 4) throw new RtmpError('Abort without a chunk stream id');
+      const cs = this.streams.get(msg.payload.readUInt32BE(0));
+      if (cs?.parts) {
+        this.pendingBytes -= cs.filled;
+        cs.parts = null;
+        cs.filled = 0;
+      }
+    }
+  }
+}
+
+// ---- writing -------------------------------------------------------------------------------------
+
+export interface OutMessage {
+  csid: number;
+  type: number;
+  streamId: number;
+  timestamp: number;
+  payload: Buffer;
+}
+
+interface OutStream {
+  type: number;
+  streamId: number;
+  length: number;
+  timestamp: number;
+  delta: number;
+}
+
+function basicHeaderBytes(csid: number): number {
+  return csid < 64 ? 1 : csid < 320 ? 2 : 3;
+}
+
+function writeBasicHeader(out: Buffer, o: number, fmt: number, csid: number): number {
+  if (csid < 64) {
+    out[o] = (fmt << 6) | csid;
+    return o + 1;
+  }
+  if (csid < 320) {
+    out[o] = fmt << 6;
+    out[o + 1] = csid - 64;
+    return o + 2;
+  }
+  out[o] = (fmt << 6) | 1;
+  out.writeUInt16LE(csid - 64, o + 1);
+  return o + 3;
+}
+
+/**
+ * Cuts messages into chunks. With `compress`, it keeps the last header per chunk stream and
+ * sends the smallest header type that reproduces it (§5.3.1.2); a writer that shares its output
+ * between connections must not compress, since each peer's reader state would differ.
+ */
+export class ChunkWriter {
+  chunkSize = DEFAULT_CHUNK_SIZE;
+  private readonly last = new Map<number, OutStream>();
+
+  constructor(private readonly compress = true) {}
+
+  write(msgs: readonly OutMessage[]): Buffer {
+    const plans: { fmt: number; field: number }[] = [];
+    let size = 0;
+    for (const m of msgs) {
+      if (m.csid < 2 || m.csid > 65599) throw new RangeError(`chunk stream id ${m.csid} is outside 2..65599`);
+      if (m.payload.length > 0xffffff) throw new RangeError(`message of ${m.payload.length} bytes does not fit RTMP's 24-bit length`);
+      const ts = m.timestamp >>> 0;
+      const plan = this.plan(m, ts);
+      plans.push(plan);
+      const chunks = Math.max(1, Math.ceil(m.payload.length / this.chunkSize));
+      const ext = plan.field >= TIMESTAMP_EXTENDED ? 4 : 0;
+      const basic = basicHeaderBytes(m.csid);
+      size += m.payload.length + basic + MESSAGE_HEADER_BYTES[plan.fmt] + ext + (chunks - 1) * (basic + ext);
+    }
+    const out = Buffer.allocUnsafe(size);
+    let o = 0;
+    msgs.forEach((m, i) => {
+      const { fmt, field } = plans[i];
+      const ext = field >= TIMESTAMP_EXTENDED;
+      const stamp = ext ? TIMESTAMP_EXTENDED : field;
+      o = writeBasicHeader(out, o, fmt, m.csid);
+      if (fmt <= 2) {
+        out.writeUIntBE(stamp, o, 3);
+        o += 3;
+      }
+      if (fmt <= 1) {
+        out.writeUIntBE(m.payload.length, o, 3);
+        out[o + 3] = m.type;
+        o += 4;
+      }
+      if (fmt === 0) {
+        // §5.3.1.2.1: the message stream id is little-endian, unlike every other field.
+        out.writeUInt32LE(m.streamId, o);
+        o += 4;
+      }
+      if (ext) o = out.writeUInt32BE(field, o);
+      let pos = 0;
+      for (;;) {
+        const n = Math.min(this.chunkSize, m.payload.length - pos);
+        o += m.payload.copy(out, o, pos, pos + n);
+        pos += n;
+        if (pos >= m.payload.length) break;
+        // Continuation chunks repeat the extended timestamp, as ffmpeg and librtmp expect.
+        o = writeBasicHeader(out, o, 3, m.csid);
+        if (ext) o = out.writeUInt32BE(field, o);
+      }
+    });
+    return out;
+  }
+
+  /** The header type for a message, and the timestamp field it carries (absolute or delta). */
+  private plan(m: OutMessage, ts: number): { fmt: number; field: number } {
+    const prev = this.last.get(m.csid);
+    const next: OutStream = { type: m.type, streamId: m.streamId, length: m.payload.length, timestamp: ts, delta: 0 };
+    if (this.compress) this.last.set(m.csid, next);
+    if (!this.compress || !prev || prev.streamId !== m.streamId || ts < prev.timestamp) {
+      next.delta = ts;
+      return { fmt: 0, field: ts };
+    }
+    const delta = ts - prev.timestamp;
+    next.delta = delta;
+    if (prev.type !== m.type || prev.length !== m.payload.length) return { fmt: 1, field: delta };
+    if (prev.delta !== delta) return { fmt: 2, field: delta };
+    // Type 3 for a new message means "same delta again" (§5.3.1.2.4); its field is that delta.
+    return { fmt: 3, field: delta };
+  }
+}

@@ -1,0 +1,204 @@
+import type { Context } from 'koa';
+import type { VhostConfig } from '../config/index.js';
+import type { Hub } from '../live/hub.js';
+import { CountingClient, clientIp } from '../live/client.js';
+import type { Source } from '../live/source.js';
+import { streamKey, type StreamName } from '../live/types.js';
+import type { Logger } from '../log.js';
+import { GatewayError } from '../errors.js';
+import { DEFAULT_HLS_LIMITS, HlsStream, type HlsLimits, type Segment } from './hls-segmenter.js';
+import { tsTracks } from './ts.js';
+
+/** An ended stream's playlist (with ENDLIST) and segments stay this long, then the memory is freed. */
+export const HLS_EXPIRE_MS = 60_000;
+/** The longest a playlist request waits for a just-published stream's first segment. */
+const FIRST_SEGMENT_WAIT_MAX_MS = 10_000;
+/** `stream-12.ts`: SRS's default segment name, `[stream]-[seq].ts`. */
+const SEGMENT_NAME = /^(.+)-(\d{1,15})$/;
+/**
+ * Segments never change once cut, and their numbers start from the clock, so a name is never
+ * reused for other bytes within this time: a CDN may keep them.
+ */
+const SEGMENT_MAX_AGE_S = 3600;
+
+/**
+ * An HLS viewer is a series of GETs, not a connection. One (address, User-Agent, stream) that has
+ * fetched nothing for this long has stopped watching and leaves the API's client list.
+ */
+const HLS_SESSION_IDLE_MS = 20_000;
+/** Viewers listed at most; beyond this new ones are served but not listed (bounded memory). */
+const MAX_HLS_SESSIONS = 10_000;
+
+export const HLS_PLAYLIST_TYPE = 'application/vnd.apple.mpegurl';
+export const TS_TYPE = 'video/mp2t';
+
+export interface HlsDeps {
+  hub: Hub;
+  vhost: (name: string) => VhostConfig;
+  log: Logger;
+  /** Overrides for tests and soaks. */
+  expireMs?: number;
+  limits?: Partial<Omit<HlsLimits, 'fragmentS' | 'windowS'>>;
+}
+
+interface Entry {
+  stream: HlsStream;
+  expiry: NodeJS.Timeout | null;
+}
+
+/**
+ * Live HLS for every stream of a vhost with `hls { enabled on; }`: follows the hub's publishes,
+ * cuts segments in memory (no files, no hls_ctx redirect: SRS #2991), and answers
+ * `/{app}/{stream}.m3u8` and `/{app}/{stream}-{seq}.ts`.
+ */
+export class HlsOutput {
+  private readonly entries = new Map<string, Entry>();
+  private readonly sessions = new Map<string, { client: CountingClient; seen: number }>();
+  private sweeper: NodeJS.Timeout | null = null;
+  private readonly onPublish = (source: Source) => this.follow(source);
+
+  constructor(private readonly deps: HlsDeps) {
+    deps.hub.on('publish', this.onPublish);
+  }
+
+  find(name: StreamName): HlsStream | undefined {
+    return this.entries.get(streamKey(name))?.stream;
+  }
+
+  /** Bytes held by every stream's segments (for soaks and metrics). */
+  bytes(): number {
+    let n = 0;
+    for (const e of this.entries.values()) n += e.stream.bytes;
+    return n;
+  }
+
+  get streamCount(): number {
+    return this.entries.size;
+  }
+
+  /** Whether `.m3u8` or `.ts` of this name is a live playlist or segment held here. */
+  claims(name: StreamName, ext: string): boolean {
+    if (ext === 'm3u8') return this.entries.has(streamKey(name));
+    if (ext === 'ts') return this.segmentOf(name) !== undefined;
+    return false;
+  }
+
+  /** Answers a GET/HEAD of a playlist or segment; false if there is none, for the next output to try. */
+  async serve(ctx: Context, name: StreamName, ext: string): Promise<boolean> {
+    if (ext === 'm3u8') {
+      const stream = this.find(name);
+      if (!stream) return false;
+      if (stream.window().length === 0) {
+        // hls.js gives up on a playlist after one retry; a just-started stream is worth a short wait.
+        const fragmentMs = this.deps.vhost(name.vhost).hls.fragmentS * 1000;
+        const ok = await stream.ready(Math.min(FIRST_SEGMENT_WAIT_MAX_MS, 2 * fragmentMs + 1000));
+        if (!ok) throw new GatewayError('STREAM_NOT_FOUND', `${name.app}/${name.stream} has no HLS segment yet`);
+      }
+      ctx.status = 200;
+      ctx.set('Cache-Control', 'no-cache');
+      ctx.type = HLS_PLAYLIST_TYPE;
+      ctx.body = stream.playlist();
+      this.touch(ctx, name, 0);
+      return true;
+    }
+    const found = this.segmentOf(name);
+    if (!found) return false;
+    ctx.status = 200;
+    ctx.set('Cache-Control', `public, max-age=${SEGMENT_MAX_AGE_S}, immutable`);
+    ctx.type = TS_TYPE;
+    ctx.body = found.seg.data;
+    this.touch(ctx, found.name, ctx.method === 'HEAD' ? 0 : found.seg.data.length);
+    return true;
+  }
+
+  /** Lists the viewer in the API as SRS's `hls-play`, counting the segment bytes it fetched. */
+  private touch(ctx: Context, name: StreamName, bytes: number): void {
+    const ip = clientIp(ctx.req.socket?.remoteAddress);
+    const key = `${streamKey(name)}\n${ip}\n${ctx.get('User-Agent')}`;
+    let s = this.sessions.get(key);
+    if (!s) {
+      if (this.sessions.size >= MAX_HLS_SESSIONS) return;
+      const client = new CountingClient(this.deps.hub, {
+        type: 'hls-play',
+        ip,
+        name,
+        url: `/${name.app}/${name.stream}.m3u8`,
+        tcUrl: `http://${ctx.host}/${name.app}`,
+        pageUrl: ctx.get('Referer'),
+        publish: false,
+        // Nothing to cut: the listing goes, and comes back if the viewer keeps fetching.
+        kick: () => this.forget(key),
+      });
+      s = { client, seen: 0 };
+      this.sessions.set(key, s);
+      this.deps.hub.addClient(client);
+      if (!this.sweeper) {
+        this.sweeper = setInterval(() => this.sweep(), HLS_SESSION_IDLE_MS / 4);
+        this.sweeper.unref();
+      }
+    }
+    s.seen = Date.now();
+    s.client.sent += bytes;
+  }
+
+  private forget(key: string): void {
+    const s = this.sessions.get(key);
+    if (!s) return;
+    this.sessions.delete(key);
+    this.deps.hub.removeClient(s.client.id);
+  }
+
+  private sweep(): void {
+    const old = Date.now() - HLS_SESSION_IDLE_MS;
+    for (const [k, s] of this.sessions) if (s.seen < old) this.forget(k);
+    if (this.sessions.size === 0 && this.sweeper) {
+      clearInterval(this.sweeper);
+      this.sweeper = null;
+    }
+  }
+
+  close(): void {
+    if (this.sweeper) clearInterval(this.sweeper);
+    this.sweeper = null;
+    for (const k of [...this.sessions.keys()]) this.forget(k);
+    this.deps.hub.off('publish', this.onPublish);
+    for (const e of this.entries.values()) if (e.expiry) clearTimeout(e.expiry);
+    this.entries.clear();
+  }
+
+  /** The segment a `{stream}-{seq}` name points at, and the stream's own name. */
+  private segmentOf(name: StreamName): { seg: Segment; name: StreamName } | undefined {
+    const m = SEGMENT_NAME.exec(name.stream);
+    if (!m) return undefined;
+    const stream = { vhost: name.vhost, app: name.app, stream: m[1] };
+    const seg = this.find(stream)?.segment(Number(m[2]));
+    return seg ? { seg, name: stream } : undefined;
+  }
+
+  private follow(source: Source): void {
+    const v = this.deps.vhost(source.name.vhost);
+    if (!v.hls.enabled) return;
+    const key = source.key;
+    let e = this.entries.get(key);
+    if (!e) {
+      const limits: HlsLimits = { ...DEFAULT_HLS_LIMITS, ...this.deps.limits, fragmentS: v.hls.fragmentS, windowS: v.hls.windowS };
+      e = { stream: new HlsStream(source.name.stream, limits, Math.floor(Date.now() / 1000)), expiry: null };
+      this.entries.set(key, e);
+    }
+    if (e.expiry) {
+      clearTimeout(e.expiry);
+      e.expiry = null;
+    }
+    const entry = e;
+    const sink = entry.stream.attach({ get hasVideo() { return source.hasVideo; }, tracks: () => tsTracks(source) });
+    source.subscribe(sink, null, true);
+    source.once('end', () => {
+      if (entry.expiry) clearTimeout(entry.expiry);
+      entry.expiry = setTimeout(() => {
+        if (this.entries.get(key) === entry && entry.stream.ended) this.entries.delete(key);
+      }, this.deps.expireMs ?? HLS_EXPIRE_MS);
+      entry.expiry.unref();
+      if (entry.stream.oversized > 0) this.deps.log.warn(`hls ${source.name.app}/${source.name.stream}: ${entry.stream.oversized} segments dropped (no key frame within ${DEFAULT_HLS_LIMITS.maxSegmentBytes} bytes)`);
+    });
+  }
+}
