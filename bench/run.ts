@@ -29,7 +29,7 @@ import { REQUIRED_TOOLS } from './lib/tools.js';
  * load (and the proxy upstream, and publishers) on core 1.
  *
  *   --smoke         tiny counts: proves every peer starts and every workload runs (< 60 s)
- *   --only=a,b      run only these workloads (m3u8, ts, api, https-h1, https-h2, fanout, nms)
+ *   --only=a,b      run only these workloads (m3u8, ts, api, https-h1, https-h2, fanout, nms, hls)
  *   --out=DIR       where latest.md/latest.json go (default bench/results; smoke: a temp dir)
  *   --no-profile    skip the --cpu-prof pass for targets not met
  *   --steps=1000,…  fan-out steps for streamgate; --nms-steps=… for node-media-server
@@ -567,6 +567,8 @@ function fanoutRows(sg: FanoutResult, nms: { steps: Step[]; error: string | null
 const HLS_CLIENTS = 1000;
 const HLS_PATH = '/live/bench.m3u8';
 const HLS_ABSENT_AFTER_MS = 7000;
+/** Segments each client asks for in turn with the playlist: the newest, as players at the live edge. */
+const HLS_SEGMENTS = 3;
 
 /** The newest `n` segment paths of the playlist the server itself serves now. */
 async function liveSegments(port: number, n: number): Promise<string[]> {
@@ -582,12 +584,12 @@ async function liveSegments(port: number, n: number): Promise<string[]> {
 
 const HLS_WORKLOAD: HttpWorkload = {
   id: 'hls',
-  title: `live HLS: playlist + 3 newest segments in turn, ${HLS_CLIENTS.toLocaleString('en-US')} clients (h2load --h1)`,
+  title: `live HLS: playlist + ${HLS_SEGMENTS} newest segments in turn, ${HLS_CLIENTS.toLocaleString('en-US')} clients (h2load --h1)`,
   peers: ['nginx'],
   targets: { nginx: 0.8 },
   // Segments slide out of a live playlist: each run asks the server for its current ones.
   run: async (p, s) => {
-    const segs = await liveSegments(p.http, 3);
+    const segs = await liveSegments(p.http, HLS_SEGMENTS);
     const url = (path: string) => `http://127.0.0.1:${p.http}${path}`;
     return h2load({ url: url(HLS_PATH), moreUrls: segs.map(url), conns: s.smoke ? 20 : HLS_CLIENTS, seconds: s.seconds, proto: 'h1', warmupSeconds: s.smoke ? 0 : 1 });
   },
@@ -606,13 +608,14 @@ async function runHls(base: string, site: Site, upstream: number, s: Settings, l
     let segs: string[] = [];
     let status = 0;
     const t0 = Date.now();
-    for (; Date.now() < t0 + 20_000 && segs.length < 3; await sleep(500)) {
+    const want = s.smoke ? 1 : HLS_SEGMENTS;
+    for (; Date.now() < t0 + 20_000 && segs.length < want; await sleep(500)) {
       status = (await fetch(`http://127.0.0.1:${sg.http}${HLS_PATH}`).catch(() => null))?.status ?? 0;
-      if (status === 200) segs = await liveSegments(sg.http, 3);
+      if (status === 200) segs = await liveSegments(sg.http, HLS_SEGMENTS);
       // With HLS the playlist exists once the first 2 s segment is cut; still 404 well after: no HLS.
       else if (status === 404 && Date.now() - t0 > HLS_ABSENT_AFTER_MS) break;
     }
-    if (segs.length < 3) {
+    if (segs.length < want) {
       return hlsNotRun(status === 404 ? 'not run: HLS not landed (GET of the live playlist is 404 while publishing)' : `not run: the live playlist listed ${segs.length} segments after 20 s (status ${status})`);
     }
     const root = join(base, 'hls-www');
