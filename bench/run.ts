@@ -477,7 +477,12 @@ async function main(): Promise<void> {
     }
     if (want('hls')) {
       log('live HLS');
-      rows.push(await runHls(base, site, upstream.http, s, log).catch((e: Error) => hlsNotRun(`not run: ${e.message.split('\n')[0]}`)));
+      const row = await runHls(base, site, upstream.http, s, log).catch((e: Error) => hlsNotRun(`not run: ${e.message.split('\n')[0]}`));
+      rows.push(row);
+      if (s.profile && row.met === false) {
+        log('profiling streamgate on hls');
+        profiles.hls = await profileHls(base, site, upstream.http, s);
+      }
     }
     await upstream.proc.stop();
   } finally {
@@ -600,23 +605,47 @@ const HLS_WORKLOAD: HttpWorkload = {
  * serving a copy of the same playlist and segments from disk. Not run, with the reason, when
  * this build has no HLS output.
  */
-async function runHls(base: string, site: Site, upstream: number, s: Settings, log: (m: string) => void): Promise<Row> {
+interface HlsSession {
+  sg: Peer;
+  pub: Proc;
+  /** The newest segments once enough are live; fewer (with the last status) when HLS is absent. */
+  segs: string[];
+  status: number;
+  stop(): Promise<void>;
+}
+
+/** streamgate with ffmpeg publishing the real H.264 file to it, waited on until its playlist lists segments. */
+async function hlsSession(base: string, site: Site, upstream: number, s: Settings, dirName: string, nodeArgs: string[] = []): Promise<HlsSession> {
   const file = await mediaFile(base, s);
-  const sg = await startStreamgate(join(base, 'hls'), site, upstream);
+  const sg = await startStreamgate(join(base, dirName), site, upstream, { nodeArgs });
   const pub = startProc('ffmpeg-hls-publish', LOAD_CORE, 'ffmpeg', ['-hide_banner', '-loglevel', 'error', '-re', '-i', file, '-c', 'copy', '-f', 'flv', `http://127.0.0.1:${sg.http}/live/bench.flv`]);
+  let segs: string[] = [];
+  let status = 0;
+  const t0 = Date.now();
+  const want = s.smoke ? 1 : HLS_SEGMENTS;
+  for (; Date.now() < t0 + 20_000 && segs.length < want; await sleep(500)) {
+    status = (await fetch(`http://127.0.0.1:${sg.http}${HLS_PATH}`).catch(() => null))?.status ?? 0;
+    if (status === 200) segs = await liveSegments(sg.http, HLS_SEGMENTS);
+    // With HLS the playlist exists once the first 2 s segment is cut; still 404 well after: no HLS.
+    else if (status === 404 && Date.now() - t0 > HLS_ABSENT_AFTER_MS) break;
+  }
+  return { sg, pub, segs: segs.length >= want ? segs : [], status, stop: async () => {
+    await pub.stop();
+    await sg.proc.stop();
+  } };
+}
+
+/**
+ * streamgate segmenting a live publish (ffmpeg, the real H.264 file, over HTTP-FLV) against NGINX
+ * serving a copy of the same playlist and segments from disk. Not run, with the reason, when
+ * this build has no HLS output.
+ */
+async function runHls(base: string, site: Site, upstream: number, s: Settings, log: (m: string) => void): Promise<Row> {
+  const live = await hlsSession(base, site, upstream, s, 'hls');
+  const { sg, segs, status } = live;
   try {
-    let segs: string[] = [];
-    let status = 0;
-    const t0 = Date.now();
-    const want = s.smoke ? 1 : HLS_SEGMENTS;
-    for (; Date.now() < t0 + 20_000 && segs.length < want; await sleep(500)) {
-      status = (await fetch(`http://127.0.0.1:${sg.http}${HLS_PATH}`).catch(() => null))?.status ?? 0;
-      if (status === 200) segs = await liveSegments(sg.http, HLS_SEGMENTS);
-      // With HLS the playlist exists once the first 2 s segment is cut; still 404 well after: no HLS.
-      else if (status === 404 && Date.now() - t0 > HLS_ABSENT_AFTER_MS) break;
-    }
-    if (segs.length < want) {
-      return hlsNotRun(status === 404 ? 'not run: HLS not landed (GET of the live playlist is 404 while publishing)' : `not run: the live playlist listed ${segs.length} segments after 20 s (status ${status})`);
+    if (segs.length === 0) {
+      return hlsNotRun(status === 404 ? 'not run: HLS not landed (GET of the live playlist is 404 while publishing)' : `not run: the live playlist listed too few segments after 20 s (status ${status})`);
     }
     const root = join(base, 'hls-www');
     mkdirSync(join(root, 'live'), { recursive: true });
@@ -634,9 +663,23 @@ async function runHls(base: string, site: Site, upstream: number, s: Settings, l
     await nginx.proc.stop();
     return httpRows([HLS_WORKLOAD], results, { ...s, conns: s.smoke ? 20 : HLS_CLIENTS, reps: Math.min(s.reps, 3) })[0];
   } finally {
-    await pub.stop();
-    await sg.proc.stop();
+    await live.stop();
   }
+}
+
+/** A fresh streamgate under --cpu-prof serving the HLS workload once. */
+async function profileHls(base: string, site: Site, upstream: number, s: Settings): Promise<Frame[]> {
+  const dir = join(base, 'prof-hls');
+  mkdirSync(dir, { recursive: true });
+  const live = await hlsSession(base, site, upstream, s, 'prof-sg-hls', ['--cpu-prof', `--cpu-prof-dir=${dir}`]);
+  try {
+    if (live.segs.length) await HLS_WORKLOAD.run(live.sg, { ...s, seconds: PROFILE_SECONDS });
+    await live.pub.stop();
+    await stopForProfile(live.sg.proc);
+  } finally {
+    await live.stop();
+  }
+  return topFrames(dir, REPO_ROOT);
 }
 
 function hlsNotRun(reason: string): Row {
