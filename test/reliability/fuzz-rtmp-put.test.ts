@@ -11,6 +11,7 @@ import { FlvPlayer } from '../helpers/flv-player.js';
 import { waitFor } from '../helpers/ffmpeg.js';
 import { RtmpTestClient } from '../helpers/rtmp-client.js';
 import { FlvPublisher, rawExchange, sleep } from '../helpers/proc.js';
+import { rng } from '../helpers/random.js';
 
 /**
  * Malformed media on the two other ingest paths: RTMP publishers whose chunk stream is random,
@@ -28,17 +29,6 @@ const SEED = 0x7e57f022;
 /** How long a fuzzed connection may stay open after its input before it counts as hung. */
 const PER_INPUT_BOUND_MS = 3000;
 const LAG_BOUND_MS = 2000;
-
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** What ffmpeg sends after the handshake: chunk size, connect, createStream, publish, metadata, media. */
 function validSession(stream: string, frames: number): Buffer {
