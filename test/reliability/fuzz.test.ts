@@ -8,6 +8,7 @@ import { MAX_TAG_BYTES } from '../../src/media/flv/demuxer.js';
 import { FlvPlayer } from '../helpers/flv-player.js';
 import { waitFor } from '../helpers/ffmpeg.js';
 import { FlvPublisher, SyntheticStream, rawExchange, timedGet } from '../helpers/proc.js';
+import { rng } from '../helpers/random.js';
 
 const V = '__defaultVhost__';
 const INPUTS = 300;
@@ -16,18 +17,6 @@ const CONCURRENCY = 8;
 const SEED = 0x5eed10;
 /** How long one malformed publish may take to be answered or cut. */
 const PER_INPUT_BOUND_MS = 5000;
-
-/** A small deterministic PRNG (mulberry32): the corpus is the same on every run. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** A well-formed publish of `frames` frames: the material the mutations start from. */
 function validFlv(frames: number): Buffer {

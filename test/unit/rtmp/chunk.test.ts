@@ -4,18 +4,7 @@ import {
   ChunkReader, ChunkWriter, MAX_CHUNK_STREAMS, MAX_MESSAGE_BYTES, MAX_PENDING_BYTES, MSG_ABORT, MSG_AUDIO,
   MSG_COMMAND_AMF0, MSG_SET_CHUNK_SIZE, MSG_VIDEO, RtmpError, type OutMessage, type RtmpMessage,
 } from '../../../src/ingest/rtmp/chunk.js';
-
-/** A deterministic PRNG (mulberry32), so a failing fuzz case can be replayed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { rng } from '../../helpers/random.js';
 
 function payload(n: number, seed: number): Buffer {
   const r = rng(seed);
