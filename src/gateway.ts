@@ -371,19 +371,21 @@ export class Gateway {
     return e ? this.fileReply(e, cors) : null;
   }
 
-  private readonly replyHeads = new WeakMap<CachedBody, string>();
+  /** Each cached file's replies without and with CORS, made once: the front door keys its rendered bytes on them. */
+  private readonly replies = new WeakMap<CachedBody, [FastReply, FastReply | undefined]>();
 
-  /** A cached file's 200 answer; its header lines are rendered once per cache entry. */
+  /** A cached file's 200 answer. */
   private fileReply(e: CachedBody, cors: boolean): FastReply {
-    let head = this.replyHeads.get(e);
-    if (head === undefined) {
-      head = `Content-Type: ${e.type}\r\nContent-Length: ${e.body.length}\r\nAccept-Ranges: bytes\r\nETag: ${e.etag}\r\nLast-Modified: ${e.lastModified}\r\n`;
+    let pair = this.replies.get(e);
+    if (pair === undefined) {
+      let head = `Content-Type: ${e.type}\r\nContent-Length: ${e.body.length}\r\nAccept-Ranges: bytes\r\nETag: ${e.etag}\r\nLast-Modified: ${e.lastModified}\r\n`;
       if (e.cache) head += `Cache-Control: ${e.cache}\r\n`;
       if (e.type === UNKNOWN_TYPE) head += 'X-Content-Type-Options: nosniff\r\n';
-      this.replyHeads.set(e, head);
+      pair = [{ status: 200, head, body: e.body, route: 'static' }, undefined];
+      this.replies.set(e, pair);
     }
-    if (cors) head += CORS_LINES;
-    return { status: 200, head, body: e.body, route: 'static' };
+    if (!cors) return pair[0];
+    return (pair[1] ??= { ...pair[0], head: pair[0].head + CORS_LINES });
   }
 
   private frontDoorOptions(): FrontDoorOptions {

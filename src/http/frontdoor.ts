@@ -70,6 +70,35 @@ function httpDate(): string {
   return dateLine;
 }
 
+/**
+ * The bytes of a reply as they go on the wire — status line, headers, Date, Connection and, for
+ * small bodies, the body — rendered once per reply per second (the Date changes) and reused for
+ * every request in between: a hot playlist costs one write of a ready buffer.
+ */
+interface Wire {
+  second: number;
+  /** Indexed by (close ? 1 : 0) + (with the body ? 2 : 0). */
+  bufs: (Buffer | undefined)[];
+}
+const wires = new WeakMap<FastReply, Wire>();
+
+function wireOf(r: FastReply, close: boolean, withBody: boolean): Buffer {
+  const date = httpDate();
+  let w = wires.get(r);
+  if (w === undefined || w.second !== dateSecond) {
+    w = { second: dateSecond, bufs: [] };
+    wires.set(r, w);
+  }
+  const i = (close ? 1 : 0) + (withBody ? 2 : 0);
+  let b = w.bufs[i];
+  if (b === undefined) {
+    const head = Buffer.from(`HTTP/1.1 ${r.status} ${REASONS[r.status] ?? ''}\r\n${r.head}${date}${close ? 'Connection: close\r\n' : 'Connection: keep-alive\r\n'}\r\n`, 'latin1');
+    b = withBody ? Buffer.concat([head, r.body], head.length + r.body.length) : head;
+    w.bufs[i] = b;
+  }
+  return b;
+}
+
 const REASONS: Record<number, string> = { 200: 'OK', 304: 'Not Modified', 404: 'Not Found' };
 
 /**
@@ -127,54 +156,47 @@ export function installFrontDoor(server: Server, opts: FrontDoorOptions, event: 
 
     const serve = (): void => {
       if (waiting || gone) return;
-      sock.cork();
-      try {
-        while (buf !== null) {
-          if (!opts.eligible(sock)) return handOver(sock, buf);
-          const end = buf.indexOf(CRLFCRLF);
-          if (end < 0 || end > opts.maxHeaderBytes()) return handOver(sock, buf);
-          const req = parseHead(buf.toString('latin1', 0, end), sock.remoteAddress ?? '-');
-          if (req === null) return handOver(sock, buf);
-          const start = performance.now();
-          const answer = opts.answer(req.req);
-          if (answer instanceof Promise) {
-            waiting = true;
-            answer.catch(() => null).then((r) => {
-              waiting = false;
-              if (gone || buf === null || (r === null && ended)) return void (ended && sock.end());
-              if (r === null) return handOver(sock, buf);
-              sock.cork();
-              const more = write(req, r, start, end);
-              sock.uncork();
-              if (more) serve();
-              if (ended && !waiting) sock.end();
-            });
-            return;
-          }
-          if (answer === null) return handOver(sock, buf);
-          if (!write(req, answer, start, end)) return;
+      while (buf !== null) {
+        if (!opts.eligible(sock)) return handOver(sock, buf);
+        const end = buf.indexOf(CRLFCRLF);
+        if (end < 0 || end > opts.maxHeaderBytes()) return handOver(sock, buf);
+        const req = parseHead(buf.toString('latin1', 0, end), sock.remoteAddress ?? '-');
+        if (req === null) return handOver(sock, buf);
+        const start = performance.now();
+        const answer = opts.answer(req.req);
+        if (answer instanceof Promise) {
+          waiting = true;
+          answer.catch(() => null).then((r) => {
+            waiting = false;
+            if (gone || buf === null || (r === null && ended)) return void (ended && sock.end());
+            if (r === null) return handOver(sock, buf);
+            if (write(req, r, start, end)) serve();
+            if (ended && !waiting) sock.end();
+          });
+          return;
         }
-      } finally {
-        sock.uncork();
+        if (answer === null) return handOver(sock, buf);
+        if (!write(req, answer, start, end)) return;
       }
     };
 
     /** Writes one answer and consumes its request; false when the connection must not go on now. */
     const write = (req: ParsedHead, r: FastReply, start: number, headEnd: number): boolean => {
       buf = buf !== null && buf.length > headEnd + 4 ? buf.subarray(headEnd + 4) : null;
-      const conn = req.close ? 'Connection: close\r\n' : 'Connection: keep-alive\r\n';
-      const head = `HTTP/1.1 ${r.status} ${REASONS[r.status] ?? ''}\r\n${r.head}${httpDate()}${conn}\r\n`;
       const withBody = req.req.method === 'GET' && r.body.length > 0;
-      const before = sock.bytesWritten + sock.writableLength;
-      if (withBody && r.body.length <= SMALL_BODY_BYTES) {
-        // One buffer, one syscall: copying a small body costs less than a second write.
-        const h = Buffer.from(head, 'latin1');
-        sock.write(Buffer.concat([h, r.body], h.length + r.body.length));
+      const small = withBody && r.body.length <= SMALL_BODY_BYTES;
+      const wire = wireOf(r, req.close, small);
+      if (withBody && !small) {
+        // Head and a large body in one writev.
+        sock.cork();
+        sock.write(wire);
+        sock.write(r.body);
+        sock.uncork();
       } else {
-        sock.write(head, 'latin1');
-        if (withBody) sock.write(r.body);
+        sock.write(wire);
       }
-      opts.done(req.req, r, sock.bytesWritten + sock.writableLength - before, performance.now() - start);
+      const bytes = wire.length + (withBody && !small ? r.body.length : 0);
+      opts.done(req.req, r, bytes, performance.now() - start);
       if (req.close) {
         buf = null;
         sock.end();

@@ -3,17 +3,21 @@
  * numbers: incrementing must cost nothing next to serving the request it counts.
  */
 export class Metrics {
-  private readonly requests = new Map<string, number>();
+  /** route → status → count: no label string is built per request. */
+  private readonly requests = new Map<string, Map<number, number>>();
   private readonly bytes = new Map<string, number>();
   private readonly upstreamErrors = new Map<string, number>();
   /** Extra gauges read at scrape time (connections, streams, players). */
   private readonly gauges = new Map<string, { help: string; read: () => number }>();
 
   request(route: string, status: number, bytes: number): void {
-    const key = `route="${route}",status="${status}"`;
-    this.requests.set(key, (this.requests.get(key) ?? 0) + 1);
-    const bkey = `route="${route}"`;
-    this.bytes.set(bkey, (this.bytes.get(bkey) ?? 0) + bytes);
+    let byStatus = this.requests.get(route);
+    if (byStatus === undefined) {
+      byStatus = new Map();
+      this.requests.set(route, byStatus);
+    }
+    byStatus.set(status, (byStatus.get(status) ?? 0) + 1);
+    this.bytes.set(route, (this.bytes.get(route) ?? 0) + bytes);
   }
 
   upstreamError(upstream: string, kind: string): void {
@@ -31,8 +35,10 @@ export class Metrics {
       out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
       for (const [labels, v] of rows) out.push(`${name}{${labels}} ${v}`);
     };
-    family('streamgate_http_requests_total', 'HTTP requests by route and status.', 'counter', this.requests);
-    family('streamgate_http_response_bytes_total', 'Bytes sent in HTTP responses, by route.', 'counter', this.bytes);
+    const requests = new Map<string, number>();
+    for (const [route, byStatus] of this.requests) for (const [status, n] of byStatus) requests.set(`route="${route}",status="${status}"`, n);
+    family('streamgate_http_requests_total', 'HTTP requests by route and status.', 'counter', requests);
+    family('streamgate_http_response_bytes_total', 'Bytes sent in HTTP responses, by route.', 'counter', new Map([...this.bytes].map(([route, n]) => [`route="${route}"`, n])));
     family('streamgate_upstream_errors_total', 'Proxy upstream failures by upstream and kind.', 'counter', this.upstreamErrors);
     for (const [name, g] of this.gauges) {
       out.push(`# HELP ${name} ${g.help}`, `# TYPE ${name} gauge`, `${name} ${g.read()}`);
