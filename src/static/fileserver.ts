@@ -175,19 +175,30 @@ export class FileRoot {
    */
   fastBody(rel: string, now: number): CachedBody | undefined | Promise<CachedBody | undefined> {
     const e = this.entries.get(rel);
-    if (e && now - e.checkedAt < STAT_TTL_MS) return e.body && e.stat?.isFile() ? (e as CachedBody) : undefined;
+    const asBody = (x: Entry) => (x.body && x.stat?.isFile() ? (x as CachedBody) : undefined);
+    if (e && now - e.checkedAt < STAT_TTL_MS) return asBody(e);
+    const p = this.lookup(rel).then(asBody);
+    // Stale while revalidating, as NGINX's open_file_cache does for its whole valid period: a
+    // known file is answered from memory while one stat checks it, instead of every request of
+    // a busy moment waiting (or stat-ing) behind that check.
+    if (e?.body && e.stat?.isFile()) return e as CachedBody;
+    return p;
+  }
+
+  /** Lookups in flight, so a burst of requests for a stale path shares one stat. */
+  private readonly refreshing = new Map<string, Promise<Entry>>();
+
+  private lookup(rel: string): Promise<Entry> {
     let p = this.refreshing.get(rel);
-    if (!p) {
-      p = this.lookup(rel).then((x) => (x.body && x.stat?.isFile() ? (x as CachedBody) : undefined)).finally(() => this.refreshing.delete(rel));
+    if (p === undefined) {
+      p = this.check(rel).finally(() => this.refreshing.delete(rel));
       this.refreshing.set(rel, p);
     }
     return p;
   }
 
-  private readonly refreshing = new Map<string, Promise<CachedBody | undefined>>();
-
   /** The cached stat (and small body) of a root-relative path, refreshed every STAT_TTL_MS. */
-  private async lookup(rel: string): Promise<Entry> {
+  private async check(rel: string): Promise<Entry> {
     const now = Date.now();
     const cached = this.entries.get(rel);
     if (cached && now - cached.checkedAt < STAT_TTL_MS) return cached;
