@@ -27,6 +27,7 @@ import type { OutgoingHttpHeaders } from 'node:http';
 import { FileRoot, type CachedBody } from './static/fileserver.js';
 import { installFrontDoor, installH2FrontDoor, type FastReply, type FastRequest, type FrontDoorOptions } from './http/frontdoor.js';
 import { UNKNOWN_TYPE } from './static/mime.js';
+import { clientIp } from './live/client.js';
 
 /** How long a connection accepted past max_connections may take to send the request its 503 answers. */
 const OVER_LIMIT_GRACE_MS = 2_000;
@@ -356,36 +357,52 @@ export class Gateway {
    */
   private frontAnswer(req: FastRequest): FastReply | null | Promise<FastReply | null> {
     const t = this.table;
-    if (!t.fastFiles || this.closing) return null;
+    if (this.closing) return null;
     const url = req.url;
     if (url.length > t.config.limits.maxUrlBytes) return null;
     const q = url.indexOf('?');
     const path = q < 0 ? url : url.slice(0, q);
     if (path.endsWith('/') || path.includes('%') || path.includes('/.') || path.includes('\\') || path.includes('//')) return null;
     for (const p of t.slowPrefixes) if (path.startsWith(p)) return null;
-    const m = STREAM_PATH.exec(path);
-    if (m && this.origin.claims({ vhost: this.vhostFor(hostOnly(req.host)), app: m[1], stream: m[2], ext: m[3] as StreamExt })) return null;
     const cors = req.origin && t.config.httpServer.crossdomain;
+    const m = STREAM_PATH.exec(path);
+    if (m) {
+      const sreq = { vhost: this.vhostFor(hostOnly(req.host)), app: m[1], stream: m[2], ext: m[3] as StreamExt };
+      if (this.origin.claims(sreq)) {
+        const live = this.origin.fast(sreq, req.method === 'HEAD', { ip: clientIp(req.ip), agent: req.agent, host: req.host, referer: req.referer });
+        return live && cors ? this.withCors(live) : live;
+      }
+    }
+    // Mounts and a catch-all route decide files on the full table.
+    if (!t.fastFiles) return null;
     const e = t.root.fastBody(path, Date.now());
     if (e instanceof Promise) return e.then((x) => (x ? this.fileReply(x, cors) : null));
     return e ? this.fileReply(e, cors) : null;
   }
 
-  /** Each cached file's replies without and with CORS, made once: the front door keys its rendered bytes on them. */
-  private readonly replies = new WeakMap<CachedBody, [FastReply, FastReply | undefined]>();
+  private readonly replies = new WeakMap<CachedBody, FastReply>();
+  private readonly corsReplies = new WeakMap<FastReply, FastReply>();
 
-  /** A cached file's 200 answer. */
+  /** A cached file's 200 answer, made once per cache entry: the front door keys its rendered bytes on it. */
   private fileReply(e: CachedBody, cors: boolean): FastReply {
-    let pair = this.replies.get(e);
-    if (pair === undefined) {
+    let r = this.replies.get(e);
+    if (r === undefined) {
       let head = `Content-Type: ${e.type}\r\nContent-Length: ${e.body.length}\r\nAccept-Ranges: bytes\r\nETag: ${e.etag}\r\nLast-Modified: ${e.lastModified}\r\n`;
       if (e.cache) head += `Cache-Control: ${e.cache}\r\n`;
       if (e.type === UNKNOWN_TYPE) head += 'X-Content-Type-Options: nosniff\r\n';
-      pair = [{ status: 200, head, body: e.body, route: 'static' }, undefined];
-      this.replies.set(e, pair);
+      r = { status: 200, head, body: e.body, route: 'static' };
+      this.replies.set(e, r);
     }
-    if (!cors) return pair[0];
-    return (pair[1] ??= { ...pair[0], head: pair[0].head + CORS_LINES });
+    return cors ? this.withCors(r) : r;
+  }
+
+  private withCors(r: FastReply): FastReply {
+    let c = this.corsReplies.get(r);
+    if (c === undefined) {
+      c = { ...r, head: r.head + CORS_LINES };
+      this.corsReplies.set(r, c);
+    }
+    return c;
   }
 
   private frontDoorOptions(): FrontDoorOptions {

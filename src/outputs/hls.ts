@@ -8,6 +8,7 @@ import type { Logger } from '../log.js';
 import { GatewayError } from '../errors.js';
 import { DEFAULT_HLS_LIMITS, HlsStream, type HlsLimits, type Segment } from './hls-segmenter.js';
 import { tsTracks } from './ts.js';
+import type { FastReply } from '../http/frontdoor.js';
 
 /** An ended stream's playlist (with ENDLIST) and segments stay this long, then the memory is freed. */
 export const HLS_EXPIRE_MS = 60_000;
@@ -31,6 +32,14 @@ const MAX_HLS_SESSIONS = 10_000;
 
 export const HLS_PLAYLIST_TYPE = 'application/vnd.apple.mpegurl';
 export const TS_TYPE = 'video/mp2t';
+
+/** Who fetched: what the API's `hls-play` listing records, from a Koa context or the front door. */
+export interface HlsViewer {
+  ip: string;
+  agent: string;
+  host: string;
+  referer: string;
+}
 
 export interface HlsDeps {
   hub: Hub;
@@ -98,7 +107,7 @@ export class HlsOutput {
       ctx.set('Cache-Control', 'no-cache');
       ctx.type = HLS_PLAYLIST_TYPE;
       ctx.body = stream.playlist();
-      this.touch(ctx, name, 0);
+      this.touch(name, this.viewerOf(ctx), 0);
       return true;
     }
     const found = this.segmentOf(name);
@@ -107,14 +116,49 @@ export class HlsOutput {
     ctx.set('Cache-Control', `public, max-age=${SEGMENT_MAX_AGE_S}, immutable`);
     ctx.type = TS_TYPE;
     ctx.body = found.seg.data;
-    this.touch(ctx, found.name, ctx.method === 'HEAD' ? 0 : found.seg.data.length);
+    this.touch(found.name, this.viewerOf(ctx), ctx.method === 'HEAD' ? 0 : found.seg.data.length);
     return true;
   }
 
+  /**
+   * The front door's answer for a playlist or segment that is ready now; null when it is not
+   * (no such stream, no segment yet: the full path waits or answers 404).
+   */
+  fast(name: StreamName, ext: string, head: boolean, viewer: HlsViewer): FastReply | null {
+    if (ext === 'm3u8') {
+      const stream = this.find(name);
+      if (!stream || stream.window().length === 0) return null;
+      const text = stream.playlist();
+      let cached = this.playlists.get(stream);
+      if (cached === undefined || cached.text !== text) {
+        cached = { text, reply: { status: 200, head: `Content-Type: ${HLS_PLAYLIST_TYPE}\r\nContent-Length: ${Buffer.byteLength(text)}\r\nCache-Control: no-cache\r\n`, body: Buffer.from(text), route: 'stream' } };
+        this.playlists.set(stream, cached);
+      }
+      this.touch(name, viewer, 0);
+      return cached.reply;
+    }
+    const found = this.segmentOf(name);
+    if (!found) return null;
+    let reply = this.segmentReplies.get(found.seg);
+    if (reply === undefined) {
+      reply = { status: 200, head: `Content-Type: ${TS_TYPE}\r\nContent-Length: ${found.seg.data.length}\r\nCache-Control: public, max-age=${SEGMENT_MAX_AGE_S}, immutable\r\n`, body: found.seg.data, route: 'stream' };
+      this.segmentReplies.set(found.seg, reply);
+    }
+    this.touch(found.name, viewer, head ? 0 : found.seg.data.length);
+    return reply;
+  }
+
+  private readonly playlists = new WeakMap<HlsStream, { text: string; reply: FastReply }>();
+  private readonly segmentReplies = new WeakMap<Segment, FastReply>();
+
+  private viewerOf(ctx: Context): HlsViewer {
+    return { ip: clientIp(ctx.req.socket?.remoteAddress), agent: ctx.get('User-Agent'), host: ctx.host, referer: ctx.get('Referer') };
+  }
+
   /** Lists the viewer in the API as SRS's `hls-play`, counting the segment bytes it fetched. */
-  private touch(ctx: Context, name: StreamName, bytes: number): void {
-    const ip = clientIp(ctx.req.socket?.remoteAddress);
-    const key = `${streamKey(name)}\n${ip}\n${ctx.get('User-Agent')}`;
+  private touch(name: StreamName, viewer: HlsViewer, bytes: number): void {
+    const ip = viewer.ip;
+    const key = `${streamKey(name)}\n${ip}\n${viewer.agent}`;
     let s = this.sessions.get(key);
     if (!s) {
       if (this.sessions.size >= MAX_HLS_SESSIONS) return;
@@ -123,8 +167,8 @@ export class HlsOutput {
         ip,
         name,
         url: `/${name.app}/${name.stream}.m3u8`,
-        tcUrl: `http://${ctx.host}/${name.app}`,
-        pageUrl: ctx.get('Referer'),
+        tcUrl: `http://${viewer.host}/${name.app}`,
+        pageUrl: viewer.referer,
         publish: false,
         // Nothing to cut: the listing goes, and comes back if the viewer keeps fetching.
         kick: () => this.forget(key),

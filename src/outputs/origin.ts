@@ -8,7 +8,8 @@ import { publishHttpFlv } from '../ingest/http-flv.js';
 import { edgeResolver } from '../ingest/edge.js';
 import { handleUpload, serveUpload, uploadKey, UploadStore, type UploadLimits } from '../ingest/hls-put.js';
 import { playHttpFlv } from './http-flv.js';
-import { HlsOutput } from './hls.js';
+import { HlsOutput, type HlsViewer } from './hls.js';
+import type { FastReply } from '../http/frontdoor.js';
 import { playTs } from './ts.js';
 import { checkAudioTrack, playAudio } from './audio.js';
 import { VERSION } from '../version.js';
@@ -39,6 +40,8 @@ export interface Origin {
   handle(ctx: Context, req: StreamRequest, next: Next): Promise<void>;
   /** Whether a GET of this stream path is the origin's to answer now (live, pulled or uploaded), not a file's. */
   claims(req: StreamRequest): boolean;
+  /** The front door's answer for a GET/HEAD that memory answers now (live HLS), else null. */
+  fast(req: StreamRequest, head: boolean, viewer: HlsViewer): FastReply | null;
   close(): void;
   readonly hls: HlsOutput;
   readonly uploads: UploadStore;
@@ -114,6 +117,12 @@ export function createOrigin(deps: OriginDeps): Origin {
       }
       if (ext === 'ts') return playTs(ctx, source, hub);
       return playAudio(ctx, source, hub, ext);
+    },
+    fast(req, head, viewer) {
+      if (req.ext !== 'm3u8' && req.ext !== 'ts') return null;
+      // The same order as handle(): an upload at this URL wins.
+      if (uploads.has(uploadKey(req))) return null;
+      return hls.fast({ vhost: req.vhost, app: req.app, stream: req.stream }, req.ext, head, viewer);
     },
     claims(req) {
       if (hub.find(req)) return true;

@@ -9,7 +9,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decode, ffmpegArgs, probe, publish, run, waitFor } from '../helpers/ffmpeg.js';
-import { keepAliveGets, lane, rawExchange, parseReply } from '../integration/site.js';
+import { keepAliveGets, lane, rawExchange, rawGet, parseReply } from '../integration/site.js';
 
 /**
  * Every live stream as HLS, continuous MPEG-TS and ADTS, checked with real ffmpeg/ffprobe the way
@@ -320,6 +320,21 @@ describe('live streams and uploads are not shadowed by files', () => {
         await waitFor('sh live', () => gw.hub.find({ vhost: V, app: 'live', stream: 'sh' })?.videoHeader);
         const live = await keepAliveGets(port, ['/live/sh.m3u8', '/live/sh.m3u8']);
         for (const r of live) assert.match(r.body.toString(), /#EXTINF/, 'the live playlist, not the file');
+        // A plain GET is answered from memory by the front door (headers in its order), one with
+        // a Range by the full table: the same status, type, caching and bytes either way.
+        const seg = parsePlaylist(live[1].body.toString()).segments[0].uri;
+        for (const path of ['/live/sh.m3u8', `/live/${seg}`]) {
+          const [plain] = await keepAliveGets(port, [path]);
+          const table = await rawGet(port, path, { headers: { Range: 'bytes=0-' } });
+          assert.equal(lane(plain), 'fast', `${path} from the front door`);
+          assert.equal(lane(table), 'table', `${path} from the full table`);
+          for (const h of ['content-type', 'content-length', 'cache-control']) assert.equal(plain.headers[h], table.headers[h], `${h} of ${path}`);
+          assert.equal(plain.status, 200);
+          assert.equal(table.status, 200);
+          if (path.endsWith('.ts')) assert.ok(plain.body.equals(table.body), 'the same segment bytes');
+        }
+        const viewers = (await (await fetch(`http://127.0.0.1:${port}/api/v1/clients/`)).json()) as { clients: { type: string; url: string }[] };
+        assert.ok(viewers.clients.some((c) => c.type === 'hls-play' && c.url === '/live/sh.m3u8'), 'the viewer is listed as hls-play');
         const ts = await fetch(`http://127.0.0.1:${port}/live/sh.ts`, { method: 'HEAD' });
         assert.equal(ts.headers.get('content-type'), 'video/mp2t');
         assert.equal(ts.headers.get('content-length'), null, 'a live stream, not the 13-byte file');
