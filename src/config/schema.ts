@@ -26,7 +26,8 @@ export interface VhostConfig {
   /** SRS http_remux: live HTTP-FLV (and friends) under this mount. Default on in streamgate. */
   httpRemux: { enabled: boolean; mount: string };
   /** SRS hls: segments of about `fragmentS` seconds, a playlist window of about `windowS` seconds. */
-  hls: { enabled: boolean; fragmentS: number; windowS: number };
+  /** `disposeMs`: how long an unpublished stream's playlist (with ENDLIST) and segments stay (SRS hls_dispose). */
+  hls: { enabled: boolean; fragmentS: number; windowS: number; disposeMs: number };
   publish: PublishPolicy;
   /** mw_latency: merged-write window (ms); gop_cache: send the last GOP to joining players. */
   play: { mwLatencyMs: number; gopCache: boolean; maxPlayers: number };
@@ -181,7 +182,7 @@ function vhostConfig(name: string, v: View, limits: Limits): VhostConfig {
     // (SRS_VHOST_HTTP_STATIC_ENABLED=on alone); /hls is what config/streamgate.conf documents.
     httpStatic: { enabled: st.bool('enabled', false), mount: st.str('mount', '[vhost]/hls'), dir: st.str('dir', './public/hls') },
     httpRemux: { enabled: remux.bool('enabled', true), mount: remux.str('mount', '[vhost]/[app]/[stream].flv') },
-    hls: { enabled: hls.bool('enabled', true), fragmentS: hls.ms('hls_fragment', 2000) / 1000, windowS: hls.ms('hls_window', 12_000) / 1000 },
+    hls: { enabled: hls.bool('enabled', true), fragmentS: hls.ms('hls_fragment', 2000) / 1000, windowS: hls.ms('hls_window', 12_000) / 1000, disposeMs: hls.ms('hls_dispose', 60_000) },
     publish: {
       allow: pub.one('allow') ? allow : ['127.0.0.0/8', '::1'],
       secret: pub.one('secret')?.args[0] ?? null,

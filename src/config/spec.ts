@@ -47,7 +47,7 @@ export const VHOST_SPEC = block(
       hls_m3u8_file: ignored,
       hls_ts_file: ignored,
       hls_cleanup: ignored,
-      hls_dispose: ignored,
+      hls_dispose: one,
       hls_wait_keyframe: ignored,
       hls_ctx: ignored,
       hls_ts_ctx: ignored,

@@ -2,7 +2,7 @@ import type { Context } from 'koa';
 import { GatewayError } from '../errors.js';
 import { clientIp } from '../live/client.js';
 import type { Logger } from '../log.js';
-import { abortRequest } from '../http/connection.js';
+import { abortRequest, closeAfterResponse } from '../http/connection.js';
 import type { PublishGuard } from './access.js';
 
 /**
@@ -136,7 +136,7 @@ export async function handleUpload(ctx: Context, r: UploadRequest, deps: UploadD
   const secret = typeof ctx.query.secret === 'string' ? ctx.query.secret : null;
   const label = `${r.app}/${r.stream}.${r.ext}`;
   if (!deps.guard(r.vhost).allowed(ip, secret)) {
-    closeAfter(ctx);
+    closeAfterResponse(ctx);
     throw new GatewayError('PUBLISH_FORBIDDEN', `${ip} to ${label}`);
   }
   const key = uploadKey(r);
@@ -148,12 +148,12 @@ export async function handleUpload(ctx: Context, r: UploadRequest, deps: UploadD
   const max = deps.store.limits.maxFileBytes;
   const declared = Number(ctx.get('Content-Length') || -1);
   if (declared > max) {
-    closeAfter(ctx);
+    closeAfterResponse(ctx);
     throw new GatewayError('BODY_TOO_LARGE', `an uploaded file may have at most ${max} bytes`);
   }
   const body = await readBounded(ctx, max);
   if (!body) {
-    closeAfter(ctx);
+    closeAfterResponse(ctx);
     deps.log.warn(`upload ${label} from ${ip}: more than ${max} bytes, refused`);
     throw new GatewayError('BODY_TOO_LARGE', `an uploaded file may have at most ${max} bytes`);
   }
@@ -187,11 +187,6 @@ function readBounded(ctx: Context, max: number): Promise<Buffer | null> {
   });
 }
 
-/** The body was not read (or not allowed): answer, then close the connection. */
-function closeAfter(ctx: Context): void {
-  ctx.set('Connection', 'close');
-  ctx.res.once('finish', () => abortRequest(ctx));
-}
 
 /** GET/HEAD of an uploaded file: revalidated on every use, since a restarted ffmpeg reuses `up0.ts`. */
 export function serveUpload(ctx: Context, f: Upload): void {

@@ -7,7 +7,7 @@ import type { Logger } from '../log.js';
 import type { PublishGuard } from './access.js';
 import { startPublication } from './publish.js';
 import type { StreamName } from '../live/types.js';
-import { abortRequest } from '../http/connection.js';
+import { abortRequest, closeAfterResponse } from '../http/connection.js';
 
 /** A publisher that sends nothing for this long is gone (its socket is closed). */
 const PUBLISH_IDLE_TIMEOUT_MS = 30_000;
@@ -28,7 +28,7 @@ export async function publishHttpFlv(ctx: Context, name: StreamName, deps: HttpP
   const ip = clientIp(ctx.req.socket?.remoteAddress);
   const secret = typeof ctx.query.secret === 'string' ? ctx.query.secret : null;
   if (!deps.guard(name.vhost).allowed(ip, secret)) {
-    refuse(ctx);
+    closeAfterResponse(ctx);
     throw new GatewayError('PUBLISH_FORBIDDEN', `${ip} to ${name.app}/${name.stream}`);
   }
   const req = ctx.req;
@@ -45,7 +45,7 @@ export async function publishHttpFlv(ctx: Context, name: StreamName, deps: HttpP
     }, 'HTTP-FLV');
   } catch (err) {
     // ffmpeg keeps sending until the socket closes: answer, then close it (issue 5: 409 + close).
-    refuse(ctx);
+    closeAfterResponse(ctx);
     throw err;
   }
   const { source, client, label } = pub;
@@ -94,8 +94,3 @@ export async function publishHttpFlv(ctx: Context, name: StreamName, deps: HttpP
   });
 }
 
-/** Make sure the refused publisher's connection closes after the error response. */
-function refuse(ctx: Context): void {
-  ctx.set('Connection', 'close');
-  ctx.res.once('finish', () => abortRequest(ctx));
-}

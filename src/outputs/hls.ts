@@ -10,8 +10,6 @@ import { DEFAULT_HLS_LIMITS, HlsStream, type HlsLimits, type Segment } from './h
 import { tsTracks } from './ts.js';
 import type { FastReply } from '../http/frontdoor.js';
 
-/** An ended stream's playlist (with ENDLIST) and segments stay this long, then the memory is freed. */
-export const HLS_EXPIRE_MS = 60_000;
 /** The longest a playlist request waits for a just-published stream's first segment. */
 const FIRST_SEGMENT_WAIT_MAX_MS = 10_000;
 /** `stream-12.ts`: SRS's default segment name, `[stream]-[seq].ts`. */
@@ -240,7 +238,7 @@ export class HlsOutput {
       if (entry.expiry) clearTimeout(entry.expiry);
       entry.expiry = setTimeout(() => {
         if (this.entries.get(key) === entry && entry.stream.ended) this.entries.delete(key);
-      }, this.deps.expireMs ?? HLS_EXPIRE_MS);
+      }, this.deps.expireMs ?? v.hls.disposeMs);
       entry.expiry.unref();
       if (entry.stream.oversized > 0) this.deps.log.warn(`hls ${source.name.app}/${source.name.stream}: ${entry.stream.oversized} segments dropped (no key frame within ${DEFAULT_HLS_LIMITS.maxSegmentBytes} bytes)`);
     });

@@ -135,9 +135,12 @@ export interface ChurnFigures {
 }
 
 export async function runChurn(t: TestContext, plan: ChurnPlan): Promise<ChurnFigures> {
+  // Every publish cycle is a new stream name; its HLS playlist and segments are kept for
+  // hls_dispose after it ends (a minute by default). One second here, so what is measured is
+  // what the hub and outputs keep for good, not a minute of ended playlists.
   const gw = new CliGateway(`listen off; access_log off;
     http_server { listen 127.0.0.1:0; dir ./public; https { enabled off; } }
-    vhost __defaultVhost__ { play { mw_latency 50ms; } }`);
+    vhost __defaultVhost__ { play { mw_latency 50ms; } hls { hls_dispose 1; } }`);
   let live: FlvPublisher | null = null;
   try {
     const port = await gw.port('http');
