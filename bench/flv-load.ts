@@ -111,6 +111,10 @@ class Publisher {
   constructor(t: Target) {
     this.req = http.request({ host: t.host, port: t.port, path: t.path, method: 'POST', agent: false, headers: { 'Content-Type': 'video/x-flv', 'Transfer-Encoding': 'chunked' } });
     this.req.on('error', (e) => (this.error = e.message));
+    // Without TCP_NODELAY each small frame waits for the ACK of the one before, and the gateway,
+    // which answers nothing while a publish lasts, delays its ACKs (40 ms on Linux): that is the
+    // sender's Nagle, not the hub, and encoders that care turn it off (ffmpeg -tcp_nodelay 1).
+    this.req.on('socket', (sock) => sock.setNoDelay(true));
     this.req.on('response', (res) => {
       // ffmpeg never reads the answer; an answer before the end means the publish was refused.
       this.error = `publish answered ${res.statusCode}`;
@@ -221,7 +225,8 @@ async function ttff(joins: number, concurrency: number): Promise<object> {
 
 /** Publisher → player delay of every stamped frame on `probes` extra players over `ms`. */
 async function latency(ms: number, probes: number): Promise<object> {
-  if (!publisher) return { error: 'no in-process publisher' };
+  // Stamps are wall-clock times (performance.timeOrigin + now), so the publisher may run in
+  // another generator process on this machine.
   const delays: number[] = [];
   let live = false;
   const ps: Player[] = [];
