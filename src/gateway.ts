@@ -69,9 +69,9 @@ interface Table {
   mounts: StaticMount[];
   root: FileRoot;
   vhosts: Map<string, VhostConfig>;
-  /** Whether a plain GET can reach http_server.dir by the fast lane (no mount or `/` proxy in the way). */
+  /** Whether a plain GET can reach http_server.dir by the front door (no mount or `/` proxy in the way). */
   fastFiles: boolean;
-  /** Prefixes the fast lane must leave to the full table. */
+  /** Prefixes the front door must leave to the full table. */
   slowPrefixes: string[];
 }
 
@@ -304,56 +304,10 @@ export class Gateway {
   }
 
   /**
-   * The fast lane: a plain GET/HEAD of a small file already in the file cache, with no range,
-   * no condition and no route in front of it, is answered here without building a Koa context
-   * (the context costs more than the rest of the request). Anything else returns false and
-   * takes the full table, which gives the same answer, more slowly.
-   */
-  private fastLane(req: http.IncomingMessage, res: http.ServerResponse): boolean {
-    const method = req.method;
-    if (method !== 'GET' && method !== 'HEAD') return false;
-    const t = this.table;
-    if (!t.fastFiles || this.closing || req.httpVersionMajor !== 1) return false;
-    const url = req.url ?? '';
-    const h = req.headers;
-    if (url.length > t.config.limits.maxUrlBytes || h.range !== undefined || h['if-none-match'] !== undefined || h['if-modified-since'] !== undefined
-      || h['if-match'] !== undefined || h['if-unmodified-since'] !== undefined) return false;
-    const q = url.indexOf('?');
-    const path = q < 0 ? url : url.slice(0, q);
-    if (path.charCodeAt(0) !== 47 || path.endsWith('/') || path.includes('%') || path.includes('/.') || path.includes('\\') || path.includes('//')) return false;
-    for (const p of t.slowPrefixes) if (path.startsWith(p)) return false;
-    const m = STREAM_PATH.exec(path);
-    if (m && this.origin.claims({ vhost: this.vhostFor(hostOnly(h.host)), app: m[1], stream: m[2], ext: m[3] as StreamExt })) return false;
-    const start = performance.now();
-    const e = t.root.cachedBody(path, Date.now());
-    if (!e) return false;
-    const headers: Record<string, string | number> = {
-      'Content-Type': e.type,
-      'Content-Length': e.body.length,
-      'Accept-Ranges': 'bytes',
-      ETag: e.etag,
-      'Last-Modified': e.lastModified,
-    };
-    if (e.cache) headers['Cache-Control'] = e.cache;
-    if (e.type === UNKNOWN_TYPE) headers['X-Content-Type-Options'] = 'nosniff';
-    if (h.origin !== undefined && t.config.httpServer.crossdomain) Object.assign(headers, CORS_HEADERS);
-    res.writeHead(200, headers);
-    res.end(method === 'HEAD' ? undefined : e.body);
-    const format = t.config.accessLog;
-    this.metrics.request('static', 200, e.body.length);
-    if (format !== 'off') {
-      this.log.access(formatAccess(format, {
-        route: 'static', status: 200, bytes: method === 'HEAD' ? 0 : e.body.length, ms: performance.now() - start,
-        ip: req.socket.remoteAddress ?? '-', method, url, httpVersion: req.httpVersion,
-        referer: headerOf(req, 'referer'), agent: headerOf(req, 'user-agent'), error: null,
-      }));
-    }
-    return true;
-  }
-
-  /**
-   * The front door's answer (src/http/frontdoor.ts): the same small-file hit as the fast lane,
-   * for requests read straight off the socket. Null sends the request to the full table.
+   * The front door's answer (src/http/frontdoor.ts): a plain GET/HEAD of a small file or a live
+   * HLS playlist/segment already in memory, with no route in front of it, read straight off the
+   * socket without a Koa context. Null sends the request to the full table, which gives the same
+   * answer, more slowly.
    */
   private frontAnswer(req: FastRequest): FastReply | null | Promise<FastReply | null> {
     const t = this.table;
@@ -427,7 +381,7 @@ export class Gateway {
 
   /**
    * The proxy lane: an HTTP/1 request for a proxied prefix goes straight to its upstream without
-   * a Koa context, the same way the fast lane serves small files. The proxy answers the same as
+   * a Koa context, the same way the front door serves small files. The proxy answers the same as
    * it would through the table; only CORS preflights (answered by the gateway) take the long way.
    */
   private proxyLane(req: http.IncomingMessage, res: http.ServerResponse): boolean {
@@ -527,7 +481,7 @@ export class Gateway {
         const t = this.table.config;
         req.socket.setTimeout(t.proxy.routes.length > 0 ? Math.max(t.limits.requestTimeoutMs, t.proxy.timeoutMs) : t.limits.requestTimeoutMs);
       }
-      if (!this.proxyLane(req, res) && !this.fastLane(req, res)) void koa(req, res);
+      if (!this.proxyLane(req, res)) void koa(req, res);
     };
     const upgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer) => this.upgrade(req, socket, head, handler);
     const specs: ListenerSpec[] = [];

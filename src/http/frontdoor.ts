@@ -25,6 +25,10 @@ export interface FastRequest {
   httpVersion: '1.1' | '2.0';
 }
 
+/**
+ * A reply the front door writes. Producers reuse one object per answer (per cached file, playlist
+ * version, segment): the front door caches the rendered bytes and HTTP/2 headers by identity.
+ */
 export interface FastReply {
   status: number;
   /** Header lines after the status line, each ending in CRLF, without Date and Connection. */
@@ -297,20 +301,18 @@ function parseHead(head: string, ip: string): ParsedHead | null {
   return { req: { method, url, host, origin, referer, agent, ip, httpVersion: '1.1' }, close };
 }
 
-/** Response headers of a reply, as HTTP/2 wants them; parsed once per distinct head. */
-const h2Heads = new Map<string, http2.OutgoingHttpHeaders>();
-const H2_HEADS_MAX = 4096;
+/** Response headers of a reply, as HTTP/2 wants them; parsed once per reply (replies are reused). */
+const h2Heads = new WeakMap<FastReply, http2.OutgoingHttpHeaders>();
 
 function h2HeadersOf(r: FastReply): http2.OutgoingHttpHeaders {
-  let h = h2Heads.get(r.head);
+  let h = h2Heads.get(r);
   if (h === undefined) {
     h = { ':status': r.status };
     for (const line of r.head.split('\r\n')) {
       const colon = line.indexOf(':');
       if (colon > 0) h[line.slice(0, colon).toLowerCase()] = line.slice(colon + 1).trim();
     }
-    if (h2Heads.size >= H2_HEADS_MAX) h2Heads.clear();
-    h2Heads.set(r.head, h);
+    h2Heads.set(r, h);
   }
   return h;
 }

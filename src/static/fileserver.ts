@@ -159,36 +159,25 @@ export class FileRoot {
   }
 
   /**
-   * The fast lane's question: a fresh cache entry for a plain file held in memory, or undefined
-   * (then the full path above answers, and refreshes the cache for the next request).
-   */
-  cachedBody(rel: string, now: number): { body: Buffer; etag: string; lastModified: string; type: string; cache: string | undefined } | undefined {
-    const e = this.entries.get(rel);
-    if (!e || !e.body || now - e.checkedAt >= STAT_TTL_MS || !e.stat?.isFile()) return undefined;
-    return e as { body: Buffer; etag: string; lastModified: string; type: string; cache: string | undefined };
-  }
-
-  /**
-   * The front door's question: the in-memory body of a plain file. Fresh entries answer at once;
-   * a missing or stale one is looked up (one lookup per path at a time) and the answer waits for
-   * it, so a cold cache or an expired stat never pushes a connection off the fast path.
+   * The front door's question: the in-memory body of a plain file. A fresh entry answers at once;
+   * a stale one answers at once too while one stat re-checks it (stale while revalidating, as
+   * NGINX's open_file_cache does for its whole valid period), so a busy moment neither waits nor
+   * stats per request; a missing one is looked up and the answer waits for it.
    */
   fastBody(rel: string, now: number): CachedBody | undefined | Promise<CachedBody | undefined> {
     const e = this.entries.get(rel);
-    const asBody = (x: Entry) => (x.body && x.stat?.isFile() ? (x as CachedBody) : undefined);
     if (e && now - e.checkedAt < STAT_TTL_MS) return asBody(e);
-    const p = this.lookup(rel).then(asBody);
-    // Stale while revalidating, as NGINX's open_file_cache does for its whole valid period: a
-    // known file is answered from memory while one stat checks it, instead of every request of
-    // a busy moment waiting (or stat-ing) behind that check.
-    if (e?.body && e.stat?.isFile()) return e as CachedBody;
-    return p;
+    const p = this.lookup(rel);
+    if (e && asBody(e)) return e as CachedBody;
+    return p.then(asBody);
   }
 
   /** Lookups in flight, so a burst of requests for a stale path shares one stat. */
   private readonly refreshing = new Map<string, Promise<Entry>>();
 
   private lookup(rel: string): Promise<Entry> {
+    const fresh = this.entries.get(rel);
+    if (fresh && Date.now() - fresh.checkedAt < STAT_TTL_MS) return Promise.resolve(fresh);
     let p = this.refreshing.get(rel);
     if (p === undefined) {
       p = this.check(rel).finally(() => this.refreshing.delete(rel));
@@ -197,11 +186,10 @@ export class FileRoot {
     return p;
   }
 
-  /** The cached stat (and small body) of a root-relative path, refreshed every STAT_TTL_MS. */
+  /** Stats (and reads, if small) a root-relative path; an unchanged file keeps its entry. */
   private async check(rel: string): Promise<Entry> {
     const now = Date.now();
     const cached = this.entries.get(rel);
-    if (cached && now - cached.checkedAt < STAT_TTL_MS) return cached;
     const root = this.realRoot ?? (this.realRoot = await fsp.realpath(this.dir).catch(() => this.dir));
     const full = root + rel.split('/').join(sep);
     let stat: Stats | null = null;
@@ -296,4 +284,8 @@ export function safeRelative(rawPath: string): string {
     out.push(p);
   }
   return `/${out.join('/')}`;
+}
+
+function asBody(e: Entry): CachedBody | undefined {
+  return e.body && e.stat?.isFile() ? (e as CachedBody) : undefined;
 }

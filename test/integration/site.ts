@@ -226,8 +226,8 @@ export async function keepAliveGets(port: number, targets: string[], timeoutMs =
 }
 
 /**
- * The gateway answers a request either from its fast lane (no Koa context) or through the full
- * routing table. Both must say the same thing; the only visible difference is the order in
+ * The gateway answers a request either from its fast lane (the front door, src/http/frontdoor.ts:
+ * no Koa context) or through the full routing table. Both must say the same thing; the only visible difference is the order in
  * which they set headers (the fast lane starts with Content-Type), which lets a test prove it
  * exercised both.
  */
