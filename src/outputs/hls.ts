@@ -44,7 +44,6 @@ export interface HlsDeps {
   vhost: (name: string) => VhostConfig;
   log: Logger;
   /** Overrides for tests and soaks. */
-  expireMs?: number;
   limits?: Partial<Omit<HlsLimits, 'fragmentS' | 'windowS'>>;
 }
 
@@ -238,7 +237,7 @@ export class HlsOutput {
       if (entry.expiry) clearTimeout(entry.expiry);
       entry.expiry = setTimeout(() => {
         if (this.entries.get(key) === entry && entry.stream.ended) this.entries.delete(key);
-      }, this.deps.expireMs ?? v.hls.disposeMs);
+      }, v.hls.disposeMs);
       entry.expiry.unref();
       if (entry.stream.oversized > 0) this.deps.log.warn(`hls ${source.name.app}/${source.name.stream}: ${entry.stream.oversized} segments dropped (no key frame within ${DEFAULT_HLS_LIMITS.maxSegmentBytes} bytes)`);
     });

@@ -31,8 +31,6 @@ export interface OriginDeps {
   log: Logger;
   /** Upload store bounds (tests); defaults otherwise. */
   uploads?: UploadLimits;
-  /** How long an ended stream's HLS stays (tests); defaults otherwise. */
-  hlsExpireMs?: number;
 }
 
 export interface Origin {
@@ -64,7 +62,7 @@ export function createOrigin(deps: OriginDeps): Origin {
   const { hub, log } = deps;
   const guard = guardsByVhost((vhost) => deps.vhost(vhost).publish);
   hub.resolver = edgeResolver({ hub, log, vhost: deps.vhost });
-  const hls = new HlsOutput({ hub, vhost: deps.vhost, log, expireMs: deps.hlsExpireMs });
+  const hls = new HlsOutput({ hub, vhost: deps.vhost, log });
   const uploads = new UploadStore(deps.uploads);
 
   const notLive = async (next: Next): Promise<void> => {

@@ -129,10 +129,10 @@ describe('HLS segmenter', () => {
 });
 
 describe('HLS output on a hub', () => {
-  test('follows publishes without taking a player seat; an ended stream expires', async () => {
-    const config = loadConfigText('vhost __defaultVhost__ { hls { enabled on; hls_fragment 1; hls_window 3; } }', 't.conf');
+  test('follows publishes without taking a player seat; an ended stream expires after hls_dispose', async () => {
+    const config = loadConfigText('vhost __defaultVhost__ { hls { enabled on; hls_fragment 1; hls_window 3; hls_dispose 50ms; } }', 't.conf');
     const hub = new Hub({ sourceOptions: () => ({ ...DEFAULT_SOURCE_OPTIONS, mwLatencyMs: 0, maxPlayers: 1 }), takeover: () => false, maxStreams: 0 });
-    const out = new HlsOutput({ hub, vhost: () => config.vhosts[0], log: memoryLogger().log, expireMs: 50 });
+    const out = new HlsOutput({ hub, vhost: () => config.vhosts[0], log: memoryLogger().log });
     try {
       const name = { vhost: '__defaultVhost__', app: 'live', stream: 's' };
       const src = hub.publish(name, null);
