@@ -46,8 +46,7 @@ export class Source extends EventEmitter {
   private gop: MediaPacket[] = [];
   private gopBytes = 0;
   private gopActive = false;
-  private pending: MediaPacket[] = [];
-  private timer: NodeJS.Timeout | NodeJS.Immediate | null = null;
+  private readonly lanes: Lane[];
   private joinBurst: Batch | null = null;
   private readonly consumers = new Set<Consumer>();
   /** Consumers that are not players (the HLS segmenter): no seat, no say in 'idle'. */
@@ -60,6 +59,8 @@ export class Source extends EventEmitter {
     private readonly options: SourceOptions,
   ) {
     super();
+    const n = options.mwLatencyMs > 0 ? LANES : 1;
+    this.lanes = Array.from({ length: n }, (_, i) => ({ pending: [], timer: null, members: new Set(), phase: (i * options.mwLatencyMs) / n }));
   }
 
   get key(): string {
@@ -103,8 +104,11 @@ export class Source extends EventEmitter {
       if (pkt.header) this.audioHeader = pkt;
       else this.cache(pkt);
     }
-    this.pending.push(pkt);
-    this.schedule();
+    for (const lane of this.lanes) {
+      if (lane.members.size === 0) continue;
+      lane.pending.push(pkt);
+      this.schedule(lane);
+    }
   }
 
   /**
@@ -115,8 +119,11 @@ export class Source extends EventEmitter {
     const c = new Consumer(sink, client, this.options.consumer, (x) => this.leave(x), () => this.hasVideo);
     this.consumers.add(c);
     if (internal) this.internal.add(c);
+    let lane = this.lanes[0];
+    for (const l of this.lanes) if (l.members.size < lane.members.size) lane = l;
+    lane.members.add(c);
     // Pending packets newer than the last key frame are in the burst already; older ones predate it.
-    c.skip = this.pending.length;
+    c.skip = lane.pending.length;
     const haveGop = this.gopActive || !this.hasVideo;
     c.join(this.burst(), haveGop);
     return c;
@@ -130,9 +137,11 @@ export class Source extends EventEmitter {
   /** The publisher is gone: hand out what is pending, then end every player. */
   end(reason: EndReason = 'unpublished'): void {
     if (this.ended) return;
-    this.flush();
+    for (const lane of this.lanes) {
+      this.flush(lane);
+      clearTimer(lane);
+    }
     this.ended = true;
-    this.clearTimer();
     for (const c of [...this.consumers]) c.end(reason);
     this.gop = [];
     this.emit('end', reason);
@@ -169,31 +178,64 @@ export class Source extends EventEmitter {
     this.gop.push(pkt);
   }
 
-  private schedule(): void {
-    if (this.timer) return;
-    if (this.options.mwLatencyMs <= 0) this.timer = setImmediate(() => this.flush());
-    else this.timer = setTimeout(() => this.flush(), this.options.mwLatencyMs);
+  /**
+   * A lane flushes on its own grid point of the window, so a packet waits less than one window
+   * whichever lane it is in, and the lanes' flushes fall at different times.
+   */
+  private schedule(lane: Lane): void {
+    if (lane.timer) return;
+    const w = this.options.mwLatencyMs;
+    if (w <= 0) {
+      lane.timer = setImmediate(() => this.flush(lane));
+      return;
+    }
+    const into = (((Date.now() - this.createdAt - lane.phase) % w) + w) % w;
+    lane.timer = setTimeout(() => this.flush(lane), w - into);
   }
 
-  private clearTimer(): void {
-    if (!this.timer) return;
-    clearTimeout(this.timer as NodeJS.Timeout);
-    clearImmediate(this.timer as NodeJS.Immediate);
-    this.timer = null;
-  }
-
-  private flush(): void {
-    this.timer = null;
-    if (this.pending.length === 0) return;
-    const batch = makeBatch(this.pending);
-    this.pending = [];
+  private flush(lane: Lane): void {
+    lane.timer = null;
+    if (lane.pending.length === 0) return;
+    const batch = makeBatch(lane.pending);
+    lane.pending = [];
     const now = Date.now();
-    for (const c of this.consumers) c.deliver(batch, now);
+    for (const c of lane.members) c.deliver(batch, now);
   }
 
   private leave(c: Consumer): void {
     this.consumers.delete(c);
+    for (const lane of this.lanes) {
+      if (!lane.members.delete(c)) continue;
+      if (lane.members.size === 0) {
+        clearTimer(lane);
+        lane.pending = [];
+      }
+      break;
+    }
     if (this.internal.delete(c)) return;
     if (this.playerCount === 0 && !this.ended) this.emit('idle');
   }
+}
+
+/**
+ * Players are dealt into lanes, each with its own merged-write timer at a staggered phase of the
+ * window. One timer for all players wrote the whole batch to every socket in one go: at 1,000
+ * players the last socket got its bytes tens of milliseconds after the first, on top of the
+ * window (SRS staggers the same way, each consumer waiting on its own).
+ */
+const LANES = 8;
+
+interface Lane {
+  pending: MediaPacket[];
+  timer: NodeJS.Timeout | NodeJS.Immediate | null;
+  members: Set<Consumer>;
+  /** Offset of this lane's flushes within the window (ms). */
+  phase: number;
+}
+
+function clearTimer(lane: Lane): void {
+  if (!lane.timer) return;
+  clearTimeout(lane.timer as NodeJS.Timeout);
+  clearImmediate(lane.timer as NodeJS.Immediate);
+  lane.timer = null;
 }

@@ -148,4 +148,43 @@ describe('hub and sources', () => {
     await tick();
     assert.deepEqual(sink.packets().filter((p) => !p.header).map((p) => p.dts), [160]);
   });
+
+  test('with a merged-write window, players are flushed at staggered times and each packet arrives once, within one window', async () => {
+    const WINDOW = 80;
+    const h = hub({ mwLatencyMs: WINDOW });
+    const s = h.publish(NAME, null);
+    s.push(video(0, false, true));
+    s.push(video(0, true));
+    const sinks = Array.from({ length: 8 }, () => new RecordingSink());
+    /** Per sink: when each write came, and when each packet (by dts) arrived. */
+    const arrivals = sinks.map(() => [] as number[]);
+    const deliveredAt = new Map<string, number>();
+    for (const [i, sink] of sinks.entries()) {
+      const write = sink.write.bind(sink);
+      sink.write = (b: Batch) => {
+        const now = performance.now();
+        arrivals[i].push(now);
+        for (const p of b.packets) deliveredAt.set(`${i}@${p.dts}`, now);
+        write(b);
+      };
+      s.subscribe(sink, null);
+    }
+    const pushedAt = new Map<number, number>();
+    for (let dts = 40; dts <= 400; dts += 40) {
+      pushedAt.set(dts, performance.now());
+      s.push(video(dts, false));
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    await new Promise((r) => setTimeout(r, WINDOW * 2));
+    for (const sink of sinks) {
+      assert.deepEqual(sink.packets().map((p) => p.dts), [0, 0, ...pushedAt.keys()], 'every packet once, in order');
+    }
+    let worst = 0;
+    for (const [key, t] of deliveredAt) worst = Math.max(worst, t - pushedAt.get(Number(key.split('@')[1]))!);
+    // One window, plus slack for a busy machine's timers.
+    assert.ok(worst < WINDOW + 60, `a packet waited ${worst.toFixed(1)} ms with a ${WINDOW} ms window`);
+    // One shared timer would write to all eight in the same tick: their first flushes coincide.
+    const firsts = arrivals.map((a) => a[1]).sort((a, b) => a - b);
+    assert.ok(firsts[firsts.length - 1] - firsts[0] >= WINDOW / 4, `first flushes spread over ${(firsts[firsts.length - 1] - firsts[0]).toFixed(1)} ms`);
+  });
 });
