@@ -2,7 +2,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, readdirSync, readlinkSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readlinkSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -252,13 +252,15 @@ describe('sendfile: large cached files, zero-copy where the addon is built', () 
     const path = join(dir, 'inplace.ts');
     const first = randomBytes(BIG);
     writeFileSync(path, first);
+    // A whole second, so that setting it again below gives the identical mtime (a Date has no nanoseconds).
+    const mtime = new Date(1_700_000_000_000);
+    utimesSync(path, mtime, mtime);
     const warm = await exchange(direct.port, [{ path: '/inplace.ts' }, { path: '/inplace.ts' }]);
     assert.equal(sha(warm[1].body), sha(first));
     // The stat cache cannot tell (same inode, size, mtime): what sendfile reads must still be the
     // bytes the ETag and Content-Length describe, not the disk's new ones.
-    const { mtime, atime } = statSync(path);
     writeFileSync(path, randomBytes(BIG), { flag: 'r+' });
-    utimesSync(path, atime, mtime);
+    utimesSync(path, mtime, mtime);
     await new Promise((r) => setTimeout(r, 210));
     const after = await exchange(direct.port, [{ path: '/inplace.ts' }, { path: '/inplace.ts' }, { path: '/inplace.ts' }]);
     for (const a of after) {
