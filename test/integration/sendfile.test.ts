@@ -269,6 +269,27 @@ describe('sendfile: large cached files, zero-copy where the addon is built', () 
     }
   });
 
+  test('a reload that serves another directory closes the old one\'s memfds; the new one is served', async (t) => {
+    if (!sendfileBuilt) return t.skip(WHY_SKIPPED);
+    const other = await start(dir);
+    const second = mkdtempSync(join(tmpdir(), 'sg-sendfile-2-'));
+    try {
+      const next = randomBytes(BIG);
+      writeFileSync(join(second, 'big.ts'), next);
+      const base = memfds();
+      await exchange(other.port, [{ path: '/big.ts' }, { path: '/big.ts' }]);
+      assert.equal(memfds(), base + 1);
+      await other.gw.reload(loadConfigText(`listen off; console_dir off; players_dir off; http_api { enabled off; }
+        http_server { listen 127.0.0.1:0; dir ${second}; https { enabled off; } }`, 'test.conf', {}));
+      assert.equal(memfds(), base, 'the old root let go of its copy');
+      const got = await exchange(other.port, [{ path: '/big.ts' }, { path: '/big.ts' }]);
+      for (const a of got) assert.equal(sha(a.body), sha(next));
+    } finally {
+      await other.gw.close();
+      rmSync(second, { recursive: true, force: true });
+    }
+  });
+
   test('shutdown closes every memfd', async (t) => {
     if (!sendfileBuilt) return t.skip(WHY_SKIPPED);
     const other = await start(dir);
