@@ -25,9 +25,9 @@ import { createRtmpServer } from './ingest/rtmp/server.js';
 import type { Duplex } from 'node:stream';
 import type { OutgoingHttpHeaders } from 'node:http';
 import { FileRoot, type CachedBody } from './static/fileserver.js';
-import { sendfileBuilt } from './net/sendfile.js';
 import { installFrontDoor, installH2FrontDoor, type FastReply, type FastRequest, type FrontDoorOptions } from './http/frontdoor.js';
 import { UNKNOWN_TYPE } from './static/mime.js';
+import { sendfileBuilt } from './net/sendfile.js';
 import { clientIp } from './live/client.js';
 
 /** How long a connection accepted past max_connections may take to send the request its 503 answers. */

@@ -7,9 +7,10 @@ export class Metrics {
   private readonly requests = new Map<string, Map<number, number>>();
   private readonly bytes = new Map<string, number>();
   private readonly upstreamErrors = new Map<string, number>();
-  private sendfileBytes = 0;
   /** Extra gauges read at scrape time (connections, streams, players). */
   private readonly gauges = new Map<string, { help: string; read: () => number }>();
+  /** Response bytes sent by the sendfile addon. */
+  private sendfileBytes = 0;
 
   request(route: string, status: number, bytes: number): void {
     let byStatus = this.requests.get(route);
