@@ -121,8 +121,6 @@ export function installFrontDoor(server: Server, opts: FrontDoorOptions, event: 
   const nodeListeners = server.listeners(event) as ((s: Socket) => void)[];
   server.removeAllListeners(event);
   const idle = new Set<Socket>();
-  // sendfile needs the kernel socket: TLS encrypts in user space.
-  const plain = event === 'connection';
   server.on(event, (sock: Socket) => {
     if (event === 'secureConnection' && (sock as Socket & { alpnProtocol?: string | false }).alpnProtocol === 'h2') {
       for (const l of nodeListeners) l.call(server, sock);
@@ -200,8 +198,9 @@ export function installFrontDoor(server: Server, opts: FrontDoorOptions, event: 
       const wire = wireOf(r, req.close, small);
       let direct = 0;
       if (withBody && !small) {
-        // Zero-copy where it can; what a full socket buffer did not take goes through Node, in order.
-        const n = r.direct && plain ? sendDirect(sock, wire, r.direct, r.body.length) : NOT_DIRECT;
+        // Zero-copy where it can (not TLS: it encrypts in user space); what a full socket buffer
+        // did not take goes through Node, in order.
+        const n = r.direct && !(sock as Socket & { encrypted?: boolean }).encrypted ? sendDirect(sock, wire, r.direct, r.body.length) : NOT_DIRECT;
         if (n === SEND_FAILED) {
           // The client reset or closed: logged as what reached it (nothing we can count).
           opts.done(req.req, r, 0, performance.now() - start, 0);

@@ -11,6 +11,7 @@ import { loadConfigText } from '../../src/config/index.js';
 import { Gateway } from '../../src/gateway.js';
 import { memoryLogger } from '../../src/log.js';
 import { sendfileBuilt } from '../../src/net/sendfile.js';
+import { tlsGet } from './site.js';
 
 const run = promisify(execFile);
 
@@ -287,6 +288,25 @@ describe('sendfile: large cached files, zero-copy where the addon is built', () 
     } finally {
       await other.gw.close();
       rmSync(second, { recursive: true, force: true });
+    }
+  });
+
+  test('over TLS (HTTP/1.1 on the HTTPS listener) the front door writes through TLS, never sendfile on the raw fd', async () => {
+    const keys = mkdtempSync(join(tmpdir(), 'sg-sendfile-tls-'));
+    const { log } = memoryLogger();
+    // No key or cert at these paths: the gateway generates a self-signed pair there.
+    const gw = await Gateway.start(loadConfigText(`listen off; console_dir off; players_dir off; http_api { enabled off; }
+      http_server { listen 127.0.0.1:0; dir ${dir}; https { enabled on; listen 127.0.0.1:0; key ${join(keys, 'k.pem')}; cert ${join(keys, 'c.pem')}; } }`, 'test.conf', {}), { log });
+    try {
+      for (let i = 0; i < 3; i++) {
+        const r = await tlsGet(gw.port('https'), '/big.ts');
+        assert.equal(r.status, 200);
+        assert.equal(sha(r.body), sha(files['/big.ts']), `TLS #${i}`);
+      }
+      assert.equal(await sendfileBytes(gw.port('http')), 0);
+    } finally {
+      await gw.close();
+      rmSync(keys, { recursive: true, force: true });
     }
   });
 
