@@ -1,8 +1,12 @@
 # streamgate in a container: Node 20 on Debian, the compiled gateway, the default config.
 FROM node:20-bookworm-slim
 WORKDIR /app
-COPY package.json package-lock.json ./
-RUN npm ci --no-audit --no-fund
+COPY package.json package-lock.json binding.gyp ./
+COPY native ./native
+# The optional sendfile addon is compiled during npm ci; the compiler leaves in the same layer.
+RUN apt-get update && apt-get install -y --no-install-recommends python3 make g++ \
+ && npm ci --no-audit --no-fund \
+ && apt-get purge -y --auto-remove python3 make g++ && rm -rf /var/lib/apt/lists/*
 COPY tsconfig.json ./
 COPY src ./src
 COPY bin ./bin

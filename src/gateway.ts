@@ -27,6 +27,7 @@ import type { OutgoingHttpHeaders } from 'node:http';
 import { FileRoot, type CachedBody } from './static/fileserver.js';
 import { installFrontDoor, installH2FrontDoor, type FastReply, type FastRequest, type FrontDoorOptions } from './http/frontdoor.js';
 import { UNKNOWN_TYPE } from './static/mime.js';
+import { sendfileBuilt } from './net/sendfile.js';
 import { clientIp } from './live/client.js';
 
 /** How long a connection accepted past max_connections may take to send the request its 503 answers. */
@@ -77,6 +78,11 @@ interface Table {
 
 export interface GatewayOptions {
   log?: Logger;
+  /**
+   * Large cached files go out by sendfile(2) when the native addon is built (default: on, unless
+   * STREAMGATE_NO_SENDFILE=1). Off, they go out with write(2), as where the addon is missing.
+   */
+  sendfile?: boolean;
 }
 
 /**
@@ -106,9 +112,13 @@ export class Gateway {
   private readonly frontDoors: { closeIdle(): void }[] = [];
   private closedRecv = 0;
   private closedSend = 0;
+  /** Bytes the front door sent by send/sendfile on a socket's fd: no socket's bytesWritten has them. */
+  private directSend = 0;
+  private readonly sendfile: boolean;
 
   private constructor(config: Config, opts: GatewayOptions) {
     this.log = opts.log ?? new Logger();
+    this.sendfile = sendfileBuilt && (opts.sendfile ?? process.env.STREAMGATE_NO_SENDFILE !== '1');
     this.hub = new Hub({
       sourceOptions: (vhost) => this.sourceOptions(vhost),
       takeover: (vhost) => this.vhost(vhost).publish.takeover,
@@ -275,10 +285,25 @@ export class Gateway {
     };
   }
 
+  /**
+   * After a reload: roots the new table does not use give back their memory and memfds. The
+   * players' vendor roots are looked up per request, so they stay.
+   */
+  private closeUnusedRoots(): void {
+    const t = this.table;
+    const used = new Set([t.root, t.console, t.players, ...t.mounts.map((m) => m.root)]);
+    for (const lib of Object.values(VENDOR_FILES)) used.add(this.roots.get(lib.dir) ?? null);
+    for (const [dir, r] of this.roots) {
+      if (used.has(r)) continue;
+      r.close();
+      this.roots.delete(dir);
+    }
+  }
+
   private fileRoot(dir: string): FileRoot {
     let r = this.roots.get(dir);
     if (!r) {
-      r = new FileRoot(dir);
+      r = new FileRoot(dir, { direct: this.sendfile });
       this.roots.set(dir, r);
     }
     return r;
@@ -344,7 +369,7 @@ export class Gateway {
       let head = `Content-Type: ${e.type}\r\nContent-Length: ${e.body.length}\r\nAccept-Ranges: bytes\r\nETag: ${e.etag}\r\nLast-Modified: ${e.lastModified}\r\n`;
       if (e.cache) head += `Cache-Control: ${e.cache}\r\n`;
       if (e.type === UNKNOWN_TYPE) head += 'X-Content-Type-Options: nosniff\r\n';
-      r = { status: 200, head, body: e.body, route: 'static' };
+      r = { status: 200, head, body: e.body, route: 'static', direct: e.direct };
       this.replies.set(e, r);
     }
     return cors ? this.withCors(r) : r;
@@ -362,15 +387,19 @@ export class Gateway {
   private frontDoorOptions(): FrontDoorOptions {
     return {
       answer: (r) => this.frontAnswer(r),
-      done: (r, reply, bytes, ms) => this.frontDone(r, reply, bytes, ms),
+      done: (r, reply, bytes, ms, direct) => this.frontDone(r, reply, bytes, ms, direct),
       eligible: (sock) => !this.closing && !this.overLimit.has(sock),
       keepAliveTimeoutMs: () => this.table.config.limits.keepAliveTimeoutMs,
       maxHeaderBytes: () => this.table.config.limits.maxHeaderBytes,
     };
   }
 
-  private frontDone(req: FastRequest, reply: FastReply, bytes: number, ms: number): void {
+  private frontDone(req: FastRequest, reply: FastReply, bytes: number, ms: number, direct: number): void {
     this.metrics.request(reply.route, reply.status, bytes);
+    if (direct > 0) {
+      this.directSend += direct;
+      this.metrics.sendfile(direct);
+    }
     const format = this.table.config.accessLog;
     if (format === 'off') return;
     this.log.access(formatAccess(format, {
@@ -541,6 +570,8 @@ export class Gateway {
     this.listeners = await bindAll(specs);
     for (const l of this.listeners) this.log.info(`listening on ${l.address.address}:${l.address.port} (${l.role})`);
     for (const n of c.notes) this.log.info(`config: ${n}`);
+    this.log.info(this.sendfile ? 'sendfile: on (native addon): large cached files go out zero-copy'
+      : `sendfile: off (${sendfileBuilt ? 'STREAMGATE_NO_SENDFILE' : 'native addon not built'}): large files go out with write(2)`);
   }
 
   private track(server: NetServer, plainHttp = false): void {
@@ -579,7 +610,7 @@ export class Gateway {
   /** Open connections and bytes in and out on every connection since start (the API's summaries). */
   traffic(): { connections: number; recvBytes: number; sendBytes: number } {
     let recv = this.closedRecv;
-    let send = this.closedSend;
+    let send = this.closedSend + this.directSend;
     for (const s of this.sockets) {
       recv += s.bytesRead;
       send += s.bytesWritten;
@@ -607,6 +638,7 @@ export class Gateway {
       for (const server of this.httpsServers) server.setSecureContext({ key: pair.key, cert: pair.cert });
     }
     this.table = this.buildTable(config);
+    this.closeUnusedRoots();
     for (const p of [...old.apiProxy, ...old.proxies]) if (!this.table.apiProxy.concat(this.table.proxies).some((n) => n.proxy === p.proxy)) p.proxy.close();
     old.catchAll?.close();
     this.log.info(`reload: ${config.file} applied`);
@@ -645,6 +677,8 @@ export class Gateway {
     this.origin.close();
     for (const p of [...this.table.apiProxy, ...this.table.proxies]) p.proxy.close();
     this.table.catchAll?.close();
+    for (const r of this.roots.values()) r.close();
+    this.roots.clear();
     this.log.info('shutdown: done');
     this.log.flush();
   }

@@ -1,5 +1,6 @@
 import type http2 from 'node:http2';
 import type { Server, Socket } from 'node:net';
+import { NOT_DIRECT, SEND_FAILED, sendDirect, type DirectBody } from '../net/sendfile.js';
 
 /**
  * The front door of a plain-HTTP listener: the hot requests of a streaming site — a GET of a
@@ -35,6 +36,8 @@ export interface FastReply {
   head: string;
   body: Buffer;
   route: string;
+  /** The body's memfd copy: on a plain TCP socket a large body then goes out by sendfile(2). */
+  direct?: DirectBody | null;
 }
 
 export interface FrontDoorOptions {
@@ -43,8 +46,11 @@ export interface FrontDoorOptions {
    * promise (a cold cache being filled) holds this connection's later requests until it settles.
    */
   answer(req: FastRequest): FastReply | null | Promise<FastReply | null>;
-  /** After a reply is written: access log and metrics. */
-  done(req: FastRequest, reply: FastReply, bytes: number, ms: number): void;
+  /**
+   * After a reply is written: access log and metrics. `direct` of the `bytes` went out by
+   * send/sendfile on the socket's fd, which the socket's bytesWritten does not count.
+   */
+  done(req: FastRequest, reply: FastReply, bytes: number, ms: number, direct: number): void;
   /** False hands the connection over at once (shutting down, past max_connections). */
   eligible(sock: Socket): boolean;
   keepAliveTimeoutMs(): number;
@@ -190,17 +196,33 @@ export function installFrontDoor(server: Server, opts: FrontDoorOptions, event: 
       const withBody = req.req.method === 'GET' && r.body.length > 0;
       const small = withBody && r.body.length <= SMALL_BODY_BYTES;
       const wire = wireOf(r, req.close, small);
+      let direct = 0;
       if (withBody && !small) {
-        // Head and a large body in one writev.
-        sock.cork();
-        sock.write(wire);
-        sock.write(r.body);
-        sock.uncork();
+        // Zero-copy where it can (not TLS: it encrypts in user space); what a full socket buffer
+        // did not take goes through Node, in order.
+        const n = r.direct && !(sock as Socket & { encrypted?: boolean }).encrypted ? sendDirect(sock, wire, r.direct, r.body.length) : NOT_DIRECT;
+        if (n === SEND_FAILED) {
+          // The client reset or closed: logged as what reached it (nothing we can count).
+          opts.done(req.req, r, 0, performance.now() - start, 0);
+          buf = null;
+          sock.destroy();
+          return false;
+        }
+        direct = Math.max(n, 0);
+        if (direct < wire.length) {
+          // Head and a large body in one writev.
+          sock.cork();
+          sock.write(direct > 0 ? wire.subarray(direct) : wire);
+          sock.write(r.body);
+          sock.uncork();
+        } else if (direct < wire.length + r.body.length) {
+          sock.write(r.body.subarray(direct - wire.length));
+        }
       } else {
         sock.write(wire);
       }
       const bytes = wire.length + (withBody && !small ? r.body.length : 0);
-      opts.done(req.req, r, bytes, performance.now() - start);
+      opts.done(req.req, r, bytes, performance.now() - start, direct);
       if (req.close) {
         buf = null;
         sock.end();
@@ -338,7 +360,7 @@ export function installH2FrontDoor(server: http2.Http2SecureServer, opts: Pick<F
     const withBody = req.method === 'GET' && answer.body.length > 0;
     stream.respond(h2HeadersOf(answer), { endStream: !withBody });
     if (withBody) stream.end(answer.body);
-    opts.done(req, answer, withBody ? answer.body.length : 0, performance.now() - start);
+    opts.done(req, answer, withBody ? answer.body.length : 0, performance.now() - start, 0);
   });
 }
 

@@ -9,6 +9,8 @@ export class Metrics {
   private readonly upstreamErrors = new Map<string, number>();
   /** Extra gauges read at scrape time (connections, streams, players). */
   private readonly gauges = new Map<string, { help: string; read: () => number }>();
+  /** Response bytes sent by the sendfile addon. */
+  private sendfileBytes = 0;
 
   request(route: string, status: number, bytes: number): void {
     let byStatus = this.requests.get(route);
@@ -18,6 +20,11 @@ export class Metrics {
     }
     byStatus.set(status, (byStatus.get(status) ?? 0) + 1);
     this.bytes.set(route, (this.bytes.get(route) ?? 0) + bytes);
+  }
+
+  /** Response bytes that went out by sendfile(2) (the native addon in use). */
+  sendfile(bytes: number): void {
+    this.sendfileBytes += bytes;
   }
 
   upstreamError(upstream: string, kind: string): void {
@@ -39,6 +46,8 @@ export class Metrics {
     for (const [route, byStatus] of this.requests) for (const [status, n] of byStatus) requests.set(`route="${route}",status="${status}"`, n);
     family('streamgate_http_requests_total', 'HTTP requests by route and status.', 'counter', requests);
     family('streamgate_http_response_bytes_total', 'Bytes sent in HTTP responses, by route.', 'counter', new Map([...this.bytes].map(([route, n]) => [`route="${route}"`, n])));
+    out.push('# HELP streamgate_sendfile_bytes_total Response bytes sent with send/sendfile(2) by the native addon (0: not built, or off).',
+      '# TYPE streamgate_sendfile_bytes_total counter', `streamgate_sendfile_bytes_total ${this.sendfileBytes}`);
     family('streamgate_upstream_errors_total', 'Proxy upstream failures by upstream and kind.', 'counter', this.upstreamErrors);
     for (const [name, g] of this.gauges) {
       out.push(`# HELP ${name} ${g.help}`, `# TYPE ${name} gauge`, `${name} ${g.read()}`);

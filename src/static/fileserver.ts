@@ -2,6 +2,7 @@ import { createReadStream, promises as fsp, type Stats } from 'node:fs';
 import { sep } from 'node:path';
 import type { Context } from 'koa';
 import { GatewayError } from '../errors.js';
+import { DirectBody } from '../net/sendfile.js';
 import { cacheControl, contentType, UNKNOWN_TYPE } from './mime.js';
 import { parseRange } from './range.js';
 
@@ -15,6 +16,14 @@ const MEMORY_FILE_MAX_BYTES = 1024 * 1024;
 const MEMORY_CACHE_MAX_BYTES = 64 * 1024 * 1024;
 /** Read-stream chunk for larger files. */
 const STREAM_CHUNK_BYTES = 256 * 1024;
+/**
+ * Bodies from this size up also get a sealed memfd copy for sendfile(2) (when enabled). Measured
+ * with wrk, 50 connections: 32 KB bodies went faster by send + sendfile than by one writev in
+ * every round, 20 KB ones were a draw (two system calls against a copy that small).
+ */
+const DIRECT_MIN_BYTES = 32 * 1024;
+/** memfd copies per root at most: each is an open fd, and sockets need fds too. */
+const DIRECT_MAX_FILES = 256;
 
 interface Entry {
   checkedAt: number;
@@ -26,6 +35,16 @@ interface Entry {
   type: string;
   cache: string | undefined;
   body: Buffer | null;
+  /**
+   * The body's memfd copy for sendfile, made on the front door's first request for it (files only
+   * the full table serves never get one); undefined until then, null when not made. Released when
+   * the entry leaves the cache.
+   */
+  direct: DirectBody | null | undefined;
+  /** Bytes this entry counts against MEMORY_CACHE_MAX_BYTES (the body, and its memfd copy). */
+  held: number;
+  /** False once the entry has left the cache: no memfd is made for it any more. */
+  live: boolean;
 }
 
 export const ALLOW_STATIC = 'GET, HEAD, OPTIONS';
@@ -37,6 +56,13 @@ export interface CachedBody {
   lastModified: string;
   type: string;
   cache: string | undefined;
+  /** The same bytes in a sealed memfd, for sendfile; null for small bodies or with sendfile off. */
+  direct: DirectBody | null | undefined;
+}
+
+export interface FileRootOptions {
+  /** Keep memfd copies of large bodies for the front door's sendfile path. */
+  direct: boolean;
 }
 
 /**
@@ -47,8 +73,12 @@ export class FileRoot {
   private realRoot: string | null = null;
   private readonly entries = new Map<string, Entry>();
   private memoryBytes = 0;
+  private directFiles = 0;
 
-  constructor(readonly dir: string) {}
+  constructor(
+    readonly dir: string,
+    private readonly opts: FileRootOptions = { direct: false },
+  ) {}
 
   /**
    * Serves `rawPath` (still percent-encoded, relative to the root, beginning with "/").
@@ -166,10 +196,27 @@ export class FileRoot {
    */
   fastBody(rel: string, now: number): CachedBody | undefined | Promise<CachedBody | undefined> {
     const e = this.entries.get(rel);
-    if (e && now - e.checkedAt < STAT_TTL_MS) return asBody(e);
+    if (e && now - e.checkedAt < STAT_TTL_MS) return this.fast(e);
     const p = this.lookup(rel);
-    if (e && asBody(e)) return e as CachedBody;
-    return p.then(asBody);
+    if (e && asBody(e)) return this.fast(e);
+    return p.then((x) => this.fast(x));
+  }
+
+  /** A plain file's cached body for the front door, with its memfd copy made on first use. */
+  private fast(e: Entry): CachedBody | undefined {
+    const b = asBody(e);
+    if (b === undefined || e.direct !== undefined) return b;
+    const size = e.body!.length;
+    e.direct = null;
+    if (this.opts.direct && e.live && size >= DIRECT_MIN_BYTES && this.directFiles < DIRECT_MAX_FILES && this.memoryBytes + size <= MEMORY_CACHE_MAX_BYTES) {
+      e.direct = DirectBody.of(e.body!);
+      if (e.direct) {
+        e.held += size;
+        this.memoryBytes += size;
+        this.directFiles++;
+      }
+    }
+    return b;
   }
 
   /** Lookups in flight, so a burst of requests for a stale path shares one stat. */
@@ -208,7 +255,7 @@ export class FileRoot {
     } catch {
       stat = null;
     }
-    if (cached?.body) this.memoryBytes -= cached.body.length;
+    if (cached) this.drop(cached);
     const e: Entry = {
       checkedAt: now,
       stat,
@@ -218,6 +265,9 @@ export class FileRoot {
       type: contentType(rel) ?? UNKNOWN_TYPE,
       cache: cacheControl(rel),
       body: null,
+      direct: undefined,
+      held: 0,
+      live: true,
     };
     this.paths.set(e, full);
     if (stat?.isFile() && stat.size <= MEMORY_FILE_MAX_BYTES && this.memoryBytes + stat.size <= MEMORY_CACHE_MAX_BYTES) {
@@ -225,6 +275,7 @@ export class FileRoot {
         const body = await fsp.readFile(full);
         if (body.length === stat.size) {
           e.body = body;
+          e.held = body.length;
           this.memoryBytes += body.length;
         }
       } catch {
@@ -241,9 +292,30 @@ export class FileRoot {
     let n = STAT_CACHE_ENTRIES / 10;
     for (const [k, v] of this.entries) {
       if (n-- <= 0) break;
-      if (v.body) this.memoryBytes -= v.body.length;
+      this.drop(v);
       this.entries.delete(k);
     }
+  }
+
+  /**
+   * An entry leaves the cache: its bytes stop counting and its memfd closes. Requests still
+   * holding it keep its in-memory body (the front door sees the released copy and writes that).
+   * Idempotent: eviction can drop an entry that a check in flight then replaces.
+   */
+  private drop(e: Entry): void {
+    this.memoryBytes -= e.held;
+    e.held = 0;
+    e.live = false;
+    if (e.direct && e.direct.fd >= 0) {
+      e.direct.release();
+      this.directFiles--;
+    }
+  }
+
+  /** Shutdown, or a reload that no longer serves this directory: every memfd closes. */
+  close(): void {
+    for (const e of this.entries.values()) this.drop(e);
+    this.entries.clear();
   }
 }
 
