@@ -125,7 +125,7 @@ export class Gateway {
       maxStreams: config.limits.maxStreams,
     });
     this.table = this.buildTable(config);
-    this.origin = createOrigin({ hub: this.hub, config: () => this.table.config, vhost: (n) => this.vhost(n), log: this.log });
+    this.origin = createOrigin({ hub: this.hub, config: () => this.table.config, vhost: (n) => this.vhost(n), log: this.log, sendfile: this.sendfile });
     this.api = createApi({
       hub: this.hub,
       config: () => this.table.config,

@@ -9,6 +9,7 @@ import { GatewayError } from '../errors.js';
 import { DEFAULT_HLS_LIMITS, HlsStream, type HlsLimits, type Segment } from './hls-segmenter.js';
 import { tsTracks } from './ts.js';
 import type { FastReply } from '../http/frontdoor.js';
+import { DirectBody } from '../net/sendfile.js';
 
 /** The longest a playlist request waits for a just-published stream's first segment. */
 const FIRST_SEGMENT_WAIT_MAX_MS = 10_000;
@@ -27,6 +28,10 @@ const SEGMENT_MAX_AGE_S = 3600;
 const HLS_SESSION_IDLE_MS = 20_000;
 /** Viewers listed at most; beyond this new ones are served but not listed (bounded memory). */
 const MAX_HLS_SESSIONS = 10_000;
+/** Segments from this size go out by sendfile from a memfd copy (as cached files do, src/static/). */
+const DIRECT_MIN_BYTES = 32 * 1024;
+/** memfd copies held at most, over every stream (each is an open fd). */
+const DIRECT_MAX_SEGMENTS = 256;
 
 export const HLS_PLAYLIST_TYPE = 'application/vnd.apple.mpegurl';
 export const TS_TYPE = 'video/mp2t';
@@ -45,6 +50,8 @@ export interface HlsDeps {
   log: Logger;
   /** Overrides for tests and soaks. */
   limits?: Partial<Omit<HlsLimits, 'fragmentS' | 'windowS'>>;
+  /** Segments may go out by sendfile from a sealed memfd copy (the native addon is built and on). */
+  sendfile?: boolean;
 }
 
 interface Entry {
@@ -138,7 +145,7 @@ export class HlsOutput {
     if (!found) return null;
     let reply = this.segmentReplies.get(found.seg);
     if (reply === undefined) {
-      reply = { status: 200, head: `Content-Type: ${TS_TYPE}\r\nContent-Length: ${found.seg.data.length}\r\nCache-Control: public, max-age=${SEGMENT_MAX_AGE_S}, immutable\r\n`, body: found.seg.data, route: 'stream' };
+      reply = { status: 200, head: `Content-Type: ${TS_TYPE}\r\nContent-Length: ${found.seg.data.length}\r\nCache-Control: public, max-age=${SEGMENT_MAX_AGE_S}, immutable\r\n`, body: found.seg.data, route: 'stream', direct: this.directOf(found.seg) };
       this.segmentReplies.set(found.seg, reply);
     }
     this.touch(found.name, viewer, head ? 0 : found.seg.data.length);
@@ -147,6 +154,42 @@ export class HlsOutput {
 
   private readonly playlists = new WeakMap<HlsStream, { text: string; reply: FastReply }>();
   private readonly segmentReplies = new WeakMap<Segment, FastReply>();
+  /**
+   * Segments with a memfd copy, and the key of the stream that holds them. A segment is read by
+   * every viewer within seconds of being cut, so one copy serves thousands of sendfile calls
+   * (NGINX gets the same from the page cache when SRS writes segments to disk).
+   */
+  private readonly directs = new Map<Segment, { body: DirectBody; key: string }>();
+
+  /** A memfd copy of a segment for sendfile, made the first time the front door serves it. */
+  private directOf(seg: Segment): DirectBody | null {
+    if (!this.deps.sendfile || seg.data.length < DIRECT_MIN_BYTES) return null;
+    this.releaseDirects(false);
+    if (this.directs.size >= DIRECT_MAX_SEGMENTS) return null;
+    const key = this.keyOf(seg);
+    if (key === undefined) return null;
+    const body = DirectBody.of(seg.data);
+    if (body) this.directs.set(seg, { body, key });
+    return body;
+  }
+
+  private keyOf(seg: Segment): string | undefined {
+    for (const [key, e] of this.entries) if (e.stream.segment(seg.seq) === seg) return key;
+    return undefined;
+  }
+
+  /**
+   * Closes the copies of segments no longer fetchable (slid out of the window and its retired
+   * tail, or their stream disposed), or all of them. A reply that still points at a released
+   * copy falls back to the in-memory bytes (DirectBody.release).
+   */
+  private releaseDirects(all: boolean): void {
+    for (const [seg, d] of this.directs) {
+      if (!all && this.entries.get(d.key)?.stream.segment(seg.seq) === seg) continue;
+      d.body.release();
+      this.directs.delete(seg);
+    }
+  }
 
   private viewerOf(ctx: Context): HlsViewer {
     return { ip: clientIp(ctx.req.socket?.remoteAddress), agent: ctx.get('User-Agent'), host: ctx.host, referer: ctx.get('Referer') };
@@ -205,6 +248,7 @@ export class HlsOutput {
     this.deps.hub.off('publish', this.onPublish);
     for (const e of this.entries.values()) if (e.expiry) clearTimeout(e.expiry);
     this.entries.clear();
+    this.releaseDirects(true);
   }
 
   /** The segment a `{stream}-{seq}` name points at, and the stream's own name. */
@@ -236,7 +280,10 @@ export class HlsOutput {
     source.once('end', () => {
       if (entry.expiry) clearTimeout(entry.expiry);
       entry.expiry = setTimeout(() => {
-        if (this.entries.get(key) === entry && entry.stream.ended) this.entries.delete(key);
+        if (this.entries.get(key) === entry && entry.stream.ended) {
+          this.entries.delete(key);
+          this.releaseDirects(false);
+        }
       }, v.hls.disposeMs);
       entry.expiry.unref();
       if (entry.stream.oversized > 0) this.deps.log.warn(`hls ${source.name.app}/${source.name.stream}: ${entry.stream.oversized} segments dropped (no key frame within ${DEFAULT_HLS_LIMITS.maxSegmentBytes} bytes)`);

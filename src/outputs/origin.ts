@@ -31,6 +31,8 @@ export interface OriginDeps {
   log: Logger;
   /** Upload store bounds (tests); defaults otherwise. */
   uploads?: UploadLimits;
+  /** Live HLS segments may go out by sendfile (src/net/sendfile.ts). */
+  sendfile?: boolean;
 }
 
 export interface Origin {
@@ -62,7 +64,7 @@ export function createOrigin(deps: OriginDeps): Origin {
   const { hub, log } = deps;
   const guard = guardsByVhost((vhost) => deps.vhost(vhost).publish);
   hub.resolver = edgeResolver({ hub, log, vhost: deps.vhost });
-  const hls = new HlsOutput({ hub, vhost: deps.vhost, log });
+  const hls = new HlsOutput({ hub, vhost: deps.vhost, log, sendfile: deps.sendfile ?? false });
   const uploads = new UploadStore(deps.uploads);
 
   const notLive = async (next: Next): Promise<void> => {

@@ -5,7 +5,8 @@ import http from 'node:http';
 import { loadConfigText } from '../../src/config/index.js';
 import { Gateway } from '../../src/gateway.js';
 import { memoryLogger } from '../../src/log.js';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { sendfileBuilt } from '../../src/net/sendfile.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decode, ffmpegArgs, probe, publish, run, waitFor } from '../helpers/ffmpeg.js';
@@ -381,6 +382,52 @@ describe('live streams and uploads are not shadowed by files', () => {
       assert.match(streamed.body ?? '', /at most 33554432 bytes/);
       assert.equal((await fetch(`http://127.0.0.1:${port}/live/big.ts`)).status, 404);
     } finally {
+      await gw.close();
+    }
+  });
+});
+
+describe('live HLS segments by sendfile', () => {
+  /** The memfd copies this process holds open, as the kernel lists them. */
+  const memfds = () => readdirSync('/proc/self/fd').filter((fd) => {
+    try {
+      return readlinkSync(`/proc/self/fd/${fd}`).startsWith('/memfd:streamgate-body');
+    } catch {
+      return false;
+    }
+  }).length;
+  const sendfileBytes = async (port: number) => Number(/^streamgate_sendfile_bytes_total (\d+)$/m.exec(await (await fetch(`http://127.0.0.1:${port}/metrics`)).text())?.[1] ?? NaN);
+
+  test('a segment goes out zero-copy from a memfd copy, byte for byte what the full path serves; the copies close when the stream is disposed', { skip: sendfileBuilt ? false : 'the native sendfile addon is not built: segments go out with write(2)' }, async () => {
+    const { log } = memoryLogger();
+    const gw = await Gateway.start(loadConfigText(`listen off; http_server { listen 127.0.0.1:0; dir ./public; https { enabled off; } }
+      vhost __defaultVhost__ { play { mw_latency 50ms; } hls { enabled on; hls_fragment 1; hls_window 3; hls_dispose 1; } }`, 'test.conf'), { log });
+    const port = gw.port('http');
+    const before = memfds();
+    const pub = publish(`http://127.0.0.1:${port}/live/z.flv`, { seconds: 4, fps: FPS, gop: FPS, size: '640x360' });
+    try {
+      await waitFor('z live', () => gw.hub.find({ vhost: V, app: 'live', stream: 'z' }));
+      const list = await waitFor('two segments', async () => {
+        const p = await playlist(port, '/live/z.m3u8');
+        return p.segments.length >= 2 ? p : undefined;
+      }, 10_000);
+      const path = `/live/${list.segments[0].uri}`;
+      const sent0 = await sendfileBytes(port);
+      const [fast, again] = await keepAliveGets(port, [path, path]);
+      // A condition sends the request to the full table, which answers from the same bytes in memory.
+      const full = await rawGet(port, path, { headers: { 'If-None-Match': '"nothing"' } });
+      assert.equal(lane(fast), 'fast');
+      assert.equal(lane(full), 'table');
+      assert.ok(fast.body.length >= 32 * 1024, `segment of ${fast.body.length} bytes: big enough for sendfile`);
+      assert.ok(fast.body.equals(full.body) && again.body.equals(full.body), 'the same bytes by sendfile and by the full path');
+      assert.equal(Number(fast.headers['content-length']), full.body.length);
+      assert.ok(await sendfileBytes(port) - sent0 >= 2 * fast.body.length, 'both front-door answers went out by sendfile');
+      assert.equal(await pub.exited, 0, pub.stderr());
+      // hls_dispose 1 s after the publisher left, the stream and its segments' copies are gone.
+      await waitFor('the copies to close', () => memfds() <= before, 8_000);
+      assert.equal((await fetch(`http://127.0.0.1:${port}${path}`)).status, 404);
+    } finally {
+      pub.kill();
       await gw.close();
     }
   });
