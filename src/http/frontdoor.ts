@@ -23,7 +23,15 @@ export interface FastRequest {
   agent: string;
   ip: string;
   httpVersion: '1.1' | '2.0';
+  /** The request head as read (request line and header lines, no blank line), for the proxy lane; '' on HTTP/2. */
+  head: string;
 }
+
+/**
+ * A proxied request in flight (src/proxy/lane.ts): it owns the connection until it calls
+ * `finished`, with true when the connection is open for the next request.
+ */
+export type ProxyRun = (close: boolean, finished: (open: boolean) => void) => void;
 
 /**
  * A reply the front door writes. Producers reuse one object per answer (per cached file, playlist
@@ -43,6 +51,11 @@ export interface FrontDoorOptions {
    * promise (a cold cache being filled) holds this connection's later requests until it settles.
    */
   answer(req: FastRequest): FastReply | null | Promise<FastReply | null>;
+  /**
+   * The proxy lane's runner for a plain GET/HEAD (conditions and ranges included: an upstream
+   * answers those), or null. Asked before `answer`.
+   */
+  proxy?(req: FastRequest, sock: Socket): ProxyRun | null;
   /** After a reply is written: access log and metrics. */
   done(req: FastRequest, reply: FastReply, bytes: number, ms: number): void;
   /** False hands the connection over at once (shutting down, past max_connections). */
@@ -55,6 +68,8 @@ const CRLFCRLF = Buffer.from('\r\n\r\n');
 /** Headers whose presence means the request is not a plain cache hit. */
 const NOT_PLAIN = new Set(['range', 'if-none-match', 'if-modified-since', 'if-match', 'if-unmodified-since', 'if-range',
   'content-length', 'transfer-encoding', 'upgrade', 'expect', 'http2-settings']);
+/** Of NOT_PLAIN, those a proxied request carries to its upstream as ordinary headers. */
+const CONDITIONAL = new Set(['range', 'if-none-match', 'if-modified-since', 'if-match', 'if-unmodified-since', 'if-range']);
 /** Bodies up to this size go out in the same write as the head. */
 const SMALL_BODY_BYTES = 16 * 1024;
 /** A client that queues this much unread response is served again when it drains. */
@@ -64,7 +79,7 @@ let dateSecond = 0;
 let dateLine = '';
 
 /** The Date header, rendered once per second as NGINX does. */
-function httpDate(): string {
+export function httpDate(): string {
   const now = Date.now();
   const s = Math.floor(now / 1000);
   if (s !== dateSecond) {
@@ -134,6 +149,8 @@ export function installFrontDoor(server: Server, opts: FrontDoorOptions, event: 
     };
     const onData = (chunk: Buffer) => {
       buf = buf === null ? chunk : Buffer.concat([buf, chunk]);
+      // A client that pipelines while a proxied answer streams waits with a bounded buffer.
+      if (waiting && buf.length > opts.maxHeaderBytes()) sock.pause();
       serve();
     };
     sock.setNoDelay(true);
@@ -166,12 +183,16 @@ export function installFrontDoor(server: Server, opts: FrontDoorOptions, event: 
         if (end < 0 || end > opts.maxHeaderBytes()) return handOver(sock, buf);
         const req = parseHead(buf.toString('latin1', 0, end), sock.remoteAddress ?? '-');
         if (req === null) return handOver(sock, buf);
+        const run = opts.proxy?.(req.req, sock) ?? null;
+        if (run !== null) return proxied(run, req, end);
+        if (req.conditional) return handOver(sock, buf);
         const start = performance.now();
         const answer = opts.answer(req.req);
         if (answer instanceof Promise) {
           waiting = true;
           answer.catch(() => null).then((r) => {
             waiting = false;
+            sock.resume();
             if (gone || buf === null || (r === null && ended)) return void (ended && sock.end());
             if (r === null) return handOver(sock, buf);
             if (write(req, r, start, end)) serve();
@@ -182,6 +203,23 @@ export function installFrontDoor(server: Server, opts: FrontDoorOptions, event: 
         if (answer === null) return handOver(sock, buf);
         if (!write(req, answer, start, end)) return;
       }
+    };
+
+    /** Consumes a request the proxy lane takes and waits for its answer to be over. */
+    const proxied = (run: ProxyRun, req: ParsedHead, headEnd: number): void => {
+      buf = buf !== null && buf.length > headEnd + 4 ? buf.subarray(headEnd + 4) : null;
+      waiting = true;
+      // Not idle while an answer is in flight: shutdown must not cut it.
+      idle.delete(sock);
+      run(req.close, (open) => {
+        waiting = false;
+        if (!open || gone) return;
+        idle.add(sock);
+        sock.setTimeout(opts.keepAliveTimeoutMs());
+        sock.resume();
+        serve();
+        if (ended && !waiting) sock.end();
+      });
     };
 
     /** Writes one answer and consumes its request; false when the connection must not go on now. */
@@ -238,6 +276,8 @@ export function installFrontDoor(server: Server, opts: FrontDoorOptions, event: 
 interface ParsedHead {
   req: FastRequest;
   close: boolean;
+  /** It carries a condition or a range: not for the cache, fine for a proxy. */
+  conditional: boolean;
 }
 
 function parseHead(head: string, ip: string): ParsedHead | null {
@@ -264,6 +304,7 @@ function parseHead(head: string, ip: string): ParsedHead | null {
   let host: string | null = null;
   let origin = false;
   let close = false;
+  let conditional = false;
   let referer = '';
   let agent = '';
   let pos = eol < 0 ? head.length : eol + 2;
@@ -279,7 +320,8 @@ function parseHead(head: string, ip: string): ParsedHead | null {
       if (c <= 0x20 || c >= 0x7f) return null;
     }
     const value = head.slice(colon + 1, next).trim();
-    if (NOT_PLAIN.has(name)) return null;
+    if (CONDITIONAL.has(name)) conditional = true;
+    else if (NOT_PLAIN.has(name)) return null;
     if (name === 'host') {
       if (host !== null) return null;
       host = value;
@@ -298,7 +340,7 @@ function parseHead(head: string, ip: string): ParsedHead | null {
   }
   // HTTP/1.1 requires Host (RFC 9112 §3.2): without one, Node answers 400.
   if (host === null) return null;
-  return { req: { method, url, host, origin, referer, agent, ip, httpVersion: '1.1' }, close };
+  return { req: { method, url, host, origin, referer, agent, ip, httpVersion: '1.1', head }, close, conditional };
 }
 
 /** Response headers of a reply, as HTTP/2 wants them; parsed once per reply (replies are reused). */
@@ -351,5 +393,5 @@ function plainH2(h: http2.IncomingHttpHeaders, ip: string): FastRequest | null {
   const host = h[':authority'] ?? h.host;
   if (typeof host !== 'string') return null;
   const str = (v: string | string[] | undefined) => (typeof v === 'string' ? v : '');
-  return { method, url, host, origin: h.origin !== undefined, referer: str(h.referer), agent: str(h['user-agent']), ip, httpVersion: '2.0' };
+  return { method, url, host, origin: h.origin !== undefined, referer: str(h.referer), agent: str(h['user-agent']), ip, httpVersion: '2.0', head: '' };
 }
