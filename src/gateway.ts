@@ -411,8 +411,11 @@ export class Gateway {
     return (close, finished) => {
       const start = performance.now();
       const c = t.config;
-      // A proxied answer may be silent up to proxy.timeout (the long path does the same).
-      sock.setTimeout(Math.max(c.limits.requestTimeoutMs, c.proxy.timeoutMs));
+      // A proxied answer may be silent up to proxy.timeout (as on the long path); the keep-alive
+      // timeout, when longer, already covers it, and re-arming a socket timer costs.
+      const silent = Math.max(c.limits.requestTimeoutMs, c.proxy.timeoutMs);
+      const now = sock.timeout ?? 0;
+      if (now !== 0 && now < silent) sock.setTimeout(silent);
       this.metrics.count('streamgate_proxy_lane_requests_total', 'Proxied requests the front door carried on its raw lane.');
       lane.run(sock, lr, wire, {
         close: close || this.closing,

@@ -215,7 +215,8 @@ export function installFrontDoor(server: Server, opts: FrontDoorOptions, event: 
         waiting = false;
         if (!open || gone) return;
         idle.add(sock);
-        sock.setTimeout(opts.keepAliveTimeoutMs());
+        const keepAlive = opts.keepAliveTimeoutMs();
+        if (sock.timeout !== keepAlive) sock.setTimeout(keepAlive);
         sock.resume();
         serve();
         if (ended && !waiting) sock.end();

@@ -31,7 +31,8 @@ function connectionTokens(h: IncomingHttpHeaders): Set<string> | null {
 
 /** The header names a Connection value lists, lower-case, without close and keep-alive; null if none. */
 export function connectionTokenSet(c: string | string[] | undefined): Set<string> | null {
-  if (c === undefined) return null;
+  // The usual values name no header: skip the split.
+  if (c === undefined || c === 'keep-alive' || c === 'close' || c === 'Keep-Alive') return null;
   const out = new Set<string>();
   for (const t of String(c).split(',')) {
     const n = t.trim().toLowerCase();

@@ -34,7 +34,7 @@ const LAST_CHUNK = Buffer.from('0\r\n\r\n');
  * A control character in a head, or a CR or LF that is not part of a CRLF: forwarded as is, a
  * bare LF in a value would start a new header line (or a new request) for the next parser.
  */
-const BAD_HEAD = /[\0-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)|(?<!\r)\n/;
+const BAD_HEAD = /[\0-\x08\x0b\x0c\x0e-\x1f\x7f]|\r[^\n]|\r$|[^\r]\n|^\n/;
 
 export interface LaneOptions {
   upstream: URL;
@@ -94,7 +94,9 @@ class Conn {
   /** It has carried a whole response: a failure before the next answer may be a stale keep-alive. */
   reused = false;
   connected = false;
+  /** How long it may sit idle before it is not trusted with a request, and since when it has. */
   idleMs = IDLE_MS;
+  idleSince = 0;
 
   constructor(readonly pool: UpstreamPool, host: string, port: number, connectTimeoutMs: number) {
     const sock = net.connect({ host, port });
@@ -129,9 +131,16 @@ export class UpstreamPool {
   }
 
   acquire(): Conn {
+    // The socket's own timer stays at the read timeout for its whole life (re-arming it twice per
+    // request cost more than the rest of the pool): an idle connection is judged by its age when
+    // picked, and one idle past the read timeout closes on that timer.
+    const now = performance.now();
     for (let c = this.idle.pop(); c !== undefined; c = this.idle.pop()) {
       if (c.sock.destroyed || c.sock.readyState !== 'open') continue;
-      c.sock.setTimeout(this.opts.timeoutMs);
+      if (now - c.idleSince > c.idleMs) {
+        c.sock.destroy();
+        continue;
+      }
       return c;
     }
     return this.fresh();
@@ -149,7 +158,7 @@ export class UpstreamPool {
       return;
     }
     c.reused = true;
-    c.sock.setTimeout(c.idleMs);
+    c.idleSince = performance.now();
     this.idle.push(c);
   }
 
@@ -247,6 +256,17 @@ class Exchange {
       }
       this.head = null;
       this.headSent = true;
+      if (this.body === Body.Length && rest !== null && rest.length >= this.left) {
+        // The usual small answer, whole in one read: one buffer, one write.
+        const n = this.left;
+        const one = Buffer.allocUnsafe(out.length + n);
+        one.write(out, 0, 'latin1');
+        rest.copy(one, out.length, 0, n);
+        this.left = 0;
+        if (rest.length > n) this.reusable = false;
+        this.write(one);
+        return this.complete();
+      }
       // The head and the body bytes that came with it leave in one write.
       this.client.cork();
       this.write(out);
@@ -272,15 +292,18 @@ class Exchange {
     if ((minor !== 0x31 && minor !== 0x30) || text.charCodeAt(8) !== 0x20) return null;
     const eol = text.indexOf('\r\n');
     const statusLine = eol < 0 ? text : text.slice(0, eol);
-    const status = Number(statusLine.slice(9, 12));
-    if (!(status >= 100 && status <= 999) || !/^\d{3}$/.test(statusLine.slice(9, 12)) || (statusLine.length > 12 && statusLine.charCodeAt(12) !== 0x20)) return null;
+    const d0 = statusLine.charCodeAt(9) - 0x30;
+    const d1 = statusLine.charCodeAt(10) - 0x30;
+    const d2 = statusLine.charCodeAt(11) - 0x30;
+    if (!(d0 >= 1 && d0 <= 9 && d1 >= 0 && d1 <= 9 && d2 >= 0 && d2 <= 9) || (statusLine.length > 12 && statusLine.charCodeAt(12) !== 0x20)) return null;
+    const status = d0 * 100 + d1 * 10 + d2;
     if (status === 101) return null;
     if (status < 200) return '';
     let length = -1;
     let te: string | null = null;
     let connection: string | null = null;
     let acao = false;
-    let keepAliveHint = 0;
+    let keepAliveHint = -1;
     const names: string[] = [];
     const lines: string[] = [];
     let pos = eol < 0 ? text.length : eol + 2;
@@ -294,8 +317,8 @@ class Exchange {
         const c = name.charCodeAt(i);
         if (c <= 0x20 || c >= 0x7f) return null;
       }
-      const value = text.slice(colon + 1, next).trim();
       if (name === 'content-length') {
+        const value = text.slice(colon + 1, next).trim();
         if (!/^\d{1,15}$/.test(value)) return null;
         const n = Number(value);
         // Two different lengths: no way to know where the response ends (RFC 9112 §6.3).
@@ -306,11 +329,13 @@ class Exchange {
         }
         length = n;
       } else if (name === 'transfer-encoding') {
+        const value = text.slice(colon + 1, next).trim();
         te = te === null ? value : `${te}, ${value}`;
       } else if (name === 'connection') {
+        const value = text.slice(colon + 1, next).trim();
         connection = connection === null ? value : `${connection}, ${value}`;
       } else if (name === 'keep-alive') {
-        const m = /timeout=(\d+)/i.exec(value);
+        const m = /timeout=(\d+)/i.exec(text.slice(colon + 1, next));
         if (m) keepAliveHint = Number(m[1]) * 1000;
       } else if (name === 'access-control-allow-origin') {
         acao = true;
@@ -322,7 +347,7 @@ class Exchange {
     const conn = this.conn!;
     // A server that said it keeps an idle connection N s: give it up a second earlier, so
     // that our next request does not cross its close (undici does the same with the hint).
-    conn.idleMs = keepAliveHint > 0 ? Math.max(0, Math.min(IDLE_MS, keepAliveHint - 1000)) : IDLE_MS;
+    conn.idleMs = keepAliveHint >= 0 ? Math.max(0, Math.min(IDLE_MS, keepAliveHint - 1000)) : IDLE_MS;
     const closing = connection !== null && /(?:^|,)\s*close\s*(?:,|$)/i.test(connection);
     this.reusable = minor === 0x31 && !closing && conn.idleMs > 0;
     const noBody = this.req.method === 'HEAD' || status === 204 || status === 304;
