@@ -215,6 +215,8 @@ class Exchange {
   ) {}
 
   start(): void {
+    // The client's FIN mid-answer is a hang-up, as for Node's server and NGINX (499).
+    this.client.on('end', this.onClientClose);
     this.client.on('close', this.onClientClose);
     this.attach(this.pool.acquire());
   }
@@ -561,6 +563,7 @@ class Exchange {
     const { log } = this.pool.opts;
     log.info(`proxy ${this.req.method} ${this.req.url} → ${this.pool.opts.upstream.origin}: client closed the connection; upstream request aborted`);
     this.detach(false);
+    this.client.destroy();
     this.settle({ status: 499, error: 'CLIENT_CLOSED', bytes: this.bytes, open: false });
   };
 
@@ -604,6 +607,7 @@ class Exchange {
   private settle(o: LaneOutcome): void {
     if (this.settled) return;
     this.settled = true;
+    this.client.off('end', this.onClientClose);
     this.client.off('close', this.onClientClose);
     if (this.waitingDrain) this.client.off('drain', this.onDrain);
     if (o.open === false && this.hooks.close && !this.client.destroyed) this.client.end();
