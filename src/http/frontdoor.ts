@@ -9,7 +9,9 @@ import type { Server, Socket } from 'node:net';
  * NGINX's rate on 1 KB files). Anything else — another method, a body, a condition, a range,
  * HTTP/1.0, an incomplete or odd head, a path the gateway does not answer from memory — hands
  * the connection, with the bytes read so far, to Node's HTTP server, which then owns it for good.
- * So every protocol decision that is not a plain cache hit stays with Node's parser.
+ * So every protocol decision that is not a plain cache hit stays with Node's parser. The one
+ * exception is a plain GET/HEAD for a proxied prefix: its head goes as read to the proxy lane
+ * (src/proxy/lane.ts), which relays the upstream's answer on this same connection.
  */
 
 export interface FastRequest {
@@ -214,6 +216,8 @@ export function installFrontDoor(server: Server, opts: FrontDoorOptions, event: 
       run(req.close, (open) => {
         waiting = false;
         if (!open || gone) return;
+        // Shutdown began during the answer: the connection it was keeping for the next request goes.
+        if (buf === null && !opts.eligible(sock)) return void sock.end();
         idle.add(sock);
         const keepAlive = opts.keepAliveTimeoutMs();
         if (sock.timeout !== keepAlive) sock.setTimeout(keepAlive);
