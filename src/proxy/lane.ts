@@ -306,45 +306,30 @@ class Exchange {
     let connection: string | null = null;
     let acao = false;
     let keepAliveHint = -1;
-    const names: string[] = [];
-    const lines: string[] = [];
-    let pos = eol < 0 ? text.length : eol + 2;
-    while (pos < text.length) {
-      let next = text.indexOf('\r\n', pos);
-      if (next < 0) next = text.length;
-      const colon = text.indexOf(':', pos);
-      if (colon <= pos || colon > next) return null;
-      const name = text.slice(pos, colon).toLowerCase();
-      for (let i = 0; i < name.length; i++) {
-        const c = name.charCodeAt(i);
-        if (c <= 0x20 || c >= 0x7f) return null;
-      }
+    const h = headerLines(text, eol < 0 ? text.length : eol + 2);
+    if (h === null) return null;
+    const { names, lines, colons } = h;
+    for (let i = 0; i < names.length; i++) {
+      const name = names[i];
       if (name === 'content-length') {
-        const value = text.slice(colon + 1, next).trim();
+        const value = lines[i].slice(colons[i] + 1).trim();
         if (!/^\d{1,15}$/.test(value)) return null;
         const n = Number(value);
         // Two different lengths: no way to know where the response ends (RFC 9112 §6.3).
         if (length >= 0 && n !== length) return null;
-        if (length >= 0) {
-          pos = next + 2;
-          continue;
-        }
         length = n;
       } else if (name === 'transfer-encoding') {
-        const value = text.slice(colon + 1, next).trim();
+        const value = lines[i].slice(colons[i] + 1).trim();
         te = te === null ? value : `${te}, ${value}`;
       } else if (name === 'connection') {
-        const value = text.slice(colon + 1, next).trim();
+        const value = lines[i].slice(colons[i] + 1).trim();
         connection = connection === null ? value : `${connection}, ${value}`;
       } else if (name === 'keep-alive') {
-        const m = /timeout=(\d+)/i.exec(text.slice(colon + 1, next));
+        const m = /timeout=(\d+)/i.exec(lines[i]);
         if (m) keepAliveHint = Number(m[1]) * 1000;
       } else if (name === 'access-control-allow-origin') {
         acao = true;
       }
-      names.push(name);
-      lines.push(text.slice(pos, next));
-      pos = next + 2;
     }
     const conn = this.conn!;
     // A server that said it keeps an idle connection N s: give it up a second earlier, so
@@ -364,10 +349,15 @@ class Exchange {
     const tokens = connectionTokenSet(connection ?? undefined);
     let out = `HTTP/1.1 ${statusLine.slice(9)}\r\n`;
     let date = false;
+    let lengthSent = false;
     for (let i = 0; i < names.length; i++) {
       const n = names[i];
       if (isHopByHop(n) || (tokens !== null && tokens.has(n))) continue;
-      if (n === 'content-length' && te !== null) continue;
+      if (n === 'content-length') {
+        // Repeats of the one length are sent once; with Transfer-Encoding not at all (RFC 9112 §6.3).
+        if (te !== null || lengthSent) continue;
+        lengthSent = true;
+      }
       if (n === 'date') date = true;
       out += `${lines[i]}\r\n`;
     }
@@ -615,6 +605,33 @@ class Exchange {
   }
 }
 
+/**
+ * The header lines of a head from `from` on: lower-case names, the lines as sent (forwarded
+ * byte for byte) and each line's colon; null when a line is not `token: value`.
+ */
+function headerLines(text: string, from: number): { names: string[]; lines: string[]; colons: number[] } | null {
+  const names: string[] = [];
+  const lines: string[] = [];
+  const colons: number[] = [];
+  let pos = from;
+  while (pos < text.length) {
+    let next = text.indexOf('\r\n', pos);
+    if (next < 0) next = text.length;
+    const colon = text.indexOf(':', pos);
+    if (colon <= pos || colon > next) return null;
+    const name = text.slice(pos, colon).toLowerCase();
+    for (let i = 0; i < name.length; i++) {
+      const c = name.charCodeAt(i);
+      if (c <= 0x20 || c >= 0x7f) return null;
+    }
+    names.push(name);
+    lines.push(text.slice(pos, next));
+    colons.push(colon - pos);
+    pos = next + 2;
+  }
+  return { names, lines, colons };
+}
+
 function hexDigit(c: number): number {
   if (c >= 0x30 && c <= 0x39) return c - 0x30;
   const l = c | 0x20;
@@ -642,29 +659,20 @@ export class ProxyLane {
   prepare(r: LaneRequest): string | null {
     const h = r.head;
     if (BAD_HEAD.test(h)) return null;
-    let pos = h.indexOf('\r\n');
-    if (pos < 0) pos = h.length;
-    else pos += 2;
-    const names: string[] = [];
-    const lines: string[] = [];
+    const eol = h.indexOf('\r\n');
+    const hl = headerLines(h, eol < 0 ? h.length : eol + 2);
+    if (hl === null) return null;
+    const { names, lines, colons } = hl;
     let connection: string | undefined;
     let xff = '';
-    while (pos < h.length) {
-      let next = h.indexOf('\r\n', pos);
-      if (next < 0) next = h.length;
-      const colon = h.indexOf(':', pos);
-      if (colon <= pos || colon > next) return null;
-      const name = h.slice(pos, colon).toLowerCase();
-      if (name === 'connection') {
-        const v = h.slice(colon + 1, next).trim();
+    for (let i = 0; i < names.length; i++) {
+      if (names[i] === 'connection') {
+        const v = lines[i].slice(colons[i] + 1).trim();
         connection = connection === undefined ? v : `${connection}, ${v}`;
-      } else if (name === 'x-forwarded-for') {
-        const v = h.slice(colon + 1, next).trim();
+      } else if (names[i] === 'x-forwarded-for') {
+        const v = lines[i].slice(colons[i] + 1).trim();
         xff = xff === '' ? v : `${xff}, ${v}`;
       }
-      names.push(name);
-      lines.push(h.slice(pos, next));
-      pos = next + 2;
     }
     const tokens = connectionTokenSet(connection);
     let out = `${r.method} ${this.opts.base}${r.url} HTTP/1.1\r\nHost: ${r.upstreamHost}\r\n`;
