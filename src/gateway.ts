@@ -440,9 +440,10 @@ export class Gateway {
   }
 
   /**
-   * The proxy lane: an HTTP/1 request for a proxied prefix goes straight to its upstream without
-   * a Koa context, the same way the front door serves small files. The proxy answers the same as
-   * it would through the table; only CORS preflights (answered by the gateway) take the long way.
+   * What the front door's proxy lane leaves (a body, an upgrade refused, HTTP/1.0, an https
+   * upstream): once Node's server has parsed it, an HTTP/1 request for a proxied prefix goes to
+   * undici without a Koa context. The proxy answers the same as it would through the table; only
+   * CORS preflights (answered by the gateway) take the long way.
    */
   private proxyLane(req: http.IncomingMessage, res: http.ServerResponse): boolean {
     const t = this.table;

@@ -200,10 +200,11 @@ describe('the proxy lane', () => {
     assert.ok(w.got.endsWith('\r\n\r\nuntil the close'));
   });
 
-  test('HEAD, 204 and 304 carry no body even when the upstream announces a length', async () => {
+  test('HEAD, 204 and 304 carry no body even when the upstream announces a length; a 103 is passed over', async () => {
     up.answer = (s, head) => {
       if (head.startsWith('HEAD')) s.write('HTTP/1.1 200 OK\r\nContent-Length: 100\r\nETag: "a"\r\n\r\n');
       else if (head.includes('If-None-Match: "a"')) s.write('HTTP/1.1 304 Not Modified\r\nETag: "a"\r\n\r\n');
+      else if (head.includes('/api/early')) s.write('HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nlate');
       else s.write('HTTP/1.1 204 No Content\r\n\r\n');
     };
     const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
@@ -216,6 +217,9 @@ describe('the proxy lane', () => {
     const e = await request(port, '/api/h', { agent });
     assert.equal(e.status, 204);
     assert.equal(e.body, '');
+    const early = await request(port, '/api/early', { agent });
+    assert.equal(early.status, 200, 'a 1xx before the answer is passed over');
+    assert.equal(early.body, 'late');
     agent.destroy();
   });
 
