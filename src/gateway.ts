@@ -411,8 +411,10 @@ export class Gateway {
     return (close, finished) => {
       const start = performance.now();
       const c = t.config;
-      // A proxied answer may be silent up to proxy.timeout (as on the long path); the keep-alive
-      // timeout, when longer, already covers it, and re-arming a socket timer costs.
+      // A proxied answer may be silent up to proxy.timeout and a client may stop reading for
+      // request_timeout (as on the long path). The keep-alive timer, when longer, already covers
+      // the first (the upstream's timer fires before it); the lane applies the second when a
+      // client stalls. Re-arming a socket timer on every request costs.
       const silent = Math.max(c.limits.requestTimeoutMs, c.proxy.timeoutMs);
       const now = sock.timeout ?? 0;
       if (now !== 0 && now < silent) sock.setTimeout(silent);
@@ -421,6 +423,7 @@ export class Gateway {
         close: close || this.closing,
         cors: req.origin && c.httpServer.crossdomain ? CORS_LINES : '',
         errorBody: (ge) => errorBody(path, ge),
+        stallTimeoutMs: silent,
         date: httpDate,
         done: (o) => {
           this.proxyDone(`proxy:${r.prefix}`, o.status, o.bytes, start, { ip: req.ip, method: req.method, url, httpVersion: '1.1', referer: req.referer, agent: req.agent }, o.error);

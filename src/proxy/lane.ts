@@ -82,6 +82,8 @@ export interface LaneHooks {
   cors: string;
   /** The body of a 502/504 (JSON on API paths, a text line elsewhere). */
   errorBody(ge: GatewayError): { type: string; body: string };
+  /** How long a client that stops reading may keep the answer waiting (request_timeout, at least proxy.timeout). */
+  stallTimeoutMs: number;
   /** The Date header line, cached per second by the front door. */
   date(): string;
   done(o: LaneOutcome): void;
@@ -502,6 +504,7 @@ class Exchange {
       this.waitingDrain = true;
       this.conn.sock.pause();
       this.conn.sock.setTimeout(0);
+      if (this.client.timeout !== this.hooks.stallTimeoutMs) this.client.setTimeout(this.hooks.stallTimeoutMs);
       this.client.once('drain', this.onDrain);
     }
   }

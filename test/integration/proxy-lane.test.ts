@@ -109,9 +109,9 @@ async function laneCount(port: number, name = 'streamgate_proxy_lane_requests_to
   return m ? Number(m[1]) : 0;
 }
 
-async function gateway(routes: string, timeouts = 'timeout 1s; connect_timeout 1s;'): Promise<{ gw: Gateway; port: number; lines: string[] }> {
+async function gateway(routes: string, timeouts = 'timeout 1s; connect_timeout 1s;', top = ''): Promise<{ gw: Gateway; port: number; lines: string[] }> {
   const { log, lines } = memoryLogger();
-  const conf = `listen off; http_server { listen 127.0.0.1:0; dir ./public; https { enabled off; } }
+  const conf = `listen off; ${top} http_server { listen 127.0.0.1:0; dir ./public; https { enabled off; } }
     proxy { ${routes} ${timeouts} }`;
   const gw = await Gateway.start(loadConfigText(conf, 'test.conf'), { log });
   return { gw, port: gw.port('http'), lines };
@@ -359,6 +359,44 @@ describe('the proxy lane against node:http upstreams', () => {
       assert.equal(upConns.size, 1);
       await gw.close();
       await waitFor('shutdown to close the idle pooled connection', () => upConns.size === 0);
+    } finally {
+      await gw.close();
+      upstream.closeAllConnections();
+      upstream.close();
+    }
+  });
+
+  test('a client that never reads a proxied answer is closed after request_timeout, and so is its upstream connection', async (t) => {
+    const upConns = new Set<net.Socket>();
+    const block = Buffer.alloc(256 * 1024, 1);
+    const upstream = http.createServer((_req, res) => {
+      const pump = () => {
+        while (res.write(block));
+        res.once('drain', pump);
+      };
+      pump();
+    });
+    upstream.on('connection', (s: net.Socket) => {
+      upConns.add(s);
+      s.on('close', () => upConns.delete(s));
+    });
+    upstream.listen(0, '127.0.0.1');
+    await once(upstream, 'listening');
+    const upPort = (upstream.address() as net.AddressInfo).port;
+    const { gw, port } = await gateway(`route /api/ http://127.0.0.1:${upPort};`, 'timeout 500ms;', 'limits { request_timeout 1500ms; }');
+    try {
+      const start = performance.now();
+      // A client that reads nothing: it would not even see the close, so the upstream side tells.
+      const s = net.connect(port, '127.0.0.1');
+      s.on('error', () => {});
+      s.pause();
+      s.write('GET /api/endless HTTP/1.1\r\nHost: x\r\n\r\n');
+      await waitFor('the upstream to be asked', () => upConns.size === 1);
+      await waitFor('the upstream connection to close', () => upConns.size === 0, 10_000);
+      const ms = performance.now() - start;
+      t.diagnostic(`a client reading nothing was given up after ${ms.toFixed(0)} ms (request_timeout 1.5 s, proxy timeout 0.5 s)`);
+      assert.ok(ms >= 1400 && ms < 6000, `given up after ${ms.toFixed(0)} ms`);
+      s.destroy();
     } finally {
       await gw.close();
       upstream.closeAllConnections();
