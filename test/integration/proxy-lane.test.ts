@@ -326,12 +326,31 @@ async function connectionsOf(port: number): Promise<number> {
   return Number(/^streamgate_connections (\d+)$/m.exec(r.body)?.[1] ?? 0);
 }
 
+/** A node:http upstream on a loopback port that keeps its open connections in view. */
+async function httpUpstream(handler: http.RequestListener): Promise<{ port: number; conns: Set<net.Socket>; close(): void }> {
+  const conns = new Set<net.Socket>();
+  const server = http.createServer(handler);
+  server.on('connection', (s: net.Socket) => {
+    conns.add(s);
+    s.on('close', () => conns.delete(s));
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    conns,
+    close() {
+      server.closeAllConnections();
+      server.close();
+    },
+  };
+}
+
 describe('the proxy lane against node:http upstreams', () => {
   test('a reload retires the old pool: the answer in flight completes, its connection then closes', async () => {
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));
-    const upConns = new Set<net.Socket>();
-    const upstream = http.createServer((req, res) => {
+    const upstream = await httpUpstream((req, res) => {
       if (req.url === '/api/slow') {
         res.write('first, ');
         void gate.then(() => res.end('last'));
@@ -339,13 +358,7 @@ describe('the proxy lane against node:http upstreams', () => {
         res.end('quick');
       }
     });
-    upstream.on('connection', (s: net.Socket) => {
-      upConns.add(s);
-      s.on('close', () => upConns.delete(s));
-    });
-    upstream.listen(0, '127.0.0.1');
-    await once(upstream, 'listening');
-    const upPort = (upstream.address() as net.AddressInfo).port;
+    const { port: upPort, conns: upConns } = upstream;
     const { gw, port } = await gateway(`route /api/ http://127.0.0.1:${upPort};`, 'timeout 5s;');
     try {
       const slow = request(port, '/api/slow');
@@ -361,28 +374,20 @@ describe('the proxy lane against node:http upstreams', () => {
       await waitFor('shutdown to close the idle pooled connection', () => upConns.size === 0);
     } finally {
       await gw.close();
-      upstream.closeAllConnections();
       upstream.close();
     }
   });
 
   test('a client that never reads a proxied answer is closed after request_timeout, and so is its upstream connection', async (t) => {
-    const upConns = new Set<net.Socket>();
     const block = Buffer.alloc(256 * 1024, 1);
-    const upstream = http.createServer((_req, res) => {
+    const upstream = await httpUpstream((_req, res) => {
       const pump = () => {
         while (res.write(block));
         res.once('drain', pump);
       };
       pump();
     });
-    upstream.on('connection', (s: net.Socket) => {
-      upConns.add(s);
-      s.on('close', () => upConns.delete(s));
-    });
-    upstream.listen(0, '127.0.0.1');
-    await once(upstream, 'listening');
-    const upPort = (upstream.address() as net.AddressInfo).port;
+    const { port: upPort, conns: upConns } = upstream;
     const { gw, port } = await gateway(`route /api/ http://127.0.0.1:${upPort};`, 'timeout 500ms;', 'limits { request_timeout 1500ms; }');
     try {
       const start = performance.now();
@@ -399,16 +404,13 @@ describe('the proxy lane against node:http upstreams', () => {
       s.destroy();
     } finally {
       await gw.close();
-      upstream.closeAllConnections();
       upstream.close();
     }
   });
 
   test('over TLS with HTTP/1.1 the lane forwards X-Forwarded-Proto https', async () => {
-    const upstream = http.createServer((req, res) => res.end(`${req.headers['x-forwarded-proto']} ${req.headers['x-forwarded-host']}`));
-    upstream.listen(0, '127.0.0.1');
-    await once(upstream, 'listening');
-    const upPort = (upstream.address() as net.AddressInfo).port;
+    const upstream = await httpUpstream((req, res) => res.end(`${req.headers['x-forwarded-proto']} ${req.headers['x-forwarded-host']}`));
+    const upPort = upstream.port;
     const dir = mkdtempSync(join(tmpdir(), 'sg-lane-'));
     const { log } = memoryLogger();
     const conf = `listen off; http_server { listen 127.0.0.1:0; dir ./public;
@@ -429,20 +431,17 @@ describe('the proxy lane against node:http upstreams', () => {
       assert.equal(await laneCount(gw.port('http')), n0 + 1);
     } finally {
       await gw.close();
-      upstream.closeAllConnections();
       upstream.close();
     }
   });
 
   test('a header value with a bare LF is never forwarded as two lines', async () => {
     const seen: http.IncomingHttpHeaders[] = [];
-    const upstream = http.createServer((req, res) => {
+    const upstream = await httpUpstream((req, res) => {
       seen.push(req.headers);
       res.end('ok');
     });
-    upstream.listen(0, '127.0.0.1');
-    await once(upstream, 'listening');
-    const upPort = (upstream.address() as net.AddressInfo).port;
+    const upPort = upstream.port;
     const { gw, port } = await gateway(`route /api/ http://127.0.0.1:${upPort};`);
     try {
       const w = await raw(port, 'GET /api/lf HTTP/1.1\r\nHost: x\r\nX-A: b\nX-Injected: 1\r\n\r\n', (g) => g.includes('\r\n\r\n'));
@@ -451,7 +450,6 @@ describe('the proxy lane against node:http upstreams', () => {
       assert.equal((await request(port, '/api/after')).body, 'ok', 'the gateway keeps serving');
     } finally {
       await gw.close();
-      upstream.closeAllConnections();
       upstream.close();
     }
   });
