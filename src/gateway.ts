@@ -25,7 +25,7 @@ import { createRtmpServer } from './ingest/rtmp/server.js';
 import type { Duplex } from 'node:stream';
 import type { OutgoingHttpHeaders } from 'node:http';
 import { FileRoot, type CachedBody } from './static/fileserver.js';
-import { installFrontDoor, installH2FrontDoor, type FastReply, type FastRequest, type FrontDoorOptions } from './http/frontdoor.js';
+import { httpDate, installFrontDoor, installH2FrontDoor, type FastReply, type FastRequest, type FrontDoorOptions, type ProxyRun } from './http/frontdoor.js';
 import { UNKNOWN_TYPE } from './static/mime.js';
 import { sendfileBuilt } from './net/sendfile.js';
 import { clientIp } from './live/client.js';
@@ -387,6 +387,7 @@ export class Gateway {
   private frontDoorOptions(): FrontDoorOptions {
     return {
       answer: (r) => this.frontAnswer(r),
+      proxy: (r, sock) => this.proxyRun(r, sock),
       done: (r, reply, bytes, ms, direct) => this.frontDone(r, reply, bytes, ms, direct),
       eligible: (sock) => !this.closing && !this.overLimit.has(sock),
       keepAliveTimeoutMs: () => this.table.config.limits.keepAliveTimeoutMs,
@@ -409,9 +410,72 @@ export class Gateway {
   }
 
   /**
-   * The proxy lane: an HTTP/1 request for a proxied prefix goes straight to its upstream without
-   * a Koa context, the same way the front door serves small files. The proxy answers the same as
-   * it would through the table; only CORS preflights (answered by the gateway) take the long way.
+   * The front door's proxy lane (src/proxy/lane.ts): a plain GET/HEAD for a proxied prefix goes
+   * to a pooled upstream connection as raw bytes, its answer relayed the same way. Everything
+   * else for the prefix (a body, an upgrade, an https upstream, `keepalive 0`) goes to proxyLane
+   * below once Node's server has parsed it; both answer alike.
+   */
+  private proxyRun(req: FastRequest, sock: Socket): ProxyRun | null {
+    const t = this.table;
+    if ((t.apiProxy.length === 0 && t.proxies.length === 0) || this.closing) return null;
+    const url = req.url;
+    if (url.length > t.config.limits.maxUrlBytes) return null;
+    const path = rawPath(url);
+    const api = isApiPath(path);
+    // /metrics is the gateway's own, ahead of user routes in the table.
+    if (!api && path === '/metrics') return null;
+    const r = (api ? t.apiProxy : t.proxies).find((x) => path.startsWith(x.prefix));
+    const lane = r?.proxy.lane;
+    if (!r || !lane) return null;
+    const host = req.host;
+    const hostMode = r.proxy.route.host;
+    const lr = {
+      method: req.method, url, head: req.head, host,
+      clientIp: req.ip.replace(/^::ffff:/, ''),
+      proto: (sock as Socket & { encrypted?: boolean }).encrypted ? 'https' : 'http',
+      upstreamHost: hostMode === 'client' ? (host || r.proxy.route.upstream.host) : hostMode === 'upstream' ? r.proxy.route.upstream.host : hostMode,
+    };
+    const wire = lane.prepare(lr);
+    if (wire === null) return null;
+    return (close, finished) => {
+      const start = performance.now();
+      const c = t.config;
+      // A proxied answer may be silent up to proxy.timeout and a client may stop reading for
+      // request_timeout (as on the long path). The keep-alive timer, when longer, already covers
+      // the first (the upstream's timer fires before it); the lane applies the second when a
+      // client stalls. Re-arming a socket timer on every request costs.
+      const silent = Math.max(c.limits.requestTimeoutMs, c.proxy.timeoutMs);
+      const now = sock.timeout ?? 0;
+      if (now !== 0 && now < silent) sock.setTimeout(silent);
+      this.metrics.count('streamgate_proxy_lane_requests_total', 'Proxied requests the front door carried on its raw lane.');
+      lane.run(sock, lr, wire, {
+        close: close || this.closing,
+        cors: req.origin && c.httpServer.crossdomain ? CORS_LINES : '',
+        errorBody: (ge) => errorBody(path, ge),
+        stallTimeoutMs: silent,
+        date: httpDate,
+        done: (o) => {
+          this.proxyDone(`proxy:${r.prefix}`, o.status, o.bytes, start, { ip: req.ip, method: req.method, url, httpVersion: '1.1', referer: req.referer, agent: req.agent }, o.error);
+          finished(o.open);
+        },
+      });
+    };
+  }
+
+  /** Access log line and metrics of a proxied request, on either lane. */
+  private proxyDone(route: string, status: number, bytes: number, start: number,
+    r: { ip: string; method: string; url: string; httpVersion: string; referer: string; agent: string }, error: string | null): void {
+    this.metrics.request(route, status, bytes);
+    const format = this.table.config.accessLog;
+    if (format === 'off') return;
+    this.log.access(formatAccess(format, { route, status, bytes, ms: performance.now() - start, ...r, error }));
+  }
+
+  /**
+   * What the front door's proxy lane leaves (a body, an upgrade refused, HTTP/1.0, an https
+   * upstream): once Node's server has parsed it, an HTTP/1 request for a proxied prefix goes to
+   * undici without a Koa context. The proxy answers the same as it would through the table; only
+   * CORS preflights (answered by the gateway) take the long way.
    */
   private proxyLane(req: http.IncomingMessage, res: http.ServerResponse): boolean {
     const t = this.table;
@@ -426,16 +490,9 @@ export class Gateway {
     const sock = req.socket;
     const written0 = sock.bytesWritten;
     const route = `proxy:${r.prefix}`;
-    const done = (status: number, error: string | null) => {
-      const bytes = sock.bytesWritten - written0;
-      this.metrics.request(route, status, bytes);
-      const format = t.config.accessLog;
-      if (format === 'off') return;
-      this.log.access(formatAccess(format, {
-        route, status, bytes, ms: performance.now() - start, ip: sock.remoteAddress ?? '-', method: req.method ?? '-', url,
-        httpVersion: req.httpVersion, referer: headerOf(req, 'referer'), agent: headerOf(req, 'user-agent'), error,
-      }));
-    };
+    const done = (status: number, error: string | null) => this.proxyDone(route, status, sock.bytesWritten - written0, start, {
+      ip: sock.remoteAddress ?? '-', method: req.method ?? '-', url, httpVersion: req.httpVersion, referer: headerOf(req, 'referer'), agent: headerOf(req, 'user-agent'),
+    }, error);
     r.proxy.serve(req, res, this.proxyCors).then((out) => done(out.status, out.error), (err: unknown) => {
       const ge = err instanceof GatewayError ? err : new GatewayError('INTERNAL');
       const { type, body } = errorBody(path, ge);

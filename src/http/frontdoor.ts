@@ -10,7 +10,9 @@ import { NOT_DIRECT, SEND_FAILED, sendDirect, type DirectBody } from '../net/sen
  * NGINX's rate on 1 KB files). Anything else — another method, a body, a condition, a range,
  * HTTP/1.0, an incomplete or odd head, a path the gateway does not answer from memory — hands
  * the connection, with the bytes read so far, to Node's HTTP server, which then owns it for good.
- * So every protocol decision that is not a plain cache hit stays with Node's parser.
+ * So every protocol decision that is not a plain cache hit stays with Node's parser. The one
+ * exception is a plain GET/HEAD for a proxied prefix: its head goes as read to the proxy lane
+ * (src/proxy/lane.ts), which relays the upstream's answer on this same connection.
  */
 
 export interface FastRequest {
@@ -24,7 +26,15 @@ export interface FastRequest {
   agent: string;
   ip: string;
   httpVersion: '1.1' | '2.0';
+  /** The request head as read (request line and header lines, no blank line), for the proxy lane; '' on HTTP/2. */
+  head: string;
 }
+
+/**
+ * A proxied request in flight (src/proxy/lane.ts): it owns the connection until it calls
+ * `finished`, with true when the connection is open for the next request.
+ */
+export type ProxyRun = (close: boolean, finished: (open: boolean) => void) => void;
 
 /**
  * A reply the front door writes. Producers reuse one object per answer (per cached file, playlist
@@ -47,6 +57,11 @@ export interface FrontDoorOptions {
    */
   answer(req: FastRequest): FastReply | null | Promise<FastReply | null>;
   /**
+   * The proxy lane's runner for a plain GET/HEAD (conditions and ranges included: an upstream
+   * answers those), or null. Asked before `answer`.
+   */
+  proxy?(req: FastRequest, sock: Socket): ProxyRun | null;
+  /**
    * After a reply is written: access log and metrics. `direct` of the `bytes` went out by
    * send/sendfile on the socket's fd, which the socket's bytesWritten does not count.
    */
@@ -61,6 +76,8 @@ const CRLFCRLF = Buffer.from('\r\n\r\n');
 /** Headers whose presence means the request is not a plain cache hit. */
 const NOT_PLAIN = new Set(['range', 'if-none-match', 'if-modified-since', 'if-match', 'if-unmodified-since', 'if-range',
   'content-length', 'transfer-encoding', 'upgrade', 'expect', 'http2-settings']);
+/** Of NOT_PLAIN, those a proxied request carries to its upstream as ordinary headers. */
+const CONDITIONAL = new Set(['range', 'if-none-match', 'if-modified-since', 'if-match', 'if-unmodified-since', 'if-range']);
 /** Bodies up to this size go out in the same write as the head. */
 const SMALL_BODY_BYTES = 16 * 1024;
 /** A client that queues this much unread response is served again when it drains. */
@@ -70,7 +87,7 @@ let dateSecond = 0;
 let dateLine = '';
 
 /** The Date header, rendered once per second as NGINX does. */
-function httpDate(): string {
+export function httpDate(): string {
   const now = Date.now();
   const s = Math.floor(now / 1000);
   if (s !== dateSecond) {
@@ -140,6 +157,8 @@ export function installFrontDoor(server: Server, opts: FrontDoorOptions, event: 
     };
     const onData = (chunk: Buffer) => {
       buf = buf === null ? chunk : Buffer.concat([buf, chunk]);
+      // A client that pipelines while a proxied answer streams waits with a bounded buffer.
+      if (waiting && buf.length > opts.maxHeaderBytes()) sock.pause();
       serve();
     };
     sock.setNoDelay(true);
@@ -172,12 +191,16 @@ export function installFrontDoor(server: Server, opts: FrontDoorOptions, event: 
         if (end < 0 || end > opts.maxHeaderBytes()) return handOver(sock, buf);
         const req = parseHead(buf.toString('latin1', 0, end), sock.remoteAddress ?? '-');
         if (req === null) return handOver(sock, buf);
+        const run = opts.proxy?.(req.req, sock) ?? null;
+        if (run !== null) return proxied(run, req, end);
+        if (req.conditional) return handOver(sock, buf);
         const start = performance.now();
         const answer = opts.answer(req.req);
         if (answer instanceof Promise) {
           waiting = true;
           answer.catch(() => null).then((r) => {
             waiting = false;
+            sock.resume();
             if (gone || buf === null || (r === null && ended)) return void (ended && sock.end());
             if (r === null) return handOver(sock, buf);
             if (write(req, r, start, end)) serve();
@@ -188,6 +211,26 @@ export function installFrontDoor(server: Server, opts: FrontDoorOptions, event: 
         if (answer === null) return handOver(sock, buf);
         if (!write(req, answer, start, end)) return;
       }
+    };
+
+    /** Consumes a request the proxy lane takes and waits for its answer to be over. */
+    const proxied = (run: ProxyRun, req: ParsedHead, headEnd: number): void => {
+      buf = buf !== null && buf.length > headEnd + 4 ? buf.subarray(headEnd + 4) : null;
+      waiting = true;
+      // Not idle while an answer is in flight: shutdown must not cut it.
+      idle.delete(sock);
+      run(req.close, (open) => {
+        waiting = false;
+        if (!open || gone) return;
+        // Shutdown began during the answer: the connection it was keeping for the next request goes.
+        if (buf === null && !opts.eligible(sock)) return void sock.end();
+        idle.add(sock);
+        const keepAlive = opts.keepAliveTimeoutMs();
+        if (sock.timeout !== keepAlive) sock.setTimeout(keepAlive);
+        sock.resume();
+        serve();
+        if (ended && !waiting) sock.end();
+      });
     };
 
     /** Writes one answer and consumes its request; false when the connection must not go on now. */
@@ -260,6 +303,8 @@ export function installFrontDoor(server: Server, opts: FrontDoorOptions, event: 
 interface ParsedHead {
   req: FastRequest;
   close: boolean;
+  /** It carries a condition or a range: not for the cache, fine for a proxy. */
+  conditional: boolean;
 }
 
 function parseHead(head: string, ip: string): ParsedHead | null {
@@ -286,6 +331,7 @@ function parseHead(head: string, ip: string): ParsedHead | null {
   let host: string | null = null;
   let origin = false;
   let close = false;
+  let conditional = false;
   let referer = '';
   let agent = '';
   let pos = eol < 0 ? head.length : eol + 2;
@@ -301,7 +347,8 @@ function parseHead(head: string, ip: string): ParsedHead | null {
       if (c <= 0x20 || c >= 0x7f) return null;
     }
     const value = head.slice(colon + 1, next).trim();
-    if (NOT_PLAIN.has(name)) return null;
+    if (CONDITIONAL.has(name)) conditional = true;
+    else if (NOT_PLAIN.has(name)) return null;
     if (name === 'host') {
       if (host !== null) return null;
       host = value;
@@ -320,7 +367,7 @@ function parseHead(head: string, ip: string): ParsedHead | null {
   }
   // HTTP/1.1 requires Host (RFC 9112 §3.2): without one, Node answers 400.
   if (host === null) return null;
-  return { req: { method, url, host, origin, referer, agent, ip, httpVersion: '1.1' }, close };
+  return { req: { method, url, host, origin, referer, agent, ip, httpVersion: '1.1', head }, close, conditional };
 }
 
 /** Response headers of a reply, as HTTP/2 wants them; parsed once per reply (replies are reused). */
@@ -373,5 +420,5 @@ function plainH2(h: http2.IncomingHttpHeaders, ip: string): FastRequest | null {
   const host = h[':authority'] ?? h.host;
   if (typeof host !== 'string') return null;
   const str = (v: string | string[] | undefined) => (typeof v === 'string' ? v : '');
-  return { method, url, host, origin: h.origin !== undefined, referer: str(h.referer), agent: str(h['user-agent']), ip, httpVersion: '2.0' };
+  return { method, url, host, origin: h.origin !== undefined, referer: str(h.referer), agent: str(h['user-agent']), ip, httpVersion: '2.0', head: '' };
 }

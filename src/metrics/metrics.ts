@@ -7,6 +7,8 @@ export class Metrics {
   private readonly requests = new Map<string, Map<number, number>>();
   private readonly bytes = new Map<string, number>();
   private readonly upstreamErrors = new Map<string, number>();
+  /** Counters without labels, by name (the proxy lane's requests, connects and retries). */
+  private readonly counters = new Map<string, { help: string; n: number }>();
   /** Extra gauges read at scrape time (connections, streams, players). */
   private readonly gauges = new Map<string, { help: string; read: () => number }>();
   /** Response bytes sent by the sendfile addon. */
@@ -32,6 +34,12 @@ export class Metrics {
     this.upstreamErrors.set(key, (this.upstreamErrors.get(key) ?? 0) + 1);
   }
 
+  count(name: string, help: string): void {
+    const c = this.counters.get(name);
+    if (c === undefined) this.counters.set(name, { help, n: 1 });
+    else c.n++;
+  }
+
   gauge(name: string, help: string, read: () => number): void {
     this.gauges.set(name, { help, read });
   }
@@ -49,6 +57,7 @@ export class Metrics {
     out.push('# HELP streamgate_sendfile_bytes_total Response bytes sent with send/sendfile(2) by the native addon (0: not built, or off).',
       '# TYPE streamgate_sendfile_bytes_total counter', `streamgate_sendfile_bytes_total ${this.sendfileBytes}`);
     family('streamgate_upstream_errors_total', 'Proxy upstream failures by upstream and kind.', 'counter', this.upstreamErrors);
+    for (const [name, c] of this.counters) out.push(`# HELP ${name} ${c.help}`, `# TYPE ${name} counter`, `${name} ${c.n}`);
     for (const [name, g] of this.gauges) {
       out.push(`# HELP ${name} ${g.help}`, `# TYPE ${name} gauge`, `${name} ${g.read()}`);
     }

@@ -19,10 +19,20 @@ const HOP_BY_HOP = new Set([
   'expect',
 ]);
 
+/** Whether a header (lower-case name) describes one connection and so is never forwarded. */
+export function isHopByHop(name: string): boolean {
+  return HOP_BY_HOP.has(name);
+}
+
 /** Headers named in `Connection: a, b` are hop-by-hop for this message too (RFC 9110 §7.6.1). */
 function connectionTokens(h: IncomingHttpHeaders): Set<string> | null {
-  const c = h.connection;
-  if (c === undefined) return null;
+  return connectionTokenSet(h.connection);
+}
+
+/** The header names a Connection value lists, lower-case, without close and keep-alive; null if none. */
+export function connectionTokenSet(c: string | string[] | undefined): Set<string> | null {
+  // The usual values name no header: skip the split.
+  if (c === undefined || c === 'keep-alive' || c === 'close' || c === 'Keep-Alive') return null;
   const out = new Set<string>();
   for (const t of String(c).split(',')) {
     const n = t.trim().toLowerCase();

@@ -10,6 +10,7 @@ import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { GatewayError, type ErrorCode } from '../errors.js';
 import { clientResponseHeaders, rawHead, upstreamRequestHeaders, type ForwardInfo } from './headers.js';
+import { ProxyLane } from './lane.js';
 
 export interface ProxyOptions {
   /** Upstream idle timeout: no byte from the upstream for this long is a 504 (NGINX's proxy_read_timeout). */
@@ -60,6 +61,8 @@ export class Proxy {
   private readonly request: typeof http.request;
   private readonly base: string;
   readonly upstream: string;
+  /** The front door's raw lane for plain GET/HEAD (lane.ts); null for https upstreams and `keepalive 0`. */
+  readonly lane: ProxyLane | null;
   private closed = false;
 
   constructor(readonly route: ProxyRoute, private readonly opts: ProxyOptions) {
@@ -77,6 +80,9 @@ export class Proxy {
     this.request = secure ? https.request : http.request;
     this.base = route.upstream.pathname.replace(/\/+$/, '');
     this.upstream = route.upstream.origin;
+    this.lane = !secure && opts.keepAlive > 0
+      ? new ProxyLane({ upstream: route.upstream, base: this.base, timeoutMs: opts.timeoutMs, connectTimeoutMs: opts.connectTimeoutMs, keepAlive: opts.keepAlive, log: opts.log, metrics: opts.metrics })
+      : null;
   }
 
   /** The Koa entry: the proxy writes the response itself; errors before the head go to errorResponder. */
@@ -206,6 +212,7 @@ export class Proxy {
    */
   close(): void {
     this.closed = true;
+    this.lane?.close();
     void this.pool.close().catch(() => {});
   }
 
