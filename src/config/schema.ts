@@ -280,7 +280,7 @@ export function buildConfig(root: Directive[], file: string, notes: string[]): C
         listen: https.listen('listen', [8088]),
         key: https.str('key', './conf/server.key'),
         cert: https.str('cert', './conf/server.crt'),
-        ownH2: https.bool('own_h2', false),
+        ownH2: https.bool('own_h2', true),
       },
     },
     proxy: {

@@ -346,6 +346,10 @@ export function installH2FrontDoor(server: http2.Http2SecureServer, opts: Pick<F
       for (const l of nodeListeners) l.call(server, stream, headers, flags, raw);
       return;
     }
+    // 'stream' is emitted a tick after nghttp2 opened it: a client may have reset it since
+    // (respond() then throws), and a stream error with no listener would end the process.
+    stream.on('error', () => {});
+    if (stream.destroyed) return;
     const start = performance.now();
     const withBody = req.method === 'GET' && answer.body.length > 0;
     stream.respond(h2HeadersOf(answer), { endStream: !withBody });
