@@ -2,6 +2,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import http from 'node:http';
+import http2 from 'node:http2';
 import net from 'node:net';
 import tls from 'node:tls';
 import { once } from 'node:events';
@@ -10,7 +11,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { makeSite, pattern, startGateway, type Site } from './site.js';
 import type { Gateway } from '../../src/gateway.js';
-import { FlvPublisher } from '../helpers/proc.js';
+import { FlvPublisher, sleep } from '../helpers/proc.js';
 import { waitFor } from '../helpers/ffmpeg.js';
 
 /**
@@ -145,6 +146,9 @@ describe('HTTPS over HTTP/2', () => {
     assert.ok(fast.some(([n]) => n === 'date'));
     assert.ok(table.some(([n, v]) => n === ':status' && v === '200'), `Koa answered /dir/: ${JSON.stringify(table)}`);
     assert.notEqual(table[1][0], 'content-type');
+    // Koa, behind the relay, sees the client's address and HTTP/2.
+    await waitFor('the access line of /dir/', () => lines.some((l) => l.includes('"GET /dir/ HTTP/2.0" 200')));
+    assert.match(lines.find((l) => l.includes('"GET /dir/ HTTP/2.0" 200'))!, /^127\.0\.0\.1 /);
   });
 
   test('nghttp: big answers over many DATA frames with 1 KB windows, from memory and from disk', async () => {
@@ -264,6 +268,46 @@ describe("Node's own HTTP/2 (https.own_h2 off)", () => {
       const { stdout } = await run('curl', ['-sk', '--http2', '-o', '/dev/null', '-w', '%{http_code}', `${base}/hello.txt`]);
       assert.equal(stdout, '200');
     } finally {
+      await gw.close();
+      site.remove();
+    }
+  });
+});
+
+describe('HTTP/2 idle timer (keepalive_timeout)', () => {
+  test('a session busy with answers from memory outlives the timeout after a relayed request; an idle one is closed', async () => {
+    const site = makeSite();
+    const { gw } = await startGateway(`listen off;
+      http_server { listen 127.0.0.1:0; dir ${site.root}; https { enabled on; listen 127.0.0.1:0; key ${site.base}/k.pem; cert ${site.base}/c.pem; } }
+      limits { keepalive_timeout 1s; }`);
+    const session = http2.connect(`https://127.0.0.1:${gw.port('https')}`, { rejectUnauthorized: false });
+    try {
+      let goaway = false;
+      let closedAt = 0;
+      session.on('goaway', () => (goaway = true));
+      session.on('close', () => (closedAt = Date.now()));
+      session.on('error', () => {});
+      const get = (path: string) => new Promise<number>((resolve) => {
+        const r = session.request({ ':path': path });
+        let status = 0;
+        r.on('response', (h) => (status = Number(h[':status'])));
+        r.resume();
+        r.on('end', () => resolve(status));
+        r.on('error', () => resolve(0));
+      });
+      assert.equal(await get('/missing'), 404, 'relayed to Koa');
+      const t0 = Date.now();
+      while (Date.now() - t0 < 3000) {
+        assert.equal(await get('/hello.txt'), 200);
+        await sleep(200);
+      }
+      assert.equal(await get('/missing'), 404, 'relayed again, 3 s later');
+      assert.ok(!goaway && closedAt === 0, 'no GOAWAY while in use');
+      const idleFrom = Date.now();
+      await waitFor('the idle session to be closed', () => closedAt > 0, 5000);
+      assert.ok(closedAt - idleFrom >= 900, `closed after ${closedAt - idleFrom} ms idle`);
+    } finally {
+      session.destroy();
       await gw.close();
       site.remove();
     }

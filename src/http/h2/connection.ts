@@ -190,7 +190,6 @@ export class H2Connection {
   private draining = false;
   private dead = false;
   private paused = false;
-  private relayedOpen = 0;
   // The relay link to Node's http2 server.
   private inner: Duplex | null = null;
   private innerOut = new Out();
@@ -619,7 +618,6 @@ export class H2Connection {
   private forget(s: Stream): void {
     if (!this.streams.delete(s.id)) return;
     this.blocked.delete(s);
-    if (s.relayed) this.relayedOpen--;
     this.endIfIdle();
   }
 
@@ -645,10 +643,12 @@ export class H2Connection {
     this.closeInner();
   }
 
+  /**
+   * Nothing moved either way for keepalive_timeout: closed, open streams or not, as Node's
+   * session timeout did (a stalled request body, a player that stopped reading, a client that
+   * opened the connection and said nothing). A live player always moves bytes.
+   */
   private onIdle(): void {
-    // Quiet with streams open is a long poll, a proxied answer being awaited or a paused
-    // player: Node's session timeout governs relayed streams. Quiet with nothing open is idle.
-    if (this.relayedOpen > 0) return;
     if (!this.dead) {
       this.out.frame(GOAWAY, 0, 0, goawayPayload(this.lastId, NO_ERROR));
       this.flush();
@@ -706,7 +706,6 @@ export class H2Connection {
   private relayStream(s: Stream, fields: Field[]): void {
     if (!this.openInner()) return this.resetStream(s.id, REFUSED_STREAM);
     s.relayed = true;
-    this.relayedOpen++;
     s.nodeWindow = this.nodeInitialWindow;
     const block = encode(fields);
     const end = s.remoteClosed;

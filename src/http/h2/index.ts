@@ -20,7 +20,9 @@ export function serveH2(server: Server, nodeListeners: ((s: Socket) => void)[], 
     maxHeaderBytes: opts.maxHeaderBytes,
     notPlain,
     relay(inner: Duplex) {
+      let made: http2.ServerHttp2Session | undefined;
       const mirror = (session: http2.ServerHttp2Session) => {
+        made = session;
         // Node wraps a socket that is not a native stream in a JSStreamSocket of its own, whose
         // address getters find no handle: the client's address, port and `encrypted` (Koa's
         // ctx.protocol, the access log, per-IP limits) are copied onto that wrapper.
@@ -38,6 +40,10 @@ export function serveH2(server: Server, nodeListeners: ((s: Socket) => void)[], 
       } finally {
         server.off('session', mirror);
       }
+      // The client's connection has the idle timer (keepalive_timeout, as Node's session had):
+      // the relay link is quiet whenever the client only asks for what is answered from memory,
+      // and Node closing it then would send the client a GOAWAY mid-use.
+      made?.setTimeout(0);
     },
   });
 }
