@@ -212,6 +212,24 @@ describe('HTTPS over HTTP/2', () => {
       const flv = await run('curl', ['-sk', '--http2', '--max-time', '2', `${base}/live/h2.flv`], { encoding: 'buffer', maxBuffer: 1 << 24 }).catch((e: { stdout: Buffer }) => e);
       assert.equal(flv.stdout.subarray(0, 3).toString(), 'FLV');
       assert.ok(flv.stdout.length > 1000, `${flv.stdout.length} bytes of live FLV`);
+      // A player that resets its stream: the reset reaches Node through the relay and the player is gone.
+      const session = http2.connect(base, { rejectUnauthorized: false });
+      session.on('error', () => {});
+      try {
+        const source = gw.hub.all()[0];
+        await waitFor('curl to be gone', () => source.playerCount === 0);
+        const st = session.request({ ':path': '/live/h2.flv' });
+        let got = 0;
+        st.on('data', (c: Buffer) => (got += c.length));
+        st.on('error', () => {});
+        await waitFor('bytes over h2', () => got > 1000 && source.playerCount === 1);
+        st.close(http2.constants.NGHTTP2_CANCEL);
+        await waitFor('the player removed', () => source.playerCount === 0);
+        const again = await run('curl', ['-sk', '--http2', '-o', '/dev/null', '-w', '%{http_code}', `${base}/hello.txt`]);
+        assert.equal(again.stdout, '200');
+      } finally {
+        session.destroy();
+      }
     } finally {
       pub.destroy();
     }
