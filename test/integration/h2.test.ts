@@ -133,6 +133,10 @@ describe('HTTPS over HTTP/2', () => {
     assert.match(head, /content-length: 1000/);
     assert.match(head, /etag: "/);
     assert.equal(await curl(`${base}/missing.txt`), '2 404 14');
+    // HEAD of an error page: headers only (Node's HEAD stream is never "writable"; it used to be reset).
+    const head404 = (await run('curl', ['-sk', '--http2', '-I', `${base}/missing.txt`])).stdout;
+    assert.match(head404, /^HTTP\/2 404/);
+    assert.match(head404, /content-length: 14/);
     assert.equal(await curl('-r', '10-19', `${base}/data.bin`), '2 206 10');
     assert.equal(await curl('-H', 'If-None-Match: *', `${base}/data.bin`), '2 304 0');
   });
