@@ -89,40 +89,25 @@ interface Stream {
   resetAfter: boolean;
 }
 
-/** A pair of connected in-memory Duplex ends. */
+/** A pair of connected in-memory Duplex ends: what one writes, the other reads. */
 function duplexPair(): [Duplex, Duplex] {
-  // eslint-disable-next-line prefer-const
-  let b: Duplex;
-  const a: Duplex = new Duplex({
+  const end = (peer: () => Duplex) => new Duplex({
     read() {},
     write(c: Buffer, _e, cb) {
-      b.push(c);
+      peer().push(c);
       cb();
     },
     final(cb) {
-      b.push(null);
+      peer().push(null);
       cb();
     },
     destroy(err, cb) {
-      b.destroy();
+      peer().destroy();
       cb(err);
     },
   });
-  b = new Duplex({
-    read() {},
-    write(c: Buffer, _e, cb) {
-      a.push(c);
-      cb();
-    },
-    final(cb) {
-      a.push(null);
-      cb();
-    },
-    destroy(err, cb) {
-      a.destroy();
-      cb(err);
-    },
-  });
+  const a: Duplex = end(() => b);
+  const b: Duplex = end(() => a);
   return [a, b];
 }
 
@@ -535,23 +520,13 @@ export class H2Connection {
     this.host.done(req, r, withBody ? r.body.length : 0, performance.now() - start);
   }
 
-  /** HEADERS, split into CONTINUATION frames past the client's frame size. */
+  /** HEADERS (and CONTINUATION) to the client; the first block after a table size change says so. */
   private writeHeaders(id: number, block: Buffer, end: boolean): void {
     if (this.sendTableUpdate) {
       this.sendTableUpdate = false;
       block = Buffer.concat([TABLE_SIZE_ZERO, block]);
     }
-    const max = this.peerMaxFrame;
-    const endFlag = end ? END_STREAM : 0;
-    if (block.length <= max) {
-      this.out.frame(HEADERS, END_HEADERS | endFlag, id, block);
-      return;
-    }
-    this.out.frame(HEADERS, endFlag, id, block.subarray(0, max));
-    for (let off = max; off < block.length; off += max) {
-      const last = off + max >= block.length;
-      this.out.frame(CONTINUATION, last ? END_HEADERS : 0, id, block.subarray(off, Math.min(off + max, block.length)));
-    }
+    this.out.headers(id, block, end, this.peerMaxFrame);
   }
 
   /** Sends what the windows allow of a stream's queue. */
@@ -710,14 +685,7 @@ export class H2Connection {
     const block = encode(fields);
     const end = s.remoteClosed;
     s.sentEnd = end;
-    const max = this.nodeMaxFrame;
-    if (block.length <= max) this.innerOut.frame(HEADERS, END_HEADERS | (end ? END_STREAM : 0), s.id, block);
-    else {
-      this.innerOut.frame(HEADERS, end ? END_STREAM : 0, s.id, block.subarray(0, max));
-      for (let off = max; off < block.length; off += max) {
-        this.innerOut.frame(CONTINUATION, off + max >= block.length ? END_HEADERS : 0, s.id, block.subarray(off, Math.min(off + max, block.length)));
-      }
-    }
+    this.innerOut.headers(s.id, block, end, this.nodeMaxFrame);
     // The request body's window is credited as Node takes it, so the client's initial window
     // is our buffer: nothing more to do until DATA arrives.
   }

@@ -133,6 +133,19 @@ export class Out {
     }
   }
 
+  /** A header block as HEADERS, then CONTINUATION frames past `maxFrame` (§6.10). */
+  headers(id: number, block: Buffer, endStream: boolean, maxFrame: number): void {
+    const end = endStream ? END_STREAM : 0;
+    if (block.length <= maxFrame) {
+      this.frame(HEADERS, END_HEADERS | end, id, block);
+      return;
+    }
+    this.frame(HEADERS, end, id, block.subarray(0, maxFrame));
+    for (let off = maxFrame; off < block.length; off += maxFrame) {
+      this.frame(CONTINUATION, off + maxFrame >= block.length ? END_HEADERS : 0, id, block.subarray(off, Math.min(off + maxFrame, block.length)));
+    }
+  }
+
   raw(b: Buffer): void {
     this.parts.push(b);
     this.len += b.length;
