@@ -196,6 +196,19 @@ describe('HTTPS over HTTP/2', () => {
     assert.ok(fast.stdout.includes('recv (stream_id=13) :status: 200') && fast.stdout.includes('hello world'), 'answered');
     const up = await run('nghttp', ['-H', `x-big: ${big}`, `${base}/up/echo`], { maxBuffer: 1 << 22 });
     assert.equal(JSON.parse(up.stdout).big, big.length);
+    // Past max_header_size (64 KB here; curl and nghttp refuse to send that much, having read
+    // our SETTINGS_MAX_HEADER_LIST_SIZE): 431, as on HTTP/1.1. A 70,000-octet literal, in 16 KB frames.
+    const value = Buffer.alloc(70_000, 'a');
+    const block = Buffer.concat([getBlock('/hello.txt'), Buffer.from([0x00, 5]), Buffer.from('x-big'), Buffer.from([0x7f, ((70_000 - 127) & 0x7f) | 0x80, (((70_000 - 127) >> 7) & 0x7f) | 0x80, (70_000 - 127) >> 14]), value]);
+    const frames: Buffer[] = [];
+    for (let off = 0; off < block.length; off += 16384) {
+      const last = off + 16384 >= block.length;
+      frames.push(frame(off === 0 ? 1 : 9, (off === 0 ? 1 : 0) | (last ? 4 : 0), 1, block.subarray(off, off + 16384)));
+    }
+    const fs = await rawH2(port, Buffer.concat(frames));
+    assert.ok(fs.some((f) => f.type === 1 && f.id === 1 && f.payload.includes('431')), 'HEADERS with :status 431');
+    assert.ok(fs.some((f) => f.type === 0 && f.id === 1 && f.payload.toString().startsWith('431 ')), 'and a body saying so');
+    assert.equal(goawayCode(fs), undefined);
   });
 
   test('relay: a proxied GET and a 300 KB POST through small windows reach the upstream; the embedded API answers', async () => {

@@ -143,6 +143,14 @@ function blockOf(r: FastReply): Buffer {
   return b;
 }
 
+const TOO_LARGE_BODY = Buffer.from('431 request header fields too large\n');
+const TOO_LARGE: FastReply = {
+  status: 431,
+  head: `Content-Type: text/plain;charset=utf-8\r\nContent-Length: ${TOO_LARGE_BODY.length}\r\n`,
+  body: TOO_LARGE_BODY,
+  route: 'none',
+};
+
 /** Header field names and values a request may carry on the fast path; anything else is Node's to judge (and refuse). */
 const TOKEN_LOWER = /^[a-z0-9!#$%&'*+\-.^_`|~]+$/;
 const BAD_VALUE = /[\0\r\n]|^[ \t]|[ \t]$/;
@@ -436,11 +444,8 @@ export class H2Connection {
     // §6.8: streams above the GOAWAY's last id are ignored.
     if (this.draining) return;
     if (this.streams.size >= MAX_CONCURRENT_STREAMS) return this.resetStream(id, REFUSED_STREAM);
-    if (tooLarge) {
-      // Node answers 431 for an HTTP/1.1 head past the limit; on h2 the stream is refused outright.
-      return this.resetStream(id, ENHANCE_YOUR_CALM);
-    }
     const ns = this.newStream(id);
+    if (tooLarge) return this.refuseTooLarge(ns, (flags & END_STREAM) !== 0);
     ns.remoteClosed = (flags & END_STREAM) !== 0;
     if (ns.remoteClosed) {
       const req = this.plain(fields);
@@ -518,6 +523,18 @@ export class H2Connection {
       this.closeIfDone(s);
     }
     this.host.done(req, r, withBody ? r.body.length : 0, performance.now() - start);
+  }
+
+  /** Headers past max_header_size: 431, as Node answers an HTTP/1.1 head past it (RFC 9113 §10.5.1). */
+  private refuseTooLarge(s: Stream, ended: boolean): void {
+    s.remoteClosed = ended;
+    s.resetAfter = true;
+    const block = blockOf(TOO_LARGE);
+    const date = dateField();
+    this.writeHeaders(s.id, Buffer.concat([block, date], block.length + date.length), false);
+    s.queue.push(TOO_LARGE.body);
+    s.endQueued = true;
+    this.pump(s);
   }
 
   /** HEADERS (and CONTINUATION) to the client; the first block after a table size change says so. */
