@@ -276,6 +276,9 @@ describe('HTTPS over HTTP/2', () => {
     assert.equal(rstCode(fs, 1), 5, 'DATA after END_STREAM: RST_STREAM STREAM_CLOSED');
     assert.ok(fs.some((f) => f.type === 1 && f.id === 7));
     assert.equal(goawayCode(fs), undefined);
+    fs = await rawH2(port, Buffer.concat([frame(1, 0x25, 1, Buffer.concat([Buffer.from([0, 0, 0, 1, 16]), getBlock('/hello.txt')])), after]));
+    assert.equal(rstCode(fs, 1), 1, 'a stream that depends on itself: RST_STREAM PROTOCOL_ERROR');
+    assert.ok(fs.some((f) => f.type === 1 && f.id === 7));
 
     // PING is answered with its payload; PRIORITY and unknown frame types are ignored.
     fs = await rawH2(port, Buffer.concat([frame(6, 0, 0, Buffer.from('pingpong')), frame(2, 0, 3, [0, 0, 0, 0, 16]), frame(0xfa, 0, 0, [1, 2]), after]));

@@ -177,6 +177,7 @@ export class H2Connection {
   private headerFlags = 0;
   private headerParts: Buffer[] = [];
   private headerBytes = 0;
+  private headerSelfDependent = false;
   private headerTimer: NodeJS.Timeout | null = null;
   /** Streams with output waiting for window or for the socket to drain. */
   private readonly blocked = new Set<Stream>();
@@ -255,6 +256,8 @@ export class H2Connection {
       case PRIORITY:
         if (id === 0) return this.fail(PROTOCOL_ERROR, 'PRIORITY on stream 0');
         if (p.length !== 5) return this.resetStream(id, FRAME_SIZE_ERROR);
+        // RFC 9113 §5.3.1 (of RFC 7540, still binding): a stream cannot depend on itself.
+        if ((p.readUInt32BE(0) & 0x7fffffff) === id) return this.resetStream(id, PROTOCOL_ERROR);
         return;
       case RST_STREAM: return this.onClientReset(id, p);
       case SETTINGS: return this.onSettings(flags, id, p);
@@ -385,8 +388,10 @@ export class H2Connection {
     if (id === 0 || (id & 1) === 0) return this.fail(PROTOCOL_ERROR, 'HEADERS on a server or zero stream id');
     let frag = this.unpad(flags, p);
     if (frag === null) return;
+    this.headerSelfDependent = false;
     if (flags & PRIORITY_FLAG) {
       if (frag.length < 5) return this.fail(FRAME_SIZE_ERROR, 'HEADERS priority fields');
+      this.headerSelfDependent = (frag.readUInt32BE(0) & 0x7fffffff) === id;
       frag = frag.subarray(5);
     }
     this.headerId = id;
@@ -444,6 +449,7 @@ export class H2Connection {
     // §6.8: streams above the GOAWAY's last id are ignored.
     if (this.draining) return;
     if (this.streams.size >= MAX_CONCURRENT_STREAMS) return this.resetStream(id, REFUSED_STREAM);
+    if (this.headerSelfDependent) return this.resetStream(id, PROTOCOL_ERROR);
     const ns = this.newStream(id);
     if (tooLarge) return this.refuseTooLarge(ns, (flags & END_STREAM) !== 0);
     ns.remoteClosed = (flags & END_STREAM) !== 0;
