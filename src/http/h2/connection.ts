@@ -628,7 +628,7 @@ export class H2Connection {
     this.forget(s);
   }
 
-  /** A connection error (§5.4.1): GOAWAY with the code, then close. */
+  /** A connection error (§5.4.1), or an idle close (NO_ERROR): GOAWAY with the code, then close. */
   private fail(code: number, _why: string): void {
     if (this.dead) return;
     this.out.frame(GOAWAY, 0, 0, goawayPayload(this.lastId, code));
@@ -647,11 +647,8 @@ export class H2Connection {
    * opened the connection and said nothing). A live player always moves bytes.
    */
   private onIdle(): void {
-    if (!this.dead) {
-      this.out.frame(GOAWAY, 0, 0, goawayPayload(this.lastId, NO_ERROR));
-      this.flush();
-    }
-    this.sock.destroy();
+    if (this.dead) return this.sock.destroy();
+    this.fail(NO_ERROR, 'idle');
   }
 
   private onPeerEnd(): void {
