@@ -647,7 +647,10 @@ export class H2Connection {
    * opened the connection and said nothing). A live player always moves bytes.
    */
   private onIdle(): void {
-    if (this.dead) return this.sock.destroy();
+    if (this.dead) {
+      this.sock.destroy();
+      return;
+    }
     this.fail(NO_ERROR, 'idle');
   }
 
