@@ -391,6 +391,8 @@ export class Gateway {
       done: (r, reply, bytes, ms, direct) => this.frontDone(r, reply, bytes, ms, direct),
       eligible: (sock) => !this.closing && !this.overLimit.has(sock),
       keepAliveTimeoutMs: () => this.table.config.limits.keepAliveTimeoutMs,
+      headerTimeoutMs: () => this.table.config.limits.headerTimeoutMs,
+      ownH2: () => this.table.config.httpServer.https.ownH2,
       maxHeaderBytes: () => this.table.config.limits.maxHeaderBytes,
     };
   }

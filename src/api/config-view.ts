@@ -36,7 +36,7 @@ export function configView(c: Config, listening: { role: string; address: string
       listen: c.httpServer.enabled ? c.httpServer.listen.map(addr) : [],
       dir: c.httpServer.dir,
       crossdomain: c.httpServer.crossdomain,
-      https: c.httpServer.https.enabled ? { listen: c.httpServer.https.listen.map(addr), cert: c.httpServer.https.cert } : null,
+      https: c.httpServer.https.enabled ? { listen: c.httpServer.https.listen.map(addr), cert: c.httpServer.https.cert, own_h2: c.httpServer.https.ownH2 } : null,
     },
     rtmp: { listen: c.rtmp.listen.map(addr) },
     vhosts: c.vhosts.map((v) => ({

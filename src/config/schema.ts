@@ -67,7 +67,8 @@ export interface Config {
     listen: ListenAddr[];
     dir: string;
     crossdomain: boolean;
-    https: { enabled: boolean; listen: ListenAddr[]; key: string; cert: string };
+    /** `own_h2` (default off): h2 connections served by src/http/h2/ instead of Node's http2 server. */
+    https: { enabled: boolean; listen: ListenAddr[]; key: string; cert: string; ownH2: boolean };
   };
   proxy: { routes: ProxyRoute[]; timeoutMs: number; connectTimeoutMs: number; keepAlive: number };
   consoleDir: string | null;
@@ -279,6 +280,7 @@ export function buildConfig(root: Directive[], file: string, notes: string[]): C
         listen: https.listen('listen', [8088]),
         key: https.str('key', './conf/server.key'),
         cert: https.str('cert', './conf/server.crt'),
+        ownH2: https.bool('own_h2', true),
       },
     },
     proxy: {

@@ -90,7 +90,7 @@ export const ROOT_SPEC = block({
     listen: many(8),
     dir: one,
     crossdomain: one,
-    https: block({ enabled: one, listen: many(8), key: one, cert: one }),
+    https: block({ enabled: one, listen: many(8), key: one, cert: one, own_h2: one }),
   }),
   /** streamgate: reverse-proxy routes, httpx-static style `route PREFIX UPSTREAM [host=…];`. */
   proxy: block({ route: repeated(2, 3), timeout: one, connect_timeout: one, keepalive: one }),

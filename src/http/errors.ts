@@ -1,3 +1,4 @@
+import type { Http2ServerRequest } from 'node:http2';
 import type { Context, Middleware } from 'koa';
 import { ERRORS, GatewayError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -21,7 +22,7 @@ export function errorResponder(log: Logger): Middleware {
 
 export function respondError(ctx: Context, err: unknown, log: Logger): void {
   const ge = toGatewayError(err);
-  if (ctx.headerSent || !ctx.writable) {
+  if (ctx.headerSent || clientGone(ctx)) {
     if (ge.status >= 500) log.warn(`${ctx.method} ${ctx.path}: ${ge.code} after the response started: ${ge.message}`);
     ctx.res.destroy();
     return;
@@ -41,6 +42,16 @@ export function respondError(ctx: Context, err: unknown, log: Logger): void {
   const { type, body } = errorBody(ctx.path, ge);
   ctx.type = type;
   ctx.body = body;
+}
+
+/**
+ * Node ends an HTTP/2 HEAD stream's writable side as it opens (there is no body to send), so
+ * Koa's ctx.writable is false for every HEAD over h2: there, only a destroyed stream means the
+ * client left. (Koa itself then answers with res.end(), headers only, as a HEAD wants.)
+ */
+function clientGone(ctx: Context): boolean {
+  if (ctx.req.httpVersionMajor >= 2) return (ctx.req as unknown as Http2ServerRequest).stream?.destroyed !== false;
+  return !ctx.writable;
 }
 
 /** The body of an error answer: JSON in SRS's style on API paths, one text line elsewhere. */

@@ -1,6 +1,7 @@
 import type http2 from 'node:http2';
 import type { Server, Socket } from 'node:net';
 import { NOT_DIRECT, SEND_FAILED, sendDirect, type DirectBody } from '../net/sendfile.js';
+import { serveH2, type H2Connection } from './h2/index.js';
 
 /**
  * The front door of a plain-HTTP listener: the hot requests of a streaming site — a GET of a
@@ -70,11 +71,14 @@ export interface FrontDoorOptions {
   eligible(sock: Socket): boolean;
   keepAliveTimeoutMs(): number;
   maxHeaderBytes(): number;
+  /** HTTPS only: serve h2 connections with streamgate's own HTTP/2 (src/http/h2/) instead of Node's. */
+  ownH2?(): boolean;
+  headerTimeoutMs?(): number;
 }
 
 const CRLFCRLF = Buffer.from('\r\n\r\n');
 /** Headers whose presence means the request is not a plain cache hit. */
-const NOT_PLAIN = new Set(['range', 'if-none-match', 'if-modified-since', 'if-match', 'if-unmodified-since', 'if-range',
+export const NOT_PLAIN: ReadonlySet<string> = new Set(['range', 'if-none-match', 'if-modified-since', 'if-match', 'if-unmodified-since', 'if-range',
   'content-length', 'transfer-encoding', 'upgrade', 'expect', 'http2-settings']);
 /** Of NOT_PLAIN, those a proxied request carries to its upstream as ordinary headers. */
 const CONDITIONAL = new Set(['range', 'if-none-match', 'if-modified-since', 'if-match', 'if-unmodified-since', 'if-range']);
@@ -138,8 +142,15 @@ export function installFrontDoor(server: Server, opts: FrontDoorOptions, event: 
   const nodeListeners = server.listeners(event) as ((s: Socket) => void)[];
   server.removeAllListeners(event);
   const idle = new Set<Socket>();
+  const h2 = new Set<H2Connection>();
   server.on(event, (sock: Socket) => {
     if (event === 'secureConnection' && (sock as Socket & { alpnProtocol?: string | false }).alpnProtocol === 'h2') {
+      if (opts.ownH2?.() && opts.eligible(sock)) {
+        const conn = serveH2(server, nodeListeners, sock, opts, NOT_PLAIN);
+        h2.add(conn);
+        sock.once('close', () => h2.delete(conn));
+        return;
+      }
       for (const l of nodeListeners) l.call(server, sock);
       return;
     }
@@ -292,6 +303,7 @@ export function installFrontDoor(server: Server, opts: FrontDoorOptions, event: 
   return {
     closeIdle() {
       for (const s of idle) if (s.writableLength === 0) s.destroy();
+      for (const c of h2) c.shutdown();
     },
   };
 }
@@ -403,6 +415,10 @@ export function installH2FrontDoor(server: http2.Http2SecureServer, opts: Pick<F
       for (const l of nodeListeners) l.call(server, stream, headers, flags, raw);
       return;
     }
+    // 'stream' is emitted a tick after nghttp2 opened it: a client may have reset it since
+    // (respond() then throws), and a stream error with no listener would end the process.
+    stream.on('error', () => {});
+    if (stream.destroyed) return;
     const start = performance.now();
     const withBody = req.method === 'GET' && answer.body.length > 0;
     stream.respond(h2HeadersOf(answer), { endStream: !withBody });

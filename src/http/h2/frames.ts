@@ -1,0 +1,165 @@
+/** HTTP/2 framing (RFC 9113 §4, §6): frame types, flags, error codes, settings, and a frame reader. */
+
+export const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
+
+export const DATA = 0x0;
+export const HEADERS = 0x1;
+export const PRIORITY = 0x2;
+export const RST_STREAM = 0x3;
+export const SETTINGS = 0x4;
+export const PUSH_PROMISE = 0x5;
+export const PING = 0x6;
+export const GOAWAY = 0x7;
+export const WINDOW_UPDATE = 0x8;
+export const CONTINUATION = 0x9;
+
+export const END_STREAM = 0x1;
+export const ACK = 0x1;
+export const END_HEADERS = 0x4;
+export const PADDED = 0x8;
+export const PRIORITY_FLAG = 0x20;
+
+/** Error codes, RFC 9113 §7. */
+export const NO_ERROR = 0x0;
+export const PROTOCOL_ERROR = 0x1;
+export const INTERNAL_ERROR = 0x2;
+export const FLOW_CONTROL_ERROR = 0x3;
+export const STREAM_CLOSED = 0x5;
+export const FRAME_SIZE_ERROR = 0x6;
+export const REFUSED_STREAM = 0x7;
+export const CANCEL = 0x8;
+export const COMPRESSION_ERROR = 0x9;
+export const ENHANCE_YOUR_CALM = 0xb;
+
+/** Settings identifiers, RFC 9113 §6.5.2. */
+export const S_HEADER_TABLE_SIZE = 0x1;
+export const S_ENABLE_PUSH = 0x2;
+export const S_MAX_CONCURRENT_STREAMS = 0x3;
+export const S_INITIAL_WINDOW_SIZE = 0x4;
+export const S_MAX_FRAME_SIZE = 0x5;
+export const S_MAX_HEADER_LIST_SIZE = 0x6;
+
+export const DEFAULT_WINDOW = 65535;
+export const MAX_WINDOW = 0x7fffffff;
+export const MIN_MAX_FRAME_SIZE = 16384;
+export const MAX_MAX_FRAME_SIZE = 16777215;
+
+/** The 9-octet frame header. */
+export function frameHead(type: number, flags: number, id: number, len: number): Buffer {
+  const b = Buffer.allocUnsafe(9);
+  b[0] = len >>> 16;
+  b[1] = (len >>> 8) & 0xff;
+  b[2] = len & 0xff;
+  b[3] = type;
+  b[4] = flags;
+  b.writeUInt32BE(id, 5);
+  return b;
+}
+
+export function settingsPayload(pairs: [number, number][]): Buffer {
+  const b = Buffer.allocUnsafe(6 * pairs.length);
+  pairs.forEach(([k, v], i) => {
+    b.writeUInt16BE(k, 6 * i);
+    b.writeUInt32BE(v, 6 * i + 2);
+  });
+  return b;
+}
+
+export function u32(v: number): Buffer {
+  const b = Buffer.allocUnsafe(4);
+  b.writeUInt32BE(v, 0);
+  return b;
+}
+
+export function goawayPayload(lastId: number, code: number): Buffer {
+  const b = Buffer.allocUnsafe(8);
+  b.writeUInt32BE(lastId, 0);
+  b.writeUInt32BE(code, 4);
+  return b;
+}
+
+export type FrameHandler = (type: number, flags: number, id: number, payload: Buffer) => void;
+
+/**
+ * Cuts a byte stream into frames. `maxFrameSize` is the SETTINGS_MAX_FRAME_SIZE we advertised:
+ * a longer frame is a connection error (§4.2), reported through `onOversize` before any of its
+ * payload is buffered.
+ */
+export class FrameReader {
+  private buf: Buffer | null = null;
+  stopped = false;
+
+  constructor(private readonly maxFrameSize: number, private readonly onFrame: FrameHandler, private readonly onOversize: (len: number) => void) {}
+
+  push(chunk: Buffer): void {
+    let buf = this.buf === null ? chunk : Buffer.concat([this.buf, chunk]);
+    let pos = 0;
+    while (!this.stopped && buf.length - pos >= 9) {
+      const len = (buf[pos] << 16) | (buf[pos + 1] << 8) | buf[pos + 2];
+      if (len > this.maxFrameSize) {
+        this.stopped = true;
+        this.onOversize(len);
+        break;
+      }
+      if (buf.length - pos < 9 + len) break;
+      const type = buf[pos + 3];
+      const flags = buf[pos + 4];
+      const id = buf.readUInt32BE(pos + 5) & 0x7fffffff;
+      const payload = buf.subarray(pos + 9, pos + 9 + len);
+      pos += 9 + len;
+      this.onFrame(type, flags, id, payload);
+    }
+    if (this.stopped || pos === buf.length) this.buf = null;
+    else {
+      buf = buf.subarray(pos);
+      // A partial frame keeps a copy of its own, not the whole read it came in.
+      this.buf = pos > 0 && buf.length < 4096 ? Buffer.from(buf) : buf;
+    }
+  }
+}
+
+/** Frames collected during one pass and written out in one go. */
+export class Out {
+  private parts: Buffer[] = [];
+  private len = 0;
+
+  frame(type: number, flags: number, id: number, payload?: Buffer): void {
+    const n = payload === undefined ? 0 : payload.length;
+    this.parts.push(frameHead(type, flags, id, n));
+    this.len += 9;
+    if (n > 0) {
+      this.parts.push(payload!);
+      this.len += n;
+    }
+  }
+
+  /** A header block as HEADERS, then CONTINUATION frames past `maxFrame` (§6.10). */
+  headers(id: number, block: Buffer, endStream: boolean, maxFrame: number): void {
+    const end = endStream ? END_STREAM : 0;
+    if (block.length <= maxFrame) {
+      this.frame(HEADERS, END_HEADERS | end, id, block);
+      return;
+    }
+    this.frame(HEADERS, end, id, block.subarray(0, maxFrame));
+    for (let off = maxFrame; off < block.length; off += maxFrame) {
+      this.frame(CONTINUATION, off + maxFrame >= block.length ? END_HEADERS : 0, id, block.subarray(off, Math.min(off + maxFrame, block.length)));
+    }
+  }
+
+  raw(b: Buffer): void {
+    this.parts.push(b);
+    this.len += b.length;
+  }
+
+  get empty(): boolean {
+    return this.len === 0;
+  }
+
+  take(): Buffer | null {
+    if (this.len === 0) return null;
+    const b = this.parts.length === 1 ? this.parts[0] : Buffer.concat(this.parts, this.len);
+    this.parts = [];
+    this.len = 0;
+    return b;
+  }
+}
