@@ -18,7 +18,7 @@ import type { Report } from '../../bench/lib/report.js';
 const RUN = fileURLToPath(new URL('../../bench/run.js', import.meta.url));
 const missing = REQUIRED_TOOLS.filter((t) => !which(t));
 
-test('benchmark smoke run: every workload gives streamgate and each peer a positive figure', { skip: missing.length ? `needs ${missing.join(', ')} (.ci/run installs them)` : false, timeout: 90_000 }, async () => {
+test('benchmark smoke run: every workload gives streamgate and each peer a figure', { skip: missing.length ? `needs ${missing.join(', ')} (.ci/run installs them)` : false, timeout: 90_000 }, async () => {
   const out = mkdtempSync(join(tmpdir(), 'sg-bench-smoke-'));
   try {
     const child = spawn(process.execPath, [RUN, '--smoke', `--out=${out}`], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -35,7 +35,13 @@ test('benchmark smoke run: every workload gives streamgate and each peer a posit
     for (const row of report.rows) {
       // Memory per player is noise at 50 players; HLS is skipped (met null) on a build without it.
       if (row.id === 'flv-memory' || (row.id === 'hls' && row.met === null)) continue;
-      assert.ok((row.streamgate ?? 0) > 0, `${row.id}: streamgate figure ${row.streamgate}\n${log}`);
+      if (row.id === 'flv-latency') {
+        // Latency beyond the 350 ms window: below zero when the p99 frame waited less than a whole
+        // window (players flush on staggered grid points), but a frame never arrives before it is sent.
+        assert.ok(row.streamgate !== null && Number.isFinite(row.streamgate) && row.streamgate > -350, `${row.id}: streamgate figure ${row.streamgate}\n${log}`);
+      } else {
+        assert.ok((row.streamgate ?? 0) > 0, `${row.id}: streamgate figure ${row.streamgate}\n${log}`);
+      }
       // HTTP rows carry a note only when a run failed (non-2xx answers, socket errors).
       if (!row.id.startsWith('flv')) assert.equal(row.note, undefined, `${row.id}: ${row.note}`);
       for (const [peer, v] of Object.entries(row.peers)) assert.ok((v ?? 0) > 0, `${row.id}: ${peer} figure ${v}\n${log}`);
