@@ -67,6 +67,14 @@ export function sendDirect(sock: Socket, head: Buffer, body: DirectBody, length:
   return n < 0 ? SEND_FAILED : n;
 }
 
+/**
+ * Bodies from this size up are worth a sealed memfd copy for sendfile (cached files and live HLS
+ * segments alike). Measured with wrk, 50 connections: 32 KB bodies went faster by send + sendfile
+ * than by one writev in every round, 20 KB ones were a draw (two system calls against a copy that
+ * small).
+ */
+export const DIRECT_MIN_BYTES = 32 * 1024;
+
 /** sendDirect did not write: the caller writes everything. */
 export const NOT_DIRECT = -1;
 /** sendDirect hit a socket error (reset, broken pipe): the connection is dead. */

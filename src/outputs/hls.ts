@@ -9,7 +9,7 @@ import { GatewayError } from '../errors.js';
 import { DEFAULT_HLS_LIMITS, HlsStream, type HlsLimits, type Segment } from './hls-segmenter.js';
 import { tsTracks } from './ts.js';
 import type { FastReply } from '../http/frontdoor.js';
-import { DirectBody } from '../net/sendfile.js';
+import { DIRECT_MIN_BYTES, DirectBody } from '../net/sendfile.js';
 
 /** The longest a playlist request waits for a just-published stream's first segment. */
 const FIRST_SEGMENT_WAIT_MAX_MS = 10_000;
@@ -28,8 +28,6 @@ const SEGMENT_MAX_AGE_S = 3600;
 const HLS_SESSION_IDLE_MS = 20_000;
 /** Viewers listed at most; beyond this new ones are served but not listed (bounded memory). */
 const MAX_HLS_SESSIONS = 10_000;
-/** Segments from this size go out by sendfile from a memfd copy (as cached files do, src/static/). */
-const DIRECT_MIN_BYTES = 32 * 1024;
 /** memfd copies held at most, over every stream (each is an open fd). */
 const DIRECT_MAX_SEGMENTS = 256;
 
@@ -145,7 +143,7 @@ export class HlsOutput {
     if (!found) return null;
     let reply = this.segmentReplies.get(found.seg);
     if (reply === undefined) {
-      reply = { status: 200, head: `Content-Type: ${TS_TYPE}\r\nContent-Length: ${found.seg.data.length}\r\nCache-Control: public, max-age=${SEGMENT_MAX_AGE_S}, immutable\r\n`, body: found.seg.data, route: 'stream', direct: this.directOf(found.seg) };
+      reply = { status: 200, head: `Content-Type: ${TS_TYPE}\r\nContent-Length: ${found.seg.data.length}\r\nCache-Control: public, max-age=${SEGMENT_MAX_AGE_S}, immutable\r\n`, body: found.seg.data, route: 'stream', direct: this.directOf(found.seg, streamKey(found.name)) };
       this.segmentReplies.set(found.seg, reply);
     }
     this.touch(found.name, viewer, head ? 0 : found.seg.data.length);
@@ -162,20 +160,13 @@ export class HlsOutput {
   private readonly directs = new Map<Segment, { body: DirectBody; key: string }>();
 
   /** A memfd copy of a segment for sendfile, made the first time the front door serves it. */
-  private directOf(seg: Segment): DirectBody | null {
+  private directOf(seg: Segment, key: string): DirectBody | null {
     if (!this.deps.sendfile || seg.data.length < DIRECT_MIN_BYTES) return null;
     this.releaseDirects(false);
     if (this.directs.size >= DIRECT_MAX_SEGMENTS) return null;
-    const key = this.keyOf(seg);
-    if (key === undefined) return null;
     const body = DirectBody.of(seg.data);
     if (body) this.directs.set(seg, { body, key });
     return body;
-  }
-
-  private keyOf(seg: Segment): string | undefined {
-    for (const [key, e] of this.entries) if (e.stream.segment(seg.seq) === seg) return key;
-    return undefined;
   }
 
   /**

@@ -2,7 +2,7 @@ import { createReadStream, promises as fsp, type Stats } from 'node:fs';
 import { sep } from 'node:path';
 import type { Context } from 'koa';
 import { GatewayError } from '../errors.js';
-import { DirectBody } from '../net/sendfile.js';
+import { DIRECT_MIN_BYTES, DirectBody } from '../net/sendfile.js';
 import { cacheControl, contentType, UNKNOWN_TYPE } from './mime.js';
 import { parseRange } from './range.js';
 
@@ -16,12 +16,6 @@ const MEMORY_FILE_MAX_BYTES = 1024 * 1024;
 const MEMORY_CACHE_MAX_BYTES = 64 * 1024 * 1024;
 /** Read-stream chunk for larger files. */
 const STREAM_CHUNK_BYTES = 256 * 1024;
-/**
- * Bodies from this size up also get a sealed memfd copy for sendfile(2) (when enabled). Measured
- * with wrk, 50 connections: 32 KB bodies went faster by send + sendfile than by one writev in
- * every round, 20 KB ones were a draw (two system calls against a copy that small).
- */
-const DIRECT_MIN_BYTES = 32 * 1024;
 /** memfd copies per root at most: each is an open fd, and sockets need fds too. */
 const DIRECT_MAX_FILES = 256;
 
