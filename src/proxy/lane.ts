@@ -244,10 +244,8 @@ class Exchange {
     for (;;) {
       const buf = this.head!;
       const end = buf.indexOf(CRLFCRLF);
-      if (end < 0) {
-        if (buf.length > MAX_RESPONSE_HEAD_BYTES) this.fail('UPSTREAM_ERROR', 'response head too large');
-        return;
-      }
+      if (end > MAX_RESPONSE_HEAD_BYTES || (end < 0 && buf.length > MAX_RESPONSE_HEAD_BYTES)) return this.fail('UPSTREAM_ERROR', 'response head too large');
+      if (end < 0) return;
       const text = buf.toString('latin1', 0, end);
       const out = this.parseHead(text);
       if (out === null) return this.fail('UPSTREAM_ERROR', `invalid response head: ${JSON.stringify(text.slice(0, 40))}`);
@@ -593,7 +591,12 @@ class Exchange {
     if (c === null) return;
     this.conn = null;
     c.ex = null;
-    if (this.waitingDrain) c.sock.resume();
+    if (this.waitingDrain) {
+      // The upstream's read timeout was off while the client caught up: the next exchange on
+      // this connection needs it again (acquire does not re-arm it).
+      c.sock.setTimeout(this.pool.opts.timeoutMs);
+      c.sock.resume();
+    }
     this.pool.release(c, reusable);
   }
 

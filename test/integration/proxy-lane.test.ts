@@ -347,6 +347,28 @@ async function httpUpstream(handler: http.RequestListener): Promise<{ port: numb
 }
 
 describe('the proxy lane against node:http upstreams', () => {
+  test('a silent upstream on a reused pooled connection (after an answer relayed in pieces) is a 504 after the read timeout', async () => {
+    const upstream = await httpUpstream((req, res) => {
+      // The last piece is larger than a socket's write buffer mark: the lane waits for 'drain' on it.
+      if (req.url === '/api/big') {
+        res.setHeader('Content-Length', 80_000);
+        res.write('x'.repeat(40_000));
+        setTimeout(() => res.end('x'.repeat(40_000)), 50);
+      }
+      // Never answered.
+    });
+    const { gw, port } = await gateway(`route /api/ http://127.0.0.1:${upstream.port};`, 'timeout 1s; connect_timeout 1s;');
+    try {
+      assert.equal((await request(port, '/api/big')).body.length, 80_000);
+      const silent = await Promise.race([request(port, '/api/hang'), new Promise<null>((r) => setTimeout(() => r(null), 5000))]);
+      assert.equal(upstream.conns.size, 1, 'the second request reused the pooled connection');
+      assert.equal(silent?.status, 504, 'the upstream read timeout (1 s) answers, not the client giving up');
+    } finally {
+      await gw.close();
+      upstream.close();
+    }
+  });
+
   test('a reload retires the old pool: the answer in flight completes, its connection then closes', async () => {
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));
