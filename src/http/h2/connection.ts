@@ -556,7 +556,9 @@ export class H2Connection {
   /** Sends what the windows allow of a stream's queue. */
   private pump(s: Stream): void {
     while (s.queue.length > 0) {
-      if (this.sock.writableLength > BACKLOG_PAUSE_BYTES) {
+      // What this pass has collected counts too: one read of many requests must not queue a
+      // whole flow-control window's worth of bodies before the socket is looked at again.
+      if (this.sock.writableLength + this.out.length > BACKLOG_PAUSE_BYTES) {
         this.blocked.add(s);
         return;
       }
@@ -782,7 +784,7 @@ export class H2Connection {
       const item = s.toNode[0];
       if (!Buffer.isBuffer(item)) {
         s.toNode.shift();
-        this.innerOut.frame(HEADERS, END_HEADERS | END_STREAM, s.id, item.block);
+        this.innerOut.headers(s.id, item.block, true, this.nodeMaxFrame);
         s.toNodeEnd = false;
         s.sentEnd = true;
         continue;

@@ -151,8 +151,9 @@ export class Out {
     this.len += b.length;
   }
 
-  get empty(): boolean {
-    return this.len === 0;
+  /** Bytes collected and not yet taken. */
+  get length(): number {
+    return this.len;
   }
 
   take(): Buffer | null {
