@@ -112,8 +112,6 @@ export class Gateway {
   private readonly frontDoors: { closeIdle(): void }[] = [];
   private closedRecv = 0;
   private closedSend = 0;
-  /** Bytes the front door sent by send/sendfile on a socket's fd: no socket's bytesWritten has them. */
-  private directSend = 0;
   private readonly sendfile: boolean;
 
   private constructor(config: Config, opts: GatewayOptions) {
@@ -399,10 +397,7 @@ export class Gateway {
 
   private frontDone(req: FastRequest, reply: FastReply, bytes: number, ms: number, direct: number): void {
     this.metrics.request(reply.route, reply.status, bytes);
-    if (direct > 0) {
-      this.directSend += direct;
-      this.metrics.sendfile(direct);
-    }
+    if (direct > 0) this.metrics.sendfile(direct);
     const format = this.table.config.accessLog;
     if (format === 'off') return;
     this.log.access(formatAccess(format, {
@@ -669,7 +664,8 @@ export class Gateway {
   /** Open connections and bytes in and out on every connection since start (the API's summaries). */
   traffic(): { connections: number; recvBytes: number; sendBytes: number } {
     let recv = this.closedRecv;
-    let send = this.closedSend + this.directSend;
+    // Bytes sent by sendfile on a socket's fd: no socket's bytesWritten has them.
+    let send = this.closedSend + this.metrics.sendfileBytesTotal;
     for (const s of this.sockets) {
       recv += s.bytesRead;
       send += s.bytesWritten;

@@ -29,6 +29,10 @@ export class Metrics {
     this.sendfileBytes += bytes;
   }
 
+  get sendfileBytesTotal(): number {
+    return this.sendfileBytes;
+  }
+
   upstreamError(upstream: string, kind: string): void {
     const key = `upstream="${escapeLabel(upstream)}",kind="${kind}"`;
     this.upstreamErrors.set(key, (this.upstreamErrors.get(key) ?? 0) + 1);

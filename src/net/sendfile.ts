@@ -16,7 +16,7 @@ interface Addon {
 
 function load(): Addon | null {
   try {
-    // From dist/src/net/ (and src/net/ under a TypeScript loader) up to the package root.
+    // From dist/src/net/ up to the package root.
     return createRequire(import.meta.url)('../../../build/Release/sendfile.node') as Addon;
   } catch {
     return null;

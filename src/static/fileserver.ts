@@ -68,6 +68,7 @@ export class FileRoot {
   private readonly entries = new Map<string, Entry>();
   private memoryBytes = 0;
   private directFiles = 0;
+  private closed = false;
 
   constructor(
     readonly dir: string,
@@ -202,7 +203,7 @@ export class FileRoot {
     if (b === undefined || e.direct !== undefined) return b;
     const size = e.body!.length;
     e.direct = null;
-    if (this.opts.direct && e.live && size >= DIRECT_MIN_BYTES && this.directFiles < DIRECT_MAX_FILES && this.memoryBytes + size <= MEMORY_CACHE_MAX_BYTES) {
+    if (this.opts.direct && !this.closed && e.live && size >= DIRECT_MIN_BYTES && this.directFiles < DIRECT_MAX_FILES && this.memoryBytes + size <= MEMORY_CACHE_MAX_BYTES) {
       e.direct = DirectBody.of(e.body!);
       if (e.direct) {
         e.held += size;
@@ -308,6 +309,8 @@ export class FileRoot {
 
   /** Shutdown, or a reload that no longer serves this directory: every memfd closes. */
   close(): void {
+    // A lookup still in flight may put an entry back after this: it must not get a memfd nobody closes.
+    this.closed = true;
     for (const e of this.entries.values()) this.drop(e);
     this.entries.clear();
   }
