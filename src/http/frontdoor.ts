@@ -1,7 +1,7 @@
 import type http2 from 'node:http2';
 import type { Server, Socket } from 'node:net';
 import { NOT_DIRECT, SEND_FAILED, sendDirect, type DirectBody } from '../net/sendfile.js';
-import { serveH2, type H2Connection } from './h2/index.js';
+import { relaySessions, serveH2, type H2Connection } from './h2/index.js';
 
 /**
  * The front door of a plain-HTTP listener: the hot requests of a streaming site — a GET of a
@@ -409,7 +409,8 @@ export function installH2FrontDoor(server: http2.Http2SecureServer, opts: Pick<F
   const nodeListeners = server.listeners('stream') as StreamListener[];
   server.removeAllListeners('stream');
   server.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, flags: number, raw: string[]) => {
-    const req = plainH2(headers, stream.session?.socket?.remoteAddress ?? '-');
+    const relayed = stream.session !== undefined && relaySessions.has(stream.session);
+    const req = relayed ? null : plainH2(headers, stream.session?.socket?.remoteAddress ?? '-');
     const answer = req === null ? null : opts.answer(req);
     if (req === null || answer === null || answer instanceof Promise) {
       for (const l of nodeListeners) l.call(server, stream, headers, flags, raw);

@@ -7,6 +7,12 @@ import { H2Connection } from './connection.js';
 export { H2Connection, MAX_CONCURRENT_STREAMS } from './connection.js';
 
 /**
+ * Node's sessions behind our own connections: their streams were already offered to the front
+ * door by our connection and found no answer in memory, so Node's h2 front door passes them on.
+ */
+export const relaySessions = new WeakSet<http2.Http2Session>();
+
+/**
  * Serves an h2 connection with streamgate's own HTTP/2 connection; what it does not answer from
  * memory is relayed to Node's http2 server through `nodeListeners` (the server's original
  * 'secureConnection' listeners), on an inner link that looks to Node and Koa like this socket.
@@ -23,6 +29,7 @@ export function serveH2(server: Server, nodeListeners: ((s: Socket) => void)[], 
       let made: http2.ServerHttp2Session | undefined;
       const mirror = (session: http2.ServerHttp2Session) => {
         made = session;
+        relaySessions.add(session);
         // Node wraps a socket that is not a native stream in a JSStreamSocket of its own, whose
         // address getters find no handle: the client's address, port and `encrypted` (Koa's
         // ctx.protocol, the access log, per-IP limits) are copied onto that wrapper.
