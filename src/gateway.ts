@@ -18,7 +18,7 @@ import { Logger } from './log.js';
 import { Metrics } from './metrics/metrics.js';
 import { bindAll, type Bound, type ListenerSpec } from './net/listeners.js';
 import { loadKeyPair } from './net/tls.js';
-import { createOrigin, type Origin, type StreamExt } from './outputs/origin.js';
+import { createOrigin, type Origin, type StreamExt, type StreamRequest } from './outputs/origin.js';
 import { createProxy, type AnyRequest, type Proxy } from './proxy/index.js';
 import { guardsByVhost } from './ingest/access.js';
 import { createRtmpServer } from './ingest/rtmp/server.js';
@@ -38,6 +38,25 @@ const CORS_LINES = Object.entries(CORS_HEADERS).map(([k, v]) => `${k}: ${v}\r\n`
 
 /** `/{app}/{stream}.{ext}`: NGINX's `^/.+/.*\.(flv|m3u8|ts|aac|mp3)$` from the seed layout. */
 const STREAM_PATH = /^\/(.+)\/([^/]+)\.(flv|m3u8|ts|aac|mp3)$/;
+
+/** A front-door request the full table must answer. */
+const FRONT_NONE = 0;
+/** A stream path the origin may answer from memory; otherwise the full table. */
+const FRONT_STREAMS = 1;
+/** As FRONT_STREAMS, then a file of http_server.dir. */
+const FRONT_FILES = 2;
+
+interface FrontRoute {
+  table: Table;
+  kind: typeof FRONT_NONE | typeof FRONT_STREAMS | typeof FRONT_FILES;
+  /** The URL's path, undecoded. */
+  path: string;
+  /** The proxy route of the path's prefix, for the proxy lane. */
+  proxy: { prefix: string; proxy: Proxy } | null;
+  stream: StreamRequest | null;
+  /** The request has Origin and crossdomain is on. */
+  cors: boolean;
+}
 
 /**
  * The player libraries, served from their npm packages by the gateway itself: the players page
@@ -333,28 +352,45 @@ export class Gateway {
    * answer, more slowly.
    */
   private frontAnswer(req: FastRequest): FastReply | null | Promise<FastReply | null> {
-    const t = this.table;
     if (this.closing) return null;
-    const url = req.url;
-    if (url.length > t.config.limits.maxUrlBytes) return null;
-    const q = url.indexOf('?');
-    const path = q < 0 ? url : url.slice(0, q);
-    if (path.endsWith('/') || path.includes('%') || path.includes('/.') || path.includes('\\') || path.includes('//')) return null;
-    for (const p of t.slowPrefixes) if (path.startsWith(p)) return null;
-    const cors = req.origin && t.config.httpServer.crossdomain;
-    const m = STREAM_PATH.exec(path);
-    if (m) {
-      const sreq = { vhost: this.vhostFor(hostOnly(req.host)), app: m[1], stream: m[2], ext: m[3] as StreamExt };
-      if (this.origin.claims(sreq)) {
-        const live = this.origin.fast(sreq, req.method === 'HEAD', { ip: clientIp(req.ip), agent: req.agent, host: req.host, referer: req.referer });
-        return live && cors ? this.withCors(live) : live;
-      }
+    const r = this.frontRoute(req);
+    if (r.kind === FRONT_NONE) return null;
+    if (r.stream !== null && this.origin.claims(r.stream)) {
+      const live = this.origin.fast(r.stream, req.method === 'HEAD', { ip: clientIp(req.ip), agent: req.agent, host: req.host, referer: req.referer });
+      return live && r.cors ? this.withCors(live) : live;
     }
     // Mounts and a catch-all route decide files on the full table.
-    if (!t.fastFiles) return null;
-    const e = t.root.fastBody(path, Date.now());
-    if (e instanceof Promise) return e.then((x) => (x ? this.fileReply(x, cors) : null));
-    return e ? this.fileReply(e, cors) : null;
+    if (r.kind !== FRONT_FILES) return null;
+    const e = r.table.root.fastBody(r.path, Date.now());
+    if (e instanceof Promise) return e.then((x) => (x ? this.fileReply(x, r.cors) : null));
+    return e ? this.fileReply(e, r.cors) : null;
+  }
+
+  private readonly frontRoutes = new WeakMap<FastRequest, FrontRoute>();
+
+  /**
+   * Where the table sends a front-door request, worked out once per request object: the front
+   * door hands the same object back while a keep-alive client repeats its head, so a polled
+   * playlist costs a lookup, not a parse of its path and a walk of the prefixes. A reload makes
+   * a new table, which the memo notices.
+   */
+  private frontRoute(req: FastRequest): FrontRoute {
+    const t = this.table;
+    let r = this.frontRoutes.get(req);
+    if (r !== undefined && r.table === t) return r;
+    r = { table: t, kind: FRONT_NONE, path: rawPath(req.url), proxy: null, stream: null, cors: req.origin && t.config.httpServer.crossdomain };
+    this.frontRoutes.set(req, r);
+    if (req.url.length > t.config.limits.maxUrlBytes) return r;
+    const path = r.path;
+    const api = isApiPath(path);
+    // /metrics is the gateway's own, ahead of user routes in the table.
+    if (api || path !== '/metrics') r.proxy = (api ? t.apiProxy : t.proxies).find((x) => path.startsWith(x.prefix)) ?? null;
+    if (path.endsWith('/') || path.includes('%') || path.includes('/.') || path.includes('\\') || path.includes('//')) return r;
+    for (const p of t.slowPrefixes) if (path.startsWith(p)) return r;
+    const m = STREAM_PATH.exec(path);
+    if (m) r.stream = { vhost: this.vhostFor(hostOnly(req.host)), app: m[1], stream: m[2], ext: m[3] as StreamExt };
+    r.kind = t.fastFiles ? FRONT_FILES : FRONT_STREAMS;
+    return r;
   }
 
   private readonly replies = new WeakMap<CachedBody, FastReply>();
@@ -413,15 +449,11 @@ export class Gateway {
    * below once Node's server has parsed it; both answer alike.
    */
   private proxyRun(req: FastRequest, sock: Socket): ProxyRun | null {
-    const t = this.table;
-    if ((t.apiProxy.length === 0 && t.proxies.length === 0) || this.closing) return null;
+    if ((this.table.apiProxy.length === 0 && this.table.proxies.length === 0) || this.closing) return null;
+    const route = this.frontRoute(req);
+    const t = route.table;
+    const { path, proxy: r } = route;
     const url = req.url;
-    if (url.length > t.config.limits.maxUrlBytes) return null;
-    const path = rawPath(url);
-    const api = isApiPath(path);
-    // /metrics is the gateway's own, ahead of user routes in the table.
-    if (!api && path === '/metrics') return null;
-    const r = (api ? t.apiProxy : t.proxies).find((x) => path.startsWith(x.prefix));
     const lane = r?.proxy.lane;
     if (!r || !lane) return null;
     const host = req.host;

@@ -155,6 +155,12 @@ export function installFrontDoor(server: Server, opts: FrontDoorOptions, event: 
       return;
     }
     let buf: Buffer | null = null;
+    // A keep-alive client (a player polling its playlist, a load tool) repeats the same head
+    // byte for byte: its parse is kept and reused, the same object each time, so the answerer
+    // can memoise its routing on it too.
+    let lastHead: Buffer | null = null;
+    let lastParsed: ParsedHead | null = null;
+    const ip = sock.remoteAddress ?? '-';
     let waiting = false;
     let gone = false;
     let ended = false;
@@ -200,8 +206,15 @@ export function installFrontDoor(server: Server, opts: FrontDoorOptions, event: 
         if (!opts.eligible(sock)) return handOver(sock, buf);
         const end = buf.indexOf(CRLFCRLF);
         if (end < 0 || end > opts.maxHeaderBytes()) return handOver(sock, buf);
-        const req = parseHead(buf.toString('latin1', 0, end), sock.remoteAddress ?? '-');
-        if (req === null) return handOver(sock, buf);
+        let req: ParsedHead | null;
+        if (lastHead !== null && lastHead.length === end && buf.compare(lastHead, 0, end, 0, end) === 0) {
+          req = lastParsed!;
+        } else {
+          req = parseHead(buf.toString('latin1', 0, end), ip);
+          if (req === null) return handOver(sock, buf);
+          lastHead = Buffer.from(buf.subarray(0, end));
+          lastParsed = req;
+        }
         const run = opts.proxy?.(req.req, sock) ?? null;
         if (run !== null) return proxied(run, req, end);
         if (req.conditional) return handOver(sock, buf);

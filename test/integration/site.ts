@@ -188,6 +188,18 @@ export function rawExchange(port: number, bytes: Buffer, timeoutMs = 5000): Prom
  * next ones are answered from it.
  */
 export async function keepAliveGets(port: number, targets: string[], timeoutMs = 5000): Promise<RawReply[]> {
+  const conn = keepAlive(port, timeoutMs);
+  const out: RawReply[] = [];
+  try {
+    for (const target of targets) out.push(await conn.get(target));
+  } finally {
+    conn.close();
+  }
+  return out;
+}
+
+/** One keep-alive connection: each `get` writes the same head shape a load tool repeats. */
+export function keepAlive(port: number, timeoutMs = 5000): { get(target: string): Promise<RawReply>; close(): void } {
   const sock = net.connect({ host: '127.0.0.1', port });
   let buf = Buffer.alloc(0);
   let waiter: (() => void) | null = null;
@@ -196,19 +208,18 @@ export async function keepAliveGets(port: number, targets: string[], timeoutMs =
     waiter?.();
   });
   sock.on('error', () => waiter?.());
-  const deadline = Date.now() + timeoutMs;
-  const out: RawReply[] = [];
-  try {
-    for (const target of targets) {
+  return {
+    async get(target: string): Promise<RawReply> {
+      const deadline = Date.now() + timeoutMs;
       sock.write(`GET ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
       for (;;) {
         const end = buf.indexOf('\r\n\r\n');
         if (end >= 0) {
           const len = Number(/\r\ncontent-length: *(\d+)/i.exec(buf.subarray(0, end).toString('latin1'))?.[1] ?? 0);
           if (buf.length >= end + 4 + len) {
-            out.push(parseReply(buf.subarray(0, end + 4 + len)));
+            const r = parseReply(buf.subarray(0, end + 4 + len));
             buf = buf.subarray(end + 4 + len);
-            break;
+            return r;
           }
         }
         if (Date.now() > deadline || sock.destroyed) throw new Error(`keep-alive exchange for ${target} did not complete`);
@@ -218,11 +229,9 @@ export async function keepAliveGets(port: number, targets: string[], timeoutMs =
         });
         waiter = null;
       }
-    }
-  } finally {
-    sock.destroy();
-  }
-  return out;
+    },
+    close: () => sock.destroy(),
+  };
 }
 
 /**

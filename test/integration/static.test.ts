@@ -3,8 +3,12 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { join } from 'node:path';
+import http from 'node:http';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { loadConfigText } from '../../src/config/index.js';
 import type http2 from 'node:http2';
-import { h2Request, h2Session, keepAliveGets, lane, makeSite, negotiatedAlpn, rawGet, startGateway, tlsGet, type Site, type Started } from './site.js';
+import { h2Request, h2Session, keepAlive, keepAliveGets, lane, makeSite, negotiatedAlpn, rawGet, startGateway, tlsGet, type Site, type Started } from './site.js';
 
 const run = promisify(execFile);
 
@@ -230,6 +234,44 @@ describe('static origin', () => {
       }
     }
     assert.deepEqual([...lanes].sort(), ['fast', 'table'], 'both lanes were exercised');
+  });
+
+  test('a keep-alive client repeating one head byte for byte sees a changed file and a reloaded table', async () => {
+    // The front door reuses its parse of a repeated head, and the gateway its routing of it.
+    const dir = join(site.base, 'memo');
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'memo.txt'), 'first');
+    const upstream = http.createServer((req, res) => res.end(`upstream saw ${req.url}`));
+    await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+    const conf = (extra: string) => `listen off; console_dir off; players_dir off; http_server { listen 127.0.0.1:0; dir ${dir}; } ${extra}`;
+    const g = await startGateway(conf(''));
+    const conn = keepAlive(g.http);
+    try {
+      const first = [await conn.get('/memo.txt'), await conn.get('/memo.txt')];
+      assert.deepEqual(first.map((r) => [r.status, r.body.toString()]), [[200, 'first'], [200, 'first']]);
+      assert.equal(lane(first[1]), 'fast');
+      writeFileSync(join(dir, 'memo.txt'), 'second, longer');
+      let body = '';
+      // A file is stat'ed again at most every 200 ms, as NGINX's open_file_cache_valid.
+      for (let i = 0; i < 40 && body !== 'second, longer'; i++) {
+        const r = await conn.get('/memo.txt');
+        assert.equal(r.status, 200);
+        body = r.body.toString();
+        if (body !== 'second, longer') await new Promise((res) => setTimeout(res, 50));
+      }
+      assert.equal(body, 'second, longer');
+      const port = (upstream.address() as AddressInfo).port;
+      await g.gw.reload(loadConfigText(conf(`proxy { route /memo.txt http://127.0.0.1:${port}; }`), 'test.conf'));
+      const proxied = await conn.get('/memo.txt');
+      assert.equal(proxied.status, 200);
+      assert.equal(proxied.body.toString(), 'upstream saw /memo.txt');
+      await g.gw.reload(loadConfigText(conf(''), 'test.conf'));
+      assert.equal((await conn.get('/memo.txt')).body.toString(), 'second, longer');
+    } finally {
+      conn.close();
+      await g.gw.close();
+      await new Promise((r) => upstream.close(r));
+    }
   });
 
   test('HTTPS: the front door answers HTTP/1.1 over TLS and HTTP/2 the same as the full table', async () => {
