@@ -18,7 +18,7 @@ import {
   type Peer,
   type Site,
 } from './lib/peers.js';
-import { cpuPercentDuring, firstLine, killAllNow, rssBytes, sleep, startProc, stopAll, which, LOAD_CORE, type Proc } from './lib/procs.js';
+import { cpuPercentDuring, firstLine, killAllNow, rssBytes, sleep, startProc, treeCpuSeconds, stopAll, which, LOAD_CORE, type Proc } from './lib/procs.js';
 import { topFrames, type Frame } from './lib/profile.js';
 import { renderMarkdown, type FanoutStep, type Report, type Row } from './lib/report.js';
 import { REQUIRED_TOOLS } from './lib/tools.js';
@@ -142,8 +142,17 @@ async function startHttpPeers(base: string, site: Site, upstream: number, names:
  * every pair before round r+1, servers in a rotating order) so drift on a shared machine falls on
  * all servers alike. The figure is the median of the repetitions.
  */
-async function runHttp(s: Settings, workloads: HttpWorkload[], peers: Map<string, Peer>, log: (m: string) => void): Promise<Map<string, Map<string, { rps: number; runs: number[]; error: string | null }>>> {
-  const results = new Map<string, Map<string, { rps: number; runs: number[]; error: string | null }>>();
+/** One server's runs of one workload; the CPU figures are per run, as shares of a core. */
+interface HttpCell {
+  rps: number;
+  runs: number[];
+  error: string | null;
+  serverCpu: number[];
+  loadCpu: number[];
+}
+
+async function runHttp(s: Settings, workloads: HttpWorkload[], peers: Map<string, Peer>, log: (m: string) => void): Promise<Map<string, Map<string, HttpCell>>> {
+  const results = new Map<string, Map<string, HttpCell>>();
   for (const w of workloads) results.set(w.id, new Map());
   if (s.warmupSeconds > 0) {
     // Only the Node servers need it (JIT, lazy modules); NGINX and Caddy serve at full speed from the start.
@@ -155,8 +164,14 @@ async function runHttp(s: Settings, workloads: HttpWorkload[], peers: Map<string
       const names = ['streamgate', ...w.peers];
       const order = names.map((_, i) => names[(i + r) % names.length]);
       for (const name of order) {
-        const res = await w.run(peers.get(name)!, s);
-        const cell = results.get(w.id)!.get(name) ?? { rps: 0, runs: [], error: null };
+        const peer = peers.get(name)!;
+        const c0 = treeCpuSeconds(peer.proc.pid);
+        const t0 = performance.now();
+        const res = await w.run(peer, s);
+        const serverCpu = (treeCpuSeconds(peer.proc.pid) - c0) / ((performance.now() - t0) / 1000);
+        const cell = results.get(w.id)!.get(name) ?? { rps: 0, runs: [], error: null, serverCpu: [], loadCpu: [] };
+        cell.serverCpu[r] = res.error ? NaN : serverCpu;
+        cell.loadCpu[r] = res.error || res.loadCpu == null ? NaN : res.loadCpu;
         // Runs stay indexed by round (NaN for a failed one) so ratios can be taken round by round.
         if (res.error) cell.error = res.error;
         cell.runs[r] = res.error ? NaN : res.rps;
@@ -169,7 +184,7 @@ async function runHttp(s: Settings, workloads: HttpWorkload[], peers: Map<string
   return results;
 }
 
-function httpRows(workloads: HttpWorkload[], results: Awaited<ReturnType<typeof runHttp>>, s: Settings): Row[] {
+function httpRows(workloads: HttpWorkload[], results: Map<string, Map<string, HttpCell>>, s: Settings): Row[] {
   return workloads.map((w) => {
     const cells = results.get(w.id)!;
     const sg = cells.get('streamgate')!;
@@ -185,6 +200,12 @@ function httpRows(workloads: HttpWorkload[], results: Awaited<ReturnType<typeof 
     }
     const met = Object.entries(w.targets).every(([p, min]) => (ratios[p] ?? 0) >= min);
     const errors = [...cells].filter(([, c]) => c.error).map(([n, c]) => `${n}: ${c.error}`);
+    // Server CPU per answered request, and how busy the load core was: with the load tool near
+    // 100% the req/s figures measure the client as much as the server, and CPU per request is
+    // the fairer comparison.
+    const usPerReq = (c: HttpCell) => median(c.serverCpu.map((cpu, r) => (cpu * 1e6) / c.runs[r]).filter(Number.isFinite));
+    const pct = (c: HttpCell) => Math.round(median(c.loadCpu.filter(Number.isFinite)) * 100);
+    const cpuNote = `server CPU per request ${['streamgate', ...w.peers].map((n) => `${n} ${Math.round(usPerReq(cells.get(n)!))} µs`).join(', ')}; load core busy ${['streamgate', ...w.peers].map((n) => `${pct(cells.get(n)!)}%`).join('/')}`;
     return {
       id: w.id,
       workload: w.title,
@@ -198,6 +219,7 @@ function httpRows(workloads: HttpWorkload[], results: Awaited<ReturnType<typeof 
         .join(', '),
       met,
       note: errors.join('; ') || undefined,
+      cpu: cpuNote,
     };
   });
 }

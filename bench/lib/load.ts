@@ -14,6 +14,11 @@ export interface LoadResult {
   bytesPerSec: number;
   /** Why the run does not count, or null. */
   error: string | null;
+  /**
+   * The load tool's CPU share of its core over the run (1 = saturated: the figure then measures
+   * the client as much as the server), or null when it could not be read.
+   */
+  loadCpu?: number | null;
 }
 
 export interface LoadSpec {
@@ -31,9 +36,11 @@ export interface LoadSpec {
 /** Streams per HTTP/2 connection: what a browser page with many players would keep in flight. */
 const H2_STREAMS = 10;
 
-function run(cmd: string, args: string[], timeoutMs: number): Promise<string> {
+/** A load tool's output, and its CPU share of the load core over the run (bash's `times`). */
+function run(cmd: string, args: string[], timeoutMs: number): Promise<{ out: string; cpu: number | null }> {
   return new Promise((resolve) => {
-    const child = spawn('taskset', ['-c', String(LOAD_CORE), cmd, ...args], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    const child = spawn('bash', ['-c', 'taskset -c "$0" "$@"; times', String(LOAD_CORE), cmd, ...args], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    const t0 = performance.now();
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr.on('data', (d: Buffer) => (out += d.toString()));
@@ -46,7 +53,11 @@ function run(cmd: string, args: string[], timeoutMs: number): Promise<string> {
     }, timeoutMs);
     child.on('close', () => {
       clearTimeout(t);
-      resolve(out);
+      const wall = (performance.now() - t0) / 1000;
+      // `times` ends the output: the shell's own user/sys line, then its children's.
+      const m = /(\d+)m([\d.]+)s (\d+)m([\d.]+)s\s*$/.exec(out);
+      const cpu = m ? (Number(m[1]) * 60 + Number(m[2]) + Number(m[3]) * 60 + Number(m[4])) / wall : null;
+      resolve({ out: m ? out.slice(0, m.index) : out, cpu });
     });
   });
 }
@@ -58,8 +69,8 @@ function bytes(n: string, unit: string): number {
 }
 
 export async function wrk(spec: LoadSpec): Promise<LoadResult> {
-  const out = await run('wrk', ['-t1', `-c${spec.conns}`, `-d${spec.seconds}s`, '--timeout', '5s', spec.url], (spec.seconds + 15) * 1000);
-  return parseWrk(out);
+  const { out, cpu } = await run('wrk', ['-t1', `-c${spec.conns}`, `-d${spec.seconds}s`, '--timeout', '5s', spec.url], (spec.seconds + 15) * 1000);
+  return { ...parseWrk(out), loadCpu: cpu };
 }
 
 export function parseWrk(out: string): LoadResult {
@@ -80,8 +91,8 @@ export async function h2load(spec: LoadSpec): Promise<LoadResult> {
   if (spec.warmupSeconds) args.push('--warm-up-time', String(spec.warmupSeconds));
   if (spec.proto === 'h1') args.push('--h1', '-m', '1');
   else args.push('-m', String(H2_STREAMS));
-  const out = await run('h2load', [...args, spec.url, ...(spec.moreUrls ?? [])], (spec.seconds + 20) * 1000);
-  return parseH2load(out);
+  const { out, cpu } = await run('h2load', [...args, spec.url, ...(spec.moreUrls ?? [])], (spec.seconds + 20) * 1000);
+  return { ...parseH2load(out), loadCpu: cpu };
 }
 
 export function parseH2load(out: string): LoadResult {

@@ -141,6 +141,20 @@ export function cpuSeconds(pid: number): number {
   return (Number(f[11]) + Number(f[12])) / CLK_TCK;
 }
 
+/** CPU seconds of a process and its descendants (NGINX's worker is a child of its master); 0 once gone. */
+export function treeCpuSeconds(pid: number): number {
+  let total: number;
+  let kids: string;
+  try {
+    total = cpuSeconds(pid);
+    kids = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8');
+  } catch {
+    return 0;
+  }
+  for (const k of kids.split(' ')) if (k.trim()) total += treeCpuSeconds(Number(k));
+  return total;
+}
+
 /** Resident set size in bytes. */
 export function rssBytes(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));

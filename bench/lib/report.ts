@@ -15,7 +15,13 @@ export interface Row {
   target: string;
   /** null: not run. */
   met: boolean | null;
+  /** Why a run failed (non-2xx answers, socket errors). */
   note?: string;
+  /**
+   * HTTP rows: server CPU per request and how busy the load core was. With the load tool near
+   * 100% a req/s ratio measures the client as much as the server; CPU per request does not.
+   */
+  cpu?: string;
 }
 
 export interface FanoutStep {
@@ -66,7 +72,8 @@ export function renderMarkdown(r: Report): string {
     const ratios = Object.entries(row.ratios).map(([p, v]) => `${v === null ? '—' : `${v.toFixed(2)}×`} ${p}`).join('<br>') || '—';
     const met = row.met === null ? 'not run' : row.met ? '**yes**' : '**no**';
     const note = row.note ? ` (${row.note})` : '';
-    out.push(`| ${row.workload} | ${row.unit} | ${fmt(row.streamgate)} | ${peers} | ${ratios} | ${row.target} | ${met} | ${row.method}${note} |`);
+    const cpu = row.cpu ? `; ${row.cpu}` : '';
+    out.push(`| ${row.workload} | ${row.unit} | ${fmt(row.streamgate)} | ${peers} | ${ratios} | ${row.target} | ${met} | ${row.method}${cpu}${note} |`);
   }
   out.push('');
   for (const [server, steps] of Object.entries(r.fanout)) {

@@ -45,6 +45,11 @@ test('benchmark smoke run: every workload gives streamgate and each peer a figur
       // HTTP rows carry a note only when a run failed (non-2xx answers, socket errors).
       if (!row.id.startsWith('flv')) assert.equal(row.note, undefined, `${row.id}: ${row.note}`);
       for (const [peer, v] of Object.entries(row.peers)) assert.ok((v ?? 0) > 0, `${row.id}: ${peer} figure ${v}\n${log}`);
+      // HTTP rows say what each request cost the server and how busy the load tool was.
+      if (!row.id.startsWith('flv') && row.id !== 'hls') {
+        for (const server of ['streamgate', ...Object.keys(row.peers)]) assert.match(row.cpu ?? '', new RegExp(`${server} [1-9]\\d* µs`), `${row.id}: ${row.cpu}`);
+        assert.match(row.cpu ?? '', /load core busy ([1-9]\d*%\/?)+$/, `${row.id}: ${row.cpu}`);
+      }
     }
     // Every player of the small fan-out step kept up with the stream, on streamgate and on node-media-server.
     for (const [server, steps] of Object.entries(report.fanout)) {
