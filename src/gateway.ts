@@ -19,6 +19,7 @@ import { Metrics } from './metrics/metrics.js';
 import { bindAll, type Bound, type ListenerSpec } from './net/listeners.js';
 import { loadKeyPair } from './net/tls.js';
 import { createOrigin, type Origin, type StreamExt, type StreamRequest } from './outputs/origin.js';
+import type { HlsViewer } from './outputs/hls.js';
 import { createProxy, type AnyRequest, type Proxy } from './proxy/index.js';
 import { guardsByVhost } from './ingest/access.js';
 import { createRtmpServer } from './ingest/rtmp/server.js';
@@ -54,6 +55,8 @@ interface FrontRoute {
   /** The proxy route of the path's prefix, for the proxy lane. */
   proxy: { prefix: string; proxy: Proxy } | null;
   stream: StreamRequest | null;
+  /** Who asks for the stream, for the HLS session listing; made on first use. */
+  viewer?: HlsViewer;
   /** The request has Origin and crossdomain is on. */
   cors: boolean;
 }
@@ -355,9 +358,10 @@ export class Gateway {
     if (this.closing) return null;
     const r = this.frontRoute(req);
     if (r.kind === FRONT_NONE) return null;
-    if (r.stream !== null && this.origin.claims(r.stream)) {
-      const live = this.origin.fast(r.stream, req.method === 'HEAD', { ip: clientIp(req.ip), agent: req.agent, host: req.host, referer: req.referer });
-      return live && r.cors ? this.withCors(live) : live;
+    if (r.stream !== null) {
+      r.viewer ??= { ip: clientIp(req.ip), agent: req.agent, host: req.host, referer: req.referer };
+      const live = this.origin.fast(r.stream, req.method === 'HEAD', r.viewer);
+      if (live !== undefined) return live && r.cors ? this.withCors(live) : live;
     }
     // Mounts and a catch-all route decide files on the full table.
     if (r.kind !== FRONT_FILES) return null;
@@ -365,8 +369,6 @@ export class Gateway {
     if (e instanceof Promise) return e.then((x) => (x ? this.fileReply(x, r.cors) : null));
     return e ? this.fileReply(e, r.cors) : null;
   }
-
-  private readonly frontRoutes = new WeakMap<FastRequest, FrontRoute>();
 
   /**
    * Where the table sends a front-door request, worked out once per request object: the front
@@ -376,15 +378,13 @@ export class Gateway {
    */
   private frontRoute(req: FastRequest): FrontRoute {
     const t = this.table;
-    let r = this.frontRoutes.get(req);
-    if (r !== undefined && r.table === t) return r;
+    let r = req.memo as FrontRoute | null;
+    if (r !== null && r.table === t) return r;
     r = { table: t, kind: FRONT_NONE, path: rawPath(req.url), proxy: null, stream: null, cors: req.origin && t.config.httpServer.crossdomain };
-    this.frontRoutes.set(req, r);
+    req.memo = r;
     if (req.url.length > t.config.limits.maxUrlBytes) return r;
     const path = r.path;
-    const api = isApiPath(path);
-    // /metrics is the gateway's own, ahead of user routes in the table.
-    if (api || path !== '/metrics') r.proxy = (api ? t.apiProxy : t.proxies).find((x) => path.startsWith(x.prefix)) ?? null;
+    r.proxy = proxyFor(t, path);
     if (path.endsWith('/') || path.includes('%') || path.includes('/.') || path.includes('\\') || path.includes('//')) return r;
     for (const p of t.slowPrefixes) if (path.startsWith(p)) return r;
     const m = STREAM_PATH.exec(path);
@@ -513,7 +513,7 @@ export class Gateway {
     if (url.length > t.config.limits.maxUrlBytes || url.charCodeAt(0) !== 47) return false;
     if (req.method === 'OPTIONS' && t.config.httpServer.crossdomain) return false;
     const path = rawPath(url);
-    const r = (isApiPath(path) ? t.apiProxy : t.proxies).find((x) => path.startsWith(x.prefix));
+    const r = proxyFor(t, path);
     if (!r) return false;
     const start = performance.now();
     const sock = req.socket;
@@ -547,8 +547,7 @@ export class Gateway {
   private upgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer, handler: (req: http.IncomingMessage, res: http.ServerResponse) => void): void {
     const t = this.table;
     const path = rawPath(req.url ?? '/');
-    const r = (isApiPath(path) ? t.apiProxy : t.proxies).find((x) => path.startsWith(x.prefix))?.proxy
-      ?? (this.staticMatch(path) ? null : t.catchAll);
+    const r = proxyFor(t, path)?.proxy ?? (this.staticMatch(path) ? null : t.catchAll);
     if (r && !this.closing) {
       r.upgrade(req, socket, head);
       return;
@@ -789,6 +788,16 @@ function hostOnly(host: string | undefined): string {
 }
 
 /** The raw (still percent-encoded) path of a request-target, without the query. */
+/**
+ * The proxy route for a path, in the table's order: the /api/ and /rtc/ routes, then /metrics
+ * (the gateway's own, never proxied), then the user prefixes, longest first.
+ */
+function proxyFor(t: Table, path: string): { prefix: string; proxy: Proxy } | null {
+  if (isApiPath(path)) return t.apiProxy.find((x) => path.startsWith(x.prefix)) ?? null;
+  if (path === '/metrics') return null;
+  return t.proxies.find((x) => path.startsWith(x.prefix)) ?? null;
+}
+
 function rawPath(url: string): string {
   const q = url.indexOf('?');
   return q < 0 ? url : url.slice(0, q);

@@ -29,6 +29,11 @@ export interface FastRequest {
   httpVersion: '1.1' | '2.0';
   /** The request head as read (request line and header lines, no blank line), for the proxy lane; '' on HTTP/2. */
   head: string;
+  /**
+   * The answerer's own slot (null when made): what it worked out about this request. A repeated
+   * head comes back as the same object, so it is worked out once per head, not per request.
+   */
+  memo: unknown;
 }
 
 /**
@@ -84,6 +89,8 @@ export const NOT_PLAIN: ReadonlySet<string> = new Set(['range', 'if-none-match',
 const CONDITIONAL = new Set(['range', 'if-none-match', 'if-modified-since', 'if-match', 'if-unmodified-since', 'if-range']);
 /** Bodies up to this size go out in the same write as the head. */
 const SMALL_BODY_BYTES = 16 * 1024;
+/** Request heads remembered per connection: a master playlist, media playlists, the last segment. */
+const HEADS_KEPT = 4;
 /** A client that queues this much unread response is served again when it drains. */
 const BACKLOG_PAUSE_BYTES = 1024 * 1024;
 
@@ -155,11 +162,12 @@ export function installFrontDoor(server: Server, opts: FrontDoorOptions, event: 
       return;
     }
     let buf: Buffer | null = null;
-    // A keep-alive client (a player polling its playlist, a load tool) repeats the same head
-    // byte for byte: its parse is kept and reused, the same object each time, so the answerer
-    // can memoise its routing on it too.
-    let lastHead: Buffer | null = null;
-    let lastParsed: ParsedHead | null = null;
+    // A keep-alive client repeats heads byte for byte (a player polls its playlists between
+    // segments, a load tool repeats one URL): the last few heads are kept with their parse, the
+    // same object each time, so the answerer can memoise its routing on it too.
+    let heads: string[] | null = null;
+    let parsed: ParsedHead[] = [];
+    let nextSlot = 0;
     const ip = sock.remoteAddress ?? '-';
     let waiting = false;
     let gone = false;
@@ -190,6 +198,9 @@ export function installFrontDoor(server: Server, opts: FrontDoorOptions, event: 
     /** From here on Node's HTTP server owns the connection, starting with the bytes not yet answered. */
     const handOver = (_sock: Socket, pending: Buffer | null) => {
       gone = true;
+      // The closure lives as long as the socket (a player's hours): what it kept goes now.
+      heads = null;
+      parsed = [];
       idle.delete(sock);
       sock.setTimeout(0);
       sock.off('timeout', onTimeout);
@@ -206,14 +217,18 @@ export function installFrontDoor(server: Server, opts: FrontDoorOptions, event: 
         if (!opts.eligible(sock)) return handOver(sock, buf);
         const end = buf.indexOf(CRLFCRLF);
         if (end < 0 || end > opts.maxHeaderBytes()) return handOver(sock, buf);
+        const text = buf.toString('latin1', 0, end);
+        const seen = heads === null ? -1 : heads.indexOf(text);
         let req: ParsedHead | null;
-        if (lastHead !== null && lastHead.length === end && buf.compare(lastHead, 0, end, 0, end) === 0) {
-          req = lastParsed!;
+        if (seen >= 0) {
+          req = parsed[seen];
         } else {
-          req = parseHead(buf.toString('latin1', 0, end), ip);
+          req = parseHead(text, ip);
           if (req === null) return handOver(sock, buf);
-          lastHead = Buffer.from(buf.subarray(0, end));
-          lastParsed = req;
+          heads ??= [];
+          heads[nextSlot] = text;
+          parsed[nextSlot] = req;
+          nextSlot = (nextSlot + 1) % HEADS_KEPT;
         }
         const run = opts.proxy?.(req.req, sock) ?? null;
         if (run !== null) return proxied(run, req, end);
@@ -392,7 +407,7 @@ function parseHead(head: string, ip: string): ParsedHead | null {
   }
   // HTTP/1.1 requires Host (RFC 9112 §3.2): without one, Node answers 400.
   if (host === null) return null;
-  return { req: { method, url, host, origin, referer, agent, ip, httpVersion: '1.1', head }, close, conditional };
+  return { req: { method, url, host, origin, referer, agent, ip, httpVersion: '1.1', head, memo: null }, close, conditional };
 }
 
 /** Response headers of a reply, as HTTP/2 wants them; parsed once per reply (replies are reused). */
@@ -450,5 +465,5 @@ function plainH2(h: http2.IncomingHttpHeaders, ip: string): FastRequest | null {
   const host = h[':authority'] ?? h.host;
   if (typeof host !== 'string') return null;
   const str = (v: string | string[] | undefined) => (typeof v === 'string' ? v : '');
-  return { method, url, host, origin: h.origin !== undefined, referer: str(h.referer), agent: str(h['user-agent']), ip, httpVersion: '2.0', head: '' };
+  return { method, url, host, origin: h.origin !== undefined, referer: str(h.referer), agent: str(h['user-agent']), ip, httpVersion: '2.0', head: '', memo: null };
 }

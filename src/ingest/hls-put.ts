@@ -75,6 +75,11 @@ export class UploadStore {
     return this.get(key) !== undefined;
   }
 
+  /** Files held (the front door skips building a key when there are none). */
+  get size(): number {
+    return this.files.size;
+  }
+
   /** Stores a file; throws STORE_FULL when the total bound would be passed. Returns whether it is new. */
   put(key: string, ext: string, body: Buffer): boolean {
     if (body.length > this.limits.maxFileBytes) throw new GatewayError('BODY_TOO_LARGE', `an uploaded file may have at most ${this.limits.maxFileBytes} bytes`);

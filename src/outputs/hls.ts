@@ -40,6 +40,11 @@ export interface HlsViewer {
   agent: string;
   host: string;
   referer: string;
+  /**
+   * Its session's key, filled on first use: a viewer object kept by the front door for a repeated
+   * request (one stream) then costs no key to build and hash.
+   */
+  sessionKey?: string;
 }
 
 export interface HlsDeps {
@@ -189,14 +194,15 @@ export class HlsOutput {
   /** Lists the viewer in the API as SRS's `hls-play`, counting the segment bytes it fetched. */
   private touch(name: StreamName, viewer: HlsViewer, bytes: number): void {
     const ip = viewer.ip;
-    const key = `${streamKey(name)}\n${ip}\n${viewer.agent}`;
+    const key = (viewer.sessionKey ??= `${streamKey(name)}\n${ip}\n${viewer.agent}`);
     let s = this.sessions.get(key);
     if (!s) {
       if (this.sessions.size >= MAX_HLS_SESSIONS) return;
       const client = new CountingClient(this.deps.hub, {
         type: 'hls-play',
         ip,
-        name,
+        // A copy: `name` may be a request object the front door keeps.
+        name: { vhost: name.vhost, app: name.app, stream: name.stream },
         url: `/${name.app}/${name.stream}.m3u8`,
         tcUrl: `http://${viewer.host}/${name.app}`,
         pageUrl: viewer.referer,

@@ -40,8 +40,12 @@ export interface Origin {
   handle(ctx: Context, req: StreamRequest, next: Next): Promise<void>;
   /** Whether a GET of this stream path is the origin's to answer now (live, pulled or uploaded), not a file's. */
   claims(req: StreamRequest): boolean;
-  /** The front door's answer for a GET/HEAD that memory answers now (live HLS), else null. */
-  fast(req: StreamRequest, head: boolean, viewer: HlsViewer): FastReply | null;
+  /**
+   * The front door's answer for a GET/HEAD that memory answers now (live HLS); null when the
+   * origin claims the path but the full table must answer it; undefined when it does not claim
+   * it (a file may).
+   */
+  fast(req: StreamRequest, head: boolean, viewer: HlsViewer): FastReply | null | undefined;
   close(): void;
   readonly hls: HlsOutput;
   readonly uploads: UploadStore;
@@ -74,6 +78,13 @@ export function createOrigin(deps: OriginDeps): Origin {
       if (err instanceof GatewayError && err.code === 'NOT_FOUND') throw new GatewayError('STREAM_NOT_FOUND');
       throw err;
     }
+  };
+
+  const claims = (req: StreamRequest): boolean => {
+    if (hub.find(req)) return true;
+    if ((req.ext === 'm3u8' || req.ext === 'ts') && (uploads.has(uploadKey(req)) || hls.claims(req, req.ext))) return true;
+    // An edge vhost may pull a stream that is not here yet: the full path decides.
+    return req.ext !== 'm3u8' && deps.vhost(req.vhost).edge.origin !== null;
   };
 
   return {
@@ -119,17 +130,15 @@ export function createOrigin(deps: OriginDeps): Origin {
       return playAudio(ctx, source, hub, ext);
     },
     fast(req, head, viewer) {
-      if (req.ext !== 'm3u8' && req.ext !== 'ts') return null;
-      // The same order as handle(): an upload at this URL wins.
-      if (uploads.has(uploadKey(req))) return null;
-      return hls.fast({ vhost: req.vhost, app: req.app, stream: req.stream }, req.ext, head, viewer);
+      if (req.ext === 'm3u8' || req.ext === 'ts') {
+        // The same order as handle(): an upload at this URL wins.
+        if (uploads.size > 0 && uploads.has(uploadKey(req))) return null;
+        const reply = hls.fast(req, req.ext, head, viewer);
+        if (reply !== null) return reply;
+      }
+      return claims(req) ? null : undefined;
     },
-    claims(req) {
-      if (hub.find(req)) return true;
-      if ((req.ext === 'm3u8' || req.ext === 'ts') && (uploads.has(uploadKey(req)) || hls.claims(req, req.ext))) return true;
-      // An edge vhost may pull a stream that is not here yet: the full path decides.
-      return req.ext !== 'm3u8' && deps.vhost(req.vhost).edge.origin !== null;
-    },
+    claims,
     close() {
       hub.resolver = null;
       hls.close();

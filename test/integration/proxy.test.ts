@@ -346,6 +346,31 @@ describe('reverse proxy to a real upstream', () => {
   });
 });
 
+describe('a user proxy prefix that covers /metrics', () => {
+  test('/metrics stays the gateway\'s own on every lane; the rest of the prefix is proxied', async () => {
+    const up = new Upstream();
+    up.handler = (req, res) => res.end(`upstream saw ${req.url}`);
+    const upPort = await up.start();
+    const { gw, port } = await gateway(`route /m http://127.0.0.1:${upPort};`);
+    try {
+      // A plain GET (the front door's lane), one with a Range (Node's parser, then the undici
+      // shortcut), and a POST (the Koa table): the table puts /metrics ahead of user routes.
+      for (const opts of [{}, { headers: { Range: 'bytes=0-10' } }, { method: 'POST', body: 'x' }] as const) {
+        const r = await request(port, '/metrics', opts);
+        assert.equal(r.status, 200, JSON.stringify(opts));
+        assert.match(r.body, /^# HELP streamgate_/m, JSON.stringify(opts));
+      }
+      for (const opts of [{}, { headers: { Range: 'bytes=0-10' } }] as const) {
+        const r = await request(port, '/more', opts);
+        assert.equal(r.body, 'upstream saw /more', JSON.stringify(opts));
+      }
+    } finally {
+      await gw.close();
+      await up.close();
+    }
+  });
+});
+
 describe('reverse proxy with its upstream down', () => {
   test('refused connection is 502 with a body naming the upstream, and the gateway keeps serving', async () => {
     const s = net.createServer();

@@ -267,6 +267,11 @@ describe('static origin', () => {
       assert.equal(proxied.body.toString(), 'upstream saw /memo.txt');
       await g.gw.reload(loadConfigText(conf(''), 'test.conf'));
       assert.equal((await conn.get('/memo.txt')).body.toString(), 'second, longer');
+      // Heads in turn, more of them than the front door keeps: each answer is its own file's.
+      for (let i = 1; i <= 6; i++) writeFileSync(join(dir, `f${i}.txt`), `file ${i}`);
+      for (let round = 0; round < 3; round++) {
+        for (const i of [1, 2, 1, 3, 4, 5, 6, 2]) assert.equal((await conn.get(`/f${i}.txt`)).body.toString(), `file ${i}`);
+      }
     } finally {
       conn.close();
       await g.gw.close();

@@ -513,7 +513,7 @@ export class H2Connection {
     }
     const h = authority ?? host;
     if (h === null || BAD_VALUE.test(h)) return null;
-    return { method, url: path, host: h, origin, referer, agent, ip: this.sock.remoteAddress ?? '-', httpVersion: '2.0', head: '' };
+    return { method, url: path, host: h, origin, referer, agent, ip: this.sock.remoteAddress ?? '-', httpVersion: '2.0', head: '', memo: null };
   }
 
   private answerFast(s: Stream, req: FastRequest, r: FastReply, start: number): void {
