@@ -1,8 +1,8 @@
 import net from 'node:net';
-import { readFileSync } from 'node:fs';
 import { FlvDemuxer } from '../src/media/flv/demuxer.js';
 import { CliGateway, sleep, SyntheticStream } from '../test/helpers/proc.js';
 import { RtmpTestClient } from '../test/helpers/rtmp-client.js';
+import { cpuSeconds } from './lib/procs.js';
 
 /**
  * Gateway CPU to fan one ~1 Mbit/s stream out to N players, RTMP against HTTP-FLV, both fed by
@@ -12,12 +12,6 @@ import { RtmpTestClient } from '../test/helpers/rtmp-client.js';
 
 const PLAYERS = Number(process.argv[2] ?? 200);
 const SECONDS = Number(process.argv[3] ?? 10);
-
-/** CPU seconds (user + system) a process has used so far (Linux /proc, clock ticks of 10 ms). */
-function cpuSeconds(pid: number): number {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return (Number(f[11]) + Number(f[12])) / 100;
-}
 
 async function rtmpPlayer(port: number): Promise<net.Socket> {
   const c = new RtmpTestClient(port);

@@ -417,13 +417,20 @@ function h2HeadersOf(r: FastReply): http2.OutgoingHttpHeaders {
   let h = h2Heads.get(r);
   if (h === undefined) {
     h = { ':status': r.status };
-    for (const line of r.head.split('\r\n')) {
-      const colon = line.indexOf(':');
-      if (colon > 0) h[line.slice(0, colon).toLowerCase()] = line.slice(colon + 1).trim();
-    }
+    for (const [name, value] of replyFields(r).slice(1)) h[name] = value;
     h2Heads.set(r, h);
   }
   return h;
+}
+
+/** A reply's status and header lines as HTTP/2 fields (lower-case names), in order. */
+export function replyFields(r: FastReply): [string, string][] {
+  const fields: [string, string][] = [[':status', String(r.status)]];
+  for (const line of r.head.split('\r\n')) {
+    const colon = line.indexOf(':');
+    if (colon > 0) fields.push([line.slice(0, colon).toLowerCase(), line.slice(colon + 1).trim()]);
+  }
+  return fields;
 }
 
 /**

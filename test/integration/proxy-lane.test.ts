@@ -457,6 +457,30 @@ describe('the proxy lane against node:http upstreams', () => {
     }
   });
 
+  test('headers a Connection header names are hop-by-hop: dropped on the way up and on the way down', async () => {
+    const seen: http.IncomingHttpHeaders[] = [];
+    const upstream = await httpUpstream((req, res) => {
+      seen.push(req.headers);
+      res.writeHead(200, { Connection: 'keep-alive, X-Up-Hop', 'X-Up-Hop': 'secret', 'X-Up-Kept': 'yes', 'Content-Length': '2' });
+      res.end('ok');
+    });
+    const { gw, port } = await gateway(`route /api/ http://127.0.0.1:${upstream.port};`);
+    try {
+      const before = await laneCount(port);
+      const r = await request(port, '/api/hop', { headers: { Connection: 'keep-alive, X-Down-Hop', 'X-Down-Hop': 'secret', 'X-Down-Kept': 'yes' } });
+      assert.equal(await laneCount(port), before + 1, 'the request took the lane');
+      assert.equal(r.status, 200);
+      assert.equal(r.headers['x-up-hop'], undefined, 'the client does not see the upstream\'s hop-by-hop header');
+      assert.equal(r.headers['x-up-kept'], 'yes');
+      assert.equal(seen.length, 1);
+      assert.equal(seen[0]['x-down-hop'], undefined, 'the upstream does not see the client\'s hop-by-hop header');
+      assert.equal(seen[0]['x-down-kept'], 'yes');
+    } finally {
+      await gw.close();
+      upstream.close();
+    }
+  });
+
   test('a header value with a bare LF is never forwarded as two lines', async () => {
     const seen: http.IncomingHttpHeaders[] = [];
     const upstream = await httpUpstream((req, res) => {

@@ -158,6 +158,27 @@ describe('sendfile: large cached files, zero-copy where the addon is built', () 
     assert.equal(await sendfileBytes(fallback.port), 0, 'STREAMGATE_NO_SENDFILE=1 turns it off');
   });
 
+  test('the API\'s send total counts the bytes sendfile wrote, which no socket counter sees', async (t) => {
+    if (!sendfileBuilt) return t.skip(WHY_SKIPPED);
+    const { log } = memoryLogger();
+    const gw = await Gateway.start(loadConfigText(`listen off; console_dir off; players_dir off; http_api { enabled on; }
+      http_server { listen 127.0.0.1:0; dir ${dir}; https { enabled off; } }`, 'test.conf', {}), { log });
+    const port = gw.port('http');
+    const sent = async (): Promise<number> => {
+      const r = (await (await fetch(`http://127.0.0.1:${port}/api/v1/summaries`)).json()) as { data: { system: { srs_send_bytes: number } } };
+      return r.data.system.srs_send_bytes;
+    };
+    try {
+      const before = await sent();
+      const bySendfile = await sendfileBytes(port);
+      for (let i = 0; i < 3; i++) await exchange(port, [{ path: '/big.ts' }]);
+      assert.ok((await sendfileBytes(port)) - bySendfile >= BIG, 'a body went out by sendfile');
+      assert.ok((await sent()) - before >= 3 * BIG, 'all three bodies are in the send total');
+    } finally {
+      await gw.close();
+    }
+  });
+
   test('curl gets the same bytes, length and ETag with sendfile and with the write(2) fallback', async () => {
     for (const path of ['/big.ts', '/odd.bin', '/small.m3u8']) {
       const want = sha(files[path]);

@@ -1,6 +1,6 @@
 import { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
-import type { FastReply, FastRequest } from '../frontdoor.js';
+import { replyFields, type FastReply, type FastRequest } from '../frontdoor.js';
 import { Decoder, encode, HpackError, TABLE_SIZE_ZERO, type Field } from './hpack.js';
 import {
   ACK, CANCEL, COMPRESSION_ERROR, CONTINUATION, DATA, DEFAULT_WINDOW, END_HEADERS, END_STREAM, ENHANCE_YOUR_CALM,
@@ -82,8 +82,6 @@ interface Stream {
   toNodeEnd: boolean;
   /** We sent Node END_STREAM. */
   sentEnd: boolean;
-  /** Node sent END_STREAM. */
-  nodeEnded: boolean;
   /** Node ended or reset its side: nothing more comes from it, nothing more goes to it. */
   nodeDone: boolean;
   /** Node reset with NO_ERROR after its answer: the client is told to stop sending once that answer is out. */
@@ -114,10 +112,10 @@ function duplexPair(): [Duplex, Duplex] {
 
 // ---- fast replies as HEADERS blocks ------------------------------------------------------
 
+/** The `date` field, encoded once per second, and the second it is for. */
 let dateSecond = -1;
 let dateBlock: Buffer = Buffer.alloc(0);
 
-/** The `date` field, encoded once per second. */
 function dateField(): Buffer {
   const s = Math.floor(Date.now() / 1000);
   if (s !== dateSecond) {
@@ -127,21 +125,21 @@ function dateField(): Buffer {
   return dateBlock;
 }
 
-/** A reply's header block without the date: encoded once per reply (replies are reused). */
-const blocks = new WeakMap<FastReply, Buffer>();
+/** A reply's header block, date included: encoded once per reply, joined to the date once a second (replies are reused). */
+const blocks = new WeakMap<FastReply, { fields: Buffer; second: number; block: Buffer }>();
 
 function blockOf(r: FastReply): Buffer {
+  const date = dateField();
   let b = blocks.get(r);
   if (b === undefined) {
-    const fields: Field[] = [[':status', String(r.status)]];
-    for (const line of r.head.split('\r\n')) {
-      const colon = line.indexOf(':');
-      if (colon > 0) fields.push([line.slice(0, colon).toLowerCase(), line.slice(colon + 1).trim()]);
-    }
-    b = encode(fields);
+    b = { fields: encode(replyFields(r)), second: -1, block: date };
     blocks.set(r, b);
   }
-  return b;
+  if (b.second !== dateSecond) {
+    b.second = dateSecond;
+    b.block = Buffer.concat([b.fields, date], b.fields.length + date.length);
+  }
+  return b.block;
 }
 
 const TOO_LARGE_BODY = Buffer.from('431 request header fields too large\n');
@@ -466,7 +464,7 @@ export class H2Connection {
   private newStream(id: number): Stream {
     const s: Stream = {
       id, relayed: false, window: this.peerWindow, recv: DEFAULT_WINDOW, queue: [], endQueued: false, remoteClosed: false,
-      localClosed: false, nodeWindow: this.nodeInitialWindow, toNode: [], toNodeEnd: false, sentEnd: false, nodeEnded: false, nodeDone: false,
+      localClosed: false, nodeWindow: this.nodeInitialWindow, toNode: [], toNodeEnd: false, sentEnd: false, nodeDone: false,
       resetAfter: false,
     };
     this.streams.set(id, s);
@@ -518,9 +516,7 @@ export class H2Connection {
 
   private answerFast(s: Stream, req: FastRequest, r: FastReply, start: number): void {
     const withBody = req.method === 'GET' && r.body.length > 0;
-    const block = blockOf(r);
-    const date = dateField();
-    this.writeHeaders(s.id, Buffer.concat([block, date], block.length + date.length), !withBody);
+    this.writeHeaders(s.id, blockOf(r), !withBody);
     if (withBody) {
       s.queue.push(r.body);
       s.endQueued = true;
@@ -536,9 +532,7 @@ export class H2Connection {
   private refuseTooLarge(s: Stream, ended: boolean): void {
     s.remoteClosed = ended;
     s.resetAfter = true;
-    const block = blockOf(TOO_LARGE);
-    const date = dateField();
-    this.writeHeaders(s.id, Buffer.concat([block, date], block.length + date.length), false);
+    this.writeHeaders(s.id, blockOf(TOO_LARGE), false);
     s.queue.push(TOO_LARGE.body);
     s.endQueued = true;
     this.pump(s);
@@ -926,7 +920,6 @@ export class H2Connection {
    * Node's stream is cancelled and the client told, once the answer is out, to stop sending (§8.1).
    */
   private nodeEnd(s: Stream): void {
-    s.nodeEnded = true;
     s.nodeDone = true;
     s.toNode = [];
     if (!s.sentEnd) {
