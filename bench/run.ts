@@ -149,6 +149,8 @@ interface HttpCell {
   error: string | null;
   serverCpu: number[];
   loadCpu: number[];
+  /** What TLS the server chose, when the load tool says. */
+  tls?: string;
 }
 
 async function runHttp(s: Settings, workloads: HttpWorkload[], peers: Map<string, Peer>, log: (m: string) => void): Promise<Map<string, Map<string, HttpCell>>> {
@@ -172,6 +174,7 @@ async function runHttp(s: Settings, workloads: HttpWorkload[], peers: Map<string
         const cell = results.get(w.id)!.get(name) ?? { rps: 0, runs: [], error: null, serverCpu: [], loadCpu: [] };
         cell.serverCpu[r] = res.error ? NaN : serverCpu;
         cell.loadCpu[r] = res.error || res.loadCpu == null ? NaN : res.loadCpu;
+        cell.tls ??= res.tls;
         // Runs stay indexed by round (NaN for a failed one) so ratios can be taken round by round.
         if (res.error) cell.error = res.error;
         cell.runs[r] = res.error ? NaN : res.rps;
@@ -205,7 +208,9 @@ function httpRows(workloads: HttpWorkload[], results: Map<string, Map<string, Ht
     // the fairer comparison.
     const usPerReq = (c: HttpCell) => median(c.serverCpu.map((cpu, r) => (cpu * 1e6) / c.runs[r]).filter(Number.isFinite));
     const pct = (c: HttpCell) => Math.round(median(c.loadCpu.filter(Number.isFinite)) * 100);
-    const cpuNote = `server CPU per request ${['streamgate', ...w.peers].map((n) => `${n} ${Math.round(usPerReq(cells.get(n)!))} µs`).join(', ')}; load core busy ${['streamgate', ...w.peers].map((n) => `${pct(cells.get(n)!)}%`).join('/')}`;
+    let cpuNote = `server CPU per request ${['streamgate', ...w.peers].map((n) => `${n} ${Math.round(usPerReq(cells.get(n)!))} µs`).join(', ')}; load core busy ${['streamgate', ...w.peers].map((n) => `${pct(cells.get(n)!)}%`).join('/')}`;
+    // Records cost differently per protocol version: a comparison is fair only on the same one.
+    if (sg.tls) cpuNote += `; TLS ${['streamgate', ...w.peers].map((n) => `${n} ${cells.get(n)!.tls ?? '?'}`).join(', ')}`;
     return {
       id: w.id,
       workload: w.title,

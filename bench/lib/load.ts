@@ -19,6 +19,8 @@ export interface LoadResult {
    * the client as much as the server), or null when it could not be read.
    */
   loadCpu?: number | null;
+  /** h2load over TLS: the protocol and cipher the server chose ("TLSv1.3 TLS_AES_256_GCM_SHA384"). */
+  tls?: string;
 }
 
 export interface LoadSpec {
@@ -92,7 +94,9 @@ export async function h2load(spec: LoadSpec): Promise<LoadResult> {
   if (spec.proto === 'h1') args.push('--h1', '-m', '1');
   else args.push('-m', String(H2_STREAMS));
   const { out, cpu } = await run('h2load', [...args, spec.url, ...(spec.moreUrls ?? [])], (spec.seconds + 20) * 1000);
-  return { ...parseH2load(out), loadCpu: cpu };
+  const proto = /TLS Protocol: (\S+)/.exec(out);
+  const cipher = /Cipher: (\S+)/.exec(out);
+  return { ...parseH2load(out), loadCpu: cpu, tls: proto && cipher ? `${proto[1]} ${cipher[1]}` : undefined };
 }
 
 export function parseH2load(out: string): LoadResult {
