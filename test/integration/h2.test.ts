@@ -293,6 +293,29 @@ describe('HTTPS over HTTP/2', () => {
   });
 });
 
+describe('HTTP/2 rapid reset (CVE-2023-44487)', () => {
+  test('a client cancelling open streams past the budget gets GOAWAY ENHANCE_YOUR_CALM; one within it is served', async () => {
+    const site = makeSite();
+    const { gw } = await startGateway(`listen off;
+      http_server { listen 127.0.0.1:0; dir ${site.root}; https { enabled on; listen 127.0.0.1:0; key ${site.base}/k.pem; cert ${site.base}/c.pem; } }`);
+    try {
+      const port = gw.port('https');
+      // A path no memory answers: each stream is relayed to Node and Koa before the reset arrives.
+      const opened = (n: number) => Buffer.concat(Array.from({ length: n }, (_, i) => Buffer.concat([frame(1, 5, 2 * i + 1, getBlock(`/nothing-${i}.txt`)), frame(3, 0, 2 * i + 1, [0, 0, 0, 8])])));
+      let fs = await rawH2(port, Buffer.concat([opened(200), frame(1, 5, 401, getBlock('/hello.txt'))]), { ms: 2000 });
+      assert.equal(goawayCode(fs), undefined, '200 cancelled streams are within the budget');
+      assert.ok(fs.some((f) => f.type === 1 && f.id === 401), 'and the next request is answered');
+      fs = await rawH2(port, opened(1500), { ms: 3000 });
+      assert.equal(goawayCode(fs), 11, '1,500 at once: ENHANCE_YOUR_CALM');
+      const { stdout } = await run('curl', ['-sk', '--http2', '-o', '/dev/null', '-w', '%{http_code}', `https://127.0.0.1:${port}/hello.txt`]);
+      assert.equal(stdout, '200', 'others are still served');
+    } finally {
+      await gw.close();
+      site.remove();
+    }
+  });
+});
+
 describe("Node's own HTTP/2 (https.own_h2 off)", () => {
   test('a stream reset in the same packet as its HEADERS, on a file answered from memory, does not end the process', async () => {
     const site = makeSite();

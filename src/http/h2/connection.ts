@@ -155,6 +155,16 @@ const TOKEN_LOWER = /^[a-z0-9!#$%&'*+\-.^_`|~]+$/;
 const BAD_VALUE = /[\0\r\n]|^[ \t]|[ \t]$/;
 const CONNECTION_SPECIFIC = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade']);
 
+/**
+ * "Rapid reset" (CVE-2023-44487): a client that opens streams and cancels them at once makes the
+ * server start work (a relayed request reaches Koa and maybe an upstream) that nothing limits,
+ * since a cancelled stream never counts against the concurrent-stream bound. Past this budget of
+ * cancelled open streams the connection gets GOAWAY ENHANCE_YOUR_CALM. The figures are
+ * nghttp2's defaults (Node's own HTTP/2 uses them): a burst of 1,000, then 33 a second.
+ */
+const RESET_BURST = 1000;
+const RESET_PER_S = 33;
+
 export class H2Connection {
   private readonly streams = new Map<number, Stream>();
   private readonly reader: FrameReader;
@@ -183,6 +193,9 @@ export class H2Connection {
   private draining = false;
   private dead = false;
   private paused = false;
+  /** Resets of open streams the client may still make (a token bucket: RESET_BURST, refilled at RESET_PER_S). */
+  private resetTokens = RESET_BURST;
+  private resetAt = performance.now();
   // The relay link to Node's http2 server.
   private inner: Duplex | null = null;
   private innerOut = new Out();
@@ -335,8 +348,19 @@ export class H2Connection {
     if (id > this.lastId) return this.fail(PROTOCOL_ERROR, 'RST_STREAM on an idle stream');
     const s = this.streams.get(id);
     if (s === undefined) return;
+    if (!this.spendReset()) return this.fail(ENHANCE_YOUR_CALM, 'too many stream resets');
     if (s.relayed && !s.nodeDone) this.toNodeReset(id, p.readUInt32BE(0));
     this.forget(s);
+  }
+
+  /** False once the client has cancelled open streams faster than the budget allows. */
+  private spendReset(): boolean {
+    const now = performance.now();
+    this.resetTokens = Math.min(RESET_BURST, this.resetTokens + ((now - this.resetAt) / 1000) * RESET_PER_S);
+    this.resetAt = now;
+    if (this.resetTokens < 1) return false;
+    this.resetTokens -= 1;
+    return true;
   }
 
   private onClientData(flags: number, id: number, p: Buffer): void {
