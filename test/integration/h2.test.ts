@@ -12,6 +12,7 @@ import { promisify } from 'node:util';
 import { makeSite, pattern, startGateway, type Site } from './site.js';
 import type { Gateway } from '../../src/gateway.js';
 import { FlvPublisher, sleep } from '../helpers/proc.js';
+import { Decoder } from '../../src/http/h2/hpack.js';
 import { waitFor } from '../helpers/ffmpeg.js';
 
 /**
@@ -184,6 +185,22 @@ describe('HTTPS over HTTP/2', () => {
       assert.ok(l.includes(referer), l);
       assert.match(l, /"GET \/hello\.txt(\?\d)? HTTP\/2\.0" 200/);
     }
+  });
+
+  test('SETTINGS_HEADER_TABLE_SIZE 0: the next header block starts with a table size update, and no block needs a dynamic table', async () => {
+    const settings = frame(4, 0, 0, [0, 1, 0, 0, 0, 0]);
+    // From memory twice, then a 404 that Koa answers through the relay.
+    const gets = [frame(1, 5, 1, getBlock('/hello.txt')), frame(1, 5, 3, getBlock('/hello.txt')), frame(1, 5, 5, getBlock('/no-such-file.txt'))];
+    const fs = await rawH2(port, Buffer.concat([Buffer.from(PREFACE), settings, ...gets]), { noPreface: true, ms: 2000 });
+    // In the order they arrive (answers from memory and relayed ones may overtake each other).
+    const blocks = fs.filter((f) => f.type === 1);
+    assert.deepEqual(blocks.map((f) => f.id).sort(), [1, 3, 5]);
+    assert.equal(blocks[0].payload[0], 0x20, 'the first block opens with "table size 0" (RFC 7541 §4.2)');
+    assert.ok(blocks.slice(1).every((f) => f.payload[0] !== 0x20), 'and only the first');
+    // A decoder that holds no dynamic entries decodes every block the server sent.
+    const decoder = new Decoder(0);
+    const status = new Map(blocks.map((f) => [f.id, decoder.decode(f.payload).fields.find(([n]) => n === ':status')?.[1]]));
+    assert.deepEqual([1, 3, 5].map((id) => status.get(id)), ['200', '200', '404']);
   });
 
   test('CONTINUATION: a 40 KB header block in, to the fast lane and through the relay to a proxied upstream', async () => {

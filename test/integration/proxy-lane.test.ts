@@ -481,6 +481,47 @@ describe('the proxy lane against node:http upstreams', () => {
     }
   });
 
+  test("the upstream's Keep-Alive timeout hint: a pooled connection is given up a second before the upstream would close it", async () => {
+    let hint = '';
+    let connections = 0;
+    const upstream = http.createServer((_req, res) => {
+      // An explicit Connection header keeps Node from adding its own Keep-Alive line.
+      res.writeHead(200, { Connection: 'keep-alive', ...(hint ? { 'Keep-Alive': hint } : {}), 'Content-Length': '2' });
+      res.end('ok');
+    });
+    upstream.keepAliveTimeout = 30_000;
+    upstream.on('connection', () => connections++);
+    upstream.listen(0, '127.0.0.1');
+    await once(upstream, 'listening');
+    const { gw, port } = await gateway(`route /api/ http://127.0.0.1:${(upstream.address() as net.AddressInfo).port};`, 'timeout 10s; connect_timeout 1s;');
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const twoApart = async (ms: number): Promise<number> => {
+      const before = connections;
+      assert.equal((await request(port, '/api/a', { agent })).body, 'ok');
+      await sleep(ms);
+      assert.equal((await request(port, '/api/b', { agent })).body, 'ok');
+      return connections - before;
+    };
+    try {
+      assert.equal(await twoApart(0), 1, 'the first request opens the pool\'s connection');
+      // No hint: the pool keeps an idle connection 4 s, so 1.5 s apart the second request reuses it.
+      assert.equal(await twoApart(1500), 0);
+      // timeout=2: kept only 1 s, so 1.5 s apart the second request opens a new one.
+      hint = 'timeout=2';
+      assert.equal(await twoApart(0), 0);
+      assert.equal(await twoApart(1500), 1, 'past the hint less a second, a fresh connection');
+      // timeout=1: nothing left to keep; every request opens its own.
+      hint = 'timeout=1';
+      await twoApart(0);
+      assert.equal(await twoApart(0), 2);
+    } finally {
+      agent.destroy();
+      await gw.close();
+      upstream.closeAllConnections();
+      upstream.close();
+    }
+  });
+
   test('a header value with a bare LF is never forwarded as two lines', async () => {
     const seen: http.IncomingHttpHeaders[] = [];
     const upstream = await httpUpstream((req, res) => {
