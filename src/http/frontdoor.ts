@@ -2,6 +2,7 @@ import type http2 from 'node:http2';
 import type { Server, Socket } from 'node:net';
 import { NOT_DIRECT, SEND_FAILED, sendDirect, type DirectBody } from '../net/sendfile.js';
 import { relaySessions, serveH2, type H2Connection } from './h2/index.js';
+import { headerLines } from './head.js';
 
 /**
  * The front door of a plain-HTTP listener: the hot requests of a streaming site — a GET of a
@@ -374,19 +375,13 @@ function parseHead(head: string, ip: string): ParsedHead | null {
   let conditional = false;
   let referer = '';
   let agent = '';
-  let pos = eol < 0 ? head.length : eol + 2;
-  while (pos < head.length) {
-    let next = head.indexOf('\r\n', pos);
-    if (next < 0) next = head.length;
-    const colon = head.indexOf(':', pos);
-    if (colon <= pos || colon > next) return null;
-    const name = head.slice(pos, colon).toLowerCase();
-    // Folded lines, spaces in names, control characters: Node's parser answers those (400).
-    for (let i = 0; i < name.length; i++) {
-      const c = name.charCodeAt(i);
-      if (c <= 0x20 || c >= 0x7f) return null;
-    }
-    const value = head.slice(colon + 1, next).trim();
+  // Folded lines, spaces in names, control characters: Node's parser answers those (400).
+  const hl = headerLines(head, eol < 0 ? head.length : eol + 2);
+  if (hl === null) return null;
+  const { names, lines, colons } = hl;
+  for (let i = 0; i < names.length; i++) {
+    const name = names[i];
+    const value = lines[i].slice(colons[i] + 1).trim();
     if (CONDITIONAL.has(name)) conditional = true;
     else if (NOT_PLAIN.has(name)) return null;
     if (name === 'host') {
@@ -403,7 +398,6 @@ function parseHead(head: string, ip: string): ParsedHead | null {
     } else if (name === 'user-agent') {
       agent = value;
     }
-    pos = next + 2;
   }
   // HTTP/1.1 requires Host (RFC 9112 §3.2): without one, Node answers 400.
   if (host === null) return null;

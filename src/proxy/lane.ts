@@ -3,6 +3,7 @@ import { STATUS_CODES } from 'node:http';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { GatewayError, type ErrorCode } from '../errors.js';
+import { headerLines } from '../http/head.js';
 import { connectionTokenSet, isHopByHop } from './headers.js';
 
 /**
@@ -611,32 +612,6 @@ class Exchange {
   }
 }
 
-/**
- * The header lines of a head from `from` on: lower-case names, the lines as sent (forwarded
- * byte for byte) and each line's colon; null when a line is not `token: value`.
- */
-function headerLines(text: string, from: number): { names: string[]; lines: string[]; colons: number[] } | null {
-  const names: string[] = [];
-  const lines: string[] = [];
-  const colons: number[] = [];
-  let pos = from;
-  while (pos < text.length) {
-    let next = text.indexOf('\r\n', pos);
-    if (next < 0) next = text.length;
-    const colon = text.indexOf(':', pos);
-    if (colon <= pos || colon > next) return null;
-    const name = text.slice(pos, colon).toLowerCase();
-    for (let i = 0; i < name.length; i++) {
-      const c = name.charCodeAt(i);
-      if (c <= 0x20 || c >= 0x7f) return null;
-    }
-    names.push(name);
-    lines.push(text.slice(pos, next));
-    colons.push(colon - pos);
-    pos = next + 2;
-  }
-  return { names, lines, colons };
-}
 
 function hexDigit(c: number): number {
   if (c >= 0x30 && c <= 0x39) return c - 0x30;
