@@ -21,6 +21,7 @@ import { loadKeyPair } from './net/tls.js';
 import { createOrigin, type Origin, type StreamExt, type StreamRequest } from './outputs/origin.js';
 import type { HlsViewer } from './outputs/hls.js';
 import { createProxy, type AnyRequest, type Proxy } from './proxy/index.js';
+import type { LaneRequest } from './proxy/lane.js';
 import { guardsByVhost } from './ingest/access.js';
 import { createRtmpServer } from './ingest/rtmp/server.js';
 import type { Duplex } from 'node:stream';
@@ -57,6 +58,8 @@ interface FrontRoute {
   stream: StreamRequest | null;
   /** Who asks for the stream, for the HLS session listing; made on first use. */
   viewer?: HlsViewer;
+  /** The proxy lane's upstream request and its bytes (null: the lane refused the head); made on first use. */
+  lane?: { lr: LaneRequest; wire: string } | null;
   /** The request has Origin and crossdomain is on. */
   cors: boolean;
 }
@@ -456,16 +459,15 @@ export class Gateway {
     const url = req.url;
     const lane = r?.proxy.lane;
     if (!r || !lane) return null;
-    const host = req.host;
-    const hostMode = r.proxy.route.host;
-    const lr = {
-      method: req.method, url, head: req.head, host,
-      clientIp: req.ip.replace(/^::ffff:/, ''),
-      proto: (sock as Socket & { encrypted?: boolean }).encrypted ? 'https' : 'http',
-      upstreamHost: hostMode === 'client' ? (host || r.proxy.route.upstream.host) : hostMode === 'upstream' ? r.proxy.route.upstream.host : hostMode,
-    };
-    const wire = lane.prepare(lr);
-    if (wire === null) return null;
+    // The request as it goes upstream, made once per memo: a memo belongs to one connection's
+    // head, so the address and TLS that go into it are the same every time.
+    if (route.lane === undefined) {
+      const lr = { method: req.method, url, head: req.head, ...r.proxy.forward(req.host, req.ip, (sock as Socket & { encrypted?: boolean }).encrypted === true) };
+      const wire = lane.prepare(lr);
+      route.lane = wire === null ? null : { lr, wire };
+    }
+    if (route.lane === null) return null;
+    const { lr, wire } = route.lane;
     return (close, finished) => {
       const start = performance.now();
       const c = t.config;

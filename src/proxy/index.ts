@@ -11,6 +11,7 @@ import type { Metrics } from '../metrics/metrics.js';
 import { GatewayError, type ErrorCode } from '../errors.js';
 import { clientResponseHeaders, rawHead, upstreamRequestHeaders, type ForwardInfo } from './headers.js';
 import { ProxyLane } from './lane.js';
+import { clientIp } from '../live/client.js';
 
 export interface ProxyOptions {
   /** Upstream idle timeout: no byte from the upstream for this long is a 504 (NGINX's proxy_read_timeout). */
@@ -222,13 +223,16 @@ export class Proxy {
 
   private forwardInfo(req: AnyRequest): ForwardInfo {
     const h = req.headers;
-    const host = (h[':authority'] as string | undefined) ?? h.host ?? '';
     const sock = req.socket as (typeof req.socket & { encrypted?: boolean }) | undefined;
-    const ip = (sock?.remoteAddress ?? '').replace(/^::ffff:/, '');
+    return this.forward((h[':authority'] as string | undefined) ?? h.host ?? '', sock?.remoteAddress, sock?.encrypted === true);
+  }
+
+  /** What a request forwards (X-Forwarded-*, the upstream Host) from its Host, address and TLS; both lanes use it. */
+  forward(host: string, address: string | undefined, encrypted: boolean): ForwardInfo {
     const hostMode = this.route.host;
     return {
-      clientIp: ip,
-      proto: sock?.encrypted ? 'https' : 'http',
+      clientIp: clientIp(address),
+      proto: encrypted ? 'https' : 'http',
       host,
       upstreamHost: hostMode === 'client' ? (host || this.route.upstream.host) : hostMode === 'upstream' ? this.route.upstream.host : hostMode,
     };

@@ -522,6 +522,31 @@ describe('the proxy lane against node:http upstreams', () => {
     }
   });
 
+  test('a repeated head reuses its prepared upstream request until a reload changes the route', async () => {
+    const seen: string[] = [];
+    const upstream = await httpUpstream((req, res) => {
+      seen.push(`${req.headers.host} ${req.headers['x-forwarded-for']}`);
+      res.end('ok');
+    });
+    const conf = (host: string) => loadConfigText(`listen off; http_server { listen 127.0.0.1:0; dir ./public; https { enabled off; } }
+      proxy { route /api/ http://127.0.0.1:${upstream.port} host=${host}; }`, 'test.conf');
+    const gw = await Gateway.start(conf('one.test'), { log: memoryLogger().log });
+    const port = gw.port('http');
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      const before = await laneCount(port);
+      for (let i = 0; i < 3; i++) assert.equal((await request(port, '/api/same', { agent })).body, 'ok');
+      await gw.reload(conf('two.test'));
+      assert.equal((await request(port, '/api/same', { agent })).body, 'ok');
+      assert.equal(await laneCount(port), before + 4, 'all four took the lane');
+      assert.deepEqual(seen, ['one.test 127.0.0.1', 'one.test 127.0.0.1', 'one.test 127.0.0.1', 'two.test 127.0.0.1']);
+    } finally {
+      agent.destroy();
+      await gw.close();
+      upstream.close();
+    }
+  });
+
   test('a header value with a bare LF is never forwarded as two lines', async () => {
     const seen: http.IncomingHttpHeaders[] = [];
     const upstream = await httpUpstream((req, res) => {
