@@ -12,6 +12,7 @@ import { Gateway } from '../../src/gateway.js';
 import { memoryLogger } from '../../src/log.js';
 import { waitFor } from '../helpers/ffmpeg.js';
 import { sleep } from '../helpers/proc.js';
+import { proxyGateway } from './site.js';
 
 /**
  * The front door's proxy lane (src/proxy/lane.ts): plain GET/HEAD for a proxied prefix on raw
@@ -109,13 +110,7 @@ async function laneCount(port: number, name = 'streamgate_proxy_lane_requests_to
   return m ? Number(m[1]) : 0;
 }
 
-async function gateway(routes: string, timeouts = 'timeout 1s; connect_timeout 1s;', top = ''): Promise<{ gw: Gateway; port: number; lines: string[] }> {
-  const { log, lines } = memoryLogger();
-  const conf = `listen off; ${top} http_server { listen 127.0.0.1:0; dir ./public; https { enabled off; } }
-    proxy { ${routes} ${timeouts} }`;
-  const gw = await Gateway.start(loadConfigText(conf, 'test.conf'), { log });
-  return { gw, port: gw.port('http'), lines };
-}
+const gateway = (routes: string, timeouts = 'timeout 1s; connect_timeout 1s;', top = '') => proxyGateway(`${routes} ${timeouts}`, top);
 
 describe('the proxy lane', () => {
   const up = new RawUpstream();

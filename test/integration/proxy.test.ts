@@ -12,6 +12,7 @@ import { loadConfigText } from '../../src/config/index.js';
 import { Gateway } from '../../src/gateway.js';
 import { memoryLogger } from '../../src/log.js';
 import { waitFor } from '../helpers/ffmpeg.js';
+import { proxyGateway } from './site.js';
 
 /** A real upstream on a loopback port that counts its connections and lets each test answer. */
 class Upstream {
@@ -53,13 +54,7 @@ function request(port: number, path: string, opts: http.RequestOptions & { body?
   });
 }
 
-async function gateway(routes: string, extra = ''): Promise<{ gw: Gateway; port: number; lines: string[] }> {
-  const { log, lines } = memoryLogger();
-  const conf = `listen off; http_server { listen 127.0.0.1:0; dir ./public; https { enabled off; } }
-    proxy { ${routes} ${extra} }`;
-  const gw = await Gateway.start(loadConfigText(conf, 'test.conf'), { log });
-  return { gw, port: gw.port('http'), lines };
-}
+const gateway = (routes: string, extra = '') => proxyGateway(`${routes} ${extra}`);
 
 describe('reverse proxy to a real upstream', () => {
   const up = new Upstream();

@@ -100,6 +100,13 @@ export async function startGateway(text: string, env: NodeJS.ProcessEnv = {}): P
   return { gw, lines, http: gw.port('http') };
 }
 
+/** A gateway with only plain HTTP on an ephemeral port and `proxy { … }` as given (`top`: more top-level directives). */
+export async function proxyGateway(proxy: string, top = ''): Promise<{ gw: Gateway; port: number; lines: string[] }> {
+  const { gw, lines, http } = await startGateway(`listen off; ${top} http_server { listen 127.0.0.1:0; dir ./public; https { enabled off; } }
+    proxy { ${proxy} }`);
+  return { gw, port: http, lines };
+}
+
 export interface RawReply {
   status: number;
   statusLine: string;
