@@ -165,6 +165,35 @@ const CONNECTION_SPECIFIC = new Set(['connection', 'keep-alive', 'proxy-connecti
 const RESET_BURST = 1000;
 const RESET_PER_S = 33;
 
+/** A header block being assembled from HEADERS and its CONTINUATIONs (§4.3), on either side of the relay. */
+class HeaderBlock {
+  /** The stream it belongs to; 0 when none is open. */
+  id = 0;
+  flags = 0;
+  bytes = 0;
+  private parts: Buffer[] = [];
+
+  start(id: number, flags: number, frag: Buffer): void {
+    this.id = id;
+    this.flags = flags;
+    this.parts = [frag];
+    this.bytes = frag.length;
+  }
+
+  add(frag: Buffer): void {
+    this.parts.push(frag);
+    this.bytes += frag.length;
+  }
+
+  /** The whole block, and nothing open any more. */
+  take(): Buffer {
+    const block = this.parts.length === 1 ? this.parts[0] : Buffer.concat(this.parts);
+    this.id = 0;
+    this.parts = [];
+    return block;
+  }
+}
+
 export class H2Connection {
   private readonly streams = new Map<number, Stream>();
   private readonly reader: FrameReader;
@@ -181,11 +210,8 @@ export class H2Connection {
   private sendTableUpdate = false;
   /** Connection-level send window towards the client. */
   private connWindow = DEFAULT_WINDOW;
-  /** A header block being assembled (HEADERS then CONTINUATION). */
-  private headerId = 0;
-  private headerFlags = 0;
-  private headerParts: Buffer[] = [];
-  private headerBytes = 0;
+  /** The client's header block being assembled. */
+  private readonly header = new HeaderBlock();
   private headerSelfDependent = false;
   private headerTimer: NodeJS.Timeout | null = null;
   /** Streams with output waiting for window or for the socket to drain. */
@@ -204,9 +230,8 @@ export class H2Connection {
   private nodeConnWindow = DEFAULT_WINDOW;
   private nodeInitialWindow = DEFAULT_WINDOW;
   private nodeMaxFrame = MIN_MAX_FRAME_SIZE;
-  private innerHeaderId = 0;
-  private innerHeaderFlags = 0;
-  private innerHeaderParts: Buffer[] = [];
+  /** Node's header block being assembled. */
+  private innerHeader = new HeaderBlock();
 
   constructor(private readonly sock: Socket, private readonly host: H2Host) {
     this.decoder = new Decoder();
@@ -260,7 +285,7 @@ export class H2Connection {
     if (this.dead) return;
     if (!this.gotSettings && type !== SETTINGS) return this.fail(PROTOCOL_ERROR, 'the first frame is not SETTINGS');
     // §6.10: nothing may come between HEADERS and its CONTINUATIONs.
-    if (this.headerId !== 0 && (type !== CONTINUATION || id !== this.headerId)) return this.fail(PROTOCOL_ERROR, 'header block interrupted');
+    if (this.header.id !== 0 && (type !== CONTINUATION || id !== this.header.id)) return this.fail(PROTOCOL_ERROR, 'header block interrupted');
     switch (type) {
       case DATA: return this.onClientData(flags, id, p);
       case HEADERS: return this.onHeaders(flags, id, p);
@@ -417,28 +442,21 @@ export class H2Connection {
       this.headerSelfDependent = (frag.readUInt32BE(0) & 0x7fffffff) === id;
       frag = frag.subarray(5);
     }
-    this.headerId = id;
-    this.headerFlags = flags;
-    this.headerParts = [frag];
-    this.headerBytes = frag.length;
+    this.header.start(id, flags, frag);
     if (flags & END_HEADERS) return this.endHeaders();
     this.headerTimer ??= setTimeout(() => this.fail(PROTOCOL_ERROR, 'header block not finished in time'), this.host.headerTimeoutMs());
   }
 
   private onContinuation(flags: number, id: number, p: Buffer): void {
-    if (this.headerId === 0 || id !== this.headerId) return this.fail(PROTOCOL_ERROR, 'CONTINUATION without HEADERS');
-    this.headerParts.push(p);
-    this.headerBytes += p.length;
-    if (this.headerBytes > HEADER_BLOCK_SLACK * this.host.maxHeaderBytes() + 1024) return this.fail(ENHANCE_YOUR_CALM, 'header block too large');
+    if (this.header.id === 0 || id !== this.header.id) return this.fail(PROTOCOL_ERROR, 'CONTINUATION without HEADERS');
+    this.header.add(p);
+    if (this.header.bytes > HEADER_BLOCK_SLACK * this.host.maxHeaderBytes() + 1024) return this.fail(ENHANCE_YOUR_CALM, 'header block too large');
     if (flags & END_HEADERS) this.endHeaders();
   }
 
   private endHeaders(): void {
-    const id = this.headerId;
-    const flags = this.headerFlags;
-    const block = this.headerParts.length === 1 ? this.headerParts[0] : Buffer.concat(this.headerParts);
-    this.headerId = 0;
-    this.headerParts = [];
+    const { id, flags } = this.header;
+    const block = this.header.take();
     if (this.headerTimer !== null) {
       clearTimeout(this.headerTimer);
       this.headerTimer = null;
@@ -746,7 +764,7 @@ export class H2Connection {
     this.nodeConnWindow = DEFAULT_WINDOW;
     this.nodeInitialWindow = DEFAULT_WINDOW;
     this.nodeMaxFrame = MIN_MAX_FRAME_SIZE;
-    this.innerHeaderId = 0;
+    this.innerHeader = new HeaderBlock();
     this.innerReader = new FrameReader(MIN_MAX_FRAME_SIZE, (t, f, id, p) => this.onInnerFrame(t, f, id, p), () => this.innerFailed());
     outer.on('data', (c: Buffer) => {
       if (this.inner !== outer) return;
@@ -832,7 +850,7 @@ export class H2Connection {
   }
 
   private onInnerFrame(type: number, flags: number, id: number, p: Buffer): void {
-    if (this.innerHeaderId !== 0 && (type !== CONTINUATION || id !== this.innerHeaderId)) return this.innerFailed();
+    if (this.innerHeader.id !== 0 && (type !== CONTINUATION || id !== this.innerHeader.id)) return this.innerFailed();
     switch (type) {
       case SETTINGS: {
         if (flags & ACK) return;
@@ -868,14 +886,12 @@ export class H2Connection {
         let frag = p;
         if (flags & PADDED) frag = frag.subarray(1, frag.length - frag[0]);
         if (flags & PRIORITY_FLAG) frag = frag.subarray(5);
-        this.innerHeaderId = id;
-        this.innerHeaderFlags = flags;
-        this.innerHeaderParts = [frag];
+        this.innerHeader.start(id, flags, frag);
         if (flags & END_HEADERS) this.innerEndHeaders();
         return;
       }
       case CONTINUATION:
-        this.innerHeaderParts.push(p);
+        this.innerHeader.add(p);
         if (flags & END_HEADERS) this.innerEndHeaders();
         return;
       case DATA: {
@@ -920,11 +936,8 @@ export class H2Connection {
   }
 
   private innerEndHeaders(): void {
-    const id = this.innerHeaderId;
-    const flags = this.innerHeaderFlags;
-    const block = this.innerHeaderParts.length === 1 ? this.innerHeaderParts[0] : Buffer.concat(this.innerHeaderParts);
-    this.innerHeaderId = 0;
-    this.innerHeaderParts = [];
+    const { id, flags } = this.innerHeader;
+    const block = this.innerHeader.take();
     let fields: Field[];
     try {
       fields = this.innerDecoder!.decode(block).fields;
