@@ -80,9 +80,11 @@ export function createOrigin(deps: OriginDeps): Origin {
     }
   };
 
+  /** An HLS PUT upload is stored at this URL (no key is built while there are none, the usual case). */
+  const uploaded = (req: StreamRequest): boolean => uploads.size > 0 && uploads.has(uploadKey(req));
   const claims = (req: StreamRequest): boolean => {
     if (hub.find(req)) return true;
-    if ((req.ext === 'm3u8' || req.ext === 'ts') && (uploads.has(uploadKey(req)) || hls.claims(req, req.ext))) return true;
+    if ((req.ext === 'm3u8' || req.ext === 'ts') && (uploaded(req) || hls.claims(req, req.ext))) return true;
     // An edge vhost may pull a stream that is not here yet: the full path decides.
     return req.ext !== 'm3u8' && deps.vhost(req.vhost).edge.origin !== null;
   };
@@ -132,7 +134,7 @@ export function createOrigin(deps: OriginDeps): Origin {
     fast(req, head, viewer) {
       if (req.ext === 'm3u8' || req.ext === 'ts') {
         // The same order as handle(): an upload at this URL wins.
-        if (uploads.size > 0 && uploads.has(uploadKey(req))) return null;
+        if (uploaded(req)) return null;
         const reply = hls.fast(req, req.ext, head, viewer);
         if (reply !== null) return reply;
       }

@@ -336,6 +336,15 @@ describe('live streams and uploads are not shadowed by files', () => {
         }
         const viewers = (await (await fetch(`http://127.0.0.1:${port}/api/v1/clients/`)).json()) as { clients: { type: string; url: string }[] };
         assert.ok(viewers.clients.some((c) => c.type === 'hls-play' && c.url === '/live/sh.m3u8'), 'the viewer is listed as hls-play');
+        // An upload at the live playlist's URL wins in both lanes while it is stored (as on the full table).
+        const uploaded = '#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-ENDLIST\n';
+        assert.ok((await fetch(`http://127.0.0.1:${port}/live/sh.m3u8`, { method: 'PUT', body: uploaded })).ok);
+        const over = await keepAliveGets(port, ['/live/sh.m3u8', '/live/sh.m3u8']);
+        for (const r of over) assert.equal(r.body.toString(), uploaded, 'the upload, not the live playlist');
+        assert.ok((await fetch(`http://127.0.0.1:${port}/live/sh.m3u8`, { method: 'DELETE' })).ok);
+        const again = await keepAliveGets(port, ['/live/sh.m3u8', '/live/sh.m3u8']);
+        assert.match(again[1].body.toString(), /#EXTINF/, 'the live playlist once the upload is gone');
+        assert.equal(lane(again[1]), 'fast');
         const ts = await fetch(`http://127.0.0.1:${port}/live/sh.ts`, { method: 'HEAD' });
         assert.equal(ts.headers.get('content-type'), 'video/mp2t');
         assert.equal(ts.headers.get('content-length'), null, 'a live stream, not the 13-byte file');
