@@ -14,6 +14,7 @@ import { errorBody, errorResponder, isApiPath } from './http/errors.js';
 import { welcomePage } from './http/welcome.js';
 import { Hub } from './live/hub.js';
 import { DEFAULT_SOURCE_OPTIONS, type SourceOptions } from './live/source.js';
+import { streamKey } from './live/types.js';
 import { Logger } from './log.js';
 import { Metrics } from './metrics/metrics.js';
 import { bindAll, type Bound, type ListenerSpec } from './net/listeners.js';
@@ -391,7 +392,10 @@ export class Gateway {
     if (path.endsWith('/') || path.includes('%') || path.includes('/.') || path.includes('\\') || path.includes('//')) return r;
     for (const p of t.slowPrefixes) if (path.startsWith(p)) return r;
     const m = STREAM_PATH.exec(path);
-    if (m) r.stream = { vhost: this.vhostFor(hostOnly(req.host)), app: m[1], stream: m[2], ext: m[3] as StreamExt };
+    if (m) {
+      const name = { vhost: this.vhostFor(hostOnly(req.host)), app: m[1], stream: m[2] };
+      r.stream = { ...name, ext: m[3] as StreamExt, key: streamKey(name) };
+    }
     r.kind = t.fastFiles ? FRONT_FILES : FRONT_STREAMS;
     return r;
   }

@@ -64,8 +64,13 @@ export interface StreamName {
   vhost: string;
   app: string;
   stream: string;
+  /**
+   * streamKey's answer, set by a name that is looked up again and again (the front door's
+   * routing memo for a repeated request head): the lookups then build and hash no string.
+   */
+  readonly key?: string;
 }
 
 export function streamKey(n: StreamName): string {
-  return `${n.vhost}/${n.app}/${n.stream}`;
+  return n.key ?? `${n.vhost}/${n.app}/${n.stream}`;
 }

@@ -47,6 +47,15 @@ export interface HlsViewer {
   sessionKey?: string;
 }
 
+/**
+ * A playlist or segment name as asked for. The front door asks with the same object while a
+ * client repeats its request, so what segmentOf reads from the name is kept on it.
+ */
+export interface HlsName extends StreamName {
+  /** `{stream}-{seq}` read as the stream's own name and a sequence number; null: not a segment name. */
+  segmentName?: { name: StreamName; seq: number } | null;
+}
+
 export interface HlsDeps {
   hub: Hub;
   vhost: (name: string) => VhostConfig;
@@ -93,14 +102,14 @@ export class HlsOutput {
   }
 
   /** Whether `.m3u8` or `.ts` of this name is a live playlist or segment held here. */
-  claims(name: StreamName, ext: string): boolean {
+  claims(name: HlsName, ext: string): boolean {
     if (ext === 'm3u8') return this.entries.has(streamKey(name));
     if (ext === 'ts') return this.segmentOf(name) !== undefined;
     return false;
   }
 
   /** Answers a GET/HEAD of a playlist or segment; false if there is none, for the next output to try. */
-  async serve(ctx: Context, name: StreamName, ext: string): Promise<boolean> {
+  async serve(ctx: Context, name: HlsName, ext: string): Promise<boolean> {
     if (ext === 'm3u8') {
       const stream = this.find(name);
       if (!stream) return false;
@@ -131,7 +140,7 @@ export class HlsOutput {
    * The front door's answer for a playlist or segment that is ready now; null when it is not
    * (no such stream, no segment yet: the full path waits or answers 404).
    */
-  fast(name: StreamName, ext: string, head: boolean, viewer: HlsViewer): FastReply | null {
+  fast(name: HlsName, ext: string, head: boolean, viewer: HlsViewer): FastReply | null {
     if (ext === 'm3u8') {
       const stream = this.find(name);
       if (!stream || stream.window().length === 0) return null;
@@ -249,12 +258,16 @@ export class HlsOutput {
   }
 
   /** The segment a `{stream}-{seq}` name points at, and the stream's own name. */
-  private segmentOf(name: StreamName): { seg: Segment; name: StreamName } | undefined {
-    const m = SEGMENT_NAME.exec(name.stream);
-    if (!m) return undefined;
-    const stream = { vhost: name.vhost, app: name.app, stream: m[1] };
-    const seg = this.find(stream)?.segment(Number(m[2]));
-    return seg ? { seg, name: stream } : undefined;
+  private segmentOf(name: HlsName): { seg: Segment; name: StreamName } | undefined {
+    let parsed = name.segmentName;
+    if (parsed === undefined) {
+      const m = SEGMENT_NAME.exec(name.stream);
+      const stream = m ? { vhost: name.vhost, app: name.app, stream: m[1] } : null;
+      parsed = name.segmentName = stream && { name: { ...stream, key: streamKey(stream) }, seq: Number(m![2]) };
+    }
+    if (parsed === null) return undefined;
+    const seg = this.find(parsed.name)?.segment(parsed.seq);
+    return seg ? { seg, name: parsed.name } : undefined;
   }
 
   private follow(source: Source): void {

@@ -8,7 +8,7 @@ import { publishHttpFlv } from '../ingest/http-flv.js';
 import { edgeResolver } from '../ingest/edge.js';
 import { handleUpload, serveUpload, uploadKey, UploadStore, type UploadLimits } from '../ingest/hls-put.js';
 import { playHttpFlv } from './http-flv.js';
-import { HlsOutput, type HlsViewer } from './hls.js';
+import { HlsOutput, type HlsName, type HlsViewer } from './hls.js';
 import type { FastReply } from '../http/frontdoor.js';
 import { playTs } from './ts.js';
 import { checkAudioTrack, playAudio } from './audio.js';
@@ -17,10 +17,7 @@ import { VERSION } from '../version.js';
 export type StreamExt = 'flv' | 'm3u8' | 'ts' | 'aac' | 'mp3';
 
 /** A request the routing table recognised as a stream: /{app}/{stream}.{ext} on a vhost. */
-export interface StreamRequest {
-  vhost: string;
-  app: string;
-  stream: string;
+export interface StreamRequest extends HlsName {
   ext: StreamExt;
 }
 
