@@ -63,6 +63,8 @@ interface FrontRoute {
   lane?: { lr: LaneRequest; wire: string } | null;
   /** The request has Origin and crossdomain is on. */
   cors: boolean;
+  /** The cached file last answered and its reply: while the cache hands back the same entry, so is the reply. */
+  file?: { entry: CachedBody; reply: FastReply };
 }
 
 /**
@@ -371,7 +373,12 @@ export class Gateway {
     if (r.kind !== FRONT_FILES) return null;
     const e = r.table.root.fastBody(r.path, Date.now());
     if (e instanceof Promise) return e.then((x) => (x ? this.fileReply(x, r.cors) : null));
-    return e ? this.fileReply(e, r.cors) : null;
+    if (e === undefined) return null;
+    const f = r.file;
+    if (f !== undefined && f.entry === e) return f.reply;
+    const reply = this.fileReply(e, r.cors);
+    r.file = { entry: e, reply };
+    return reply;
   }
 
   /**

@@ -83,6 +83,7 @@ export interface FrontDoorOptions {
 }
 
 const CRLFCRLF = Buffer.from('\r\n\r\n');
+const EMPTY = Buffer.alloc(0);
 /** Headers whose presence means the request is not a plain cache hit. */
 export const NOT_PLAIN: ReadonlySet<string> = new Set(['range', 'if-none-match', 'if-modified-since', 'if-match', 'if-unmodified-since', 'if-range',
   'content-length', 'transfer-encoding', 'upgrade', 'expect', 'http2-settings']);
@@ -166,8 +167,7 @@ export function installFrontDoor(server: Server, opts: FrontDoorOptions, event: 
     // A keep-alive client repeats heads byte for byte (a player polls its playlists between
     // segments, a load tool repeats one URL): the last few heads are kept with their parse, the
     // same object each time, so the answerer can memoise its routing on it too.
-    let heads: string[] | null = null;
-    let parsed: ParsedHead[] = [];
+    let kept: ParsedHead[] | null = null;
     let nextSlot = 0;
     const ip = sock.remoteAddress ?? '-';
     let waiting = false;
@@ -200,8 +200,7 @@ export function installFrontDoor(server: Server, opts: FrontDoorOptions, event: 
     const handOver = (_sock: Socket, pending: Buffer | null) => {
       gone = true;
       // The closure lives as long as the socket (a player's hours): what it kept goes now.
-      heads = null;
-      parsed = [];
+      kept = null;
       idle.delete(sock);
       sock.setTimeout(0);
       sock.off('timeout', onTimeout);
@@ -216,20 +215,45 @@ export function installFrontDoor(server: Server, opts: FrontDoorOptions, event: 
       if (waiting || gone) return;
       while (buf !== null) {
         if (!opts.eligible(sock)) return handOver(sock, buf);
-        const end = buf.indexOf(CRLFCRLF);
-        if (end < 0 || end > opts.maxHeaderBytes()) return handOver(sock, buf);
-        const text = buf.toString('latin1', 0, end);
-        const seen = heads === null ? -1 : heads.indexOf(text);
-        let req: ParsedHead | null;
-        if (seen >= 0) {
-          req = parsed[seen];
-        } else {
-          req = parseHead(text, ip);
-          if (req === null) return handOver(sock, buf);
-          heads ??= [];
-          heads[nextSlot] = text;
-          parsed[nextSlot] = req;
-          nextSlot = (nextSlot + 1) % HEADS_KEPT;
+        let req: ParsedHead | null = null;
+        let end = -1;
+        if (kept !== null) {
+          // The usual chunk from a client that waits for each answer is one whole head: equal
+          // bytes are found with no search for its end and no string made of it.
+          for (let i = 0; i < kept.length; i++) {
+            const raw = kept[i].raw;
+            if (raw.length === buf.length && buf.equals(raw)) {
+              req = kept[i];
+              end = raw.length - 4;
+              break;
+            }
+          }
+        }
+        if (req === null) {
+          end = buf.indexOf(CRLFCRLF);
+          if (end < 0 || end > opts.maxHeaderBytes()) return handOver(sock, buf);
+          if (kept !== null) {
+            // Pipelined heads, or a head in more than one chunk.
+            for (let i = 0; i < kept.length; i++) {
+              const raw = kept[i].raw;
+              if (raw.length === end + 4 && buf.compare(raw, 0, raw.length, 0, raw.length) === 0) {
+                req = kept[i];
+                break;
+              }
+            }
+          }
+          if (req === null) {
+            req = parseHead(buf.toString('latin1', 0, end), ip);
+            if (req === null) return handOver(sock, buf);
+            // A copy in a buffer of its own: a slice would pin the whole chunk it was read into.
+            req.raw = Buffer.allocUnsafeSlow(end + 4);
+            buf.copy(req.raw, 0, 0, end + 4);
+            kept ??= [];
+            kept[nextSlot] = req;
+            nextSlot = (nextSlot + 1) % HEADS_KEPT;
+          }
+        } else if (end > opts.maxHeaderBytes()) {
+          return handOver(sock, buf);
         }
         const run = opts.proxy?.(req.req, sock) ?? null;
         if (run !== null) return proxied(run, req, end);
@@ -343,6 +367,8 @@ export function installFrontDoor(server: Server, opts: FrontDoorOptions, event: 
  */
 interface ParsedHead {
   req: FastRequest;
+  /** The head's bytes as read, with the blank line (set once it is kept). */
+  raw: Buffer;
   close: boolean;
   /** It carries a condition or a range: not for the cache, fine for a proxy. */
   conditional: boolean;
@@ -401,7 +427,7 @@ function parseHead(head: string, ip: string): ParsedHead | null {
   }
   // HTTP/1.1 requires Host (RFC 9112 §3.2): without one, Node answers 400.
   if (host === null) return null;
-  return { req: { method, url, host, origin, referer, agent, ip, httpVersion: '1.1', head, memo: null }, close, conditional };
+  return { req: { method, url, host, origin, referer, agent, ip, httpVersion: '1.1', head, memo: null }, raw: EMPTY, close, conditional };
 }
 
 /** Response headers of a reply, as HTTP/2 wants them; parsed once per reply (replies are reused). */

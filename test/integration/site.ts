@@ -206,7 +206,16 @@ export async function keepAliveGets(port: number, targets: string[], timeoutMs =
 }
 
 /** One keep-alive connection: each `get` writes the same head shape a load tool repeats. */
-export function keepAlive(port: number, timeoutMs = 5000): { get(target: string): Promise<RawReply>; close(): void } {
+export interface KeepAliveClient {
+  /** One GET, written whole, and its answer. */
+  get(target: string): Promise<RawReply>;
+  /** Bytes as given (part of a head, or several heads): the answers are read with next(). */
+  write(bytes: string): void;
+  next(): Promise<RawReply>;
+  close(): void;
+}
+
+export function keepAlive(port: number, timeoutMs = 5000): KeepAliveClient {
   const sock = net.connect({ host: '127.0.0.1', port });
   let buf = Buffer.alloc(0);
   let waiter: (() => void) | null = null;
@@ -215,28 +224,33 @@ export function keepAlive(port: number, timeoutMs = 5000): { get(target: string)
     waiter?.();
   });
   sock.on('error', () => waiter?.());
-  return {
-    async get(target: string): Promise<RawReply> {
-      const deadline = Date.now() + timeoutMs;
-      sock.write(`GET ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
-      for (;;) {
-        const end = buf.indexOf('\r\n\r\n');
-        if (end >= 0) {
-          const len = Number(/\r\ncontent-length: *(\d+)/i.exec(buf.subarray(0, end).toString('latin1'))?.[1] ?? 0);
-          if (buf.length >= end + 4 + len) {
-            const r = parseReply(buf.subarray(0, end + 4 + len));
-            buf = buf.subarray(end + 4 + len);
-            return r;
-          }
+  const next = async (): Promise<RawReply> => {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const end = buf.indexOf('\r\n\r\n');
+      if (end >= 0) {
+        const len = Number(/\r\ncontent-length: *(\d+)/i.exec(buf.subarray(0, end).toString('latin1'))?.[1] ?? 0);
+        if (buf.length >= end + 4 + len) {
+          const r = parseReply(buf.subarray(0, end + 4 + len));
+          buf = buf.subarray(end + 4 + len);
+          return r;
         }
-        if (Date.now() > deadline || sock.destroyed) throw new Error(`keep-alive exchange for ${target} did not complete`);
-        await new Promise<void>((r) => {
-          waiter = r;
-          setTimeout(r, 50);
-        });
-        waiter = null;
       }
+      if (Date.now() > deadline || sock.destroyed) throw new Error('keep-alive exchange did not complete');
+      await new Promise<void>((r) => {
+        waiter = r;
+        setTimeout(r, 50);
+      });
+      waiter = null;
+    }
+  };
+  return {
+    get(target: string): Promise<RawReply> {
+      sock.write(`GET ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
+      return next();
     },
+    write: (bytes: string) => void sock.write(bytes),
+    next,
     close: () => sock.destroy(),
   };
 }

@@ -272,6 +272,19 @@ describe('static origin', () => {
       for (let round = 0; round < 3; round++) {
         for (const i of [1, 2, 1, 3, 4, 5, 6, 2]) assert.equal((await conn.get(`/f${i}.txt`)).body.toString(), `file ${i}`);
       }
+      // A kept head (f2, f6) that comes in two pieces, or followed by another head in the same
+      // chunk, or as the tail of such a chunk: the same answers.
+      const head = (i: number) => `GET /f${i}.txt HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`;
+      conn.write(head(2).slice(0, 20));
+      await new Promise((r) => setTimeout(r, 30));
+      conn.write(head(2).slice(20));
+      assert.equal((await conn.next()).body.toString(), 'file 2');
+      conn.write(head(6) + head(1) + head(6));
+      for (const i of [6, 1, 6]) assert.equal((await conn.next()).body.toString(), `file ${i}`);
+      conn.write(head(6) + head(2).slice(0, 30));
+      assert.equal((await conn.next()).body.toString(), 'file 6');
+      conn.write(head(2).slice(30));
+      assert.equal((await conn.next()).body.toString(), 'file 2');
     } finally {
       conn.close();
       await g.gw.close();
