@@ -360,7 +360,7 @@ export class Gateway {
    * socket without a Koa context. Null sends the request to the full table, which gives the same
    * answer, more slowly.
    */
-  private frontAnswer(req: FastRequest): FastReply | null | Promise<FastReply | null> {
+  private frontAnswer(req: FastRequest, now: number): FastReply | null | Promise<FastReply | null> {
     if (this.closing) return null;
     const r = this.frontRoute(req);
     if (r.kind === FRONT_NONE) return null;
@@ -371,7 +371,7 @@ export class Gateway {
     }
     // Mounts and a catch-all route decide files on the full table.
     if (r.kind !== FRONT_FILES) return null;
-    const e = r.table.root.fastBody(r.path, Date.now());
+    const e = r.table.root.fastBody(r.path, now);
     if (e instanceof Promise) return e.then((x) => (x ? this.fileReply(x, r.cors) : null));
     if (e === undefined) return null;
     const f = r.file;
@@ -434,9 +434,10 @@ export class Gateway {
 
   private frontDoorOptions(): FrontDoorOptions {
     return {
-      answer: (r) => this.frontAnswer(r),
+      answer: (r, now) => this.frontAnswer(r, now),
       proxy: (r, sock) => this.proxyRun(r, sock),
       done: (r, reply, bytes, ms, direct) => this.frontDone(r, reply, bytes, ms, direct),
+      timed: () => this.table.config.accessLog !== 'off',
       eligible: (sock) => !this.closing && !this.overLimit.has(sock),
       keepAliveTimeoutMs: () => this.table.config.limits.keepAliveTimeoutMs,
       headerTimeoutMs: () => this.table.config.limits.headerTimeoutMs,

@@ -61,8 +61,9 @@ export interface FrontDoorOptions {
   /**
    * The reply for a plain GET/HEAD, or null to leave the request to the full routing table. A
    * promise (a cold cache being filled) holds this connection's later requests until it settles.
+   * `now` is Date.now() as the request was read: one clock read serves the answer and the Date.
    */
-  answer(req: FastRequest): FastReply | null | Promise<FastReply | null>;
+  answer(req: FastRequest, now: number): FastReply | null | Promise<FastReply | null>;
   /**
    * The proxy lane's runner for a plain GET/HEAD (conditions and ranges included: an upstream
    * answers those), or null. Asked before `answer`.
@@ -73,6 +74,8 @@ export interface FrontDoorOptions {
    * send/sendfile on the socket's fd, which the socket's bytesWritten does not count.
    */
   done(req: FastRequest, reply: FastReply, bytes: number, ms: number, direct: number): void;
+  /** Whether done() wants `ms`, the time the answer took (an access log is on); 0 is passed when not. */
+  timed(): boolean;
   /** False hands the connection over at once (shutting down, past max_connections). */
   eligible(sock: Socket): boolean;
   keepAliveTimeoutMs(): number;
@@ -100,8 +103,7 @@ let dateSecond = 0;
 let dateLine = '';
 
 /** The Date header, rendered once per second as NGINX does. */
-export function httpDate(): string {
-  const now = Date.now();
+export function httpDate(now = Date.now()): string {
   const s = Math.floor(now / 1000);
   if (s !== dateSecond) {
     dateSecond = s;
@@ -122,8 +124,8 @@ interface Wire {
 }
 const wires = new WeakMap<FastReply, Wire>();
 
-function wireOf(r: FastReply, close: boolean, withBody: boolean): Buffer {
-  const date = httpDate();
+function wireOf(r: FastReply, close: boolean, withBody: boolean, now: number): Buffer {
+  const date = httpDate(now);
   let w = wires.get(r);
   if (w === undefined || w.second !== dateSecond) {
     w = { second: dateSecond, bufs: [] };
@@ -140,6 +142,18 @@ function wireOf(r: FastReply, close: boolean, withBody: boolean): Buffer {
 }
 
 const REASONS: Record<number, string> = { 200: 'OK', 304: 'Not Modified', 404: 'Not Found' };
+
+/**
+ * An answer's start for done()'s `ms`, or -1 when nobody wants it: with the access log off (the
+ * usual setting under load) a request read from memory costs no clock reads for its timing.
+ */
+export function startClock(opts: Pick<FrontDoorOptions, 'timed'>): number {
+  return opts.timed() ? performance.now() : -1;
+}
+
+export function took(start: number): number {
+  return start < 0 ? 0 : performance.now() - start;
+}
 
 /**
  * Puts the front door on `server`: Node's own listeners for `event` run only for connections
@@ -258,8 +272,9 @@ export function installFrontDoor(server: Server, opts: FrontDoorOptions, event: 
         const run = opts.proxy?.(req.req, sock) ?? null;
         if (run !== null) return proxied(run, req, end);
         if (req.conditional) return handOver(sock, buf);
-        const start = performance.now();
-        const answer = opts.answer(req.req);
+        const now = Date.now();
+        const start = startClock(opts);
+        const answer = opts.answer(req.req, now);
         if (answer instanceof Promise) {
           waiting = true;
           answer.catch(() => null).then((r) => {
@@ -267,13 +282,13 @@ export function installFrontDoor(server: Server, opts: FrontDoorOptions, event: 
             sock.resume();
             if (gone || buf === null || (r === null && ended)) return void (ended && sock.end());
             if (r === null) return handOver(sock, buf);
-            if (write(req, r, start, end)) serve();
+            if (write(req, r, Date.now(), start, end)) serve();
             if (ended && !waiting) sock.end();
           });
           return;
         }
         if (answer === null) return handOver(sock, buf);
-        if (!write(req, answer, start, end)) return;
+        if (!write(req, answer, now, start, end)) return;
       }
     };
 
@@ -298,11 +313,11 @@ export function installFrontDoor(server: Server, opts: FrontDoorOptions, event: 
     };
 
     /** Writes one answer and consumes its request; false when the connection must not go on now. */
-    const write = (req: ParsedHead, r: FastReply, start: number, headEnd: number): boolean => {
+    const write = (req: ParsedHead, r: FastReply, now: number, start: number, headEnd: number): boolean => {
       buf = buf !== null && buf.length > headEnd + 4 ? buf.subarray(headEnd + 4) : null;
       const withBody = req.req.method === 'GET' && r.body.length > 0;
       const small = withBody && r.body.length <= SMALL_BODY_BYTES;
-      const wire = wireOf(r, req.close, small);
+      const wire = wireOf(r, req.close, small, now);
       let direct = 0;
       if (withBody && !small) {
         // Zero-copy where it can (not TLS: it encrypts in user space); what a full socket buffer
@@ -310,7 +325,7 @@ export function installFrontDoor(server: Server, opts: FrontDoorOptions, event: 
         const n = r.direct && !(sock as Socket & { encrypted?: boolean }).encrypted ? sendDirect(sock, wire, r.direct, r.body.length) : NOT_DIRECT;
         if (n === SEND_FAILED) {
           // The client reset or closed: logged as what reached it (nothing we can count).
-          opts.done(req.req, r, 0, performance.now() - start, 0);
+          opts.done(req.req, r, 0, took(start), 0);
           buf = null;
           sock.destroy();
           return false;
@@ -329,7 +344,7 @@ export function installFrontDoor(server: Server, opts: FrontDoorOptions, event: 
         sock.write(wire);
       }
       const bytes = wire.length + (withBody && !small ? r.body.length : 0);
-      opts.done(req.req, r, bytes, performance.now() - start, direct);
+      opts.done(req.req, r, bytes, took(start), direct);
       if (req.close) {
         buf = null;
         sock.end();
@@ -459,14 +474,14 @@ export function replyFields(r: FastReply): [string, string][] {
  * objects and the Koa context; anything else goes to Node's own 'stream' listener (which builds
  * them) untouched. A cold cache is not waited for on HTTP/2: the request takes the full table.
  */
-export function installH2FrontDoor(server: http2.Http2SecureServer, opts: Pick<FrontDoorOptions, 'answer' | 'done'>): void {
+export function installH2FrontDoor(server: http2.Http2SecureServer, opts: Pick<FrontDoorOptions, 'answer' | 'done' | 'timed'>): void {
   type StreamListener = (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, flags: number, raw: string[]) => void;
   const nodeListeners = server.listeners('stream') as StreamListener[];
   server.removeAllListeners('stream');
   server.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, flags: number, raw: string[]) => {
     const relayed = stream.session !== undefined && relaySessions.has(stream.session);
     const req = relayed ? null : plainH2(headers, stream.session?.socket?.remoteAddress ?? '-');
-    const answer = req === null ? null : opts.answer(req);
+    const answer = req === null ? null : opts.answer(req, Date.now());
     if (req === null || answer === null || answer instanceof Promise) {
       for (const l of nodeListeners) l.call(server, stream, headers, flags, raw);
       return;
@@ -475,11 +490,11 @@ export function installH2FrontDoor(server: http2.Http2SecureServer, opts: Pick<F
     // (respond() then throws), and a stream error with no listener would end the process.
     stream.on('error', () => {});
     if (stream.destroyed) return;
-    const start = performance.now();
+    const start = startClock(opts);
     const withBody = req.method === 'GET' && answer.body.length > 0;
     stream.respond(h2HeadersOf(answer), { endStream: !withBody });
     if (withBody) stream.end(answer.body);
-    opts.done(req, answer, withBody ? answer.body.length : 0, performance.now() - start, 0);
+    opts.done(req, answer, withBody ? answer.body.length : 0, took(start), 0);
   });
 }
 

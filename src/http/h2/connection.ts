@@ -1,6 +1,6 @@
 import { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
-import { replyFields, type FastReply, type FastRequest } from '../frontdoor.js';
+import { replyFields, startClock, took, type FastReply, type FastRequest } from '../frontdoor.js';
 import { Decoder, encode, HpackError, TABLE_SIZE_ZERO, type Field } from './hpack.js';
 import {
   ACK, CANCEL, COMPRESSION_ERROR, CONTINUATION, DATA, DEFAULT_WINDOW, END_HEADERS, END_STREAM, ENHANCE_YOUR_CALM,
@@ -32,9 +32,10 @@ import {
  */
 
 export interface H2Host {
-  answer(req: FastRequest): FastReply | null | Promise<FastReply | null>;
+  answer(req: FastRequest, now: number): FastReply | null | Promise<FastReply | null>;
   /** As the front door's: `direct` (bytes sent by sendfile) is always 0 here, TLS encrypts in user space. */
   done(req: FastRequest, reply: FastReply, bytes: number, ms: number, direct: number): void;
+  timed(): boolean;
   /** Gives Node's http2 server the inner end of a relay link, as if it were a new h2 connection. */
   relay(inner: Duplex): void;
   keepAliveTimeoutMs(): number;
@@ -116,8 +117,8 @@ function duplexPair(): [Duplex, Duplex] {
 let dateSecond = -1;
 let dateBlock: Buffer = Buffer.alloc(0);
 
-function dateField(): Buffer {
-  const s = Math.floor(Date.now() / 1000);
+function dateField(now: number): Buffer {
+  const s = Math.floor(now / 1000);
   if (s !== dateSecond) {
     dateSecond = s;
     dateBlock = encode([['date', new Date(s * 1000).toUTCString()]]);
@@ -128,8 +129,8 @@ function dateField(): Buffer {
 /** A reply's header block, date included: encoded once per reply, joined to the date once a second (replies are reused). */
 const blocks = new WeakMap<FastReply, { fields: Buffer; second: number; block: Buffer }>();
 
-function blockOf(r: FastReply): Buffer {
-  const date = dateField();
+function blockOf(r: FastReply, now = Date.now()): Buffer {
+  const date = dateField(now);
   let b = blocks.get(r);
   if (b === undefined) {
     b = { fields: encode(replyFields(r)), second: -1, block: date };
@@ -496,9 +497,10 @@ export class H2Connection {
     ns.remoteClosed = (flags & END_STREAM) !== 0;
     if (ns.remoteClosed) {
       const req = this.plain(fields);
-      const start = req === null ? 0 : performance.now();
-      const answer = req === null ? null : this.host.answer(req);
-      if (req !== null && answer !== null && !(answer instanceof Promise)) return this.answerFast(ns, req, answer, start);
+      const now = Date.now();
+      const start = req === null ? -1 : startClock(this.host);
+      const answer = req === null ? null : this.host.answer(req, now);
+      if (req !== null && answer !== null && !(answer instanceof Promise)) return this.answerFast(ns, req, answer, now, start);
     }
     this.relayStream(ns, fields);
   }
@@ -556,9 +558,9 @@ export class H2Connection {
     return { method, url: path, host: h, origin, referer, agent, ip: this.sock.remoteAddress ?? '-', httpVersion: '2.0', head: '', memo: null };
   }
 
-  private answerFast(s: Stream, req: FastRequest, r: FastReply, start: number): void {
+  private answerFast(s: Stream, req: FastRequest, r: FastReply, now: number, start: number): void {
     const withBody = req.method === 'GET' && r.body.length > 0;
-    this.writeHeaders(s.id, blockOf(r), !withBody);
+    this.writeHeaders(s.id, blockOf(r, now), !withBody);
     if (withBody) {
       s.queue.push(r.body);
       s.endQueued = true;
@@ -567,7 +569,7 @@ export class H2Connection {
       s.localClosed = true;
       this.closeIfDone(s);
     }
-    this.host.done(req, r, withBody ? r.body.length : 0, performance.now() - start, 0);
+    this.host.done(req, r, withBody ? r.body.length : 0, took(start), 0);
   }
 
   /** Headers past max_header_size: 431, as Node answers an HTTP/1.1 head past it (RFC 9113 §10.5.1). */

@@ -21,6 +21,7 @@ export function serveH2(server: Server, nodeListeners: ((s: Socket) => void)[], 
   return new H2Connection(sock, {
     answer: opts.answer,
     done: opts.done,
+    timed: opts.timed,
     keepAliveTimeoutMs: opts.keepAliveTimeoutMs,
     headerTimeoutMs: opts.headerTimeoutMs ?? opts.keepAliveTimeoutMs,
     maxHeaderBytes: opts.maxHeaderBytes,
