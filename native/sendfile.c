@@ -13,8 +13,6 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdint.h>
 #include <sys/mman.h>
 #include <sys/sendfile.h>
@@ -76,37 +74,6 @@ static napi_value js_memfd(napi_env env, napi_callback_info info) {
   return number(env, fd);
 }
 
-/* Bytes written (head, then file), or -errno; stops early on a full socket buffer. */
-static int64_t send_head_and_file(int sock, const char *head, size_t head_len, int fd, int64_t offset, int64_t length) {
-  int64_t written = 0;
-  size_t hoff = 0;
-  while (hoff < head_len) {
-    ssize_t n = send(sock, head + hoff, head_len - hoff, MSG_DONTWAIT | MSG_NOSIGNAL);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return written;
-      return -errno;
-    }
-    hoff += (size_t)n;
-    written += n;
-  }
-  off_t off = (off_t)offset;
-  int64_t left = length;
-  while (left > 0) {
-    ssize_t n = sendfile(sock, fd, &off, (size_t)left);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
-      return -errno;
-    }
-    /* End of file: cannot happen on a sealed copy; the caller writes what is missing from memory. */
-    if (n == 0) break;
-    left -= n;
-    written += n;
-  }
-  return written;
-}
-
 /*
  * send(socketFd, head: Buffer, fileFd, offset, length) → bytes written (head first, then file),
  * or -errno on a socket error. Stops early, without error, when the socket buffer is full
@@ -128,17 +95,33 @@ static napi_value js_send(napi_env env, napi_callback_info info) {
     return bad_args(env, "send(sock, head, fd, offset, length)");
   napi_get_buffer_info(env, argv[1], &head, &head_len);
 
-  /*
-   * Corked for the whole response, as NGINX's tcp_nopush: TCP then cuts full-sized segments
-   * across the head and the file. Uncorked, each 64 KB piece sendfile hands over is cut on its
-   * own (a 65483-byte segment and a 53-byte one, the head in a segment of its own), and the
-   * receiver pays per segment. Uncorking sends what is held at once; a failure of either call
-   * only costs that segmentation.
-   */
-  int on = 1, off_ = 0;
-  setsockopt(sock, IPPROTO_TCP, TCP_CORK, &on, sizeof on);
-  int64_t written = send_head_and_file(sock, (const char *)head, head_len, fd, offset, length);
-  setsockopt(sock, IPPROTO_TCP, TCP_CORK, &off_, sizeof off_);
+  int64_t written = 0;
+  size_t hoff = 0;
+  while (hoff < head_len) {
+    /* MSG_MORE: the head waits for the first file bytes instead of leaving in a packet of its own. */
+    ssize_t n = send(sock, (const char *)head + hoff, head_len - hoff, MSG_MORE | MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return number(env, written);
+      return number(env, -errno);
+    }
+    hoff += (size_t)n;
+    written += n;
+  }
+  off_t off = (off_t)offset;
+  int64_t left = length;
+  while (left > 0) {
+    ssize_t n = sendfile(sock, fd, &off, (size_t)left);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+      return number(env, -errno);
+    }
+    /* End of file: cannot happen on a sealed copy; the caller writes what is missing from memory. */
+    if (n == 0) break;
+    left -= n;
+    written += n;
+  }
   return number(env, written);
 }
 
