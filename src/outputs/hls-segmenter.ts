@@ -93,6 +93,7 @@ export class HlsStream {
     const gen = ++this.generation;
     this.tracks = tracks;
     this.ended = false;
+    this.text = null;
     this.cur = null;
     this.muxer = new TsMuxer(tracks.tracks());
     this.clock = new TimestampUnwrapper();
@@ -141,7 +142,15 @@ export class HlsStream {
     });
   }
 
+  /** The playlist as last rendered; null once a segment, a publish or its end changed it. */
+  private text: string | null = null;
+
+  /** Rendered once per change: every viewer polls it, and the front door compares it by identity. */
   playlist(): string {
+    return (this.text ??= this.render());
+  }
+
+  private render(): string {
     const first = this.segments[0];
     // The target must cover every EXTINF rounded (RFC 8216 §4.3.3.1) and should not change, so it only grows.
     const target = Math.max(1, Math.ceil(this.maxDurationS));
@@ -207,6 +216,7 @@ export class HlsStream {
     this.windowBytes += seg.data.length;
     if (durationS > this.maxDurationS) this.maxDurationS = durationS;
     this.trim();
+    this.text = null;
     for (const w of [...this.waiters]) w();
   }
 
@@ -229,6 +239,7 @@ export class HlsStream {
     if (cur && cur.chunks.length > 1) this.close(cur.lastMs + cur.stepMs);
     this.cur = null;
     this.ended = true;
+    this.text = null;
     for (const w of [...this.waiters]) w();
   }
 }

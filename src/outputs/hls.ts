@@ -263,7 +263,7 @@ export class HlsOutput {
     if (parsed === undefined) {
       const m = SEGMENT_NAME.exec(name.stream);
       const stream = m ? { vhost: name.vhost, app: name.app, stream: m[1] } : null;
-      parsed = name.segmentName = stream && { name: { ...stream, key: streamKey(stream) }, seq: Number(m![2]) };
+      parsed = name.segmentName = stream && { name: { vhost: stream.vhost, app: stream.app, stream: stream.stream, key: streamKey(stream) }, seq: Number(m![2]) };
     }
     if (parsed === null) return undefined;
     const seg = this.find(parsed.name)?.segment(parsed.seq);

@@ -98,6 +98,14 @@ describe('HLS segmenter', () => {
     feed(two, 20_000, { startMs: 5_000 });
     list = s.playlist();
     assert.deepEqual(tags(list, 'EXT-X-DISCONTINUITY-SEQUENCE'), ['#EXT-X-DISCONTINUITY-SEQUENCE:1']);
+    // The playlist is rendered once per change: a publisher that comes back and leaves before
+    // its first frame still flips ENDLIST on and off in what viewers read.
+    two.end('unpublished');
+    assert.deepEqual(tags(s.playlist(), 'EXT-X-ENDLIST'), ['#EXT-X-ENDLIST']);
+    const three = s.attach(AV);
+    assert.deepEqual(tags(s.playlist(), 'EXT-X-ENDLIST'), []);
+    three.end('unpublished');
+    assert.deepEqual(tags(s.playlist(), 'EXT-X-ENDLIST'), ['#EXT-X-ENDLIST']);
   });
 
   test('no key frame for too long: the growing segment is dropped, memory stays bounded', () => {
