@@ -371,7 +371,9 @@ export class Gateway {
     }
     // Mounts and a catch-all route decide files on the full table.
     if (r.kind !== FRONT_FILES) return null;
-    const e = r.table.root.fastBody(r.path, now);
+    const root = r.table.root;
+    if (r.file !== undefined && root.stillFresh(r.file.entry, now)) return r.file.reply;
+    const e = root.fastBody(r.path, now);
     if (e instanceof Promise) return e.then((x) => (x ? this.fileReply(x, r.cors) : null));
     if (e === undefined) return null;
     const f = r.file;

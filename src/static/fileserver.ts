@@ -197,6 +197,15 @@ export class FileRoot {
     return p.then((x) => this.fast(x));
   }
 
+  /**
+   * Whether a body fastBody gave is still what fastBody would give now, known without a lookup:
+   * its entry is in the cache (an entry leaves it only through drop) and within its stat window.
+   */
+  stillFresh(b: CachedBody, now: number): boolean {
+    const e = b as Entry;
+    return e.live && now - e.checkedAt < STAT_TTL_MS;
+  }
+
   /** A plain file's cached body for the front door, with its memfd copy made on first use. */
   private fast(e: Entry): CachedBody | undefined {
     const b = asBody(e);
