@@ -96,6 +96,11 @@ const CONDITIONAL = new Set(['range', 'if-none-match', 'if-modified-since', 'if-
 const SMALL_BODY_BYTES = 16 * 1024;
 /** Request heads remembered per connection: a master playlist, media playlists, the last segment. */
 const HEADS_KEPT = 4;
+/**
+ * Heads larger than this (a player's are a few hundred bytes) are parsed each time, not kept: what
+ * an idle keep-alive connection holds stays small whatever its client sends.
+ */
+const HEAD_KEPT_MAX_BYTES = 2048;
 /** A client that queues this much unread response is served again when it drains. */
 const BACKLOG_PAUSE_BYTES = 1024 * 1024;
 
@@ -259,12 +264,14 @@ export function installFrontDoor(server: Server, opts: FrontDoorOptions, event: 
           if (req === null) {
             req = parseHead(buf.toString('latin1', 0, end), ip);
             if (req === null) return handOver(sock, buf);
-            // A copy in a buffer of its own: a slice would pin the whole chunk it was read into.
-            req.raw = Buffer.allocUnsafeSlow(end + 4);
-            buf.copy(req.raw, 0, 0, end + 4);
-            kept ??= [];
-            kept[nextSlot] = req;
-            nextSlot = (nextSlot + 1) % HEADS_KEPT;
+            if (end + 4 <= HEAD_KEPT_MAX_BYTES) {
+              // A copy in a buffer of its own: a slice would pin the whole chunk it was read into.
+              req.raw = Buffer.allocUnsafeSlow(end + 4);
+              buf.copy(req.raw, 0, 0, end + 4);
+              kept ??= [];
+              kept[nextSlot] = req;
+              nextSlot = (nextSlot + 1) % HEADS_KEPT;
+            }
           }
         } else if (end > opts.maxHeaderBytes()) {
           return handOver(sock, buf);
