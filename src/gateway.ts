@@ -14,7 +14,7 @@ import { errorBody, errorResponder, isApiPath } from './http/errors.js';
 import { welcomePage } from './http/welcome.js';
 import { Hub } from './live/hub.js';
 import { DEFAULT_SOURCE_OPTIONS, type SourceOptions } from './live/source.js';
-import { streamKey } from './live/types.js';
+import { keyedName } from './live/types.js';
 import { Logger } from './log.js';
 import { Metrics } from './metrics/metrics.js';
 import { bindAll, type Bound, type ListenerSpec } from './net/listeners.js';
@@ -405,8 +405,7 @@ export class Gateway {
     for (const p of t.slowPrefixes) if (path.startsWith(p)) return r;
     const m = STREAM_PATH.exec(path);
     if (m) {
-      const vhost = this.vhostFor(hostOnly(req.host));
-      r.stream = { vhost, app: m[1], stream: m[2], key: streamKey({ vhost, app: m[1], stream: m[2] }), ext: m[3] as StreamExt, segmentName: undefined };
+      r.stream = { ...keyedName(this.vhostFor(hostOnly(req.host)), m[1], m[2]), ext: m[3] as StreamExt, segmentName: undefined };
     }
     r.kind = t.fastFiles ? FRONT_FILES : FRONT_STREAMS;
     return r;
@@ -806,7 +805,6 @@ function hostOnly(host: string | undefined): string {
   return c < 0 ? host : host.slice(0, c);
 }
 
-/** The raw (still percent-encoded) path of a request-target, without the query. */
 /**
  * The proxy route for a path, in the table's order: the /api/ and /rtc/ routes, then /metrics
  * (the gateway's own, never proxied), then the user prefixes, longest first.
@@ -817,6 +815,7 @@ function proxyFor(t: Table, path: string): { prefix: string; proxy: Proxy } | nu
   return t.proxies.find((x) => path.startsWith(x.prefix)) ?? null;
 }
 
+/** The raw (still percent-encoded) path of a request-target, without the query. */
 function rawPath(url: string): string {
   const q = url.indexOf('?');
   return q < 0 ? url : url.slice(0, q);

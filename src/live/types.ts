@@ -74,3 +74,8 @@ export interface StreamName {
 export function streamKey(n: StreamName): string {
   return n.key ?? `${n.vhost}/${n.app}/${n.stream}`;
 }
+
+/** A name that carries its key, for one that is kept and looked up again and again. */
+export function keyedName(vhost: string, app: string, stream: string): StreamName & { key: string } {
+  return { vhost, app, stream, key: streamKey({ vhost, app, stream }) };
+}

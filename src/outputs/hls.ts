@@ -3,7 +3,7 @@ import type { VhostConfig } from '../config/index.js';
 import type { Hub } from '../live/hub.js';
 import { CountingClient, clientIp } from '../live/client.js';
 import type { Source } from '../live/source.js';
-import { streamKey, type StreamName } from '../live/types.js';
+import { keyedName, streamKey, type StreamName } from '../live/types.js';
 import type { Logger } from '../log.js';
 import { GatewayError } from '../errors.js';
 import { DEFAULT_HLS_LIMITS, HlsStream, type HlsLimits, type Segment } from './hls-segmenter.js';
@@ -137,13 +137,15 @@ export class HlsOutput {
   }
 
   /**
-   * The front door's answer for a playlist or segment that is ready now; null when it is not
-   * (no such stream, no segment yet: the full path waits or answers 404).
+   * The front door's answer for a playlist or segment that is ready now; null for a live stream's
+   * playlist with no segment yet (the full path waits for one); undefined when no live playlist
+   * or segment has this name (what `claims` says, without a second lookup).
    */
-  fast(name: HlsName, ext: string, head: boolean, viewer: HlsViewer): FastReply | null {
+  fast(name: HlsName, ext: string, head: boolean, viewer: HlsViewer): FastReply | null | undefined {
     if (ext === 'm3u8') {
       const stream = this.find(name);
-      if (!stream || stream.window().length === 0) return null;
+      if (!stream) return undefined;
+      if (stream.window().length === 0) return null;
       const text = stream.playlist();
       let cached = this.playlists.get(stream);
       if (cached === undefined || cached.text !== text) {
@@ -154,7 +156,7 @@ export class HlsOutput {
       return cached.reply;
     }
     const found = this.segmentOf(name);
-    if (!found) return null;
+    if (!found) return undefined;
     let reply = this.segmentReplies.get(found.seg);
     if (reply === undefined) {
       reply = { status: 200, head: `Content-Type: ${TS_TYPE}\r\nContent-Length: ${found.seg.data.length}\r\nCache-Control: public, max-age=${SEGMENT_MAX_AGE_S}, immutable\r\n`, body: found.seg.data, route: 'stream', direct: this.directOf(found.seg, streamKey(found.name)) };
@@ -262,8 +264,7 @@ export class HlsOutput {
     let parsed = name.segmentName;
     if (parsed === undefined) {
       const m = SEGMENT_NAME.exec(name.stream);
-      const stream = m ? { vhost: name.vhost, app: name.app, stream: m[1] } : null;
-      parsed = name.segmentName = stream && { name: { vhost: stream.vhost, app: stream.app, stream: stream.stream, key: streamKey(stream) }, seq: Number(m![2]) };
+      parsed = name.segmentName = m ? { name: keyedName(name.vhost, name.app, m[1]), seq: Number(m[2]) } : null;
     }
     if (parsed === null) return undefined;
     const seg = this.find(parsed.name)?.segment(parsed.seq);

@@ -79,12 +79,10 @@ export function createOrigin(deps: OriginDeps): Origin {
 
   /** An HLS PUT upload is stored at this URL (no key is built while there are none, the usual case). */
   const uploaded = (req: StreamRequest): boolean => uploads.size > 0 && uploads.has(uploadKey(req));
-  const claims = (req: StreamRequest): boolean => {
-    if (hub.find(req)) return true;
-    if ((req.ext === 'm3u8' || req.ext === 'ts') && (uploaded(req) || hls.claims(req, req.ext))) return true;
-    // An edge vhost may pull a stream that is not here yet: the full path decides.
-    return req.ext !== 'm3u8' && deps.vhost(req.vhost).edge.origin !== null;
-  };
+  /** Claimed by a live stream published here or one an edge vhost may pull (the full path decides). */
+  const claimsStream = (req: StreamRequest): boolean => hub.find(req) !== undefined || (req.ext !== 'm3u8' && deps.vhost(req.vhost).edge.origin !== null);
+  const claims = (req: StreamRequest): boolean =>
+    ((req.ext === 'm3u8' || req.ext === 'ts') && (uploaded(req) || hls.claims(req, req.ext))) || claimsStream(req);
 
   return {
     async handle(ctx, req, next) {
@@ -133,9 +131,9 @@ export function createOrigin(deps: OriginDeps): Origin {
         // The same order as handle(): an upload at this URL wins.
         if (uploaded(req)) return null;
         const reply = hls.fast(req, req.ext, head, viewer);
-        if (reply !== null) return reply;
+        if (reply !== undefined) return reply;
       }
-      return claims(req) ? null : undefined;
+      return claimsStream(req) ? null : undefined;
     },
     claims,
     close() {

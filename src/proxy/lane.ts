@@ -612,7 +612,6 @@ class Exchange {
   }
 }
 
-
 function hexDigit(c: number): number {
   if (c >= 0x30 && c <= 0x39) return c - 0x30;
   const l = c | 0x20;
