@@ -14,7 +14,7 @@ import { errorBody, errorResponder, isApiPath } from './http/errors.js';
 import { welcomePage } from './http/welcome.js';
 import { Hub } from './live/hub.js';
 import { DEFAULT_SOURCE_OPTIONS, type SourceOptions } from './live/source.js';
-import { keyedName } from './live/types.js';
+import { streamKey } from './live/types.js';
 import { Logger } from './log.js';
 import { Metrics } from './metrics/metrics.js';
 import { bindAll, type Bound, type ListenerSpec } from './net/listeners.js';
@@ -405,7 +405,10 @@ export class Gateway {
     for (const p of t.slowPrefixes) if (path.startsWith(p)) return r;
     const m = STREAM_PATH.exec(path);
     if (m) {
-      r.stream = { ...keyedName(this.vhostFor(hostOnly(req.host)), m[1], m[2]), ext: m[3] as StreamExt, segmentName: undefined };
+      // A literal with every field, not a spread of keyedName's: a spread's object took another
+      // shape and brought back the inline-cache misses on live HLS (measured with perf).
+      const vhost = this.vhostFor(hostOnly(req.host));
+      r.stream = { vhost, app: m[1], stream: m[2], key: streamKey({ vhost, app: m[1], stream: m[2] }), ext: m[3] as StreamExt, segmentName: undefined };
     }
     r.kind = t.fastFiles ? FRONT_FILES : FRONT_STREAMS;
     return r;
