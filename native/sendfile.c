@@ -40,24 +40,27 @@ static napi_value number(napi_env env, int64_t v) {
 }
 
 /*
- * memfd(bytes: Buffer) → fd, or -errno. The copy is sealed against writes and size changes, so
- * what sendfile reads from it is the bytes given here for as long as the fd lives.
+ * memfd(bytes: Buffer, offset: number) → fd, or -errno. The bytes are written from `offset` on
+ * (what lies before it is a hole, never sent). The copy is sealed against writes and size changes,
+ * so what sendfile reads from it is the bytes given here for as long as the fd lives.
  */
 static napi_value js_memfd(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
+  size_t argc = 2;
+  napi_value argv[2];
   void *data;
   size_t len;
+  int64_t start;
   bool is_buffer = false;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 1) return bad_args(env, "memfd(buffer)");
-  if (napi_is_buffer(env, argv[0], &is_buffer) != napi_ok || !is_buffer) return bad_args(env, "memfd(buffer)");
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 2) return bad_args(env, "memfd(buffer, offset)");
+  if (napi_is_buffer(env, argv[0], &is_buffer) != napi_ok || !is_buffer || napi_get_value_int64(env, argv[1], &start) != napi_ok || start < 0)
+    return bad_args(env, "memfd(buffer, offset)");
   napi_get_buffer_info(env, argv[0], &data, &len);
 
   int fd = memfd_create("streamgate-body", MFD_CLOEXEC | MFD_ALLOW_SEALING);
   if (fd < 0) return number(env, -errno);
   size_t off = 0;
   while (off < len) {
-    ssize_t n = pwrite(fd, (const char *)data + off, len - off, (off_t)off);
+    ssize_t n = pwrite(fd, (const char *)data + off, len - off, (off_t)start + (off_t)off);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
       int e = n < 0 ? errno : EIO;

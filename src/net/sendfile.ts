@@ -8,8 +8,8 @@ import type { Socket } from 'node:net';
  * Linux — `addon` is null and every body goes out through Node's socket write, as before.
  */
 interface Addon {
-  /** A sealed memfd holding a copy of `bytes`: its fd, or -errno. */
-  memfd(bytes: Buffer): number;
+  /** A sealed memfd holding a copy of `bytes` from `offset` on: its fd, or -errno. */
+  memfd(bytes: Buffer, offset: number): number;
   /** Writes `head`, then `length` bytes of `fd` from `offset`; bytes written (short on a full socket buffer), or -errno. */
   send(sock: number, head: Buffer, fd: number, offset: number, length: number): number;
 }
@@ -30,27 +30,62 @@ export const sendfileBuilt = addon !== null;
 
 /**
  * A body's bytes held in a sealed memfd as well as in memory, so sendfile can hand them to TCP.
- * `fd` becomes -1 when the copy is released (the cache entry was replaced or evicted): a reply
- * object that outlives its entry then falls back to the in-memory bytes, and a closed fd number,
- * which the kernel may already have given to another file or socket, is never used.
+ *
+ * The copy is made on the first send, with the body placed at the page offset the head leaves:
+ * the body's pages then sit at the same offsets modulo 4 KB as its bytes in the response, so a
+ * client reading the response in page multiples copies whole pages, not three pieces per read
+ * (measured with wrk's 8 KB reads on 512 KB bodies: 11–15% less of its CPU in the kernel's copy
+ * to user memory, and without the head-length dependence below). With the body at offset 0, the
+ * client's copy cost varied with the head's length: heads of 273–303 bytes (streamgate's for a
+ * .ts file is 288) cost wrk 15–16% of its CPU in that copy, other lengths 13%.
+ * Later sends with a head of another length (Connection: close, say) go out from the same copy,
+ * just not aligned.
+ *
+ * `fd` is -1 when the copy is released (the cache entry was replaced or evicted) or could not be
+ * made (out of fds): a reply object that outlives its entry then falls back to the in-memory
+ * bytes, and a closed fd number, which the kernel may already have given to another file or
+ * socket, is never used.
  */
 export class DirectBody {
-  private constructor(public fd: number) {}
+  /** The memfd; UNMADE until the first send, -1 once released or when it could not be made. */
+  fd = UNMADE;
+  /** Where the body starts in the memfd. */
+  offset = 0;
+  private constructor(private bytes: Buffer | null) {}
 
-  /** The copy, or null when the addon is missing or the memfd could not be made (out of fds). */
+  /** A body to send from a memfd copy, or null when the addon is missing. */
   static of(bytes: Buffer): DirectBody | null {
-    if (addon === null) return null;
-    const fd = addon.memfd(bytes);
-    return fd >= 0 ? new DirectBody(fd) : null;
+    return addon === null ? null : new DirectBody(bytes);
+  }
+
+  /** Whether the copy is let go of (no memfd will be made any more, an open one is closed). */
+  get released(): boolean {
+    return this.bytes === null;
+  }
+
+  /** The memfd for a response whose head is `headLength` bytes, made on the first call. */
+  fdFor(headLength: number): number {
+    if (this.fd !== UNMADE) return this.fd;
+    const offset = headLength % PAGE_BYTES;
+    const fd = addon!.memfd(this.bytes!, offset);
+    this.offset = offset;
+    this.fd = fd >= 0 ? fd : -1;
+    return this.fd;
   }
 
   release(): void {
-    if (this.fd < 0) return;
+    if (this.bytes === null) return;
     const fd = this.fd;
+    this.bytes = null;
     this.fd = -1;
-    closeSync(fd);
+    if (fd >= 0) closeSync(fd);
   }
 }
+
+/** No memfd made yet. */
+const UNMADE = -2;
+/** The page size the body is aligned to (x86-64 and most arm64 kernels). */
+const PAGE_BYTES = 4096;
 
 /**
  * Writes `head` and then `length` bytes of `body` (from 0) on a plain TCP socket with nothing
@@ -62,8 +97,10 @@ export class DirectBody {
 export function sendDirect(sock: Socket, head: Buffer, body: DirectBody, length: number): number {
   const handle = (sock as Socket & { _handle?: { fd?: number; writeQueueSize?: number } | null })._handle;
   const fd = handle?.fd;
-  if (addon === null || body.fd < 0 || typeof fd !== 'number' || fd < 0 || sock.writableLength !== 0 || handle!.writeQueueSize !== 0) return NOT_DIRECT;
-  const n = addon.send(fd, head, body.fd, 0, length);
+  if (addon === null || body.fd === -1 || typeof fd !== 'number' || fd < 0 || sock.writableLength !== 0 || handle!.writeQueueSize !== 0) return NOT_DIRECT;
+  const copy = body.fdFor(head.length);
+  if (copy < 0) return NOT_DIRECT;
+  const n = addon.send(fd, head, copy, body.offset, length);
   return n < 0 ? SEND_FAILED : n;
 }
 

@@ -310,7 +310,7 @@ export class FileRoot {
     this.memoryBytes -= e.held;
     e.held = 0;
     e.live = false;
-    if (e.direct && e.direct.fd >= 0) {
+    if (e.direct && !e.direct.released) {
       e.direct.release();
       this.directFiles--;
     }

@@ -2,7 +2,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, readdirSync, readlinkSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readlinkSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -34,6 +34,19 @@ function memfds(): number {
   return n;
 }
 
+/** The sizes of the memfd copies this process holds open. */
+function memfdSizes(): number[] {
+  const out: number[] = [];
+  for (const fd of readdirSync('/proc/self/fd')) {
+    try {
+      if (readlinkSync(`/proc/self/fd/${fd}`).startsWith('/memfd:streamgate-body')) out.push(statSync(`/proc/self/fd/${fd}`).size);
+    } catch {
+      // The directory listing's own fd, already closed.
+    }
+  }
+  return out;
+}
+
 function openFds(): number {
   return readdirSync('/proc/self/fd').length;
 }
@@ -57,6 +70,8 @@ interface Answer {
   status: number;
   headers: Record<string, string>;
   body: Buffer;
+  /** Bytes of the status line and headers, blank line included. */
+  headLength: number;
 }
 
 /**
@@ -64,7 +79,7 @@ interface Answer {
  * other) and reads the answers by Content-Length. `pauseMs` leaves the answers unread that long
  * after the requests go out, so the server's socket buffer fills.
  */
-async function exchange(port: number, requests: { method?: string; path: string }[], opts: { pipelined?: boolean; pauseMs?: number; timeoutMs?: number } = {}): Promise<Answer[]> {
+async function exchange(port: number, requests: { method?: string; path: string; close?: boolean }[], opts: { pipelined?: boolean; pauseMs?: number; timeoutMs?: number } = {}): Promise<Answer[]> {
   const sock = net.connect({ host: '127.0.0.1', port });
   await new Promise<void>((r, j) => sock.once('connect', r).once('error', j));
   const chunks: Buffer[] = [];
@@ -75,7 +90,7 @@ async function exchange(port: number, requests: { method?: string; path: string 
   });
   sock.on('error', () => wake?.());
   sock.on('close', () => wake?.());
-  const text = (r: { method?: string; path: string }) => `${r.method ?? 'GET'} ${r.path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`;
+  const text = (r: { method?: string; path: string; close?: boolean }) => `${r.method ?? 'GET'} ${r.path} HTTP/1.1\r\nHost: 127.0.0.1\r\n${r.close ? 'Connection: close\r\n' : ''}\r\n`;
   const deadline = Date.now() + (opts.timeoutMs ?? 10_000);
   const out: Answer[] = [];
   let buf = Buffer.alloc(0);
@@ -110,7 +125,7 @@ async function exchange(port: number, requests: { method?: string; path: string 
       for (const l of lines.slice(1)) headers[l.slice(0, l.indexOf(':')).toLowerCase()] = l.slice(l.indexOf(':') + 1).trim();
       const len = req.method === 'HEAD' ? 0 : Number(headers['content-length']);
       await need(end + 4 + len);
-      out.push({ status: Number(lines[0].split(' ')[1]), headers, body: buf.subarray(end + 4, end + 4 + len) });
+      out.push({ status: Number(lines[0].split(' ')[1]), headers, body: buf.subarray(end + 4, end + 4 + len), headLength: end + 4 });
       buf = buf.subarray(end + 4 + len);
     }
     // Nothing beyond the answers: a body longer than its Content-Length would show here.
@@ -309,6 +324,32 @@ describe('sendfile: large cached files, zero-copy where the addon is built', () 
     } finally {
       await other.gw.close();
       rmSync(second, { recursive: true, force: true });
+    }
+  });
+
+  test('the copy holds the body at the page offset its head leaves; a head of another length is sent from the same copy, intact', async (t) => {
+    if (!sendfileBuilt) return t.skip(WHY_SKIPPED);
+    const other = await start(dir);
+    try {
+      const before = memfdSizes();
+      // The first fills the cache by the full table, the second is the front door's: it makes the copy.
+      const [, sent] = await exchange(other.port, [{ path: '/odd.bin' }, { path: '/odd.bin' }]);
+      assert.equal(sha(sent.body), sha(files['/odd.bin']));
+      // The copies made since `before` (the other gateways here hold copies of the same file).
+      const made = memfdSizes();
+      for (const n of before) made.splice(made.indexOf(n), 1);
+      // Body byte i lies at (head + i) mod 4096 in its page, as in the response: page-sized reads copy whole pages.
+      assert.deepEqual(made, [(sent.headLength % 4096) + files['/odd.bin'].length], `head of ${sent.headLength} bytes`);
+      const bySendfile = await sendfileBytes(other.port);
+      // Connection: close makes the head 5 bytes shorter: the same copy, read from the body's offset.
+      const [closing] = await exchange(other.port, [{ path: '/odd.bin', close: true }]);
+      assert.equal(closing.headers.connection, 'close');
+      assert.notEqual(closing.headLength, sent.headLength);
+      assert.equal(sha(closing.body), sha(files['/odd.bin']));
+      assert.ok((await sendfileBytes(other.port)) - bySendfile >= files['/odd.bin'].length, 'it went out by sendfile');
+      assert.equal(memfdSizes().length, before.length + 1, 'no second copy for the other head');
+    } finally {
+      await other.gw.close();
     }
   });
 
