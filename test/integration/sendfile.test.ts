@@ -10,7 +10,7 @@ import { promisify } from 'node:util';
 import { loadConfigText } from '../../src/config/index.js';
 import { Gateway } from '../../src/gateway.js';
 import { memoryLogger } from '../../src/log.js';
-import { sendfileBuilt } from '../../src/net/sendfile.js';
+import { REALIGN_AFTER, sendfileBuilt } from '../../src/net/sendfile.js';
 import { tlsGet } from './site.js';
 
 const run = promisify(execFile);
@@ -327,7 +327,7 @@ describe('sendfile: large cached files, zero-copy where the addon is built', () 
     }
   });
 
-  test('the copy holds the body at the page offset its head leaves; a head of another length is sent from the same copy, intact', async (t) => {
+  test('the copy holds the body at the page offset its head leaves; a head of another length is sent from the same copy, intact, and many in a row move the copy to theirs', async (t) => {
     if (!sendfileBuilt) return t.skip(WHY_SKIPPED);
     const other = await start(dir);
     try {
@@ -348,6 +348,21 @@ describe('sendfile: large cached files, zero-copy where the addon is built', () 
       assert.equal(sha(closing.body), sha(files['/odd.bin']));
       assert.ok((await sendfileBytes(other.port)) - bySendfile >= files['/odd.bin'].length, 'it went out by sendfile');
       assert.equal(memfdSizes().length, before.length + 1, 'no second copy for the other head');
+      // Once heads of that other length keep coming, the copy is made again at their offset.
+      for (let i = 0; i < REALIGN_AFTER; i++) {
+        const [a] = await exchange(other.port, [{ path: '/odd.bin', close: true }]);
+        assert.equal(sha(a.body), sha(files['/odd.bin']), `close #${i}`);
+      }
+      const now = memfdSizes();
+      for (const n of before) now.splice(now.indexOf(n), 1);
+      assert.deepEqual(now, [(closing.headLength % 4096) + files['/odd.bin'].length], 'one copy, at the new offset');
+      // A mix where the copy's own offset keeps coming does not move it back and forth.
+      for (let i = 0; i < REALIGN_AFTER; i++) {
+        for (const a of await exchange(other.port, [{ path: '/odd.bin' }, { path: '/odd.bin', close: true }])) assert.equal(sha(a.body), sha(files['/odd.bin']), `mixed #${i}`);
+      }
+      const mixed = memfdSizes();
+      for (const n of before) mixed.splice(mixed.indexOf(n), 1);
+      assert.deepEqual(mixed, now, 'still at the offset of the closing heads');
     } finally {
       await other.gw.close();
     }
