@@ -43,28 +43,29 @@ export const sendfileBuilt = addon !== null;
  * not aligned; after REALIGN_AFTER such sends in a row the copy is made again at their offset, so
  * the first request does not decide for good which clients get whole pages.
  *
- * `fd` is -1 when the copy is released (the cache entry was replaced or evicted) or could not be
- * made (out of fds): a reply object that outlives its entry then falls back to the in-memory
- * bytes, and a closed fd number, which the kernel may already have given to another file or
- * socket, is never used.
+ * `fd` is -1 when the copy is released (the cache entry was replaced or evicted), was refused by
+ * its admit check, or could not be made (out of fds): the body then goes out from memory, and a
+ * closed fd number, which the kernel may already have given to another file or socket, is never
+ * used.
  */
 export class DirectBody {
-  /** The memfd; UNMADE until the first send, -1 once released or when it could not be made. */
+  /** The memfd; UNMADE until the first send, -1 once released or when it was refused or could not be made. */
   fd = UNMADE;
   /** Where the body starts in the memfd. */
   offset = 0;
   /** Sends in a row whose head left another page offset than the copy's. */
   private misses = 0;
-  private constructor(private bytes: Buffer | null) {}
+  private constructor(
+    private bytes: Buffer | null,
+    private admit: (() => boolean) | null,
+  ) {}
 
-  /** A body to send from a memfd copy, or null when the addon is missing. */
-  static of(bytes: Buffer): DirectBody | null {
-    return addon === null ? null : new DirectBody(bytes);
-  }
-
-  /** Whether the copy is let go of (no memfd will be made any more, an open one is closed). */
-  get released(): boolean {
-    return this.bytes === null;
+  /**
+   * A body to send from a memfd copy, or null when the addon is missing. `admit`, asked once just
+   * before the copy is first made, may refuse it (a budget): the body then goes out by write(2).
+   */
+  static of(bytes: Buffer, admit: (() => boolean) | null = null): DirectBody | null {
+    return addon === null ? null : new DirectBody(bytes, admit);
   }
 
   /** The memfd for a response whose head is `headLength` bytes, made on the first call. */
@@ -82,6 +83,11 @@ export class DirectBody {
       this.misses = 0;
     }
     if (this.fd !== UNMADE) return this.fd;
+    if (this.admit !== null) {
+      const admitted = this.admit();
+      this.admit = null;
+      if (!admitted) return (this.fd = -1);
+    }
     const fd = addon!.memfd(this.bytes!, offset);
     this.offset = offset;
     this.fd = fd >= 0 ? fd : -1;

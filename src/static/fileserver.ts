@@ -30,11 +30,14 @@ interface Entry {
   cache: string | undefined;
   body: Buffer | null;
   /**
-   * The body's memfd copy for sendfile, made on the front door's first request for it (files only
-   * the full table serves never get one); undefined until then, null when not made. Released when
-   * the entry leaves the cache.
+   * The body's memfd copy for sendfile: the object from the front door's first request for the
+   * file (files only the full table serves never get one), undefined until then, null for small
+   * bodies or with sendfile off. The copy itself is made on the first plain-HTTP send, and counted
+   * then (`copied`). Released when the entry leaves the cache.
    */
   direct: DirectBody | null | undefined;
+  /** Whether the memfd copy was made and counts against the budgets (bytes and DIRECT_MAX_FILES). */
+  copied: boolean;
   /** Bytes this entry counts against MEMORY_CACHE_MAX_BYTES (the body, and its memfd copy). */
   held: number;
   /** False once the entry has left the cache: no memfd is made for it any more. */
@@ -206,21 +209,26 @@ export class FileRoot {
     return e.live && now - e.checkedAt < STAT_TTL_MS;
   }
 
-  /** A plain file's cached body for the front door, with its memfd copy made on first use. */
+  /** A plain file's cached body for the front door, with the object that makes its memfd copy on first use. */
   private fast(e: Entry): CachedBody | undefined {
     const b = asBody(e);
     if (b === undefined || e.direct !== undefined) return b;
-    const size = e.body!.length;
-    e.direct = null;
-    if (this.opts.direct && !this.closed && e.live && size >= DIRECT_MIN_BYTES && this.directFiles < DIRECT_MAX_FILES && this.memoryBytes + size <= MEMORY_CACHE_MAX_BYTES) {
-      e.direct = DirectBody.of(e.body!);
-      if (e.direct) {
-        e.held += size;
-        this.memoryBytes += size;
-        this.directFiles++;
-      }
-    }
+    e.direct = this.opts.direct && e.body!.length >= DIRECT_MIN_BYTES ? DirectBody.of(e.body!, () => this.admit(e)) : null;
     return b;
+  }
+
+  /**
+   * Counts a memfd copy as it is about to be made (its first plain-HTTP send): false, and none is
+   * made, when it would not fit. A body only ever sent over TLS or HTTP/2 never counts twice.
+   */
+  private admit(e: Entry): boolean {
+    const size = e.body!.length;
+    if (this.closed || !e.live || this.directFiles >= DIRECT_MAX_FILES || this.memoryBytes + size > MEMORY_CACHE_MAX_BYTES) return false;
+    e.held += size;
+    e.copied = true;
+    this.memoryBytes += size;
+    this.directFiles++;
+    return true;
   }
 
   /** Lookups in flight, so a burst of requests for a stale path shares one stat. */
@@ -270,6 +278,7 @@ export class FileRoot {
       cache: cacheControl(rel),
       body: null,
       direct: undefined,
+      copied: false,
       held: 0,
       live: true,
     };
@@ -310,8 +319,9 @@ export class FileRoot {
     this.memoryBytes -= e.held;
     e.held = 0;
     e.live = false;
-    if (e.direct && !e.direct.released) {
-      e.direct.release();
+    e.direct?.release();
+    if (e.copied) {
+      e.copied = false;
       this.directFiles--;
     }
   }
