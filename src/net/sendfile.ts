@@ -35,10 +35,11 @@ export const sendfileBuilt = addon !== null;
  * the body's pages then sit at the same offsets modulo 4 KB as its bytes in the response, so a
  * client reading the response in page multiples copies whole pages, not three pieces per read
  * (measured with wrk's 8 KB reads on 512 KB bodies: its kernel copy to user memory took 12–13% of
- * its CPU, against 13–16% with the body at offset 0, and the 512 KB row went from 0.96× to
- * 1.02–1.05× NGINX; the head-length dependence below is gone too). With the body at offset 0, the
- * client's copy cost varied with the head's length: heads of 273–303 bytes (streamgate's for a
- * .ts file is 288) cost wrk 15–16% of its CPU in that copy, other lengths 13%.
+ * its CPU, against 13–16% with the body at offset 0, and wrk's answers per second went from 0.96×
+ * to 1.03–1.06× NGINX's in alternating rounds; the head-length dependence below is gone too).
+ * With the body at offset 0, the client's copy cost varied with the head's length: heads of
+ * 273–303 bytes (streamgate's for a .ts file is 288) cost wrk 15–16% of its CPU in that copy,
+ * other lengths 13%.
  * A send whose head has another length (Connection: close, say) goes out from the same copy, just
  * not aligned; after REALIGN_AFTER such sends in a row the copy is made again at their offset, so
  * the first request does not decide for good which clients get whole pages.
