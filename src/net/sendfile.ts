@@ -119,12 +119,12 @@ export const REALIGN_AFTER = 32;
  * queued in Node, by send + sendfile straight on its fd. Returns the bytes written — possibly
  * fewer than all when the socket buffer filled up; the caller writes the rest through Node, which
  * keeps the order and waits for writability — NOT_DIRECT when this path does not apply (TLS, no
- * fd, bytes already queued in Node: the caller writes everything), or SEND_FAILED.
+ * fd, bytes already queued in Node, no copy: the caller writes everything), or SEND_FAILED.
  */
 export function sendDirect(sock: Socket, head: Buffer, body: DirectBody, length: number): number {
   const handle = (sock as Socket & { _handle?: { fd?: number; writeQueueSize?: number } | null })._handle;
   const fd = handle?.fd;
-  if (addon === null || body.fd === -1 || typeof fd !== 'number' || fd < 0 || sock.writableLength !== 0 || handle!.writeQueueSize !== 0) return NOT_DIRECT;
+  if (addon === null || typeof fd !== 'number' || fd < 0 || sock.writableLength !== 0 || handle!.writeQueueSize !== 0) return NOT_DIRECT;
   const copy = body.fdFor(head.length);
   if (copy < 0) return NOT_DIRECT;
   const n = addon.send(fd, head, copy, body.offset, length);
