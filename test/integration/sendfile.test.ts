@@ -332,12 +332,16 @@ describe('sendfile: large cached files, zero-copy where the addon is built', () 
     const other = await start(dir);
     try {
       const before = memfdSizes();
+      // The copies made since `before` (the other gateways here hold copies of the same file).
+      const madeSince = (): number[] => {
+        const now = memfdSizes();
+        for (const n of before) now.splice(now.indexOf(n), 1);
+        return now;
+      };
       // The first fills the cache by the full table, the second is the front door's: it makes the copy.
       const [, sent] = await exchange(other.port, [{ path: '/odd.bin' }, { path: '/odd.bin' }]);
       assert.equal(sha(sent.body), sha(files['/odd.bin']));
-      // The copies made since `before` (the other gateways here hold copies of the same file).
-      const made = memfdSizes();
-      for (const n of before) made.splice(made.indexOf(n), 1);
+      const made = madeSince();
       // Body byte i lies at (head + i) mod 4096 in its page, as in the response: page-sized reads copy whole pages.
       assert.deepEqual(made, [(sent.headLength % 4096) + files['/odd.bin'].length], `head of ${sent.headLength} bytes`);
       const bySendfile = await sendfileBytes(other.port);
@@ -353,16 +357,13 @@ describe('sendfile: large cached files, zero-copy where the addon is built', () 
         const [a] = await exchange(other.port, [{ path: '/odd.bin', close: true }]);
         assert.equal(sha(a.body), sha(files['/odd.bin']), `close #${i}`);
       }
-      const now = memfdSizes();
-      for (const n of before) now.splice(now.indexOf(n), 1);
-      assert.deepEqual(now, [(closing.headLength % 4096) + files['/odd.bin'].length], 'one copy, at the new offset');
+      const realigned = madeSince();
+      assert.deepEqual(realigned, [(closing.headLength % 4096) + files['/odd.bin'].length], 'one copy, at the new offset');
       // A mix where the copy's own offset keeps coming does not move it back and forth.
       for (let i = 0; i < REALIGN_AFTER; i++) {
         for (const a of await exchange(other.port, [{ path: '/odd.bin' }, { path: '/odd.bin', close: true }])) assert.equal(sha(a.body), sha(files['/odd.bin']), `mixed #${i}`);
       }
-      const mixed = memfdSizes();
-      for (const n of before) mixed.splice(mixed.indexOf(n), 1);
-      assert.deepEqual(mixed, now, 'still at the offset of the closing heads');
+      assert.deepEqual(madeSince(), realigned, 'still at the offset of the closing heads');
     } finally {
       await other.gw.close();
     }
