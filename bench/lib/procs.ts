@@ -141,17 +141,27 @@ export function cpuSeconds(pid: number): number {
   return (Number(f[11]) + Number(f[12])) / CLK_TCK;
 }
 
-/** CPU seconds of a process and its descendants (NGINX's worker is a child of its master); 0 once gone. */
-export function treeCpuSeconds(pid: number): number {
-  let total: number;
+/** A process and its descendants (NGINX's worker is a child of its master); [] once gone. */
+export function treePids(pid: number): number[] {
   let kids: string;
   try {
-    total = cpuSeconds(pid);
     kids = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8');
   } catch {
-    return 0;
+    return [];
   }
-  for (const k of kids.split(' ')) if (k.trim()) total += treeCpuSeconds(Number(k));
+  return [pid, ...kids.split(' ').filter((k) => k.trim()).flatMap((k) => treePids(Number(k)))];
+}
+
+/** CPU seconds of a process and its descendants; 0 once gone. */
+export function treeCpuSeconds(pid: number): number {
+  let total = 0;
+  for (const p of treePids(pid)) {
+    try {
+      total += cpuSeconds(p);
+    } catch {
+      // exited between the listing and the reading
+    }
+  }
   return total;
 }
 
