@@ -30,7 +30,7 @@ import { REQUIRED_TOOLS } from './lib/tools.js';
  * load (and the proxy upstream, and publishers) on core 1.
  *
  *   --smoke         tiny counts: proves every peer starts and every workload runs (< 60 s)
- *   --only=a,b      run only these workloads (m3u8, ts, api, https-h1, https-h2, fanout, nms, hls)
+ *   --only=a,b      run only these workloads (m3u8, ts, ts-capped, api, https-h1, https-h2, fanout, nms, hls)
  *   --out=DIR       where latest.md/latest.json go (default bench/results; smoke: a temp dir)
  *   --no-profile    skip the --cpu-prof pass for targets not met
  *   --steps=1000,…  fan-out steps for streamgate; --nms-steps=… for node-media-server

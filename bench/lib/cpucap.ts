@@ -59,7 +59,8 @@ export function openCpuCap(share: number, name = `streamgate-bench-${process.pid
   const quota = Math.round(PERIOD_US * share);
   try {
     if (l.version === 2) {
-      // A v2 group gets the cpu controller only when its parent hands it down.
+      // A v2 group gets the cpu controller only when its parent hands it down. It stays handed
+      // down afterwards: that by itself limits nothing.
       const ctl = join(l.root, 'cgroup.subtree_control');
       if (!readFileSync(ctl, 'utf8').split(/\s+/).includes('cpu')) writeFileSync(ctl, '+cpu');
     }
