@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -57,6 +58,36 @@ export function openCpuCap(share: number, name = `streamgate-bench-${process.pid
   if (typeof l === 'string') return l;
   const dir = join(l.root, name);
   const quota = Math.round(PERIOD_US * share);
+  const cap: CpuCap = {
+    describe: `${Math.round(share * 100)}% of a core (cgroup v${l.version} CFS quota, ${PERIOD_US / 1000} ms period)`,
+    hold(pids) {
+      const moved: (readonly [number, string])[] = [];
+      const back = () => {
+        for (const [pid, home] of moved) {
+          try {
+            writeFileSync(join(home, 'cgroup.procs'), String(pid));
+          } catch (e) {
+            // A process that has exited has nothing to move; anything else is worth knowing.
+            if ((e as NodeJS.ErrnoException).code !== 'ESRCH') throw e;
+          }
+        }
+      };
+      try {
+        for (const pid of pids) {
+          const home = groupOf(pid, l);
+          writeFileSync(join(dir, 'cgroup.procs'), String(pid));
+          moved.push([pid, home]);
+        }
+      } catch (e) {
+        back();
+        throw e;
+      }
+      return back;
+    },
+    close() {
+      rmdirSync(dir);
+    },
+  };
   try {
     if (l.version === 2) {
       // A v2 group gets the cpu controller only when its parent hands it down. It stays handed
@@ -71,6 +102,14 @@ export function openCpuCap(share: number, name = `streamgate-bench-${process.pid
     } else {
       writeFileSync(join(dir, 'cpu.max'), `${quota} ${PERIOD_US}`);
     }
+    // Moving a process in and out can still be refused (a container's delegation rules): found
+    // out here, on a process of no importance, rather than with a server halfway through a run.
+    const probe = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 30000)'], { stdio: 'ignore' });
+    try {
+      cap.hold([probe.pid!])();
+    } finally {
+      probe.kill('SIGKILL');
+    }
   } catch (e) {
     try {
       rmdirSync(dir);
@@ -79,24 +118,5 @@ export function openCpuCap(share: number, name = `streamgate-bench-${process.pid
     }
     return `cannot set a CPU quota (${(e as Error).message.split('\n')[0]})`;
   }
-  return {
-    describe: `${Math.round(share * 100)}% of a core (cgroup v${l.version} CFS quota, ${PERIOD_US / 1000} ms period)`,
-    hold(pids) {
-      const back = pids.map((pid) => [pid, groupOf(pid, l)] as const);
-      for (const pid of pids) writeFileSync(join(dir, 'cgroup.procs'), String(pid));
-      return () => {
-        for (const [pid, home] of back) {
-          try {
-            writeFileSync(join(home, 'cgroup.procs'), String(pid));
-          } catch (e) {
-            // A process that has exited has nothing to move; anything else is worth knowing.
-            if ((e as NodeJS.ErrnoException).code !== 'ESRCH') throw e;
-          }
-        }
-      };
-    },
-    close() {
-      rmdirSync(dir);
-    },
-  };
+  return cap;
 }
