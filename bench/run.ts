@@ -489,7 +489,8 @@ async function main(): Promise<void> {
       const peers = await startHttpPeers(base, site, upstream.http, names);
       log(`peers up: ${[...peers.keys()].join(', ')}${cap && typeof cap !== 'string' ? `; capped rows hold each server to ${cap.describe}` : ''}`);
       const held = typeof cap === 'string' ? null : cap;
-      const results = await runHttp(s, workloads, peers, log, held).finally(() => held?.close());
+      capOpen = held;
+      const results = await runHttp(s, workloads, peers, log, held).finally(closeCap);
       for (const p of peers.values()) await p.proc.stop();
       const measured = httpRows(workloads, results, s, held);
       rows.push(...wanted.map((w) => measured.find((r) => r.id === w.id) ?? notRun(w, `not run: ${cap as string}`)));
@@ -751,8 +752,24 @@ function targetText(w: HttpWorkload): string {
     .join(', ');
 }
 
+/** The CPU-capped group while the HTTP rows run: removed at their end, or after SIGINT has stopped the servers in it. */
+let capOpen: CpuCap | null = null;
+
+function closeCap(): void {
+  const cap = capOpen;
+  capOpen = null;
+  cap?.close();
+}
+
 process.on('SIGINT', () => {
-  void stopAll().finally(() => process.exit(130));
+  void stopAll().finally(() => {
+    try {
+      closeCap();
+    } catch {
+      // a server that outlived its SIGKILL still in the group: nothing more to do on the way out
+    }
+    process.exit(130);
+  });
 });
 process.on('exit', killAllNow);
 
