@@ -482,14 +482,14 @@ async function main(): Promise<void> {
     const upstream = await startUpstream(base);
     const wanted = HTTP_WORKLOADS.filter((w) => want(w.id));
     const cap = wanted.some((w) => w.capped) ? openCpuCap(CAPPED_SHARE) : null;
+    const held = typeof cap === 'string' ? null : cap;
+    capOpen = held;
     // Without a quota the capped rows would measure the load tool again: they say why they did not run.
     const workloads = typeof cap === 'string' ? wanted.filter((w) => !w.capped) : wanted;
     if (workloads.length) {
       const names = new Set(workloads.flatMap((w) => w.peers));
       const peers = await startHttpPeers(base, site, upstream.http, names);
-      log(`peers up: ${[...peers.keys()].join(', ')}${cap && typeof cap !== 'string' ? `; capped rows hold each server to ${cap.describe}` : ''}`);
-      const held = typeof cap === 'string' ? null : cap;
-      capOpen = held;
+      log(`peers up: ${[...peers.keys()].join(', ')}${held ? `; capped rows hold each server to ${held.describe}` : ''}`);
       const results = await runHttp(s, workloads, peers, log, held).finally(closeCap);
       for (const p of peers.values()) await p.proc.stop();
       const measured = httpRows(workloads, results, s, held);
@@ -543,6 +543,7 @@ async function main(): Promise<void> {
     await upstream.proc.stop();
   } finally {
     await stopAll();
+    closeCap();
     rmSync(base, { recursive: true, force: true });
   }
   const report: Report = {
@@ -752,7 +753,7 @@ function targetText(w: HttpWorkload): string {
     .join(', ');
 }
 
-/** The CPU-capped group while the HTTP rows run: removed at their end, or after SIGINT has stopped the servers in it. */
+/** The CPU-capped group until the HTTP rows end: removed then, or once an error or SIGINT has stopped the servers in it. */
 let capOpen: CpuCap | null = null;
 
 function closeCap(): void {
