@@ -52,8 +52,13 @@ function groupOf(pid: number, l: Layout): string {
   return l.root;
 }
 
+/** The group a benchmark run of process `pid` makes, under whichever hierarchy holds the cpu controller. */
+export function capGroupName(pid: number): string {
+  return `streamgate-bench-${pid}`;
+}
+
 /** A capped group holding `share` of one core (0 < share ≤ 1), or the reason there can be none. */
-export function openCpuCap(share: number, name = `streamgate-bench-${process.pid}`): CpuCap | string {
+export function openCpuCap(share: number, name = capGroupName(process.pid)): CpuCap | string {
   const l = layout();
   if (typeof l === 'string') return l;
   const dir = join(l.root, name);

@@ -1,12 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { REQUIRED_TOOLS } from '../../bench/lib/tools.js';
 import { which } from '../../bench/lib/procs.js';
+import { capGroupName } from '../../bench/lib/cpucap.js';
 import type { Report } from '../../bench/lib/report.js';
 
 /**
@@ -27,6 +28,8 @@ test('benchmark smoke run: every workload gives streamgate and each peer a figur
     child.stderr.on('data', (d: Buffer) => (log += d.toString()));
     const code = await new Promise<number | null>((r) => child.once('exit', r));
     assert.equal(code, 0, log);
+    // The CPU-capped group is gone with the run, under either cgroup layout.
+    for (const root of ['/sys/fs/cgroup/cpu', '/sys/fs/cgroup']) assert.equal(existsSync(join(root, capGroupName(child.pid!))), false, `${root}: the capped group was left behind`);
     const report = JSON.parse(readFileSync(join(out, 'latest.json'), 'utf8')) as Report;
     assert.ok(readFileSync(join(out, 'latest.md'), 'utf8').includes('| workload |'));
 
