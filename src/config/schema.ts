@@ -53,6 +53,16 @@ export interface Limits {
   maxApiBodyBytes: number;
   /** SIGTERM: how long to drain before the process exits anyway. */
   shutdownTimeoutMs: number;
+  /**
+   * Bytes the process holds in all for peers not yet authorised to publish or play: unfinished
+   * RTMP messages before publish, HTTP/2 header blocks, relayed responses waiting on a client's
+   * flow-control window (src/limits/budget.ts). Past it the peer that asked is cut off.
+   */
+  unauthorizedMemoryBytes: number;
+  /** The same, per connection. */
+  connectionMemoryBytes: number;
+  /** Open connections from one address on every listener (0 = unlimited; NGINX's limit_conn). */
+  maxConnectionsPerIp: number;
 }
 
 export interface Config {
@@ -228,6 +238,9 @@ export function buildConfig(root: Directive[], file: string, notes: string[]): C
     maxUrlBytes: lim.bytes('max_url_length', 8 * 1024),
     maxApiBodyBytes: lim.bytes('max_api_body', 1024 * 1024),
     shutdownTimeoutMs: lim.ms('shutdown_timeout', 10_000),
+    unauthorizedMemoryBytes: lim.bytes('unauthorized_memory', 128 * 1024 * 1024),
+    connectionMemoryBytes: lim.bytes('connection_memory', 1024 * 1024),
+    maxConnectionsPerIp: lim.int('max_connections_per_ip', 0, 0, 1_000_000),
   };
 
   const routes: ProxyRoute[] = px.all('route').map((d) => {
