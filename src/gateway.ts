@@ -32,6 +32,7 @@ import { httpDate, installFrontDoor, installH2FrontDoor, type FastReply, type Fa
 import { UNKNOWN_TYPE } from './static/mime.js';
 import { sendfileBuilt } from './net/sendfile.js';
 import { clientIp } from './live/client.js';
+import { Budget } from './limits/budget.js';
 
 /** How long a connection accepted past max_connections may take to send the request its 503 answers. */
 const OVER_LIMIT_GRACE_MS = 2_000;
@@ -123,6 +124,13 @@ export class Gateway {
   readonly metrics = new Metrics();
   readonly app = new Koa();
   readonly startedAt = Date.now();
+  /**
+   * Memory pools every listener charges before holding what a peer sent (src/limits/budget.ts).
+   * `unauthorized`: peers not yet authorised to publish or play (RTMP before publish, HTTP/2
+   * header blocks, …), `limits.unauthorized_memory` in all; each connection opens its own
+   * Account on it with `limits.connection_memory`.
+   */
+  readonly budgets: { readonly unauthorized: Budget };
   private table: Table;
   private listeners: Bound[] = [];
   private readonly origin: Origin;
@@ -145,6 +153,7 @@ export class Gateway {
   private constructor(config: Config, opts: GatewayOptions) {
     this.log = opts.log ?? new Logger();
     this.sendfile = sendfileBuilt && (opts.sendfile ?? process.env.STREAMGATE_NO_SENDFILE !== '1');
+    this.budgets = { unauthorized: new Budget('unauthorized', config.limits.unauthorizedMemoryBytes) };
     this.hub = new Hub({
       sourceOptions: (vhost) => this.sourceOptions(vhost),
       takeover: (vhost) => this.vhost(vhost).publish.takeover,
@@ -745,6 +754,7 @@ export class Gateway {
       for (const server of this.httpsServers) server.setSecureContext({ key: pair.key, cert: pair.cert });
     }
     this.table = this.buildTable(config);
+    this.budgets.unauthorized.limit = config.limits.unauthorizedMemoryBytes;
     this.closeUnusedRoots();
     for (const p of [...old.apiProxy, ...old.proxies]) if (!this.table.apiProxy.concat(this.table.proxies).some((n) => n.proxy === p.proxy)) p.proxy.close();
     old.catchAll?.close();
