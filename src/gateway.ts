@@ -25,6 +25,7 @@ import { createProxy, type AnyRequest, type Proxy } from './proxy/index.js';
 import type { LaneRequest } from './proxy/lane.js';
 import { guardsByVhost } from './ingest/access.js';
 import { createRtmpServer } from './ingest/rtmp/server.js';
+import { IDLE_TIMEOUT_MS } from './ingest/rtmp/session.js';
 import type { Duplex } from 'node:stream';
 import type { OutgoingHttpHeaders } from 'node:http';
 import { FileRoot, type CachedBody } from './static/fileserver.js';
@@ -738,7 +739,19 @@ export class Gateway {
   protected extraListeners(): ListenerSpec[] {
     const guard = guardsByVhost((vhost) => this.vhost(vhost).publish);
     return this.table.config.rtmp.listen.map((addr) => {
-      const server = createRtmpServer({ hub: this.hub, log: this.log, guard, vhostFor: (host) => this.vhostFor(host) });
+      const server = createRtmpServer({
+        hub: this.hub,
+        log: this.log,
+        guard,
+        vhostFor: (host) => this.vhostFor(host),
+        pool: this.budgets.unauthorized,
+        limits: () => ({
+          headerTimeoutMs: this.table.config.limits.headerTimeoutMs,
+          connectionMemoryBytes: this.table.config.limits.connectionMemoryBytes,
+          idleTimeoutMs: IDLE_TIMEOUT_MS,
+          waitPublisherMs: (vhost) => this.vhost(vhost).play.waitPublisherMs,
+        }),
+      });
       server.maxConnections = this.table.config.maxConnections;
       return { role: 'rtmp', directive: 'listen', addr, server };
     });
