@@ -1,5 +1,6 @@
 import { isIP } from 'node:net';
 import { ConfigError, type Directive } from './tree.js';
+import { accessLogConfig, type AccessLogConfig } from './access-log.js';
 import { DEFAULT_VHOST } from './validate.js';
 import type { PublishPolicy } from '../ingest/access.js';
 
@@ -84,6 +85,8 @@ export interface Config {
   consoleDir: string | null;
   playersDir: string | null;
   accessLog: 'combined' | 'json' | 'off';
+  /** Where access lines go and how they are batched (`access_log FORMAT [PATH] [buffer=] [flush=]`). */
+  accessLogFile: AccessLogConfig;
   limits: Limits;
   vhosts: VhostConfig[];
   /** Non-fatal notes for the start-up log (ignored SRS directives, env overrides applied). */
@@ -261,10 +264,8 @@ export function buildConfig(root: Directive[], file: string, notes: string[]): C
   }
   routes.sort((a, b) => b.prefix.length - a.prefix.length);
 
-  const accessLog = r.str('access_log', 'combined');
-  if (accessLog !== 'combined' && accessLog !== 'json' && accessLog !== 'off') {
-    fail(r.one('access_log')!, `"access_log" expects combined, json or off, got "${accessLog}"`);
-  }
+  const accessLogFile = accessLogConfig(r.one('access_log'));
+  const accessLog = accessLogFile.format;
 
   const vhostDirs = r.all('vhost');
   const vhosts = vhostDirs.map((d) => vhostConfig(d.args[0], new View(d.children ?? []), limits));
@@ -305,6 +306,7 @@ export function buildConfig(root: Directive[], file: string, notes: string[]): C
     consoleDir: pagesDir('console_dir', './www/console'),
     playersDir: pagesDir('players_dir', './www/players'),
     accessLog,
+    accessLogFile,
     limits,
     vhosts,
     notes,

@@ -97,8 +97,8 @@ export const ROOT_SPEC = block({
   /** streamgate: where the shipped pages live; `off` removes the route. */
   console_dir: one,
   players_dir: one,
-  /** streamgate: `combined` (default), `json` or `off`. */
-  access_log: one,
+  /** streamgate: `combined` (default), `json` or `off`, then NGINX's [PATH] [buffer=SIZE] [flush=TIME]. */
+  access_log: many(4),
   /** streamgate: resource bounds, each documented in config/streamgate.conf. */
   limits: block({
     max_streams: one,
