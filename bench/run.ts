@@ -114,7 +114,7 @@ const HTTP_WORKLOADS: HttpWorkload[] = [
     // by sendfile); here the servers run out first. See lib/cpucap.ts.
     id: 'ts-capped',
     title: `512 KB .ts from disk, every server held to ${CAPPED_SHARE * 100}% of a core (wrk)`,
-    peers: ['nginx'],
+    peers: ['nginx', 'caddy'],
     targets: { nginx: 1.0 },
     capped: true,
     run: (p, s) => wrk({ url: `http://127.0.0.1:${p.http}${SEGMENT_PATH}`, conns: s.conns, seconds: s.seconds }),
