@@ -26,6 +26,7 @@ import { createProxy, type AnyRequest, type Proxy } from './proxy/index.js';
 import type { LaneRequest } from './proxy/lane.js';
 import { guardsByVhost } from './ingest/access.js';
 import { createRtmpServer } from './ingest/rtmp/server.js';
+import { IDLE_TIMEOUT_MS } from './ingest/rtmp/session.js';
 import type { Duplex } from 'node:stream';
 import type { OutgoingHttpHeaders } from 'node:http';
 import { FileRoot, type CachedBody } from './static/fileserver.js';
@@ -33,6 +34,7 @@ import { httpDate, installFrontDoor, installH2FrontDoor, type FastReply, type Fa
 import { UNKNOWN_TYPE } from './static/mime.js';
 import { sendfileBuilt } from './net/sendfile.js';
 import { clientIp } from './live/client.js';
+import { Budget } from './limits/budget.js';
 
 /** How long a connection accepted past max_connections may take to send the request its 503 answers. */
 const OVER_LIMIT_GRACE_MS = 2_000;
@@ -124,6 +126,13 @@ export class Gateway {
   readonly metrics = new Metrics();
   readonly app = new Koa();
   readonly startedAt = Date.now();
+  /**
+   * Memory pools every listener charges before holding what a peer sent (src/limits/budget.ts).
+   * `unauthorized`: peers not yet authorised to publish or play (RTMP before publish, HTTP/2
+   * header blocks, …), `limits.unauthorized_memory` in all; each connection opens its own
+   * Account on it with `limits.connection_memory`.
+   */
+  readonly budgets: { readonly unauthorized: Budget };
   private table: Table;
   private listeners: Bound[] = [];
   private readonly origin: Origin;
@@ -148,6 +157,7 @@ export class Gateway {
   private constructor(config: Config, opts: GatewayOptions) {
     this.log = opts.log ?? new Logger();
     this.sendfile = sendfileBuilt && (opts.sendfile ?? process.env.STREAMGATE_NO_SENDFILE !== '1');
+    this.budgets = { unauthorized: new Budget('unauthorized', config.limits.unauthorizedMemoryBytes) };
     this.hub = new Hub({
       sourceOptions: (vhost) => this.sourceOptions(vhost),
       takeover: (vhost) => this.vhost(vhost).publish.takeover,
@@ -735,7 +745,19 @@ export class Gateway {
   protected extraListeners(): ListenerSpec[] {
     const guard = guardsByVhost((vhost) => this.vhost(vhost).publish);
     return this.table.config.rtmp.listen.map((addr) => {
-      const server = createRtmpServer({ hub: this.hub, log: this.log, guard, vhostFor: (host) => this.vhostFor(host) });
+      const server = createRtmpServer({
+        hub: this.hub,
+        log: this.log,
+        guard,
+        vhostFor: (host) => this.vhostFor(host),
+        pool: this.budgets.unauthorized,
+        limits: () => ({
+          headerTimeoutMs: this.table.config.limits.headerTimeoutMs,
+          connectionMemoryBytes: this.table.config.limits.connectionMemoryBytes,
+          idleTimeoutMs: IDLE_TIMEOUT_MS,
+          waitPublisherMs: (vhost) => this.vhost(vhost).play.waitPublisherMs,
+        }),
+      });
       server.maxConnections = this.table.config.maxConnections;
       return { role: 'rtmp', directive: 'listen', addr, server };
     });
@@ -757,6 +779,7 @@ export class Gateway {
     }
     await this.accessLogs.apply(config.accessLogFile);
     this.table = this.buildTable(config);
+    this.budgets.unauthorized.limit = config.limits.unauthorizedMemoryBytes;
     this.closeUnusedRoots();
     for (const p of [...old.apiProxy, ...old.proxies]) if (!this.table.apiProxy.concat(this.table.proxies).some((n) => n.proxy === p.proxy)) p.proxy.close();
     old.catchAll?.close();

@@ -31,7 +31,8 @@ export interface VhostConfig {
   hls: { enabled: boolean; fragmentS: number; windowS: number; disposeMs: number };
   publish: PublishPolicy;
   /** mw_latency: merged-write window (ms); gop_cache: send the last GOP to joining players. */
-  play: { mwLatencyMs: number; gopCache: boolean; maxPlayers: number };
+  /** waitPublisherMs: how long an RTMP play of a stream nobody publishes yet waits for the publisher (0 = StreamNotFound at once). */
+  play: { mwLatencyMs: number; gopCache: boolean; maxPlayers: number; waitPublisherMs: number };
   /** Edge pull: an HTTP origin (e.g. http://127.0.0.1:8080) that streams absent here are pulled from. */
   edge: { origin: URL | null; idleTimeoutMs: number; connectTimeoutMs: number };
 }
@@ -202,7 +203,7 @@ function vhostConfig(name: string, v: View, limits: Limits): VhostConfig {
       secret: pub.one('secret')?.args[0] ?? null,
       takeover: pub.bool('takeover', false),
     },
-    play: { mwLatencyMs: play.ms('mw_latency', 350, 'ms'), gopCache: play.bool('gop_cache', true), maxPlayers: play.int('max_players', limits.maxPlayers, 0, 10_000_000) },
+    play: { mwLatencyMs: play.ms('mw_latency', 350, 'ms'), gopCache: play.bool('gop_cache', true), maxPlayers: play.int('max_players', limits.maxPlayers, 0, 10_000_000), waitPublisherMs: play.ms('wait_publisher', 30_000) },
     edge: {
       origin: originDir ? parseUrl(originDir.args[0], originDir) : null,
       idleTimeoutMs: edge.ms('idle_timeout', 3000),
