@@ -1,7 +1,17 @@
 import { isIP } from 'node:net';
+import { fileURLToPath } from 'node:url';
 import { ConfigError, type Directive } from './tree.js';
 import { DEFAULT_VHOST } from './validate.js';
 import type { PublishPolicy } from '../ingest/access.js';
+
+/**
+ * The pages shipped with the package, found from this module (dist/src/config/ → the package
+ * root), not from the working directory: an installed `streamgate` started anywhere serves them.
+ */
+const SHIPPED_PAGES = {
+  console: fileURLToPath(new URL('../../../www/console', import.meta.url)),
+  players: fileURLToPath(new URL('../../../www/players', import.meta.url)),
+};
 
 /** A `listen` argument: `8080`, `127.0.0.1:8080`, `[::1]:8080`. No host = every interface. */
 export interface ListenAddr {
@@ -302,8 +312,8 @@ export function buildConfig(root: Directive[], file: string, notes: string[]): C
       connectTimeoutMs: px.ms('connect_timeout', 5_000),
       keepAlive: px.int('keepalive', 64, 0, 100_000),
     },
-    consoleDir: pagesDir('console_dir', './www/console'),
-    playersDir: pagesDir('players_dir', './www/players'),
+    consoleDir: pagesDir('console_dir', SHIPPED_PAGES.console),
+    playersDir: pagesDir('players_dir', SHIPPED_PAGES.players),
     accessLog,
     limits,
     vhosts,
