@@ -14,6 +14,12 @@ const SHIPPED_PAGES = {
   players: fileURLToPath(new URL('../../../www/players', import.meta.url)),
 };
 
+/** Top-level `listen` (SRS 4–6, and streamgate's `listen off;`), else SRS 7's `rtmp { listen; }`, else 1935. */
+function rtmpListen(r: View): ListenAddr[] {
+  const from = r.one('listen') ? r : r.one('rtmp')?.children ? r.block('rtmp') : r;
+  return from.one('listen')?.args[0] === 'off' ? [] : from.listen('listen', [1935]);
+}
+
 /** A `listen` argument: `8080`, `127.0.0.1:8080`, `[::1]:8080`. No host = every interface. */
 export interface ListenAddr {
   host: string | undefined;
@@ -100,8 +106,13 @@ export interface Config {
   accessLogFile: AccessLogConfig;
   limits: Limits;
   vhosts: VhostConfig[];
-  /** Non-fatal notes for the start-up log (ignored SRS directives, env overrides applied). */
+  /** Non-fatal notes for the start-up log (env overrides applied). */
   notes: string[];
+  /**
+   * `[warn]` lines, printed before the listening lines and by `-t`: SRS directives accepted
+   * without effect, an http_server.dir that is missing or unreadable.
+   */
+  warnings: string[];
 }
 
 /** Read access to one block of the validated tree, with typed value parsers that cite file:line. */
@@ -234,7 +245,7 @@ function checkAllow(a: string, d: Directive): string {
 }
 
 /** Turns the validated directive tree into the typed config, with SRS's defaults. */
-export function buildConfig(root: Directive[], file: string, notes: string[]): Config {
+export function buildConfig(root: Directive[], file: string, notes: string[], warnings: string[] = []): Config {
   const r = new View(root);
   const api = r.block('http_api');
   const hs = r.block('http_server');
@@ -292,7 +303,7 @@ export function buildConfig(root: Directive[], file: string, notes: string[]): C
   return {
     file,
     // `listen off;` (streamgate): no RTMP listener, e.g. when fronting an SRS that owns 1935.
-    rtmp: { listen: r.one('listen')?.args[0] === 'off' ? [] : r.listen('listen', [1935]) },
+    rtmp: { listen: rtmpListen(r) },
     maxConnections: r.int('max_connections', 1000, 1, 10_000_000),
     httpApi: { enabled: api.bool('enabled', true), listen: api.one('listen') ? api.listen('listen', []) : [] },
     httpServer: {
@@ -321,5 +332,6 @@ export function buildConfig(root: Directive[], file: string, notes: string[]): C
     limits,
     vhosts,
     notes,
+    warnings,
   };
 }
