@@ -9,6 +9,7 @@ import { DEFAULT_VHOST, type Config, type VhostConfig } from './config/index.js'
 import { GatewayError } from './errors.js';
 import { createApi } from './api/index.js';
 import { accessLog, formatAccess, headerOf } from './http/accesslog.js';
+import { AccessLogTarget } from './http/access-sink.js';
 import { cors, CORS_HEADERS } from './http/cors.js';
 import { errorBody, errorResponder, isApiPath } from './http/errors.js';
 import { welcomePage } from './http/welcome.js';
@@ -150,6 +151,8 @@ export class Gateway {
   private closedRecv = 0;
   private closedSend = 0;
   private readonly sendfile: boolean;
+  /** Where access lines go (stdout or a file), reopened on SIGUSR1 and on reload. */
+  private readonly accessLogs: AccessLogTarget;
 
   private constructor(config: Config, opts: GatewayOptions) {
     this.log = opts.log ?? new Logger();
@@ -174,6 +177,8 @@ export class Gateway {
     this.metrics.gauge('streamgate_streams', 'Live streams.', () => this.hub.all().length);
     this.metrics.gauge('streamgate_players', 'Players watching live streams.', () => this.hub.all().reduce((n, s) => n + s.playerCount, 0));
     this.metrics.gauge('streamgate_connections', 'Open client connections (HTTP, HTTPS, RTMP).', () => this.sockets.size);
+    this.accessLogs = new AccessLogTarget(this.log);
+    this.metrics.counterFn('streamgate_access_log_dropped_total', 'Access-log lines dropped because the log file or pipe could not keep up or refused them.', () => this.accessLogs.dropped);
     this.metrics.gauge('streamgate_clients', 'Clients the API lists (publishers and players).', () => this.hub.clients().length);
     this.app.proxy = false;
     this.app.silent = true;
@@ -339,7 +344,7 @@ export class Gateway {
   private fileRoot(dir: string): FileRoot {
     let r = this.roots.get(dir);
     if (!r) {
-      r = new FileRoot(dir, { direct: this.sendfile });
+      r = new FileRoot(dir, { direct: this.sendfile, warn: (m) => this.log.warn(m) });
       this.roots.set(dir, r);
     }
     return r;
@@ -682,8 +687,10 @@ export class Gateway {
       }
     }
     for (const extra of this.extraListeners()) specs.push(extra);
+    await this.accessLogs.apply(c.accessLogFile);
     for (const spec of specs) this.track(spec.server, spec.role === 'http' || spec.role === 'http_api');
     this.listeners = await bindAll(specs);
+    for (const w of c.warnings) this.log.warn(`config: ${w}`);
     for (const l of this.listeners) this.log.info(`listening on ${l.address.address}:${l.address.port} (${l.role})`);
     for (const n of c.notes) this.log.info(`config: ${n}`);
     this.log.info(this.sendfile ? 'sendfile: on (native addon): large cached files go out zero-copy'
@@ -757,6 +764,11 @@ export class Gateway {
     });
   }
 
+  /** SIGUSR1: the access log file is opened again by its name (after logrotate moved it). */
+  reopenLogs(): void {
+    this.accessLogs.reopen();
+  }
+
   /** Re-reads config and certificates (SIGHUP). Listening addresses need a restart. */
   async reload(config: Config): Promise<void> {
     const old = this.table;
@@ -766,6 +778,7 @@ export class Gateway {
       const pair = await loadKeyPair(config.httpServer.https.key, config.httpServer.https.cert, this.log);
       for (const server of this.httpsServers) server.setSecureContext({ key: pair.key, cert: pair.cert });
     }
+    await this.accessLogs.apply(config.accessLogFile);
     this.table = this.buildTable(config);
     this.budgets.unauthorized.limit = config.limits.unauthorizedMemoryBytes;
     this.closeUnusedRoots();
@@ -810,6 +823,7 @@ export class Gateway {
     for (const r of this.roots.values()) r.close();
     this.roots.clear();
     this.log.info('shutdown: done');
+    await this.accessLogs.end();
     this.log.flush();
   }
 }
