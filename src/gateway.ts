@@ -8,7 +8,7 @@ import type { Context, Middleware, Next } from 'koa';
 import { DEFAULT_VHOST, type Config, type VhostConfig } from './config/index.js';
 import { GatewayError } from './errors.js';
 import { createApi } from './api/index.js';
-import { accessLog, formatAccess, headerOf } from './http/accesslog.js';
+import { accessLog, bodyBytes, formatAccess, headerOf } from './http/accesslog.js';
 import { cors, CORS_HEADERS } from './http/cors.js';
 import { errorBody, errorResponder, isApiPath } from './http/errors.js';
 import { welcomePage } from './http/welcome.js';
@@ -32,6 +32,9 @@ import { httpDate, installFrontDoor, installH2FrontDoor, type FastReply, type Fa
 import { UNKNOWN_TYPE } from './static/mime.js';
 import { sendfileBuilt } from './net/sendfile.js';
 import { clientIp } from './live/client.js';
+import { BUSY, ConnectionGuard, IDLE } from './net/guard.js';
+import { applyTargetRules } from './http/target.js';
+import { normalizePath, validHost } from './http/request-rules.js';
 
 /** How long a connection accepted past max_connections may take to send the request its 503 answers. */
 const OVER_LIMIT_GRACE_MS = 2_000;
@@ -111,6 +114,11 @@ export interface GatewayOptions {
    * STREAMGATE_NO_SENDFILE=1). Off, they go out with write(2), as where the addon is missing.
    */
   sendfile?: boolean;
+  /**
+   * The plain-HTTP front door (default on). Off, every HTTP/1 request on the plain port goes to
+   * Node's parser: the reference the front door is tested against.
+   */
+  frontDoor?: boolean;
 }
 
 /**
@@ -135,6 +143,9 @@ export class Gateway {
   private readonly sockets = new Set<Socket>();
   /** Connections accepted past max_connections, answered 503 on their first request. */
   private readonly overLimit = new WeakSet<object>();
+  /** max_connections, max_connections_per_ip and the first-head deadline, on every listener. */
+  readonly guard: ConnectionGuard;
+  private readonly frontDoorOn: boolean;
   private closing = false;
   /** Plain-HTTP listeners' front doors, whose idle connections shutdown closes. */
   private readonly frontDoors: { closeIdle(): void }[] = [];
@@ -145,6 +156,13 @@ export class Gateway {
   private constructor(config: Config, opts: GatewayOptions) {
     this.log = opts.log ?? new Logger();
     this.sendfile = sendfileBuilt && (opts.sendfile ?? process.env.STREAMGATE_NO_SENDFILE !== '1');
+    this.frontDoorOn = opts.frontDoor ?? true;
+    this.guard = new ConnectionGuard({
+      maxConnections: () => this.table.config.maxConnections,
+      maxPerIp: () => this.table.config.limits.maxConnectionsPerIp,
+      headerTimeoutMs: () => this.table.config.limits.headerTimeoutMs,
+      warn: (line) => this.log.warn(line),
+    });
     this.hub = new Hub({
       sourceOptions: (vhost) => this.sourceOptions(vhost),
       takeover: (vhost) => this.vhost(vhost).publish.takeover,
@@ -400,6 +418,9 @@ export class Gateway {
     req.memo = r;
     if (req.url.length > t.config.limits.maxUrlBytes) return r;
     const path = r.path;
+    // A path not in normal form (dot-segments) or a Host the rules refuse is Node's lane's to
+    // normalise or refuse: routed here, a prefix could match what normalising would move.
+    if (normalizePath(path) !== path || !validHost(req.host)) return r;
     r.proxy = proxyFor(t, path);
     if (path.endsWith('/') || path.includes('%') || path.includes('/.') || path.includes('\\') || path.includes('//')) return r;
     for (const p of t.slowPrefixes) if (path.startsWith(p)) return r;
@@ -446,6 +467,7 @@ export class Gateway {
       done: (r, reply, bytes, ms, direct) => this.frontDone(r, reply, bytes, ms, direct),
       timed: () => this.table.config.accessLog !== 'off',
       eligible: (sock) => !this.closing && !this.overLimit.has(sock),
+      tracked: (sock) => this.guard.of(sock) ?? this.guard.secured(sock),
       keepAliveTimeoutMs: () => this.table.config.limits.keepAliveTimeoutMs,
       headerTimeoutMs: () => this.table.config.limits.headerTimeoutMs,
       ownH2: () => this.table.config.httpServer.https.ownH2,
@@ -540,7 +562,7 @@ export class Gateway {
     const sock = req.socket;
     const written0 = sock.bytesWritten;
     const route = `proxy:${r.prefix}`;
-    const done = (status: number, error: string | null) => this.proxyDone(route, status, sock.bytesWritten - written0, start, {
+    const done = (status: number, error: string | null) => this.proxyDone(route, status, bodyBytes(res, sock.bytesWritten - written0), start, {
       ip: sock.remoteAddress ?? '-', method: req.method ?? '-', url, httpVersion: req.httpVersion, referer: headerOf(req, 'referer'), agent: headerOf(req, 'user-agent'),
     }, error);
     r.proxy.serve(req, res, this.proxyCors).then((out) => done(out.status, out.error), (err: unknown) => {
@@ -567,8 +589,11 @@ export class Gateway {
    */
   private upgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer, handler: (req: http.IncomingMessage, res: http.ServerResponse) => void): void {
     const t = this.table;
+    this.guard.busy(socket as Socket);
+    // A refused target falls through to the handler, which answers its 400.
+    const bad = applyTargetRules(req) !== null;
     const path = rawPath(req.url ?? '/');
-    const r = proxyFor(t, path)?.proxy ?? (this.staticMatch(path) ? null : t.catchAll);
+    const r = bad ? null : proxyFor(t, path)?.proxy ?? (this.staticMatch(path) ? null : t.catchAll);
     if (r && !this.closing) {
       r.upgrade(req, socket, head);
       return;
@@ -609,6 +634,8 @@ export class Gateway {
     const koa = this.app.callback();
     const handler = (req: http.IncomingMessage, res: http.ServerResponse) => {
       if (this.refuseOverLimit(req, res)) return;
+      if (req.httpVersionMajor === 1) this.trackRequest(req, res);
+      if (this.refuseTarget(req, res)) return;
       // request_timeout: a request whose body or response moves no byte for this long is closed
       // (NGINX's client_body_timeout, send_timeout). Set per request: Node drops server.timeout
       // after a connection's first request. Proxied answers may be silent up to proxy.timeout.
@@ -632,9 +659,10 @@ export class Gateway {
           keepAliveTimeout: limits.keepAliveTimeoutMs,
           connectionsCheckingInterval: headerCheckMs(limits.headerTimeoutMs),
         }, handler);
-        // No server.maxConnections here: it closes the socket unanswered; see refuseOverLimit().
+        // No server.maxConnections here: it closes the socket unanswered; the guard reclaims idle
+        // connections first, then refuseOverLimit() answers 503.
         server.on('upgrade', upgrade);
-        this.frontDoors.push(installFrontDoor(server, this.frontDoorOptions()));
+        if (this.frontDoorOn) this.frontDoors.push(installFrontDoor(server, this.frontDoorOptions()));
         specs.push({ role: 'http', directive: 'http_server.listen', addr, server });
       }
       if (c.httpServer.https.enabled) {
@@ -653,7 +681,7 @@ export class Gateway {
           // HTTP/2 sessions none: a slowloris on this port held its connections for good.
           Object.assign(server, { headersTimeout: limits.headerTimeoutMs, requestTimeout: 0, keepAliveTimeout: limits.keepAliveTimeoutMs, connectionsCheckingInterval: headerCheckMs(limits.headerTimeoutMs) });
           server.setTimeout(limits.keepAliveTimeoutMs);
-          server.maxConnections = c.maxConnections;
+          // max_connections is the guard's (it reclaims idle connections before refusing one).
           server.on('upgrade', upgrade);
           this.frontDoors.push(installFrontDoor(server, this.frontDoorOptions(), 'secureConnection'));
           installH2FrontDoor(server, this.frontDoorOptions());
@@ -672,7 +700,7 @@ export class Gateway {
       }
     }
     for (const extra of this.extraListeners()) specs.push(extra);
-    for (const spec of specs) this.track(spec.server, spec.role === 'http' || spec.role === 'http_api');
+    for (const spec of specs) this.track(spec);
     this.listeners = await bindAll(specs);
     for (const l of this.listeners) this.log.info(`listening on ${l.address.address}:${l.address.port} (${l.role})`);
     for (const n of c.notes) this.log.info(`config: ${n}`);
@@ -680,26 +708,61 @@ export class Gateway {
       : `sendfile: off (${sendfileBuilt ? 'STREAMGATE_NO_SENDFILE' : 'native addon not built'}): large files go out with write(2)`);
   }
 
-  private track(server: NetServer, plainHttp = false): void {
+  private track(spec: ListenerSpec): void {
+    const { server, role } = spec;
+    const plainHttp = role === 'http' || role === 'http_api';
+    this.guard.watch(server, plainHttp || role === 'https', role === 'https', (sock) => {
+      // Past max_connections with every connection busy, a plain-HTTP client is told 503
+      // (refuseOverLimit) instead of being cut off unanswered as Node's server.maxConnections
+      // does; with no request within a grace period it is dropped. TLS and RTMP peers are closed.
+      if (!plainHttp) return void sock.destroy();
+      this.overLimit.add(sock);
+      sock.setTimeout(OVER_LIMIT_GRACE_MS, () => sock.destroy());
+    });
     server.on('connection', (sock: Socket) => {
+      if (sock.destroyed) return;
       this.sockets.add(sock);
-      const max = this.table.config.maxConnections;
-      if (plainHttp && this.sockets.size > max) {
-        // Past max_connections a plain-HTTP client is told 503 (refuseOverLimit) instead of being
-        // cut off unanswered as Node's server.maxConnections does. Past twice the bound, or with no
-        // request within a grace period, it is dropped: the answer must not become the resource leak.
-        if (this.sockets.size > 2 * max) sock.destroy();
-        else {
-          this.overLimit.add(sock);
-          sock.setTimeout(OVER_LIMIT_GRACE_MS, () => sock.destroy());
-        }
-      }
       sock.once('close', () => {
         this.sockets.delete(sock);
         this.closedRecv += sock.bytesRead;
         this.closedSend += sock.bytesWritten;
       });
     });
+  }
+
+  /**
+   * The guard's view of an HTTP/1 connection Node's parser owns: busy from its request head to
+   * the end of its answer, then idle (reclaimable at max_connections) until the next head.
+   */
+  private trackRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
+    const tr = this.guard.of(req.socket);
+    if (tr === undefined) return;
+    tr.state = BUSY;
+    res.once('finish', () => {
+      if (tr.state !== BUSY) return;
+      tr.state = IDLE;
+      tr.since = Date.now();
+    });
+  }
+
+  /**
+   * The request rules on Node's lanes (HTTP/1.x and HTTP/2 alike) before anything routes: a
+   * target that climbs above "/", a second Host, a malformed Host or target is a 400 here;
+   * otherwise the request is normalised in place (src/http/target.ts).
+   */
+  private refuseTarget(req: http.IncomingMessage, res: http.ServerResponse): boolean {
+    const reason = applyTargetRules(req);
+    if (reason === null) return false;
+    const path = rawPath(req.url ?? '/');
+    const { type, body } = errorBody(path, new GatewayError('BAD_REQUEST', reason));
+    const headers: OutgoingHttpHeaders = { 'Content-Type': type, 'Content-Length': Buffer.byteLength(body) };
+    if (req.httpVersionMajor === 1) headers.Connection = 'close';
+    res.writeHead(400, headers);
+    res.end(body);
+    this.proxyDone('none', 400, Buffer.byteLength(body), performance.now(), {
+      ip: req.socket?.remoteAddress ?? '-', method: req.method ?? '-', url: req.url ?? '', httpVersion: req.httpVersion, referer: headerOf(req, 'referer'), agent: headerOf(req, 'user-agent'),
+    }, 'BAD_REQUEST');
+    return true;
   }
 
   /** A request on a connection accepted past max_connections: 503 with the reason, then close. */
