@@ -4,12 +4,12 @@ import mime from 'mime-types';
  * Content types come from `mime-types` (the IANA/Apache/NGINX database Koa and Express use), with
  * `;charset=utf-8` on the types it gives a UTF-8 charset, written without a space as SRS writes it.
  *
- * Overrides: the table SRS documents for its HTTP server (the "seed" table), kept byte for byte
+ * Overrides: the table SRS's documentation gives for its HTTP server, kept byte for byte
  * because players and CDNs in front of SRS already accept it (`video/MP2T;charset=utf-8` for
  * segments, with SRS's odd charset on binary), except for playlists: RFC 8216 §4 says a playlist
  * served by type MUST be application/vnd.apple.mpegurl (what SRS itself and NGINX's mime.types send;
- * the seed's x-mpegURL is a pre-RFC name). Unknown extensions are application/octet-stream with
- * nosniff (the seed's "Others: text/html" would turn any uploaded file into a page).
+ * that documentation's x-mpegURL is a pre-RFC name). Unknown extensions are application/octet-stream
+ * with nosniff (its "Others: text/html" would turn any uploaded file into a page).
  */
 const SEED: Record<string, string> = {
   '.ts': 'video/MP2T;charset=utf-8',
