@@ -183,7 +183,7 @@ function fail(d: Directive, msg: string): never {
 }
 
 function parseListen(arg: string, d: Directive): ListenAddr {
-  const m = /^(?:\[([0-9a-fA-F:.]+)\]:|([^:\[\]]+):)?(\d{1,5})$/.exec(arg);
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]:|([^:[\]]+):)?(\d{1,5})$/.exec(arg);
   const port = m ? Number(m[3]) : NaN;
   if (!m || port > 65535) fail(d, `"${d.name}" expects a port or host:port (e.g. 8080, 127.0.0.1:8080, [::1]:8080), got "${arg}"`);
   const host = m[1] ?? m[2];
