@@ -285,7 +285,7 @@ export class Gateway {
   private fileRoot(dir: string): FileRoot {
     let r = this.roots.get(dir);
     if (!r) {
-      r = new FileRoot(dir, { direct: this.sendfile });
+      r = new FileRoot(dir, { direct: this.sendfile, warn: (m) => this.log.warn(m) });
       this.roots.set(dir, r);
     }
     return r;
@@ -643,6 +643,7 @@ export class Gateway {
     await this.accessLogs.apply(c.accessLogFile);
     for (const spec of specs) this.track(spec);
     this.listeners = await bindAll(specs);
+    for (const w of c.warnings) this.log.warn(`config: ${w}`);
     for (const l of this.listeners) this.log.info(`listening on ${l.address.address}:${l.address.port} (${l.role})`);
     for (const n of c.notes) this.log.info(`config: ${n}`);
     this.log.info(this.sendfile ? 'sendfile: on (native addon): large cached files go out zero-copy'
