@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { Hub } from '../../../src/live/hub.js';
 import { DEFAULT_SOURCE_OPTIONS } from '../../../src/live/source.js';
 import { makeBatch } from '../../../src/live/types.js';
-import type { MediaPacket } from '../../../src/media/packet.js';
+import { PASS_THROUGH, type MediaPacket } from '../../../src/media/packet.js';
 import { loadConfigText } from '../../../src/config/index.js';
 import { memoryLogger } from '../../../src/log.js';
 import { DEFAULT_HLS_LIMITS, HlsStream, type HlsLimits } from '../../../src/outputs/hls-segmenter.js';
@@ -21,17 +21,17 @@ function limits(o: Partial<HlsLimits> = {}): HlsLimits {
 }
 
 /** Feeds `ms` of synthetic media in batches of about a third of a second, as the hub's merged writes would. */
-function feed(sink: { write: (b: ReturnType<typeof makeBatch>) => void }, ms: number, o: SyntheticOptions = {}, onBatch?: () => void): void {
+function feed(sink: { write: (b: ReturnType<typeof makeBatch>, origin: number) => void }, ms: number, o: SyntheticOptions = {}, onBatch?: () => void): void {
   let batch: MediaPacket[] = [];
   for (const p of syntheticStream(ms, o)) {
     batch.push(p);
     if (batch.length >= 12) {
-      sink.write(makeBatch(batch));
+      sink.write(makeBatch(batch), PASS_THROUGH);
       batch = [];
       onBatch?.();
     }
   }
-  if (batch.length > 0) sink.write(makeBatch(batch));
+  if (batch.length > 0) sink.write(makeBatch(batch), PASS_THROUGH);
 }
 
 function tags(playlist: string, name: string): string[] {
