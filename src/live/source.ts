@@ -35,6 +35,8 @@ export class Source extends EventEmitter {
   metadata: MediaPacket | null = null;
   videoHeader: MediaPacket | null = null;
   audioHeader: MediaPacket | null = null;
+  /** The first audio frame: what the API reads a codec without a sequence header (MP3) from. */
+  audioSample: MediaPacket | null = null;
   /** Codec ids of the tracks seen so far (0 = none). */
   videoCodec = 0;
   audioCodec = 0;
@@ -112,7 +114,10 @@ export class Source extends EventEmitter {
     } else {
       this.audioCodec = pkt.codec;
       if (pkt.header) this.audioHeader = pkt;
-      else this.cache(pkt);
+      else {
+        this.audioSample ??= pkt;
+        this.cache(pkt);
+      }
     }
     for (const lane of this.lanes) {
       if (lane.members.size === 0) continue;

@@ -249,12 +249,15 @@ describe('live HLS, TS and AAC from an HTTP-FLV publish', () => {
   });
 
   test('MP3 audio: .mp3 passes the frames through, HLS carries it as MPEG audio', async () => {
-    const args = ffmpegArgs(`http://127.0.0.1:${port}/live/mp3.flv`, { seconds: 4, video: false }).map((a) => (a === 'aac' ? 'libmp3lame' : a));
+    const args = ffmpegArgs(`http://127.0.0.1:${port}/live/mp3.flv`, { seconds: 8, video: false }).map((a) => (a === 'aac' ? 'libmp3lame' : a));
     const pub = run('ffmpeg', args);
     try {
       await waitFor('mp3 live', () => gw.hub.find({ vhost: V, app: 'live', stream: 'mp3' })?.audioCodec === 2);
       const d = await decode(`http://127.0.0.1:${port}/live/mp3.mp3`, 1);
       assert.equal(d.stderr, '', d.stderr);
+      // The API reads rate and channels from the MP3 frame header, as ffprobe does (lavfi's sine is mono).
+      const api = (await (await fetch(`http://127.0.0.1:${port}/api/v1/streams/`)).json()) as { streams: { name: string; audio: { codec: string; sample_rate: number; channel: number } }[] };
+      assert.deepEqual(api.streams.find((x) => x.name === 'mp3')?.audio, { codec: 'MP3', sample_rate: 44100, channel: 1, profile: '' });
       const p = await waitFor('an mp3 segment', async () => {
         const x = await playlist(port, '/live/mp3.m3u8');
         return x.segments.length >= 1 ? x : undefined;
