@@ -307,6 +307,7 @@ export class Gateway {
       mwLatencyMs: v.play.mwLatencyMs,
       gopCacheMaxBytes: v.play.gopCache ? DEFAULT_SOURCE_OPTIONS.gopCacheMaxBytes : 0,
       maxPlayers: v.play.maxPlayers,
+      timeJitter: v.play.timeJitter,
     };
   }
 
