@@ -32,6 +32,7 @@ import { httpDate, installFrontDoor, installH2FrontDoor, type FastReply, type Fa
 import { UNKNOWN_TYPE } from './static/mime.js';
 import { sendfileBuilt } from './net/sendfile.js';
 import { clientIp } from './live/client.js';
+import { Budget } from './limits/budget.js';
 
 /** How long a connection accepted past max_connections may take to send the request its 503 answers. */
 const OVER_LIMIT_GRACE_MS = 2_000;
@@ -141,6 +142,8 @@ export class Gateway {
   private closedRecv = 0;
   private closedSend = 0;
   private readonly sendfile: boolean;
+  /** Process-wide memory pools (src/limits/budget.ts): what peers not yet authorised may make the process hold, together. */
+  readonly budgets: { unauthorized: Budget };
 
   private constructor(config: Config, opts: GatewayOptions) {
     this.log = opts.log ?? new Logger();
@@ -151,6 +154,7 @@ export class Gateway {
       maxStreams: config.limits.maxStreams,
     });
     this.table = this.buildTable(config);
+    this.budgets = { unauthorized: new Budget('unauthorized', config.limits.unauthorizedMemoryBytes) };
     this.origin = createOrigin({ hub: this.hub, config: () => this.table.config, vhost: (n) => this.vhost(n), log: this.log, sendfile: this.sendfile });
     this.api = createApi({
       hub: this.hub,
@@ -745,6 +749,7 @@ export class Gateway {
       for (const server of this.httpsServers) server.setSecureContext({ key: pair.key, cert: pair.cert });
     }
     this.table = this.buildTable(config);
+    this.budgets.unauthorized.limit = config.limits.unauthorizedMemoryBytes;
     this.closeUnusedRoots();
     for (const p of [...old.apiProxy, ...old.proxies]) if (!this.table.apiProxy.concat(this.table.proxies).some((n) => n.proxy === p.proxy)) p.proxy.close();
     old.catchAll?.close();
