@@ -33,6 +33,7 @@ import { UNKNOWN_TYPE } from './static/mime.js';
 import { sendfileBuilt } from './net/sendfile.js';
 import { clientIp } from './live/client.js';
 import { Budget } from './limits/budget.js';
+import { relayAddressWorks } from './http/h2/index.js';
 
 /** How long a connection accepted past max_connections may take to send the request its 503 answers. */
 const OVER_LIMIT_GRACE_MS = 2_000;
@@ -144,6 +145,8 @@ export class Gateway {
   private readonly sendfile: boolean;
   /** Process-wide memory pools (src/limits/budget.ts): what peers not yet authorised may make the process hold, together. */
   readonly budgets: { unauthorized: Budget };
+  /** own_h2 can show Node the client's address on its relay link (checked at start-up; off with a warning when not). */
+  private h2Relay = true;
 
   private constructor(config: Config, opts: GatewayOptions) {
     this.log = opts.log ?? new Logger();
@@ -452,7 +455,10 @@ export class Gateway {
       eligible: (sock) => !this.closing && !this.overLimit.has(sock),
       keepAliveTimeoutMs: () => this.table.config.limits.keepAliveTimeoutMs,
       headerTimeoutMs: () => this.table.config.limits.headerTimeoutMs,
-      ownH2: () => this.table.config.httpServer.https.ownH2,
+      ownH2: () => this.table.config.httpServer.https.ownH2 && this.h2Relay,
+      requestTimeoutMs: () => (this.table.config.proxy.routes.length > 0 ? Math.max(this.table.config.limits.requestTimeoutMs, this.table.config.proxy.timeoutMs) : this.table.config.limits.requestTimeoutMs),
+      memory: () => ({ pool: this.budgets.unauthorized, connectionBytes: this.table.config.limits.connectionMemoryBytes }),
+      warn: (line) => this.log.warn(line),
       maxHeaderBytes: () => this.table.config.limits.maxHeaderBytes,
     };
   }
@@ -643,6 +649,9 @@ export class Gateway {
       }
       if (c.httpServer.https.enabled) {
         const pair = await loadKeyPair(c.httpServer.https.key, c.httpServer.https.cert, this.log);
+        if (c.httpServer.https.ownH2 && !(this.h2Relay = relayAddressWorks())) {
+          this.log.warn(`own_h2: this Node (${process.version}) does not let the HTTP/2 relay show Koa the client's address; serving HTTP/2 with Node's own server (own_h2 off)`);
+        }
         for (const addr of c.httpServer.https.listen) {
           // HTTP/2 by ALPN, HTTP/1.1 for clients that do not offer h2 (curl --http1.1, old players).
           const server = http2.createSecureServer({

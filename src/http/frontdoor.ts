@@ -3,6 +3,7 @@ import type { Server, Socket } from 'node:net';
 import { NOT_DIRECT, SEND_FAILED, sendDirect, type DirectBody } from '../net/sendfile.js';
 import { relaySessions, serveH2, type H2Connection } from './h2/index.js';
 import { headerLines } from './head.js';
+import type { Budget } from '../limits/budget.js';
 
 /**
  * The front door of a plain-HTTP listener: the hot requests of a streaming site — a GET of a
@@ -83,6 +84,12 @@ export interface FrontDoorOptions {
   /** HTTPS only: serve h2 connections with streamgate's own HTTP/2 (src/http/h2/) instead of Node's. */
   ownH2?(): boolean;
   headerTimeoutMs?(): number;
+  /** HTTP/2 (src/http/h2/): how long open streams may make no progress before the connection is closed. */
+  requestTimeoutMs?(): number;
+  /** HTTP/2: each connection's memory account, drawing on `pool` (src/limits/budget.ts). */
+  memory?(): { pool: Budget | null; connectionBytes: number };
+  /** One log line when a peer is cut off for a budget. */
+  warn?(line: string): void;
 }
 
 const CRLFCRLF = Buffer.from('\r\n\r\n');
