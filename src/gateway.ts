@@ -33,7 +33,7 @@ import { UNKNOWN_TYPE } from './static/mime.js';
 import { sendfileBuilt } from './net/sendfile.js';
 import { clientIp } from './live/client.js';
 import { Budget } from './limits/budget.js';
-import { relayAddressWorks } from './http/h2/index.js';
+import { MAX_CONCURRENT_STREAMS, relayAddressWorks, relaySessions, watchSession } from './http/h2/index.js';
 
 /** How long a connection accepted past max_connections may take to send the request its 503 answers. */
 const OVER_LIMIT_GRACE_MS = 2_000;
@@ -659,7 +659,7 @@ export class Gateway {
             cert: pair.cert,
             allowHTTP1: true,
             handshakeTimeout: limits.headerTimeoutMs,
-            settings: { maxHeaderListSize: limits.maxHeaderBytes },
+            settings: { maxHeaderListSize: limits.maxHeaderBytes, maxConcurrentStreams: MAX_CONCURRENT_STREAMS },
           }, handler as unknown as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void);
           // Node gives the HTTP/1.1 fallback timers of its own (60 s for headers, 300 s for a whole
           // request, which would cut an HTTPS publish, a 30 s sweep, no keep-alive timeout) and
@@ -674,6 +674,7 @@ export class Gateway {
           server.on('session', (session: http2.ServerHttp2Session) => {
             this.h2Sessions.add(session);
             session.once('close', () => this.h2Sessions.delete(session));
+            if (!relaySessions.has(session)) watchSession(session, () => this.frontDoorOptions().requestTimeoutMs!());
           });
           specs.push({ role: 'https', directive: 'http_server.https.listen', addr, server });
         }

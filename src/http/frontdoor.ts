@@ -1,7 +1,7 @@
 import type http2 from 'node:http2';
 import type { Server, Socket } from 'node:net';
 import { NOT_DIRECT, SEND_FAILED, sendDirect, type DirectBody } from '../net/sendfile.js';
-import { relaySessions, serveH2, type H2Connection } from './h2/index.js';
+import { refuseNodeStream, relaySessions, serveH2, type H2Connection } from './h2/index.js';
 import { headerLines } from './head.js';
 import type { Budget } from '../limits/budget.js';
 
@@ -494,6 +494,8 @@ export function installH2FrontDoor(server: http2.Http2SecureServer, opts: Pick<F
   server.removeAllListeners('stream');
   server.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, flags: number, raw: string[]) => {
     const relayed = stream.session !== undefined && relaySessions.has(stream.session);
+    // The relay's streams were judged by our own connection; Node's own by the same rules here.
+    if (!relayed && refuseNodeStream(stream, headers, raw)) return;
     const req = relayed ? null : plainH2(headers, stream.session?.socket?.remoteAddress ?? '-');
     const answer = req === null ? null : opts.answer(req, Date.now());
     if (req === null || answer === null || answer instanceof Promise) {

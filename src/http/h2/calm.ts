@@ -13,9 +13,11 @@ export const MAX_CONCURRENT_STREAMS = 128;
 /**
  * Streams relayed to Node (each may be a Koa request and an upstream request) at once, cancelled
  * ones included until Node has seen their RST_STREAM. Past it a new relayed stream is refused
- * (REFUSED_STREAM, which a client retries): cancelling cannot start more work than this.
+ * (REFUSED_STREAM, which a client retries): cancelling cannot start more work than this, and a
+ * client that reads nothing cannot make Node and Koa hold more answers than this. Answers from
+ * memory, the bulk of a page's requests, do not count.
  */
-export const MAX_RELAYED_IN_FLIGHT = MAX_CONCURRENT_STREAMS;
+export const MAX_RELAYED_IN_FLIGHT = 32;
 
 /**
  * "Rapid reset" (CVE-2023-44487): a client that opens streams and cancels them at once makes the
@@ -62,7 +64,7 @@ export class ProgressTimer {
     private readonly open: () => boolean,
     private readonly expire: () => void,
   ) {
-    this.arm(this.keepAliveMs());
+    this.arm(Math.min(this.keepAliveMs(), this.requestMs()));
   }
 
   /** A request or answer moved. Cheap: a field write; the timer re-arms itself when it fires. */
@@ -86,7 +88,8 @@ export class ProgressTimer {
     this.timer = null;
     const bound = this.open() ? this.requestMs() : this.keepAliveMs();
     const left = this.last + bound - Date.now();
+    // Streams may open before the keep-alive bound is up: look again within request_timeout.
     if (left <= 0) this.expire();
-    else this.arm(left);
+    else this.arm(Math.min(left, this.requestMs()));
   }
 }

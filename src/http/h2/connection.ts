@@ -260,6 +260,7 @@ export class H2Connection {
       if (req !== null && answer !== null && !(answer instanceof Promise)) return answerFast(this, ns, req, answer, now, start);
     }
     if (this.relay.inFlight >= MAX_RELAYED_IN_FLIGHT) return this.streamError(id, REFUSED_STREAM);
+    // Over the stream bound or the memory budget: refused, which a client may retry.
     if (!this.relay.open(ns, fields)) this.streamError(id, REFUSED_STREAM);
   }
 

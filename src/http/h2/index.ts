@@ -8,6 +8,7 @@ import { H2Connection } from './connection.js';
 export { H2Connection } from './connection.js';
 export { MAX_CONCURRENT_STREAMS } from './calm.js';
 export { bodyBytesSent } from './bytes.js';
+export { refuseNodeStream, watchSession } from './node-session.js';
 
 /**
  * Node's sessions behind our own connections: their streams were already offered to the front

@@ -32,6 +32,8 @@ export interface Stream {
   nodeWindow: number;
   /** Request body (and trailers) waiting for Node's window. */
   toNode: (Buffer | HeadItem)[];
+  /** What Node and Koa are deemed to hold for this stream while it is in flight (RELAYED_STREAM_BYTES), charged. */
+  nodeCharge: number;
   /** Bytes of `toNode` charged to the account. */
   toNodeBytes: number;
   toNodeEnd: boolean;
@@ -46,7 +48,7 @@ export interface Stream {
 export function newStream(id: number, window: number, nodeWindow: number): Stream {
   return {
     id, relayed: false, window, recv: DEFAULT_WINDOW, queue: [], queued: 0, endQueued: false, remoteClosed: false,
-    localClosed: false, sent: 0, nodeWindow, toNode: [], toNodeBytes: 0, toNodeEnd: false, sentEnd: false, nodeDone: false,
+    localClosed: false, sent: 0, nodeWindow, nodeCharge: 0, toNode: [], toNodeBytes: 0, toNodeEnd: false, sentEnd: false, nodeDone: false,
     resetAfter: false,
   };
 }
