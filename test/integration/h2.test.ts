@@ -476,3 +476,40 @@ for (const ownH2 of ['on', 'off'] as const) {
     }
   });
 }
+
+for (const ownH2 of ['on', 'off'] as const) {
+  test(`own_h2 ${ownH2}: a live player over HTTP/2 is seen with its address by the API and the access log, which logs its body bytes`, async () => {
+    const site = makeSite();
+    const { gw, lines } = await startGateway(`listen off;
+      http_server { listen 127.0.0.1:0; dir ${site.root}; https { enabled on; listen 127.0.0.1:0; key ${site.base}/k.pem; cert ${site.base}/c.pem; own_h2 ${ownH2}; } }`);
+    const pub = new FlvPublisher(gw.port('http'), '/live/addr.flv').play();
+    const base = `https://127.0.0.1:${gw.port('https')}`;
+    const session = http2.connect(base, { rejectUnauthorized: false });
+    session.on('error', () => {});
+    try {
+      await waitFor('the stream', () => gw.hub.all().length === 1);
+      const st = session.request({ ':path': '/live/addr.flv' });
+      let got = 0;
+      st.on('data', (c: Buffer) => (got += c.length));
+      st.on('error', () => {});
+      await waitFor('live bytes over h2', () => got > 20_000);
+      const api = await run('curl', ['-sk', '--http2', `${base}/api/v1/clients/`]);
+      const players = (JSON.parse(api.stdout) as { clients: { ip: string; type: string }[] }).clients.filter((c) => !/publish/.test(c.type));
+      assert.equal(players.length, 1, api.stdout);
+      assert.equal(players[0].ip, '127.0.0.1', 'the player\'s address, not the relay\'s nothing');
+      const mark = lines.length;
+      st.close(http2.constants.NGHTTP2_CANCEL);
+      await waitFor('the access line', () => lines.slice(mark).some((l) => l.includes('"GET /live/addr.flv HTTP/2.0"')));
+      const line = lines.slice(mark).find((l) => l.includes('"GET /live/addr.flv HTTP/2.0"'))!;
+      assert.match(line, /^127\.0\.0\.1 /);
+      const bytes = Number(/HTTP\/2\.0" \d+ (\d+) /.exec(line)![1]);
+      // Body bytes sent: not 0 (no Content-Length on a live stream), not more than the player could have been sent.
+      assert.ok(bytes >= 20_000 && bytes <= got + 1024 * 1024, `${bytes} bytes logged, ${got} received`);
+    } finally {
+      session.destroy();
+      pub.destroy();
+      await gw.close();
+      site.remove();
+    }
+  });
+}
