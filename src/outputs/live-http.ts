@@ -107,6 +107,7 @@ export class SocketLiveSink implements Sink {
     // Nothing follows this response on the connection; tell Node's server not to wait for one.
     ctx.res.shouldKeepAlive = false;
     ctx.state.rawStatus = 200;
+    ctx.state.rawHeadBytes = head.length;
   }
 
   backlog(): number {

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { openFds, rssOf, sleep } from '../helpers/proc.js';
-import { frame, getBlock, normalClient, PREFACE, rawH2, rssWatch, settings, startCli, verdict } from '../helpers/h2-attack.js';
+import { baselineP99, frame, getBlock, normalClient, PREFACE, rawH2, rssWatch, settings, startCli, verdict } from '../helpers/h2-attack.js';
 
 /**
  * CONTINUATION flood (the CVE-2024-27316 class): HEADERS without END_HEADERS, then zero-length
@@ -22,7 +22,7 @@ for (const ownH2 of ['on', 'off'] as const) {
       http_server { listen 127.0.0.1:0; dir ${d}; https { enabled on; listen 127.0.0.1:0; key ${d}/k.pem; cert ${d}/c.pem; own_h2 ${ownH2}; } }
       limits { header_timeout ${HEADER_TIMEOUT_MS}ms; }`);
     try {
-      await normalClient(https, '/hello.txt').stop();
+      const baseline = await baselineP99(https, '/hello.txt');
       await sleep(300);
       const rssBefore = rssOf(gw.pid);
       const fdsBefore = openFds(gw.pid);
@@ -53,7 +53,7 @@ for (const ownH2 of ['on', 'off'] as const) {
       // of 8) with INTERNAL_ERROR or a bare close.
       assert.ok(codes.length > ATTACKERS, 'the attackers were cut off and came back');
       if (ownH2 === 'on') assert.ok(codes.filter((c) => c === 11).length >= codes.length - ATTACKERS, `GOAWAY ENHANCE_YOUR_CALM: ${codes.join(',')}`);
-      await verdict(t, gw, { rssBefore, rssPeak: watch.peak(), fdsBefore, latencies, failures: normal.failures(), rssBoundMiB: 48 });
+      await verdict(t, gw, { rssBefore, rssPeak: watch.peak(), fdsBefore, latencies, failures: normal.failures(), baselineP99: baseline, rssBoundMiB: 48 });
     } finally {
       gw.kill();
     }

@@ -4,7 +4,7 @@ import http from 'node:http';
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { openFds, rssOf, sleep } from '../helpers/proc.js';
-import { frame, getBlock, normalClient, PREFACE, rawH2, rssWatch, settings, startCli, verdict } from '../helpers/h2-attack.js';
+import { baselineP99, frame, getBlock, normalClient, PREFACE, rawH2, rssWatch, settings, startCli, verdict } from '../helpers/h2-attack.js';
 
 /**
  * HTTP/2 rapid reset (CVE-2023-44487) against proxied paths: streams opened and cancelled at once,
@@ -34,7 +34,7 @@ test(`own_h2 on: ${CONNECTIONS} connections of rapid reset (cancelled and provok
     http_server { listen 127.0.0.1:0; dir ${d}; https { enabled on; listen 127.0.0.1:0; key ${d}/k.pem; cert ${d}/c.pem; } }
     proxy { route /up/ http://127.0.0.1:${up}; }`);
   try {
-    await normalClient(https, '/hello.txt').stop();
+    const baseline = await baselineP99(https, '/hello.txt');
     await sleep(300);
     const rssBefore = rssOf(gw.pid);
     const fdsBefore = openFds(gw.pid);
@@ -66,7 +66,7 @@ test(`own_h2 on: ${CONNECTIONS} connections of rapid reset (cancelled and provok
     assert.ok(codes.every((c) => c === 11), 'every attacking connection got GOAWAY ENHANCE_YOUR_CALM');
     // Burst of 256 charged resets plus at most 32 in flight: far from nghttp2's ~1,000.
     assert.ok(perConnection <= 300, `${perConnection} upstream requests a connection`);
-    await verdict(t, gw, { rssBefore, rssPeak: watch.peak(), fdsBefore, latencies, failures: normal.failures(), rssBoundMiB: 64, fdSlack: 6 });
+    await verdict(t, gw, { rssBefore, rssPeak: watch.peak(), fdsBefore, latencies, failures: normal.failures(), baselineP99: baseline, rssBoundMiB: 64, fdSlack: 6 });
   } finally {
     gw.kill();
     upstream.close();

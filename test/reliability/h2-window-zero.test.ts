@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { closeSync, ftruncateSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { openFds, rssOf, sleep } from '../helpers/proc.js';
-import { frame, getBlock, normalClient, PREFACE, rawH2, rssWatch, settings, startCli, verdict } from '../helpers/h2-attack.js';
+import { baselineP99, frame, getBlock, normalClient, PREFACE, rawH2, rssWatch, settings, startCli, verdict } from '../helpers/h2-attack.js';
 
 /**
  * Relayed answers to a client whose windows are 0: SETTINGS_INITIAL_WINDOW_SIZE 0, 128 streams
@@ -33,7 +33,7 @@ for (const ownH2 of ['on', 'off'] as const) {
     let pinger: NodeJS.Timeout | undefined;
     try {
       // Warm: /hello.txt is then answered from memory.
-      await normalClient(https, '/hello.txt').stop();
+      const baseline = await baselineP99(https, '/hello.txt');
       await sleep(500);
       const rssBefore = rssOf(gw.pid);
       const fdsBefore = openFds(gw.pid);
@@ -62,7 +62,7 @@ for (const ownH2 of ['on', 'off'] as const) {
       // Bound: measured about 2.6 MiB a connection with own_h2 on (at most 32 streams in flight to
       // Node, a quarter of connection_memory waiting for the client) and 4.6 MiB with Node's own
       // server (128 streams, a 16 KiB file chunk each), until request_timeout closes them.
-      await verdict(t, gw, { rssBefore, rssPeak: watch.peak(), fdsBefore, latencies, failures: normal.failures(), rssBoundMiB: ownH2 === 'on' ? 192 : 320 });
+      await verdict(t, gw, { rssBefore, rssPeak: watch.peak(), fdsBefore, latencies, failures: normal.failures(), baselineP99: baseline, rssBoundMiB: ownH2 === 'on' ? 192 : 320 });
     } finally {
       clearInterval(pinger);
       for (const a of attackers) a.sock.destroy();
