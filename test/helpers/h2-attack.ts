@@ -108,8 +108,8 @@ session.on('error', () => {});
     if (ok) ms.push(performance.now() - t0); else failures++;
     await new Promise((r) => setTimeout(r, Number(every)));
   }
-  process.stdout.write(JSON.stringify({ ms, failures }));
   session.destroy();
+  process.stdout.write(JSON.stringify({ ms, failures }), () => process.exit(0));
 })();
 `;
 

@@ -1,7 +1,5 @@
-import type { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
-import { startClock, type FastReply, type FastRequest } from '../frontdoor.js';
-import { type Account } from '../../limits/budget.js';
+import { startClock } from '../frontdoor.js';
 import { Decoder, encode, HpackError, TABLE_SIZE_ZERO, type Field } from './hpack.js';
 import {
   ACK, CANCEL, COMPRESSION_ERROR, CONTINUATION, DATA, DEFAULT_WINDOW, END_HEADERS, END_STREAM, ENHANCE_YOUR_CALM,
@@ -10,6 +8,7 @@ import {
   S_MAX_HEADER_LIST_SIZE, SETTINGS, settingsPayload, STREAM_CLOSED, u32, WINDOW_UPDATE,
 } from './frames.js';
 import { BACKLOG_PAUSE_BYTES, MAX_CONCURRENT_STREAMS, MAX_RELAYED_IN_FLIGHT, ProgressTimer, ResetBudget } from './calm.js';
+import type { H2Host } from './host.js';
 import { Relay } from './relay.js';
 import { BAD_REQUEST, loggedRequest, malformed, plainRequest, targetOf, TOO_LARGE, withPath } from './request.js';
 import { HeaderBlock, newStream, type Stream } from './stream.js';
@@ -17,43 +16,17 @@ import { answerFast, answerOwn, onClientData, onSettings, onWindowUpdate, pump, 
 
 /**
  * streamgate's own HTTP/2 server connection (RFC 9113), for TLS connections that chose h2 by
- * ALPN. Node's http2 server spends about twice the CPU per request of HTTP/1.1 over TLS (a
- * Duplex stream object per request, header objects converted both ways, nghttp2 callbacks into
- * JS), which capped a core at under half of NGINX's HTTP/2 rate on small files. Here a request
- * that the gateway answers from memory — the bulk of a streaming site's traffic: playlists,
- * segments, small files — costs one HPACK decode, a map lookup and frames copied into the
- * pass's single TLS write.
- *
- * Every other request is relayed, frame by frame, to Node's own http2 server (relay.ts), with the
- * same stream ids: client stream ids only ever grow, and an id the relay skips (a stream answered
- * here) is, to Node, one the client never used (§5.1.1). So proxying, the API, request bodies,
- * Koa's static files with ranges and conditions, live HTTP-FLV over h2 and every error page stay
- * exactly as Node and Koa produce them. Flow control (flow.ts) holds end to end.
+ * ALPN. Node's http2 server spends about twice the CPU per request of HTTP/1.1 over TLS; here a
+ * request answered from memory (playlists, segments, small files: most of a streaming site's
+ * traffic) costs one HPACK decode, a map lookup and frames copied into the pass's one TLS write.
+ * Every other request is relayed, frame by frame and with the same stream id, to Node's own http2
+ * server (relay.ts), so proxying, the API, bodies, ranges, live HTTP-FLV and error pages stay
+ * exactly as Node and Koa make them; flow control (flow.ts) holds end to end.
  *
  * What a client can make this connection hold is charged to its `Account` first: header blocks
  * (at most MAX_CONTINUATIONS frames), request bodies waiting for Node, relayed answers waiting
  * for the client's window. Over budget, the client gets GOAWAY ENHANCE_YOUR_CALM.
  */
-
-export interface H2Host {
-  answer(req: FastRequest, now: number): FastReply | null | Promise<FastReply | null>;
-  /** As the front door's: `direct` (bytes sent by sendfile) is always 0 here, TLS encrypts in user space. */
-  done(req: FastRequest, reply: FastReply, bytes: number, ms: number, direct: number): void;
-  timed(): boolean;
-  /** Gives Node's http2 server the inner end of a relay link, as if it were a new h2 connection. */
-  relay(inner: Duplex): void;
-  keepAliveTimeoutMs(): number;
-  headerTimeoutMs(): number;
-  /** With streams open, how long they may make no progress before the connection is closed. */
-  requestTimeoutMs(): number;
-  maxHeaderBytes(): number;
-  /** Headers whose presence means the request is not a plain cache hit. */
-  notPlain: ReadonlySet<string>;
-  /** This connection's memory account (its own cap, drawing on the pool of connections not yet trusted). */
-  account: Account;
-  /** One line when a client is cut off for a budget. */
-  warn(line: string): void;
-}
 
 /**
  * The connection window we give the client beyond the initial 65,535: request bodies waiting for
@@ -64,7 +37,7 @@ const CLIENT_CONN_WINDOW = 256 * 1024;
 export class H2Connection {
   readonly streams = new Map<number, Stream>();
   readonly out = new Out();
-  readonly account: Account;
+  readonly account: H2Host['account'];
   /** Output waiting for window or for the socket to drain. */
   readonly blocked = new Set<Stream>();
   private readonly reader: FrameReader;

@@ -1,4 +1,4 @@
-import { Duplex } from 'node:stream';
+import type { Duplex } from 'node:stream';
 import { OBJECT_OVERHEAD_BYTES, type Account } from '../../limits/budget.js';
 import { Decoder, encode, type Field } from './hpack.js';
 import {
@@ -6,6 +6,7 @@ import {
   MIN_MAX_FRAME_SIZE, NO_ERROR, Out, PADDED, PING, PREFACE, PRIORITY_FLAG, REFUSED_STREAM, RST_STREAM, S_ENABLE_PUSH,
   S_INITIAL_WINDOW_SIZE, S_MAX_FRAME_SIZE, SETTINGS, settingsPayload, u32, WINDOW_UPDATE,
 } from './frames.js';
+import { duplexPair } from './host.js';
 import { HeaderBlock, type Stream } from './stream.js';
 
 /**
@@ -60,28 +61,6 @@ export interface RelayOwner {
   flush(): void;
   /** Over the memory budget: the client is cut off. */
   overBudget(what: string): void;
-}
-
-/** A pair of connected in-memory Duplex ends: what one writes, the other reads. */
-function duplexPair(): [Duplex, Duplex] {
-  const end = (peer: () => Duplex) => new Duplex({
-    read() {},
-    write(c: Buffer, _e, cb) {
-      peer().push(c);
-      cb();
-    },
-    final(cb) {
-      peer().push(null);
-      cb();
-    },
-    destroy(err, cb) {
-      peer().destroy();
-      cb(err);
-    },
-  });
-  const a: Duplex = end(() => b);
-  const b: Duplex = end(() => a);
-  return [a, b];
 }
 
 export class Relay {
