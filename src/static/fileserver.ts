@@ -1,4 +1,4 @@
-import { createReadStream, promises as fsp, type Stats } from 'node:fs';
+import { constants as fsConstants, createReadStream, promises as fsp, type Stats } from 'node:fs';
 import { sep } from 'node:path';
 import type { Context } from 'koa';
 import { GatewayError } from '../errors.js';
@@ -16,6 +16,8 @@ const MEMORY_FILE_MAX_BYTES = 1024 * 1024;
 const MEMORY_CACHE_MAX_BYTES = 64 * 1024 * 1024;
 /** Read-stream chunk for larger files. */
 const STREAM_CHUNK_BYTES = 256 * 1024;
+/** The same over HTTP/2 (nghttp2 sends 16 KiB frames anyway). */
+const H2_STREAM_CHUNK_BYTES = 16 * 1024;
 /** memfd copies per root at most: each is an open fd, and sockets need fds too. */
 const DIRECT_MAX_FILES = 256;
 
@@ -24,6 +26,8 @@ interface Entry {
   /** null: no such file (negative cache), or a path that resolves outside the root. */
   stat: Stats | null;
   outside: boolean;
+  /** The file (or a directory on its path) exists but this process may not read it: 403, as NGINX answers EACCES. */
+  denied: boolean;
   etag: string;
   lastModified: string;
   type: string;
@@ -60,6 +64,8 @@ export interface CachedBody {
 export interface FileRootOptions {
   /** Keep memfd copies of large bodies for the front door's sendfile path. */
   direct: boolean;
+  /** Where a file the process may not read is reported (one line per check of that file). */
+  warn?: (msg: string) => void;
 }
 
 /**
@@ -89,6 +95,7 @@ export class FileRoot {
     }
     const rel = safeRelative(rawPath);
     let e = await this.lookup(rel);
+    if (e.denied) throw new GatewayError('FORBIDDEN', 'permission denied');
     if (e.stat === null) throw new GatewayError(e.outside ? 'FORBIDDEN' : 'NOT_FOUND');
     if (e.stat.isDirectory()) {
       // Judged on the request's path, not the root-relative one: a mount point asked for without
@@ -165,7 +172,10 @@ export class FileRoot {
       ctx.body = Buffer.alloc(0);
     } else {
       ctx.length = length;
-      ctx.body = createReadStream(this.full(e), { start, end, highWaterMark: STREAM_CHUNK_BYTES });
+      // HTTP/2 multiplexes up to 128 streams on a connection, each holding its chunk until the
+      // client's window takes it: a smaller chunk bounds what one connection can pin.
+      const chunk = ctx.req.httpVersionMajor >= 2 ? H2_STREAM_CHUNK_BYTES : STREAM_CHUNK_BYTES;
+      ctx.body = createReadStream(this.full(e), { start, end, highWaterMark: chunk });
     }
   }
 
@@ -253,8 +263,10 @@ export class FileRoot {
     const full = root + rel.split('/').join(sep);
     let stat: Stats | null = null;
     let outside = false;
+    let denied = false;
     try {
       stat = await fsp.stat(full);
+      if (stat.isFile()) await fsp.access(full, fsConstants.R_OK);
       if (cached && cached.stat && sameFile(cached.stat, stat)) {
         cached.checkedAt = now;
         return cached;
@@ -264,7 +276,10 @@ export class FileRoot {
         stat = null;
         outside = true;
       }
-    } catch {
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      denied = code === 'EACCES' || code === 'EPERM';
+      if (denied) this.opts.warn?.(`${full}: permission denied (${code}): answered 403`);
       stat = null;
     }
     if (cached) this.drop(cached);
@@ -272,6 +287,7 @@ export class FileRoot {
       checkedAt: now,
       stat,
       outside,
+      denied,
       etag: stat ? `"${Math.floor(stat.mtimeMs / 1000).toString(16)}-${stat.size.toString(16)}"` : '',
       lastModified: stat ? new Date(Math.floor(stat.mtimeMs / 1000) * 1000).toUTCString() : '',
       type: contentType(rel) ?? UNKNOWN_TYPE,

@@ -1,5 +1,6 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { track } from '../helpers/proc.js';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
@@ -17,6 +18,8 @@ import { h2Request, h2Session, rawGet } from './site.js';
 const REPO = fileURLToPath(new URL('../../../', import.meta.url));
 const CLI = join(REPO, 'dist', 'src', 'cli.js');
 
+const CLI_BOUND_MS = 60_000;
+
 interface Run {
   code: number | null;
   stdout: string;
@@ -25,12 +28,14 @@ interface Run {
 
 function cli(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<Run> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CLI, ...args], { cwd: opts.cwd ?? REPO, env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = track(spawn(process.execPath, [CLI, ...args], { cwd: opts.cwd ?? REPO, env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] }));
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d));
     child.stderr.on('data', (d: Buffer) => (stderr += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 10_000);
+    // A bound, not a speed check: on a machine shared by many jobs a cold start of Node and the
+    // gateway's modules took over 10 s (load average 35 on 2 cores).
+    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? CLI_BOUND_MS);
     child.on('close', (code) => {
       clearTimeout(timer);
       resolve({ code, stdout, stderr });
@@ -101,17 +106,17 @@ describe('the command line', () => {
 
   test('the shipped config starts: welcome page on HTTP and HTTPS (HTTP/2), a 0600 self-signed key, one log line', async () => {
     const cwd = mkdtempSync(join(tmpdir(), 'sg-start-'));
-    const child = spawn(process.execPath, [CLI, '-c', join(REPO, 'config', 'streamgate.conf')], {
+    const child = track(spawn(process.execPath, [CLI, '-c', join(REPO, 'config', 'streamgate.conf')], {
       cwd,
       // The shipped ports, moved to free ones the way an operator would: SRS's environment overrides.
       env: { ...process.env, SRS_LISTEN: 'off', SRS_HTTP_SERVER_LISTEN: '127.0.0.1:0', SRS_HTTP_SERVER_HTTPS_LISTEN: '127.0.0.1:0' },
       stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    }));
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d));
     child.stderr.on('data', (d: Buffer) => (out += d));
     try {
-      const deadline = Date.now() + 10_000;
+      const deadline = Date.now() + CLI_BOUND_MS;
       while (!/started with/.test(out) && Date.now() < deadline && child.exitCode === null) await new Promise((r) => setTimeout(r, 50));
       assert.match(out, /started with/, out);
       const http = Number(/listening on 127\.0\.0\.1:(\d+) \(http\)/.exec(out)![1]);

@@ -5,6 +5,7 @@ import http2 from 'node:http2';
 import net from 'node:net';
 import { once } from 'node:events';
 import { mkdtempSync } from 'node:fs';
+import { track } from '../helpers/proc.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { WebSocket, WebSocketServer } from 'ws';
@@ -405,7 +406,7 @@ describe('reverse proxy in front of NGINX serving files', () => {
       events { worker_connections 64; }
       http { access_log off; client_body_temp_path ${dir}; proxy_temp_path ${dir}; fastcgi_temp_path ${dir}; uwsgi_temp_path ${dir}; scgi_temp_path ${dir};
         server { listen 127.0.0.1:${ngxPort}; root ${dir}/www; } }`);
-    const ngx = spawn('/usr/sbin/nginx', ['-p', dir, '-c', join(dir, 'nginx.conf'), '-e', 'stderr'], { stdio: 'ignore' });
+    const ngx = track(spawn('/usr/sbin/nginx', ['-p', dir, '-c', join(dir, 'nginx.conf'), '-e', 'stderr'], { stdio: 'ignore' }));
     const g = await gateway(`route /files/ http://127.0.0.1:${ngxPort}/;`);
     try {
       // The route keeps the request path (no prefix stripping, like Caddy): nginx sees /files/seg.ts.
