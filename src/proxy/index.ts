@@ -141,7 +141,9 @@ export class Proxy {
         resolve(o);
       };
       res.once('close', () => {
-        if (settled || res.writableFinished) return;
+        // Not res.writableFinished: an HTTP/2 response reports that true once its stream is reset,
+        // which left the upstream request of every reset stream running.
+        if (settled) return;
         relay?.cancel();
         this.opts.log.info(`proxy ${method} ${req.url} → ${this.upstream}: client closed the connection; upstream request aborted`);
         finish({ status: 499, error: 'CLIENT_CLOSED' });
