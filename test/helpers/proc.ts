@@ -85,12 +85,12 @@ export function track<T extends ChildProcess>(child: T): T {
 
 // ---- the gateway as a child process --------------------------------------------------------------
 
+const START_BOUND_MS = 60_000;
+
 /**
  * `streamgate -c FILE` in its own process, as an operator runs it: signals, exit codes and its
  * own RSS are real. Its log lines are kept with their arrival time.
  */
-const START_BOUND_MS = 60_000;
-
 export class CliGateway {
   readonly child: ChildProcess;
   readonly lines: { at: number; text: string }[] = [];
