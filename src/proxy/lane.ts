@@ -74,7 +74,7 @@ export interface LaneRequest {
 export interface LaneOutcome {
   status: number;
   error: ErrorCode | 'CLIENT_CLOSED' | null;
-  /** Bytes written to the client. */
+  /** Body bytes written to the client (NGINX's $body_bytes_sent: the head not counted). */
   bytes: number;
   /** The client connection is still open for its next request. */
   open: boolean;
@@ -213,6 +213,8 @@ class Exchange {
   private left = 0;
   private reusable = false;
   private bytes = 0;
+  /** The relayed head's bytes, which the access log does not count. */
+  private headBytes = 0;
   private waitingDrain = false;
   /** The turn our request went out on a pooled connection (see turn.ts). */
   private sentTurn = -1;
@@ -284,6 +286,7 @@ class Exchange {
       }
       this.head = null;
       this.headSent = true;
+      this.headBytes = out.length;
       if (this.body === Body.Length && rest !== null && rest.length >= this.left) {
         // The usual small answer, whole in one read: one buffer, one write.
         const n = this.left;
@@ -596,7 +599,7 @@ class Exchange {
     log.info(`proxy ${this.req.method} ${this.req.url} → ${this.pool.opts.upstream.origin}: client closed the connection; upstream request aborted`);
     this.detach(false);
     this.client.destroy();
-    this.settle({ status: 499, error: 'CLIENT_CLOSED', bytes: this.bytes, open: false });
+    this.settle({ status: 499, error: 'CLIENT_CLOSED', bytes: this.bytes - this.headBytes, open: false });
   };
 
   /** Upstream failure: a 502/504 if the client has seen nothing yet, else its response is cut short. */
@@ -609,7 +612,7 @@ class Exchange {
       log.warn(`proxy ${this.req.method} ${this.req.url} → ${origin}: upstream failed mid-response (${why})`);
       // Mid-body the only honest signal left is to cut the client's response short.
       this.client.destroy();
-      return this.settle({ status: this.status, error: code, bytes: this.bytes, open: false });
+      return this.settle({ status: this.status, error: code, bytes: this.bytes - this.headBytes, open: false });
     }
     log.warn(`proxy ${this.req.method} ${this.req.url} → ${origin}: ${why}`);
     const ge = new GatewayError(code, origin);
@@ -618,13 +621,13 @@ class Exchange {
       + `${this.hooks.cors}${this.hooks.date()}${this.hooks.close ? 'Connection: close' : 'Connection: keep-alive'}\r\n\r\n${this.req.method === 'HEAD' ? '' : body}`);
     this.status = ge.status;
     this.write(payload);
-    this.settle({ status: ge.status, error: code, bytes: this.bytes, open: !this.hooks.close });
+    this.settle({ status: ge.status, error: code, bytes: this.bytes - this.headBytes, open: !this.hooks.close });
   }
 
   /** The response is whole: the connection goes back to the pool if it can carry another. */
   private complete(): void {
     this.detach(this.reusable && !this.early);
-    this.settle({ status: this.status, error: null, bytes: this.bytes, open: !this.hooks.close });
+    this.settle({ status: this.status, error: null, bytes: this.bytes - this.headBytes, open: !this.hooks.close });
   }
 
   private detach(reusable: boolean): void {
