@@ -85,6 +85,8 @@ export function track<T extends ChildProcess>(child: T): T {
 
 // ---- the gateway as a child process --------------------------------------------------------------
 
+const START_BOUND_MS = 60_000;
+
 /**
  * `streamgate -c FILE` in its own process, as an operator runs it: signals, exit codes and its
  * own RSS are real. Its log lines are kept with their arrival time.
@@ -145,9 +147,12 @@ export class CliGateway {
     }
   }
 
-  /** Waits for start-up and returns the port of a listener role (`http`, `https`, `rtmp`). */
+  /**
+   * Waits for start-up and returns the port of a listener role (`http`, `https`, `rtmp`). The wait
+   * is a bound, not a speed check: a cold start took over 10 s on a machine at load average 35.
+   */
   async port(role = 'http'): Promise<number> {
-    const line = await this.waitLine(new RegExp(`listening on .*:(\\d+) \\(${role}\\)`));
+    const line = await this.waitLine(new RegExp(`listening on .*:(\\d+) \\(${role}\\)`), START_BOUND_MS);
     return Number(/:(\d+) \(/.exec(line)![1]);
   }
 
