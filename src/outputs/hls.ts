@@ -305,6 +305,12 @@ export class HlsOutput {
     if (!v.hls.enabled) return;
     const key = source.key;
     let e = this.entries.get(key);
+    // An ended playlist that never listed a segment was never served (a playlist request waits,
+    // then 404s): nobody saw its ENDLIST, so it need not wait for hls_dispose.
+    while (e?.stream.ended && e.stream.window().length === 0) {
+      this.drop(key, e);
+      e = this.entries.get(key);
+    }
     if (e?.stream.ended) {
       const served = e.stream;
       e = this.waiting.get(key);

@@ -60,7 +60,11 @@ describe('HTTP-FLV publish and play through the hub', () => {
       assert.ok(k.indexOf('video-header') >= 0 && k.indexOf('audio-header') >= 0, k.join(','));
       const firstFrame = player.packets.find((x) => x.pkt.kind === 'video' && !x.pkt.header)!;
       assert.ok(firstFrame.pkt.keyframe, 'the first video frame a joiner gets is a key frame');
-      assert.ok(firstFrame.pkt.dts > 1000, 'joined mid-stream, not at the start');
+      const joinedAt = gw.hub.find({ vhost: V, app: 'live', stream: 'a' })?.lastDts ?? 0;
+      assert.ok(joinedAt > 1000, 'joined mid-stream, not at the start');
+      // time_jitter full (the default): the joiner's own timeline, from 0 at that key frame.
+      assert.equal(firstFrame.pkt.dts, 0);
+      assert.ok(player.packets.filter((x) => x.pkt.kind !== 'script').every((x) => x.pkt.dts < 6000), 'every timestamp on that timeline');
 
       // A second publisher is refused while the first is live.
       const dup = await rawPost(port, '/live/a.flv');
@@ -70,7 +74,8 @@ describe('HTTP-FLV publish and play through the hub', () => {
       assert.equal(await pub.exited, 0, pub.stderr());
       await player.done;
       assert.ok(player.ended && player.lastChunk, 'the player response ended cleanly (last chunk) when the publisher stopped');
-      assert.ok(player.lastDts() > 4000, `player kept receiving until the end (last dts ${player.lastDts()})`);
+      // Its 0 is the key frame before it joined (GOP 1 s); the publish lasts 6 s.
+      assert.ok(player.lastDts() > 5000 - joinedAt, `player kept receiving until the end (last dts ${player.lastDts()}, joined at ${joinedAt})`);
       await waitFor('stream a to be gone', () => !gw.hub.find({ vhost: V, app: 'live', stream: 'a' }));
       assert.ok(lines.some((l) => l.includes('unpublish live/a')));
     } finally {
