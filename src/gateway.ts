@@ -18,7 +18,7 @@ import { streamKey } from './live/types.js';
 import { Logger } from './log.js';
 import { Metrics } from './metrics/metrics.js';
 import { bindAll, type Bound, type ListenerSpec } from './net/listeners.js';
-import { loadKeyPair } from './net/tls.js';
+import { Certificates } from './net/acme/index.js';
 import { createOrigin, type Origin, type StreamExt, type StreamRequest } from './outputs/origin.js';
 import type { HlsViewer } from './outputs/hls.js';
 import { createProxy, type AnyRequest, type Proxy } from './proxy/index.js';
@@ -141,6 +141,8 @@ export class Gateway {
   private closedRecv = 0;
   private closedSend = 0;
   private readonly sendfile: boolean;
+  /** HTTPS certificates: the default pair, and ACME's per domain (src/net/acme/). */
+  readonly certs: Certificates;
 
   private constructor(config: Config, opts: GatewayOptions) {
     this.log = opts.log ?? new Logger();
@@ -151,6 +153,7 @@ export class Gateway {
       maxStreams: config.limits.maxStreams,
     });
     this.table = this.buildTable(config);
+    this.certs = new Certificates(this.log, STREAM_PATH);
     this.origin = createOrigin({ hub: this.hub, config: () => this.table.config, vhost: (n) => this.vhost(n), log: this.log, sendfile: this.sendfile });
     this.api = createApi({
       hub: this.hub,
@@ -160,6 +163,7 @@ export class Gateway {
       listeners: () => this.listeners.map((l) => ({ role: l.role, address: l.address.address, port: l.address.port })),
       startedAt: this.startedAt,
       traffic: () => this.traffic(),
+      certificates: () => this.certs.info(),
     });
     this.metrics.gauge('streamgate_streams', 'Live streams.', () => this.hub.all().length);
     this.metrics.gauge('streamgate_players', 'Players watching live streams.', () => this.hub.all().reduce((n, s) => n + s.playerCount, 0));
@@ -631,19 +635,18 @@ export class Gateway {
           requestTimeout: 0,
           keepAliveTimeout: limits.keepAliveTimeoutMs,
           connectionsCheckingInterval: headerCheckMs(limits.headerTimeoutMs),
-        }, handler);
+        }, this.certs.httpHandler(handler));
         // No server.maxConnections here: it closes the socket unanswered; see refuseOverLimit().
         server.on('upgrade', upgrade);
-        this.frontDoors.push(installFrontDoor(server, this.frontDoorOptions()));
+        this.frontDoors.push(installFrontDoor(server, this.certs.frontDoor(this.frontDoorOptions())));
         specs.push({ role: 'http', directive: 'http_server.listen', addr, server });
       }
       if (c.httpServer.https.enabled) {
-        const pair = await loadKeyPair(c.httpServer.https.key, c.httpServer.https.cert, this.log);
+        await this.certs.load(c);
         for (const addr of c.httpServer.https.listen) {
           // HTTP/2 by ALPN, HTTP/1.1 for clients that do not offer h2 (curl --http1.1, old players).
           const server = http2.createSecureServer({
-            key: pair.key,
-            cert: pair.cert,
+            ...this.certs.serverOptions(),
             allowHTTP1: true,
             handshakeTimeout: limits.headerTimeoutMs,
             settings: { maxHeaderListSize: limits.maxHeaderBytes },
@@ -654,6 +657,7 @@ export class Gateway {
           Object.assign(server, { headersTimeout: limits.headerTimeoutMs, requestTimeout: 0, keepAliveTimeout: limits.keepAliveTimeoutMs, connectionsCheckingInterval: headerCheckMs(limits.headerTimeoutMs) });
           server.setTimeout(limits.keepAliveTimeoutMs);
           server.maxConnections = c.maxConnections;
+          this.certs.attach(server);
           server.on('upgrade', upgrade);
           this.frontDoors.push(installFrontDoor(server, this.frontDoorOptions(), 'secureConnection'));
           installH2FrontDoor(server, this.frontDoorOptions());
@@ -675,6 +679,7 @@ export class Gateway {
     for (const spec of specs) this.track(spec.server, spec.role === 'http' || spec.role === 'http_api');
     this.listeners = await bindAll(specs);
     for (const l of this.listeners) this.log.info(`listening on ${l.address.address}:${l.address.port} (${l.role})`);
+    this.certs.start(this.addresses());
     for (const n of c.notes) this.log.info(`config: ${n}`);
     this.log.info(this.sendfile ? 'sendfile: on (native addon): large cached files go out zero-copy'
       : `sendfile: off (${sendfileBuilt ? 'STREAMGATE_NO_SENDFILE' : 'native addon not built'}): large files go out with write(2)`);
@@ -740,10 +745,7 @@ export class Gateway {
     const old = this.table;
     const listenKey = (x: Config) => JSON.stringify([x.httpServer.listen, x.httpServer.https.listen, x.rtmp.listen, x.httpApi.listen, x.httpServer.enabled, x.httpServer.https.enabled]);
     if (listenKey(old.config) !== listenKey(config)) this.log.warn('reload: listen addresses changed; they take effect after a restart');
-    if (this.httpsServers.length > 0 && config.httpServer.https.enabled) {
-      const pair = await loadKeyPair(config.httpServer.https.key, config.httpServer.https.cert, this.log);
-      for (const server of this.httpsServers) server.setSecureContext({ key: pair.key, cert: pair.cert });
-    }
+    await this.certs.reload(config, this.httpsServers);
     this.table = this.buildTable(config);
     this.closeUnusedRoots();
     for (const p of [...old.apiProxy, ...old.proxies]) if (!this.table.apiProxy.concat(this.table.proxies).some((n) => n.proxy === p.proxy)) p.proxy.close();
@@ -782,6 +784,7 @@ export class Gateway {
       await closed;
     }
     this.origin.close();
+    this.certs.close();
     for (const p of [...this.table.apiProxy, ...this.table.proxies]) p.proxy.close();
     this.table.catchAll?.close();
     for (const r of this.roots.values()) r.close();
