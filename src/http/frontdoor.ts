@@ -291,7 +291,9 @@ export function installFrontDoor(server: Server, opts: FrontDoorOptions, event: 
             if (r === null) return handOver(sock, buf);
             if (write(req, r, Date.now(), start, end)) serve();
             if (ended && !waiting) sock.end();
-          });
+            // A throw in this continuation would be an unhandled rejection, which ends the process:
+            // it costs this connection only.
+          }).catch(() => sock.destroy());
           return;
         }
         if (answer === null) return handOver(sock, buf);

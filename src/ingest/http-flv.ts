@@ -44,7 +44,8 @@ export async function publishHttpFlv(ctx: Context, name: StreamName, deps: HttpP
       kick: () => abortRequest(ctx),
     }, 'HTTP-FLV');
   } catch (err) {
-    // ffmpeg keeps sending until the socket closes: answer, then close it (issue 5: 409 + close).
+    // ffmpeg never reads the response and keeps sending until the socket closes: answer (409 for
+    // a second publisher), then close, or it would stream into a request nobody reads.
     closeAfterResponse(ctx);
     throw err;
   }

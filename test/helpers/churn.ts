@@ -5,7 +5,7 @@ import { CliGateway, FlvPublisher, MiB, openFds, rssOf, sleep, timedGet } from '
 
 /**
  * Publish/unpublish and player join/leave churn against the gateway in its own process, shared
- * by the reliability test (reduced counts) and the soak run (the issue's full counts).
+ * by the reliability test (reduced counts) and the soak run (five rounds of 1,000 publish and 10,000 player cycles).
  */
 export interface ChurnPlan {
   publishCycles: number;

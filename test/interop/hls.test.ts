@@ -1,5 +1,6 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { track } from '../helpers/proc.js';
 import { spawn } from 'node:child_process';
 import http from 'node:http';
 import { loadConfigText } from '../../src/config/index.js';
@@ -66,7 +67,7 @@ async function playlist(port: number, path: string): Promise<Playlist> {
 
 /** ffprobe's frames of a TS held in memory: media type, key flag, time. */
 async function framesOf(ts: Buffer): Promise<{ type: string; key: boolean; t: number }[]> {
-  const child = spawn('ffprobe', ['-v', 'error', '-show_entries', 'frame=media_type,key_frame,pts_time', '-of', 'csv=p=0', '-i', 'pipe:0']);
+  const child = track(spawn('ffprobe', ['-v', 'error', '-show_entries', 'frame=media_type,key_frame,pts_time', '-of', 'csv=p=0', '-i', 'pipe:0']));
   let out = '';
   let err = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
