@@ -1,6 +1,6 @@
 import { createSecureContext, type SecureContext } from 'node:tls';
-import * as acme from 'acme-client';
-import type { ChallengeSink, ChallengeType } from './issuer.js';
+import type * as AcmeLib from 'acme-client';
+import { acmeLib, type ChallengeSink, type ChallengeType } from './issuer.js';
 
 /** RFC 8555 §8.3: the CA fetches `http://{domain}/.well-known/acme-challenge/{token}` on port 80. */
 export const CHALLENGE_PREFIX = '/.well-known/acme-challenge/';
@@ -17,7 +17,8 @@ export class ChallengeBook implements ChallengeSink {
   private readonly http = new Map<string, string>();
   private readonly alpn = new Map<string, SecureContext>();
 
-  async put(type: ChallengeType, domain: string, token: string, keyAuthorization: string, authz: acme.Authorization): Promise<void> {
+  async put(type: ChallengeType, domain: string, token: string, keyAuthorization: string, authz: AcmeLib.Authorization): Promise<void> {
+    const acme = await acmeLib();
     if (type === 'http-01') {
       this.http.set(token, keyAuthorization);
       return;

@@ -17,6 +17,11 @@ const BACKOFF_MIN_MS = 60_000;
 const BACKOFF_MAX_MS = 6 * 3600_000;
 /** The renewal timer wakes at least this often (a suspended machine, a clock step). */
 const CHECK_EVERY_MAX_MS = 3600_000;
+/**
+ * A new certificate is not ordered again sooner than this, even if due at once (a CA issuing very
+ * short lifetimes, a clock far off): an order loop would burn the CA's rate limits.
+ */
+const MIN_REORDER_MS = 3600_000;
 /** Renewal starts when this fraction of a certificate's lifetime has passed. */
 const RENEW_AT_FRACTION = 2 / 3;
 
@@ -69,6 +74,7 @@ export class Certificates {
   /** TLS sockets that asked for acme-tls/1 (marked when ALPN is selected, read when SNI is). */
   private readonly alpnSockets = new WeakSet<object>();
   private alpnHooked = false;
+  private sniHooked = false;
   private closed = false;
   private readonly policy: PlainHttpPolicy;
 
@@ -97,11 +103,14 @@ export class Certificates {
   }
 
   /** Options for an HTTPS server: the default pair, and per-name certificates by SNI. */
-  serverOptions(): { key: string; cert: string; SNICallback: (name: string, cb: (err: Error | null, ctx?: SecureContext) => void) => void } {
+  serverOptions(): { key: string; cert: string; SNICallback?: (name: string, cb: (err: Error | null, ctx?: SecureContext) => void) => void } {
     const self = this;
+    const pair = { key: this.pair!.key, cert: this.pair!.cert };
+    // Without ACME every name gets the one pair: no detour into JS on each handshake.
+    if (!this.acme?.enabled) return pair;
+    this.sniHooked = true;
     return {
-      key: this.pair!.key,
-      cert: this.pair!.cert,
+      ...pair,
       // `this` is the TLS socket being handshaken (as in ALPNCallback); see attach().
       SNICallback(this: unknown, name: string, cb: (err: Error | null, ctx?: SecureContext) => void) {
         const n = name.toLowerCase();
@@ -120,7 +129,7 @@ export class Certificates {
    * TLS-ALPN-01 is off and the log says so.
    */
   attach(server: TlsServer): void {
-    if (!this.acme) return;
+    if (!this.acme?.enabled) return;
     const s = server as TlsServer & { ALPNProtocols?: unknown; ALPNCallback?: unknown };
     if (!Buffer.isBuffer(s.ALPNProtocols) || s.ALPNCallback !== undefined) {
       this.log.warn('acme: this Node.js keeps its HTTPS ALPN settings elsewhere; TLS-ALPN-01 is off (HTTP-01 still works)');
@@ -170,7 +179,8 @@ export class Certificates {
     this.pair = await loadKeyPair(https.key, https.cert, this.log);
     for (const s of servers) s.setSecureContext({ key: this.pair.key, cert: this.pair.cert });
     if (JSON.stringify(this.acme) === before) return;
-    if (this.acme && !this.alpnHooked) this.log.warn('acme: enabled by a reload: TLS-ALPN-01 needs a restart, HTTP-01 works now');
+    if (this.acme?.enabled && !this.sniHooked) this.log.warn('acme: enabled by a reload: certificates are obtained now and served after a restart');
+    else if (this.acme?.enabled && !this.alpnHooked) this.log.warn('acme: enabled by a reload: TLS-ALPN-01 needs a restart, HTTP-01 works now');
     await this.loadAcme();
     this.schedule(0);
   }
@@ -274,6 +284,7 @@ export class Certificates {
           // On disk first: a certificate in service is always the one the next start finds.
           await this.store!.save(d.name, got.key, got.cert);
           this.install(d, got.key, got.cert);
+          d.due = Math.max(d.due, this.now() + MIN_REORDER_MS);
           d.preferred = type;
           this.log.info(`acme: ${d.name}: certificate ${renewing ? 'renewed' : 'issued'} by ${d.issuer} via ${type}, valid until ${new Date(d.notAfter).toISOString()}, renewal from ${new Date(d.due).toISOString()}; new connections get it now`);
           return;

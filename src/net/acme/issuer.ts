@@ -1,5 +1,21 @@
 import https from 'node:https';
-import * as acme from 'acme-client';
+import type * as AcmeLib from 'acme-client';
+
+type Acme = typeof AcmeLib;
+let lib: Promise<Acme> | null = null;
+
+/**
+ * acme-client and what it brings (axios, node-forge, an X.509 library) take hundreds of
+ * milliseconds to load, seconds on a busy machine: loaded on first use, so a gateway without
+ * ACME starts as fast as before.
+ */
+export function acmeLib(): Promise<Acme> {
+  lib ??= import('acme-client').then((m) => {
+    hookAxios(m);
+    return m;
+  });
+  return lib;
+}
 import type { AcmeStore } from './store.js';
 
 /** The challenge types streamgate answers itself (RFC 8555 §8.3, RFC 8737). */
@@ -10,7 +26,7 @@ const CA_REQUEST_TIMEOUT_MS = 30_000;
 
 /** Where challenge answers are put while the CA validates, and taken away after. */
 export interface ChallengeSink {
-  put(type: ChallengeType, domain: string, token: string, keyAuthorization: string, authz: acme.Authorization): Promise<void>;
+  put(type: ChallengeType, domain: string, token: string, keyAuthorization: string, authz: AcmeLib.Authorization): Promise<void>;
   remove(type: ChallengeType, domain: string, token: string): void;
 }
 
@@ -33,11 +49,7 @@ interface Origin {
   problem: unknown;
 }
 const origins = new Map<string, Origin>();
-let hooked = false;
-
-function hookAxios(): void {
-  if (hooked) return;
-  hooked = true;
+function hookAxios(acme: Acme): void {
   // A failure is ours to retry with backoff: the library's own five retries, 5 s apart and
   // growing, held a "CA down" answer back for over a minute. One retry keeps a Retry-After.
   const defaults = acme.axios.defaults as unknown as { acmeSettings?: Record<string, number> };
@@ -63,12 +75,11 @@ function hookAxios(): void {
 /** One CA as this gateway uses it: its account (made or reused), and orders for one domain at a time. */
 export class Issuer {
   /** The account, made once for every domain's order (they start together). */
-  private client: Promise<acme.Client> | null = null;
+  private client: Promise<AcmeLib.Client> | null = null;
   private readonly agent: https.Agent | undefined;
   private readonly origin: string;
 
   constructor(private readonly directory: string, private readonly email: string | null, private readonly store: AcmeStore, caCert: string | null) {
-    hookAxios();
     this.origin = new URL(directory).origin;
     const o = origins.get(this.origin) ?? { agent: undefined, users: 0, problem: null };
     if (caCert !== null) o.agent = new https.Agent({ ca: caCert });
@@ -87,7 +98,7 @@ export class Issuer {
   }
 
   /** The account: the stored URL with the stored key, else a new registration (saved). */
-  private account(): Promise<acme.Client> {
+  private account(): Promise<AcmeLib.Client> {
     this.client ??= this.register().catch((err: unknown) => {
       this.client = null;
       throw err;
@@ -95,7 +106,8 @@ export class Issuer {
     return this.client;
   }
 
-  private async register(): Promise<acme.Client> {
+  private async register(): Promise<AcmeLib.Client> {
+    const acme = await acmeLib();
     const acct = await this.store.account(this.directory);
     const client = new acme.Client({
       directoryUrl: this.directory,
@@ -135,6 +147,7 @@ export class Issuer {
     const origin = origins.get(this.origin)!;
     origin.problem = null;
     try {
+      const acme = await acmeLib();
       const client = await this.account();
       const order = await client.createOrder({ identifiers: [{ type: 'dns', value: domain }] });
       for (const authz of await client.getAuthorizations(order)) {
