@@ -2,6 +2,7 @@ import { ConfigError, loadConfig } from './config/index.js';
 import { Gateway } from './gateway.js';
 import { Logger } from './log.js';
 import { BindError } from './net/listeners.js';
+import { checkTlsFiles } from './net/tls.js';
 import { VERSION } from './version.js';
 
 const USAGE = `streamgate ${VERSION}: a Koa gateway and live-stream origin configured like SRS
@@ -61,6 +62,12 @@ async function main(): Promise<void> {
     throw err;
   }
   if (args.test) {
+    const tlsProblems = checkTlsFiles(config);
+    if (tlsProblems.length > 0) {
+      for (const p of tlsProblems) process.stderr.write(`streamgate: ${p}\n`);
+      process.stderr.write(`streamgate: config file ${name} test failed\n`);
+      process.exit(1);
+    }
     // SRS's wording, so scripts written for `srs -t` read ours the same way.
     for (const w of config.warnings) process.stdout.write(`streamgate: [warn] ${w}\n`);
     for (const n of config.notes) process.stdout.write(`streamgate: ${n}\n`);

@@ -17,7 +17,7 @@ import { streamKey } from './live/types.js';
 import { Logger } from './log.js';
 import { Metrics } from './metrics/metrics.js';
 import { bindAll, type Bound, type ListenerSpec } from './net/listeners.js';
-import { loadKeyPair } from './net/tls.js';
+import { Certificates } from './net/acme/index.js';
 import { createOrigin, type Origin, type StreamExt, type StreamRequest } from './outputs/origin.js';
 import type { HlsViewer } from './outputs/hls.js';
 import { createProxy, type AnyRequest, type Proxy } from './proxy/index.js';
@@ -129,6 +129,8 @@ export class Gateway {
   private h2Relay = true;
   /** Where access lines go (stdout or a file), reopened on SIGUSR1 and on reload. */
   private readonly accessLogs: AccessLogTarget;
+  /** HTTPS certificates: the default pair, and ACME's per domain (src/net/acme/). */
+  readonly certs: Certificates;
 
   private constructor(config: Config, opts: GatewayOptions) {
     this.log = opts.log ?? new Logger();
@@ -147,6 +149,7 @@ export class Gateway {
       maxStreams: config.limits.maxStreams,
     });
     this.table = this.buildTable(config);
+    this.certs = new Certificates(this.log, STREAM_PATH);
     this.origin = createOrigin({ hub: this.hub, config: () => this.table.config, vhost: (n) => this.vhost(n), log: this.log, sendfile: this.sendfile });
     this.api = createApi({
       hub: this.hub,
@@ -156,6 +159,7 @@ export class Gateway {
       listeners: () => this.listeners.map((l) => ({ role: l.role, address: l.address.address, port: l.address.port })),
       startedAt: this.startedAt,
       traffic: () => this.traffic(),
+      certificates: () => this.certs.info(),
     });
     this.metrics.gauge('streamgate_streams', 'Live streams.', () => this.hub.all().length);
     this.metrics.gauge('streamgate_players', 'Players watching live streams.', () => this.hub.all().reduce((n, s) => n + s.playerCount, 0));
@@ -605,23 +609,22 @@ export class Gateway {
           requestTimeout: 0,
           keepAliveTimeout: limits.keepAliveTimeoutMs,
           connectionsCheckingInterval: headerCheckMs(limits.headerTimeoutMs),
-        }, handler);
+        }, this.certs.httpHandler(handler));
         // No server.maxConnections here: it closes the socket unanswered; the guard reclaims idle
         // connections first, then refuseOverLimit() answers 503.
         server.on('upgrade', upgrade);
-        if (this.frontDoorOn) this.frontDoors.push(installFrontDoor(server, this.frontDoorOptions()));
+        if (this.frontDoorOn) this.frontDoors.push(installFrontDoor(server, this.certs.frontDoor(this.frontDoorOptions())));
         specs.push({ role: 'http', directive: 'http_server.listen', addr, server });
       }
       if (c.httpServer.https.enabled) {
-        const pair = await loadKeyPair(c.httpServer.https.key, c.httpServer.https.cert, this.log);
+        await this.certs.load(c);
         if (c.httpServer.https.ownH2 && !(this.h2Relay = relayAddressWorks())) {
           this.log.warn(`own_h2: this Node (${process.version}) does not let the HTTP/2 relay show Koa the client's address; serving HTTP/2 with Node's own server (own_h2 off)`);
         }
         for (const addr of c.httpServer.https.listen) {
           // HTTP/2 by ALPN, HTTP/1.1 for clients that do not offer h2 (curl --http1.1, old players).
           const server = http2.createSecureServer({
-            key: pair.key,
-            cert: pair.cert,
+            ...this.certs.serverOptions(),
             allowHTTP1: true,
             handshakeTimeout: limits.headerTimeoutMs,
             settings: { maxHeaderListSize: limits.maxHeaderBytes, maxConcurrentStreams: MAX_CONCURRENT_STREAMS },
@@ -632,6 +635,7 @@ export class Gateway {
           Object.assign(server, { headersTimeout: limits.headerTimeoutMs, requestTimeout: 0, keepAliveTimeout: limits.keepAliveTimeoutMs, connectionsCheckingInterval: headerCheckMs(limits.headerTimeoutMs) });
           server.setTimeout(limits.keepAliveTimeoutMs);
           // max_connections is the guard's (it reclaims idle connections before refusing one).
+          this.certs.attach(server);
           server.on('upgrade', upgrade);
           this.frontDoors.push(installFrontDoor(server, this.frontDoorOptions(), 'secureConnection'));
           installH2FrontDoor(server, this.frontDoorOptions());
@@ -656,6 +660,7 @@ export class Gateway {
     this.listeners = await bindAll(specs);
     for (const w of c.warnings) this.log.warn(`config: ${w}`);
     for (const l of this.listeners) this.log.info(`listening on ${l.address.address}:${l.address.port} (${l.role})`);
+    this.certs.start(this.addresses());
     for (const n of c.notes) this.log.info(`config: ${n}`);
     this.log.info(this.sendfile ? 'sendfile: on (native addon): large cached files go out zero-copy'
       : `sendfile: off (${sendfileBuilt ? 'STREAMGATE_NO_SENDFILE' : 'native addon not built'}): large files go out with write(2)`);
@@ -773,10 +778,7 @@ export class Gateway {
     const old = this.table;
     const listenKey = (x: Config) => JSON.stringify([x.httpServer.listen, x.httpServer.https.listen, x.rtmp.listen, x.httpApi.listen, x.httpServer.enabled, x.httpServer.https.enabled]);
     if (listenKey(old.config) !== listenKey(config)) this.log.warn('reload: listen addresses changed; they take effect after a restart');
-    if (this.httpsServers.length > 0 && config.httpServer.https.enabled) {
-      const pair = await loadKeyPair(config.httpServer.https.key, config.httpServer.https.cert, this.log);
-      for (const server of this.httpsServers) server.setSecureContext({ key: pair.key, cert: pair.cert });
-    }
+    await this.certs.reload(config, this.httpsServers);
     await this.accessLogs.apply(config.accessLogFile);
     this.table = this.buildTable(config);
     this.budgets.unauthorized.limit = config.limits.unauthorizedMemoryBytes;
@@ -816,6 +818,7 @@ export class Gateway {
       await closed;
     }
     this.origin.close();
+    this.certs.close();
     for (const p of this.table.proxies) p.close();
     for (const r of this.roots.values()) r.close();
     this.roots.clear();

@@ -5,7 +5,7 @@ import type { Config, ListenAddr } from '../config/index.js';
  * which route answers which path, where each proxy goes. Secrets never leave the process: a
  * publish secret shows as set or not, nothing more.
  */
-export function configView(c: Config, listening: { role: string; address: string; port: number }[]) {
+export function configView(c: Config, listening: { role: string; address: string; port: number }[], certificates: unknown[] = []) {
   const apiProxy = (p: string) => c.proxy.routes.find((r) => r.prefix !== '/' && (r.prefix.startsWith(p) || p.startsWith(r.prefix)));
   const routes: { path: string; to: string }[] = [];
   for (const p of ['/api/', '/rtc/']) {
@@ -36,7 +36,8 @@ export function configView(c: Config, listening: { role: string; address: string
       listen: c.httpServer.enabled ? c.httpServer.listen.map(addr) : [],
       dir: c.httpServer.dir,
       crossdomain: c.httpServer.crossdomain,
-      https: c.httpServer.https.enabled ? { listen: c.httpServer.https.listen.map(addr), cert: c.httpServer.https.cert, own_h2: c.httpServer.https.ownH2 } : null,
+      https: c.httpServer.https.enabled ? { listen: c.httpServer.https.listen.map(addr), cert: c.httpServer.https.cert, own_h2: c.httpServer.https.ownH2, acme: c.httpServer.https.acme.enabled ? { directory: c.httpServer.https.acme.directory, certificates } : null } : null,
+      https_redirect: c.httpServer.httpsRedirect,
     },
     rtmp: { listen: c.rtmp.listen.map(addr) },
     vhosts: c.vhosts.map((v) => ({

@@ -23,6 +23,8 @@ export interface ApiDeps {
   startedAt: number;
   /** Open client connections, and bytes read and written on every connection since start. */
   traffic?: () => { connections: number; recvBytes: number; sendBytes: number };
+  /** Each ACME domain's certificate (issuer, expiry, next renewal), for /api/v1/config. */
+  certificates?: () => unknown[];
 }
 
 /** SRS reports its own name here; tools check `server`/`service` only for presence. */
@@ -192,7 +194,7 @@ export function createApi(deps: ApiDeps): Middleware {
       },
     },
     config: {
-      GET: () => envelope({ data: configView(deps.config(), deps.listeners()) }),
+      GET: () => envelope({ data: configView(deps.config(), deps.listeners(), deps.certificates?.() ?? []) }),
     },
   };
 

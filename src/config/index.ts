@@ -5,7 +5,8 @@ import { ROOT_SPEC } from './spec.js';
 import { buildConfig, type Config } from './schema.js';
 
 export { ConfigError };
-export type { Config, ListenAddr, ProxyRoute, VhostConfig, Limits } from './schema.js';
+export type { Config, ListenAddr, ProxyRoute, VhostConfig, Limits, AcmeConfig } from './schema.js';
+export { DEFAULT_TLS_KEY, DEFAULT_TLS_CERT, LETSENCRYPT_DIRECTORY } from './schema.js';
 export { DEFAULT_VHOST } from './validate.js';
 
 /**

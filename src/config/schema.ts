@@ -53,6 +53,26 @@ export interface VhostConfig {
   edge: { origin: URL | null; idleTimeoutMs: number; connectTimeoutMs: number };
 }
 
+/** The default key and cert: the only pair generated (self-signed) when missing. */
+export const DEFAULT_TLS_KEY = './conf/server.key';
+export const DEFAULT_TLS_CERT = './conf/server.crt';
+/** RFC 8555 directory of Let's Encrypt's production CA. */
+export const LETSENCRYPT_DIRECTORY = 'https://acme-v02.api.letsencrypt.org/directory';
+
+export interface AcmeConfig {
+  enabled: boolean;
+  /** One certificate per name, each served by SNI. */
+  domains: string[];
+  /** Contact for the CA's expiry and incident mail; null = none (RFC 8555 §7.3: optional). */
+  email: string | null;
+  /** The CA's directory URL (default: Let's Encrypt production). */
+  directory: string;
+  /** PEM file of CA certificates to trust for the directory's TLS (a private ACME server); null = the system's. */
+  caCert: string | null;
+  /** Where the account key, certificates and their keys are kept (files mode 0600). */
+  dir: string;
+}
+
 export interface Limits {
   /** Live streams at once (0 = unlimited). */
   maxStreams: number;
@@ -95,8 +115,10 @@ export interface Config {
     listen: ListenAddr[];
     dir: string;
     crossdomain: boolean;
+    /** Plain-HTTP requests answered 301 to https:// (ACME challenges, live stream paths and loopback excepted). */
+    httpsRedirect: boolean;
     /** `own_h2` (default off): h2 connections served by src/http/h2/ instead of Node's http2 server. */
-    https: { enabled: boolean; listen: ListenAddr[]; key: string; cert: string; ownH2: boolean };
+    https: { enabled: boolean; listen: ListenAddr[]; key: string; cert: string; ownH2: boolean; acme: AcmeConfig };
   };
   proxy: { routes: ProxyRoute[]; timeoutMs: number; connectTimeoutMs: number; keepAlive: number };
   consoleDir: string | null;
@@ -240,6 +262,29 @@ function timeJitter(d: Directive | undefined): 'full' | 'zero' | 'off' {
   return v;
 }
 
+function acmeConfig(a: View): AcmeConfig {
+  const enabled = a.bool('enabled', false);
+  const domainsDir = a.one('domains');
+  const domains = domainsDir?.args.map((n) => n.toLowerCase()) ?? [];
+  for (const n of domains) {
+    // RFC 8555 §7.1.4: dNSName identifiers; a wildcard needs DNS-01, which streamgate cannot answer.
+    if (!/^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/.test(n) || isIP(n) !== 0) {
+      fail(domainsDir!, `"domains" expects DNS names (no wildcards, no IP addresses), got "${n}"`);
+    }
+  }
+  if (enabled && domains.length === 0) fail(a.one('enabled')!, 'acme is enabled but "domains" names no domain');
+  const dirDirective = a.one('directory');
+  if (dirDirective) parseUrl(dirDirective.args[0], dirDirective);
+  return {
+    enabled,
+    domains: [...new Set(domains)],
+    email: a.one('email')?.args[0] ?? null,
+    directory: a.str('directory', LETSENCRYPT_DIRECTORY),
+    caCert: a.one('ca_cert')?.args[0] ?? null,
+    dir: a.str('dir', './conf/acme'),
+  };
+}
+
 function checkAllow(a: string, d: Directive): string {
   if (a === 'all') return a;
   const [addr, bits] = a.split('/');
@@ -321,10 +366,12 @@ export function buildConfig(root: Directive[], file: string, notes: string[], wa
       https: {
         enabled: https.bool('enabled', true),
         listen: https.listen('listen', [8088]),
-        key: https.str('key', './conf/server.key'),
-        cert: https.str('cert', './conf/server.crt'),
+        key: https.str('key', DEFAULT_TLS_KEY),
+        cert: https.str('cert', DEFAULT_TLS_CERT),
         ownH2: https.bool('own_h2', true),
+        acme: acmeConfig(https.block('acme')),
       },
+      httpsRedirect: hs.bool('https_redirect', false),
     },
     proxy: {
       routes,

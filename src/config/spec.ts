@@ -140,7 +140,17 @@ export const ROOT_SPEC = block({
     listen: many(8),
     dir: one,
     crossdomain: one,
-    https: block({ enabled: one, listen: many(8), key: one, cert: one, own_h2: one }),
+    /** streamgate: plain-HTTP requests get a 301 to HTTPS (not ACME challenges, live streams, loopback). */
+    https_redirect: one,
+    https: block({
+      enabled: one,
+      listen: many(8),
+      key: one,
+      cert: one,
+      own_h2: one,
+      /** streamgate: certificates from an ACME CA (RFC 8555), obtained and renewed in the process. */
+      acme: block({ enabled: one, domains: many(100), email: one, directory: one, ca_cert: one, dir: one }),
+    }),
   }),
   /** streamgate: reverse-proxy routes, httpx-static style `route PREFIX UPSTREAM [host=…];`. */
   proxy: block({ route: repeated(2, 3), timeout: one, connect_timeout: one, keepalive: one }),

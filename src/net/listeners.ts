@@ -46,7 +46,7 @@ export async function bindAll(specs: ListenerSpec[]): Promise<Bound[]> {
 function bindError(s: ListenerSpec, err: NodeJS.ErrnoException): BindError {
   const where = `${s.addr.host ?? '*'}:${s.addr.port}`;
   if (err.code === 'EACCES') {
-    return new BindError(`cannot listen on ${where} for ${s.role}: permission denied; ports below 1024 need root or CAP_NET_BIND_SERVICE (sudo setcap cap_net_bind_service=+ep "$(command -v node)"), or set ${s.directive} to a port of 1024 or more`);
+    return new BindError(`cannot listen on ${where} for ${s.role}: permission denied; ports below 1024 need CAP_NET_BIND_SERVICE for this service (systemd: AmbientCapabilities=CAP_NET_BIND_SERVICE; not setcap on the node binary, which every node script shares), or set ${s.directive} to a port of 1024 or more`);
   }
   if (err.code === 'EADDRINUSE') {
     return new BindError(`cannot listen on ${where} for ${s.role}: the port is already in use; stop the other server (ss -ltnp 'sport = :${s.addr.port}') or set ${s.directive} to a free port`);

@@ -9,6 +9,7 @@ import { Gateway } from '../../src/gateway.js';
 import { memoryLogger } from '../../src/log.js';
 import { publish, waitFor, type Proc } from '../helpers/ffmpeg.js';
 import { launchBrowser, openPage, screenshot, until, videoState, waitForPlayback } from '../helpers/browser.js';
+import { keyPairIn } from '../helpers/tls.js';
 
 // Functions passed to page.evaluate run in the browser; the tsconfig has no DOM lib (see helpers/browser.ts).
 declare const document: any;
@@ -26,7 +27,7 @@ async function startGateway(tmp: string, extra = ''): Promise<Gateway> {
   const { log } = memoryLogger();
   const conf = `listen off;
     http_server { listen 127.0.0.1:0; dir ./public;
-      https { enabled on; listen 127.0.0.1:0; key ${tmp}/k.pem; cert ${tmp}/c.pem; } }
+      https { enabled on; listen 127.0.0.1:0; ${keyPairIn(tmp)} } }
     console_dir ./www/console; players_dir ./www/players; ${extra}`;
   return Gateway.start(loadConfigText(conf, 'browser.conf'), { log });
 }

@@ -9,6 +9,7 @@ import { Gateway } from '../../src/gateway.js';
 import { memoryLogger } from '../../src/log.js';
 import { publish, waitFor, type Proc } from '../helpers/ffmpeg.js';
 import { launchBrowser, openPage, screenshot, until, videoState, waitForPlayback, watchProtocols } from '../helpers/browser.js';
+import { keyPairIn } from '../helpers/tls.js';
 
 // Functions passed to page.evaluate run in the browser. The project's tsconfig has no DOM lib (server
 // code must not see browser globals), so the few browser globals used here are declared loosely,
@@ -42,7 +43,7 @@ describe('players page in Chromium', () => {
     // Run from the repo root: the shipped pages are ./www/console and ./www/players.
     const conf = `listen off;
       http_server { listen 127.0.0.1:0; dir ./public;
-        https { enabled on; listen 127.0.0.1:0; key ${tmp}/k.pem; cert ${tmp}/c.pem; } }
+        https { enabled on; listen 127.0.0.1:0; ${keyPairIn(tmp)} } }
       console_dir ./www/console; players_dir ./www/players;
       vhost __defaultVhost__ { hls { enabled on; hls_fragment 1; hls_window 6; } }`;
     gw = await Gateway.start(loadConfigText(conf, 'browser.conf'), { log });

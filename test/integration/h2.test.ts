@@ -14,6 +14,7 @@ import type { Gateway } from '../../src/gateway.js';
 import { FlvPublisher, sleep } from '../helpers/proc.js';
 import { Decoder } from '../../src/http/h2/hpack.js';
 import { waitFor } from '../helpers/ffmpeg.js';
+import { keyPairIn } from '../helpers/tls.js';
 
 /**
  * HTTPS with HTTP/2 (src/http/h2/): what the gateway answers from memory is written as frames by
@@ -111,7 +112,7 @@ describe('HTTPS over HTTP/2', () => {
     await once(upstream, 'listening');
     const up = (upstream.address() as net.AddressInfo).port;
     ({ gw, lines } = await startGateway(`listen off;
-      http_server { listen 127.0.0.1:0; dir ${site.root}; https { enabled on; listen 127.0.0.1:0; key ${site.base}/k.pem; cert ${site.base}/c.pem; } }
+      http_server { listen 127.0.0.1:0; dir ${site.root}; https { enabled on; listen 127.0.0.1:0; ${keyPairIn(site.base)} } }
       proxy { route /up/ http://127.0.0.1:${up}; }
       limits { max_header_size 65536; }`));
     port = gw.port('https');
@@ -316,7 +317,7 @@ describe('HTTP/2 rapid reset (CVE-2023-44487)', () => {
   test('a client cancelling open streams past the budget gets GOAWAY ENHANCE_YOUR_CALM; one within it is served', async () => {
     const site = makeSite();
     const { gw } = await startGateway(`listen off;
-      http_server { listen 127.0.0.1:0; dir ${site.root}; https { enabled on; listen 127.0.0.1:0; key ${site.base}/k.pem; cert ${site.base}/c.pem; } }`);
+      http_server { listen 127.0.0.1:0; dir ${site.root}; https { enabled on; listen 127.0.0.1:0; ${keyPairIn(site.base)} } }`);
     try {
       const port = gw.port('https');
       // A path no memory answers: each stream is relayed to Node and Koa before the reset arrives.
@@ -344,7 +345,7 @@ describe("Node's own HTTP/2 (https.own_h2 off)", () => {
   test('a stream reset in the same packet as its HEADERS, on a file answered from memory, does not end the process', async () => {
     const site = makeSite();
     const { gw } = await startGateway(`listen off;
-      http_server { listen 127.0.0.1:0; dir ${site.root}; https { enabled on; listen 127.0.0.1:0; key ${site.base}/k.pem; cert ${site.base}/c.pem; own_h2 off; } }`);
+      http_server { listen 127.0.0.1:0; dir ${site.root}; https { enabled on; listen 127.0.0.1:0; ${keyPairIn(site.base)} own_h2 off; } }`);
     try {
       const base = `https://127.0.0.1:${gw.port('https')}`;
       for (let i = 0; i < 2; i++) await run('curl', ['-sk', '--http2', '-o', '/dev/null', `${base}/hello.txt`]);
@@ -363,7 +364,7 @@ describe('HTTP/2 idle timer (keepalive_timeout)', () => {
   test('a session busy with answers from memory outlives the timeout after a relayed request; an idle one is closed', async () => {
     const site = makeSite();
     const { gw } = await startGateway(`listen off;
-      http_server { listen 127.0.0.1:0; dir ${site.root}; https { enabled on; listen 127.0.0.1:0; key ${site.base}/k.pem; cert ${site.base}/c.pem; } }
+      http_server { listen 127.0.0.1:0; dir ${site.root}; https { enabled on; listen 127.0.0.1:0; ${keyPairIn(site.base)} } }
       limits { keepalive_timeout 1s; }`);
     const session = http2.connect(`https://127.0.0.1:${gw.port('https')}`, { rejectUnauthorized: false });
     try {

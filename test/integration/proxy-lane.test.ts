@@ -13,6 +13,7 @@ import { memoryLogger } from '../../src/log.js';
 import { waitFor } from '../helpers/ffmpeg.js';
 import { sleep } from '../helpers/proc.js';
 import { proxyGateway } from './site.js';
+import { keyPairIn } from '../helpers/tls.js';
 
 /**
  * The front door's proxy lane (src/proxy/lane.ts): plain GET/HEAD for a proxied prefix on raw
@@ -431,7 +432,7 @@ describe('the proxy lane against node:http upstreams', () => {
     const dir = mkdtempSync(join(tmpdir(), 'sg-lane-'));
     const { log } = memoryLogger();
     const conf = `listen off; http_server { listen 127.0.0.1:0; dir ./public;
-      https { enabled on; listen 127.0.0.1:0; key ${dir}/k.pem; cert ${dir}/c.pem; } }
+      https { enabled on; listen 127.0.0.1:0; ${keyPairIn(dir)} } }
       proxy { route /api/ http://127.0.0.1:${upPort}; }`;
     const gw = await Gateway.start(loadConfigText(conf, 'test.conf'), { log });
     try {

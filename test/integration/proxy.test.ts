@@ -14,6 +14,7 @@ import { Gateway } from '../../src/gateway.js';
 import { memoryLogger } from '../../src/log.js';
 import { waitFor } from '../helpers/ffmpeg.js';
 import { proxyGateway } from './site.js';
+import { keyPairIn } from '../helpers/tls.js';
 
 /** A real upstream on a loopback port that counts its connections and lets each test answer. */
 class Upstream {
@@ -315,7 +316,7 @@ describe('reverse proxy to a real upstream', () => {
     const dir = mkdtempSync(join(tmpdir(), 'sg-proxy-'));
     const { log } = memoryLogger();
     const conf = `listen off; http_server { listen 127.0.0.1:0; dir ./public;
-      https { enabled on; listen 127.0.0.1:0; key ${dir}/k.pem; cert ${dir}/c.pem; } }
+      https { enabled on; listen 127.0.0.1:0; ${keyPairIn(dir)} } }
       proxy { route /api/ http://127.0.0.1:${upPort}; }`;
     const g = await Gateway.start(loadConfigText(conf, 'test.conf'), { log });
     try {

@@ -12,6 +12,7 @@ import { Gateway } from '../../src/gateway.js';
 import { memoryLogger } from '../../src/log.js';
 import { REALIGN_AFTER, sendfileBuilt } from '../../src/net/sendfile.js';
 import { tlsGet } from './site.js';
+import { keyPairIn } from '../helpers/tls.js';
 
 const run = promisify(execFile);
 
@@ -374,7 +375,7 @@ describe('sendfile: large cached files, zero-copy where the addon is built', () 
     const { log } = memoryLogger();
     // No key or cert at these paths: the gateway generates a self-signed pair there.
     const gw = await Gateway.start(loadConfigText(`listen off; console_dir off; players_dir off; http_api { enabled off; }
-      http_server { listen 127.0.0.1:0; dir ${dir}; https { enabled on; listen 127.0.0.1:0; key ${join(keys, 'k.pem')}; cert ${join(keys, 'c.pem')}; } }`, 'test.conf', {}), { log });
+      http_server { listen 127.0.0.1:0; dir ${dir}; https { enabled on; listen 127.0.0.1:0; ${keyPairIn(keys)} } }`, 'test.conf', {}), { log });
     try {
       for (let i = 0; i < 3; i++) {
         const r = await tlsGet(gw.port('https'), '/big.ts');

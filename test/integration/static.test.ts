@@ -9,6 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { loadConfigText } from '../../src/config/index.js';
 import type http2 from 'node:http2';
 import { h2Request, h2Session, keepAlive, keepAliveGets, lane, makeSite, negotiatedAlpn, rawGet, startGateway, tlsGet, type Site, type Started } from './site.js';
+import { keyPairIn } from '../helpers/tls.js';
 
 const run = promisify(execFile);
 
@@ -24,7 +25,7 @@ describe('static origin', () => {
 
   before(async () => {
     site = makeSite();
-    const https = (name: string) => `https { enabled on; listen 127.0.0.1:0; key ${join(site.base, name, 'server.key')}; cert ${join(site.base, name, 'server.crt')}; }`;
+    const https = (name: string) => `https { enabled on; listen 127.0.0.1:0; ${keyPairIn(join(site.base, name))} }`;
     a = await startGateway(`listen off; console_dir off; players_dir off;
       http_server { listen 127.0.0.1:0; dir ${site.root}; ${https('a')} }`);
     aTls = a.gw.port('https');

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { waitFor } from '../helpers/ffmpeg.js';
 import { CliGateway, FlvPublisher, openFds, sleep } from '../helpers/proc.js';
+import { keyPairIn } from '../helpers/tls.js';
 
 /** Requests per fault kind, this many at a time: a leak of one socket per request would show as dozens of fds. */
 const ROUNDS = 40;
@@ -145,7 +146,7 @@ test('backend faults: down → 502, slow → 504, reset mid-body → aborted res
   const healthyPort = await listen(healthy);
 
   const gw = new CliGateway(`listen off; access_log off;
-    http_server { listen 127.0.0.1:0; dir ${dir}; https { enabled on; listen 127.0.0.1:0; key ${dir}/k.pem; cert ${dir}/c.pem; } }
+    http_server { listen 127.0.0.1:0; dir ${dir}; https { enabled on; listen 127.0.0.1:0; ${keyPairIn(dir)} } }
     proxy {
       route /down/ http://127.0.0.1:${downPort};
       route /slow/ http://127.0.0.1:${slowPort};

@@ -6,6 +6,7 @@ import { once } from 'node:events';
 import { promisify } from 'node:util';
 import { makeSite, startGateway } from '../integration/site.js';
 import { rng } from '../helpers/random.js';
+import { keyPairIn } from '../helpers/tls.js';
 
 const run = promisify(execFile);
 
@@ -33,7 +34,7 @@ const PATHS = ['/hello.txt', '/data.bin', '/missing', '/api/v1/versions', '/big.
 test(`${INPUTS} fuzzed HTTP/2 connections (seed ${SEED.toString(16)}): no crash, each one closed or answered, the port keeps serving`, async (t) => {
   const site = makeSite();
   const { gw, lines } = await startGateway(`listen off; access_log off;
-    http_server { listen 127.0.0.1:0; dir ${site.root}; https { enabled on; listen 127.0.0.1:0; key ${site.base}/k.pem; cert ${site.base}/c.pem; } }
+    http_server { listen 127.0.0.1:0; dir ${site.root}; https { enabled on; listen 127.0.0.1:0; ${keyPairIn(site.base)} } }
     limits { header_timeout 1s; keepalive_timeout 2s; }`);
   const port = gw.port('https');
   const r = rng(SEED);

@@ -11,6 +11,7 @@ import { FlvPlayer } from '../helpers/flv-player.js';
 import { waitFor } from '../helpers/ffmpeg.js';
 import { CliGateway, FlvPublisher, sleep, timedGet } from '../helpers/proc.js';
 import { h2Request, h2Session } from '../integration/site.js';
+import { keyPairIn } from '../helpers/tls.js';
 
 const PLAYERS = 20;
 const BIG_BYTES = 16 * 1024 * 1024;
@@ -129,7 +130,7 @@ describe('shutdown: SIGTERM drains and exits within limits.shutdown_timeout', ()
   test('HTTPS: HTTP/2 players end cleanly, an HTTP/2 download in flight finishes, an idle session does not hold the exit', async (t) => {
     const TIMEOUT_MS = 10_000;
     const dir = site();
-    const gw = new CliGateway(conf(dir, `${TIMEOUT_MS}ms`).replace('https { enabled off; }', `https { enabled on; listen 127.0.0.1:0; key ${dir}/k.pem; cert ${dir}/c.pem; }`));
+    const gw = new CliGateway(conf(dir, `${TIMEOUT_MS}ms`).replace('https { enabled off; }', `https { enabled on; listen 127.0.0.1:0; ${keyPairIn(dir)} }`));
     let pub: FlvPublisher | null = null;
     const sessions: http2.ClientHttp2Session[] = [];
     try {

@@ -13,6 +13,7 @@ import { Gateway } from '../../src/gateway.js';
 import { memoryLogger } from '../../src/log.js';
 import { waitFor } from '../helpers/ffmpeg.js';
 import { FlvPublisher, sleep } from '../helpers/proc.js';
+import { keyPairIn } from '../helpers/tls.js';
 
 /** Connections of each slow kind held against the HTTPS port. */
 const EACH = 50;
@@ -35,7 +36,7 @@ test(`HTTPS port: ${EACH} each of silent TCP, dribbled HTTP/1.1 heads, silent h2
   const dir = mkdtempSync(join(tmpdir(), 'sg-tls-slow-'));
   const { log } = memoryLogger();
   const conf = `listen off; access_log off; max_connections 5000;
-    http_server { listen 127.0.0.1:0; dir ./public; https { enabled on; listen 127.0.0.1:0; key ${dir}/k.pem; cert ${dir}/c.pem; } }
+    http_server { listen 127.0.0.1:0; dir ./public; https { enabled on; listen 127.0.0.1:0; ${keyPairIn(dir)} } }
     limits { header_timeout ${HEADER_TIMEOUT_MS}ms; keepalive_timeout ${KEEPALIVE_TIMEOUT_MS}ms; }
     vhost __defaultVhost__ { play { mw_latency 50ms; } }`;
   const gw = await Gateway.start(loadConfigText(conf, 'slowloris-tls.conf'), { log });

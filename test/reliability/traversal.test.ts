@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type http2 from 'node:http2';
 import { h2Request, h2Session, makeSite, rawExchange, parseReply, SECRET, startGateway, type RawReply, type Site, type Started } from '../integration/site.js';
+import { keyPairIn } from '../helpers/tls.js';
 
 /**
  * Path attacks against the static origin (issue 3's traversal row, issue 10's path-attack row).
@@ -104,7 +105,7 @@ describe('path traversal', () => {
       http_server { listen 127.0.0.1:0; dir ${site.root}; https { enabled off; } }`);
     table = await startGateway(`listen off; console_dir off; players_dir off;
       http_server { listen 127.0.0.1:0; dir ${site.root};
-        https { enabled on; listen 127.0.0.1:0; key ${join(site.base, 'tls', 'k.pem')}; cert ${join(site.base, 'tls', 'c.pem')}; } }
+        https { enabled on; listen 127.0.0.1:0; ${keyPairIn(join(site.base, 'tls'))} } }
       vhost __defaultVhost__ { http_static { enabled on; mount [vhost]/mnt; dir ${site.mount}; } }
       vhost example.test { http_static { enabled on; mount [vhost]/hls; dir ${site.mount}; } }`);
     tableTls = table.gw.port('https');
