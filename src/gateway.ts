@@ -1,3 +1,9 @@
+// Over ~400 lines (about 590), for a stated reason: the listeners' set-up (listen), Koa's lane
+// of the routing table (route, answer) and extraListeners are where four other rooms are wiring
+// their work in this round (RTMP budgets, HTTP/2 server settings, the API policy, ACME's HTTP-01
+// route and SNI); they move to rooms of their own (listeners, Koa lane, lifecycle) once merged.
+// Already out: the table (src/routing/), the fast lanes (src/lanes/fast.ts), the connection
+// guard (src/net/guard.ts), the request rules on Node's lanes (src/http/target.ts).
 import http from 'node:http';
 import http2 from 'node:http2';
 import type { Socket } from 'node:net';
