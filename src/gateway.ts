@@ -33,6 +33,7 @@ import type { OutgoingHttpHeaders } from 'node:http';
 import { FileRoot } from './static/fileserver.js';
 import { installFrontDoor, installH2FrontDoor } from './http/frontdoor.js';
 import { sendfileBuilt } from './net/sendfile.js';
+import { MAX_CONCURRENT_STREAMS, relayAddressWorks, relaySessions, watchSession } from './http/h2/index.js';
 import { buildTable, VENDOR_FILES, type Entry, type Table } from './routing/build.js';
 import { decide, STREAM_PATH } from './routing/table.js';
 import { FastLanes, hostOnly, rawPath } from './lanes/fast.js';
@@ -98,6 +99,8 @@ export class Gateway {
   private closedRecv = 0;
   private closedSend = 0;
   private readonly sendfile: boolean;
+  /** own_h2 can show Node the client's address on its relay link (checked at start-up; off with a warning when not). */
+  private h2Relay = true;
   /** Where access lines go (stdout or a file), reopened on SIGUSR1 and on reload. */
   private readonly accessLogs: AccessLogTarget;
   /** The front door's and the proxy lanes' answers (src/lanes/fast.ts). */
@@ -130,6 +133,8 @@ export class Gateway {
       guard: this.guard,
       vhostFor: (h) => this.vhostFor(h),
       overLimit: (sock) => this.overLimit.has(sock),
+      h2Relay: () => this.h2Relay,
+      budgets: this.budgets,
     });
     this.api = createApi({
       hub: this.hub,
@@ -293,6 +298,7 @@ export class Gateway {
       mwLatencyMs: v.play.mwLatencyMs,
       gopCacheMaxBytes: v.play.gopCache ? DEFAULT_SOURCE_OPTIONS.gopCacheMaxBytes : 0,
       maxPlayers: v.play.maxPlayers,
+      timeJitter: v.play.timeJitter,
     };
   }
 
@@ -374,6 +380,9 @@ export class Gateway {
       }
       if (c.httpServer.https.enabled) {
         const pair = await loadKeyPair(c.httpServer.https.key, c.httpServer.https.cert, this.log);
+        if (c.httpServer.https.ownH2 && !(this.h2Relay = relayAddressWorks())) {
+          this.log.warn(`own_h2: this Node (${process.version}) does not let the HTTP/2 relay show Koa the client's address; serving HTTP/2 with Node's own server (own_h2 off)`);
+        }
         for (const addr of c.httpServer.https.listen) {
           // HTTP/2 by ALPN, HTTP/1.1 for clients that do not offer h2 (curl --http1.1, old players).
           const server = http2.createSecureServer({
@@ -381,7 +390,7 @@ export class Gateway {
             cert: pair.cert,
             allowHTTP1: true,
             handshakeTimeout: limits.headerTimeoutMs,
-            settings: { maxHeaderListSize: limits.maxHeaderBytes },
+            settings: { maxHeaderListSize: limits.maxHeaderBytes, maxConcurrentStreams: MAX_CONCURRENT_STREAMS },
           }, handler as unknown as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void);
           // Node gives the HTTP/1.1 fallback timers of its own (60 s for headers, 300 s for a whole
           // request, which would cut an HTTPS publish, a 30 s sweep, no keep-alive timeout) and
@@ -396,6 +405,7 @@ export class Gateway {
           server.on('session', (session: http2.ServerHttp2Session) => {
             this.h2Sessions.add(session);
             session.once('close', () => this.h2Sessions.delete(session));
+            if (!relaySessions.has(session)) watchSession(session, () => this.lanes.frontDoorOptions().requestTimeoutMs!());
           });
           specs.push({ role: 'https', directive: 'http_server.https.listen', addr, server });
         }

@@ -46,9 +46,9 @@ export interface VhostConfig {
   /** `disposeMs`: how long an unpublished stream's playlist (with ENDLIST) and segments stay (SRS hls_dispose). */
   hls: { enabled: boolean; fragmentS: number; windowS: number; disposeMs: number };
   publish: PublishPolicy;
-  /** mw_latency: merged-write window (ms); gop_cache: send the last GOP to joining players. */
+  /** mw_latency: merged-write window (ms); gop_cache: send the last GOP to joining players; time_jitter: player timelines (default full). */
   /** waitPublisherMs: how long an RTMP play of a stream nobody publishes yet waits for the publisher (0 = StreamNotFound at once). */
-  play: { mwLatencyMs: number; gopCache: boolean; maxPlayers: number; waitPublisherMs: number };
+  play: { mwLatencyMs: number; gopCache: boolean; maxPlayers: number; waitPublisherMs: number; timeJitter: 'full' | 'zero' | 'off' };
   /** Edge pull: an HTTP origin (e.g. http://127.0.0.1:8080) that streams absent here are pulled from. */
   edge: { origin: URL | null; idleTimeoutMs: number; connectTimeoutMs: number };
 }
@@ -224,13 +224,20 @@ function vhostConfig(name: string, v: View, limits: Limits): VhostConfig {
       secret: pub.one('secret')?.args[0] ?? null,
       takeover: pub.bool('takeover', false),
     },
-    play: { mwLatencyMs: play.ms('mw_latency', 350, 'ms'), gopCache: play.bool('gop_cache', true), maxPlayers: play.int('max_players', limits.maxPlayers, 0, 10_000_000), waitPublisherMs: play.ms('wait_publisher', 30_000) },
+    play: { mwLatencyMs: play.ms('mw_latency', 350, 'ms'), gopCache: play.bool('gop_cache', true), maxPlayers: play.int('max_players', limits.maxPlayers, 0, 10_000_000), waitPublisherMs: play.ms('wait_publisher', 30_000), timeJitter: timeJitter(play.one('time_jitter')) },
     edge: {
       origin: originDir ? parseUrl(originDir.args[0], originDir) : null,
       idleTimeoutMs: edge.ms('idle_timeout', 3000),
       connectTimeoutMs: edge.ms('connect_timeout', 5000),
     },
   };
+}
+
+/** SRS's play.time_jitter: full (default), zero or off. */
+function timeJitter(d: Directive | undefined): 'full' | 'zero' | 'off' {
+  const v = d?.args[0] ?? 'full';
+  if (v !== 'full' && v !== 'zero' && v !== 'off') fail(d!, `"time_jitter" expects full, zero or off, got "${v}"`);
+  return v;
 }
 
 function checkAllow(a: string, d: Directive): string {

@@ -37,6 +37,7 @@ export const SRS_BLOCKS: Record<string, SrsBlock> = {
   tencentcloud_cls: off(['enabled', 'stat_heartbeat', 'stat_streams', 'debug_logging', 'heartbeat_ratio', 'streams_ratio', 'secret_id', 'secret_key', 'endpoint', 'topic_id', 'label', 'tag']),
   tencentcloud_apm: off(['enabled', 'token', 'endpoint', 'service_name', 'debug_logging', 'team']),
   'http_api.raw_api': off(['enabled', 'allow_reload', 'allow_query', 'allow_update']),
+  'http_api.auth': off(['enabled', 'username', 'password']),
   'http_api.https': off(['enabled', 'listen', 'key', 'cert']),
   'vhost.cluster': always(['mode', 'origin', 'token_traverse', 'vhost', 'debug_srs_upnode', 'coworkers', 'origin_cluster', 'protocol', 'follow_client']),
   'vhost.dvr': off(['enabled', 'dvr_apply', 'dvr_path', 'dvr_plan', 'dvr_duration', 'dvr_wait_keyframe', 'time_jitter']),

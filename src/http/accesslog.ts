@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Middleware } from 'koa';
 import type { Logger } from '../log.js';
+import { bodyBytesSent } from './h2/bytes.js';
 
 export type AccessFormat = 'combined' | 'json' | 'off';
 
@@ -48,6 +49,7 @@ export function accessLog(log: Logger, format: () => AccessFormat, record: (r: R
     const socket = ctx.req.socket;
     const h2 = ctx.req.httpVersionMajor >= 2;
     const written0 = h2 ? 0 : socket.bytesWritten;
+    const h2Bytes = h2 ? bodyBytesSent(ctx.res) : null;
     // Read now: an HTTP/2 stream's socket is gone by the time the response has closed.
     const ip = socket?.remoteAddress ?? '-';
     let logged = false;
@@ -57,7 +59,8 @@ export function accessLog(log: Logger, format: () => AccessFormat, record: (r: R
       const ms = performance.now() - start;
       // HTTP/1 serialises requests on a socket, so the byte delta is this response; less its
       // head, it is NGINX's $body_bytes_sent (what the access log's bytes mean on every lane).
-      const bytes = h2 ? Number(ctx.res.getHeader('content-length') ?? 0) : bodyBytes(ctx.res, socket.bytesWritten - written0, ctx.state.rawHeadBytes as number | undefined);
+      // HTTP/2 streams share the socket: their body octets are counted as written.
+      const bytes = h2Bytes !== null ? h2Bytes() : bodyBytes(ctx.res, socket.bytesWritten - written0, ctx.state.rawHeadBytes as number | undefined);
       // Live HTTP/1 streams write their own head to the socket and record its status in state.
       const status = (ctx.state.rawStatus as number | undefined) ?? (ctx.res.headersSent ? ctx.res.statusCode : 499);
       const route = (ctx.state.route as string | undefined) ?? 'none';

@@ -1,8 +1,9 @@
 import type http2 from 'node:http2';
 import type { Server, Socket } from 'node:net';
 import { NOT_DIRECT, SEND_FAILED, sendDirect, type DirectBody } from '../net/sendfile.js';
-import { relaySessions, serveH2, type H2Connection } from './h2/index.js';
+import { refuseNodeStream, relaySessions, serveH2, type H2Connection } from './h2/index.js';
 import { headerLines } from './head.js';
+import type { Budget } from '../limits/budget.js';
 import { checkTarget } from './request-rules.js';
 import { BUSY, IDLE, type Tracked } from '../net/guard.js';
 
@@ -85,6 +86,12 @@ export interface FrontDoorOptions {
   /** HTTPS only: serve h2 connections with streamgate's own HTTP/2 (src/http/h2/) instead of Node's. */
   ownH2?(): boolean;
   headerTimeoutMs?(): number;
+  /** HTTP/2 (src/http/h2/): how long open streams may make no progress before the connection is closed. */
+  requestTimeoutMs?(): number;
+  /** HTTP/2: each connection's memory account, drawing on `pool` (src/limits/budget.ts). */
+  memory?(): { pool: Budget | null; connectionBytes: number };
+  /** One log line when a peer is cut off for a budget. */
+  warn?(line: string): void;
   /**
    * The connection guard's entry for a connection (src/net/guard.ts), asked once per connection:
    * the front door marks it busy from a head to its answer and idle between requests, so a
@@ -516,6 +523,8 @@ export function installH2FrontDoor(server: http2.Http2SecureServer, opts: Pick<F
   server.removeAllListeners('stream');
   server.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, flags: number, raw: string[]) => {
     const relayed = stream.session !== undefined && relaySessions.has(stream.session);
+    // The relay's streams were judged by our own connection; Node's own by the same rules here.
+    if (!relayed && refuseNodeStream(stream, headers, raw)) return;
     const req = relayed ? null : plainH2(headers, stream.session?.socket?.remoteAddress ?? '-');
     const answer = req === null ? null : opts.answer(req, Date.now());
     if (req === null || answer === null || answer instanceof Promise) {

@@ -9,6 +9,7 @@ import { httpDate, type FastReply, type FastRequest, type FrontDoorOptions, type
 import { normalizePath, validHost } from '../http/request-rules.js';
 import { clientIp } from '../live/client.js';
 import { streamKey } from '../live/types.js';
+import type { Budget } from '../limits/budget.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { ConnectionGuard } from '../net/guard.js';
@@ -38,6 +39,9 @@ export interface LaneHost {
   vhostFor(hostname: string): string;
   /** Accepted past max_connections: answered 503 by Node's lane. */
   overLimit(sock: Socket): boolean;
+  /** own_h2 can show Node the client's address on its relay link (checked at start-up). */
+  h2Relay(): boolean;
+  budgets: { unauthorized: Budget };
 }
 
 /** SRS's CORS headers as raw header lines, for answers the front door writes itself. */
@@ -178,7 +182,10 @@ export class FastLanes {
       tracked: (sock) => this.h.guard.of(sock) ?? this.h.guard.secured(sock),
       keepAliveTimeoutMs: () => this.h.table().config.limits.keepAliveTimeoutMs,
       headerTimeoutMs: () => this.h.table().config.limits.headerTimeoutMs,
-      ownH2: () => this.h.table().config.httpServer.https.ownH2,
+      ownH2: () => this.h.table().config.httpServer.https.ownH2 && this.h.h2Relay(),
+      requestTimeoutMs: () => (this.h.table().config.proxy.routes.length > 0 ? Math.max(this.h.table().config.limits.requestTimeoutMs, this.h.table().config.proxy.timeoutMs) : this.h.table().config.limits.requestTimeoutMs),
+      memory: () => ({ pool: this.h.budgets.unauthorized, connectionBytes: this.h.table().config.limits.connectionMemoryBytes }),
+      warn: (line) => this.h.log.warn(line),
       maxHeaderBytes: () => this.h.table().config.limits.maxHeaderBytes,
     };
   }

@@ -126,7 +126,11 @@ export class Proxy {
         path: this.base + target.path + target.query,
         method: method as Dispatcher.HttpMethod,
         headers: headers as Record<string, string | string[]>,
-        body: hasBody ? (req as Readable) : null,
+        // A body of unknown length goes as an iterable: given the stream, undici sends a body that
+        // had wholly arrived by dispatch time (a small chunked upload in one packet) with a
+        // Content-Length, reframing what the client chose to stream.
+        // (undici documents AsyncIterable bodies; its DispatchOptions type does not list them.)
+        body: !hasBody ? null : h['content-length'] !== undefined ? (req as Readable) : (chunksOf(req as Readable) as unknown as Readable),
       };
       let settled = false;
       let relay: Relay | null = null;
@@ -137,7 +141,9 @@ export class Proxy {
         resolve(o);
       };
       res.once('close', () => {
-        if (settled || res.writableFinished) return;
+        // Not res.writableFinished: an HTTP/2 response reports that true once its stream is reset,
+        // which left the upstream request of every reset stream running.
+        if (settled) return;
         relay?.cancel();
         this.opts.log.info(`proxy ${method} ${req.url} → ${this.upstream}: client closed the connection; upstream request aborted`);
         finish({ status: 499, error: 'CLIENT_CLOSED' });
@@ -302,6 +308,71 @@ export class Proxy {
     if (TIMEOUT_CODES.has(code)) return 'UPSTREAM_TIMEOUT';
     return 'UPSTREAM_ERROR';
   }
+}
+
+/**
+ * A request body as an async iterable: undici then frames it chunked and pulls it with
+ * backpressure. Read in flowing mode with pause/resume, not through the stream's own async
+ * iterator: reading an HTTP/2 request relayed by src/http/h2 that way aborted the process (Node's
+ * http2 asserts `is_reading_stopped` when the relay link delivers data after a paused-mode
+ * read stopped the session).
+ */
+/** Request body bytes read ahead of undici's writes before the client's stream is paused. */
+const BODY_QUEUE_BYTES = 256 * 1024;
+
+function chunksOf(body: Readable): AsyncIterable<Buffer> {
+  return {
+    [Symbol.asyncIterator](): AsyncIterator<Buffer> {
+      const queue: Buffer[] = [];
+      let queued = 0;
+      let ended = false;
+      let failed: Error | null = null;
+      let wake: (() => void) | null = null;
+      const poke = () => {
+        const w = wake;
+        wake = null;
+        w?.();
+      };
+      body.on('data', (c: Buffer) => {
+        queue.push(c);
+        queued += c.length;
+        // Paused only once undici falls behind (as undici's own stream writer does), not per chunk.
+        if (queued > BODY_QUEUE_BYTES) body.pause();
+        poke();
+      });
+      body.once('end', () => {
+        ended = true;
+        poke();
+      });
+      body.once('error', (err: Error) => {
+        failed = err;
+        poke();
+      });
+      body.once('close', () => {
+        if (!ended && failed === null) failed = new Error('request body closed before its end');
+        poke();
+      });
+      return {
+        async next(): Promise<IteratorResult<Buffer>> {
+          for (;;) {
+            const c = queue.shift();
+            if (c !== undefined) {
+              queued -= c.length;
+              if (queued <= BODY_QUEUE_BYTES && body.isPaused()) body.resume();
+              return { value: c, done: false };
+            }
+            if (failed !== null) throw failed;
+            if (ended) return { value: undefined, done: true };
+            await new Promise<void>((r) => (wake = r));
+          }
+        },
+        async return(): Promise<IteratorResult<Buffer>> {
+          body.destroy();
+          return { value: undefined, done: true };
+        },
+      };
+    },
+  };
 }
 
 export function createProxy(route: ProxyRoute, opts: ProxyOptions): Proxy {

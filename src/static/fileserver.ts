@@ -16,6 +16,8 @@ const MEMORY_FILE_MAX_BYTES = 1024 * 1024;
 const MEMORY_CACHE_MAX_BYTES = 64 * 1024 * 1024;
 /** Read-stream chunk for larger files. */
 const STREAM_CHUNK_BYTES = 256 * 1024;
+/** The same over HTTP/2 (nghttp2 sends 16 KiB frames anyway). */
+const H2_STREAM_CHUNK_BYTES = 16 * 1024;
 /** memfd copies per root at most: each is an open fd, and sockets need fds too. */
 const DIRECT_MAX_FILES = 256;
 
@@ -170,7 +172,10 @@ export class FileRoot {
       ctx.body = Buffer.alloc(0);
     } else {
       ctx.length = length;
-      ctx.body = createReadStream(this.full(e), { start, end, highWaterMark: STREAM_CHUNK_BYTES });
+      // HTTP/2 multiplexes up to 128 streams on a connection, each holding its chunk until the
+      // client's window takes it: a smaller chunk bounds what one connection can pin.
+      const chunk = ctx.req.httpVersionMajor >= 2 ? H2_STREAM_CHUNK_BYTES : STREAM_CHUNK_BYTES;
+      ctx.body = createReadStream(this.full(e), { start, end, highWaterMark: chunk });
     }
   }
 

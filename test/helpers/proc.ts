@@ -96,10 +96,11 @@ export class CliGateway {
   readonly confFile: string;
   private waiters: (() => void)[] = [];
 
-  constructor(confText: string, dir = mkdtempSync(join(tmpdir(), 'sg-cli-'))) {
+  /** `nodeArgs`: options for the gateway's node process (before the script). */
+  constructor(confText: string, dir = mkdtempSync(join(tmpdir(), 'sg-cli-')), nodeArgs: string[] = []) {
     this.confFile = join(dir, 'streamgate.conf');
     writeFileSync(this.confFile, confText);
-    this.child = track(spawn(process.execPath, [CLI, '-c', this.confFile], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] }));
+    this.child = track(spawn(process.execPath, [...nodeArgs, CLI, '-c', this.confFile], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] }));
     for (const s of [this.child.stdout!, this.child.stderr!]) {
       let rest = '';
       s.on('data', (d: Buffer) => {

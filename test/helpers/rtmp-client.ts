@@ -187,7 +187,8 @@ export function unfinishedFlood(port: number, o: UnfinishedFloodOptions): Promis
         payloadSent += perBlock;
         if (!sock.write(block)) return;
       }
-      if (!done && payloadSent + perBlock > payloadLimit) finish(false);
+      // All sent: hold the connection open (as an attacker would) until the server cuts it or the time is up.
+      if (!done && payloadSent + perBlock > payloadLimit) sock.removeListener('drain', pump);
     };
     sock.on('drain', pump);
     sock.on('data', (d: Buffer) => {

@@ -118,6 +118,24 @@ describe('RTMP session protocol', () => {
     assert.ok(!c.isClosed);
   });
 
+  test('a player waiting for a publisher may give up (closeStream) and play a live stream instead', async () => {
+    const pub = client();
+    await pub.publish('live', 'there');
+    const c = client();
+    await c.play('live', 'notyet');
+    await c.until('the wait charged to the pool', () => gw.budgets.unauthorized.held > 0 && lines.some((l) => /play of live\/notyet waits/.test(l)));
+    c.command('closeStream', 1, null);
+    c.command('play', 1, null, 'there', -2);
+    await c.until('Play.Start', () => c.statuses.includes('NetStream.Play.Start'));
+    assert.deepEqual(c.statuses.slice(0, 2), ['NetStream.Play.Reset', 'NetStream.Play.Start']);
+    // Bringing the first stream up now does not start a second play on the connection.
+    const late = client();
+    await late.publish('live', 'notyet');
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(c.statuses.filter((x) => x === 'NetStream.Play.Start').length, 1);
+    assert.ok(!c.isClosed);
+  });
+
   test('play before connect closes the connection with one log line', async () => {
     const c = client();
     await c.ready();

@@ -521,6 +521,12 @@ export class RtmpSession {
       this.playing = null;
       this.socket.setTimeout(this.limits.idleTimeoutMs);
       this.armIdleDeadline();
+    } else if (this.cancelWait) {
+      // A player that gives up waiting (closeStream) may play something else.
+      this.cancelWait();
+      this.leaveWait();
+      this.socket.setTimeout(this.limits.idleTimeoutMs);
+      this.armIdleDeadline();
     }
   }
 

@@ -1,0 +1,95 @@
+/**
+ * The bounds on what a client may make one HTTP/2 connection do that costs the server without
+ * moving a request forward: reset streams, streams in flight to the relay, and time with no
+ * progress.
+ */
+
+/** A socket with this much unsent output stops being fed until it drains. */
+export const BACKLOG_PAUSE_BYTES = 1024 * 1024;
+
+/** What we tell clients (NGINX's http2_max_concurrent_streams default). */
+export const MAX_CONCURRENT_STREAMS = 128;
+
+/**
+ * Streams relayed to Node (each may be a Koa request and an upstream request) at once, cancelled
+ * ones included until Node has seen their RST_STREAM. Past it a new relayed stream is refused
+ * (REFUSED_STREAM, which a client retries): cancelling cannot start more work than this, and a
+ * client that reads nothing cannot make Node and Koa hold more answers than this. Answers from
+ * memory, the bulk of a page's requests, do not count.
+ */
+export const MAX_RELAYED_IN_FLIGHT = 32;
+
+/**
+ * "Rapid reset" (CVE-2023-44487): a client that opens streams and cancels them at once makes the
+ * server start work that the concurrent-stream bound does not count. Like nghttp2, every reset of
+ * a started stream is charged, whether the client sent it or provoked it (a WINDOW_UPDATE of 0,
+ * DATA past the window, a malformed request: stream errors we answer with RST_STREAM). nghttp2's
+ * default burst is 1,000, which let one connection start ~1,000 upstream requests; here the burst
+ * is two windows of concurrent streams, refilled at nghttp2's 33 a second.
+ */
+export const RESET_BURST = 2 * MAX_CONCURRENT_STREAMS;
+export const RESET_PER_S = 33;
+
+/** A token bucket of resets. */
+export class ResetBudget {
+  private tokens = RESET_BURST;
+  private at = performance.now();
+
+  /** False once resets come faster than the budget allows. */
+  spend(): boolean {
+    const now = performance.now();
+    this.tokens = Math.min(RESET_BURST, this.tokens + ((now - this.at) / 1000) * RESET_PER_S);
+    this.at = now;
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
+  }
+}
+
+/**
+ * The connection's one timer. With no stream open, keepalive_timeout after the last request or
+ * answer; with streams open, request_timeout after the last octet of a request or answer moved
+ * (NGINX's send_timeout and client_body_timeout). Only stream progress counts: PING, SETTINGS and
+ * WINDOW_UPDATE frames that move nothing do not keep a connection whose streams are stuck (a
+ * client with its windows at 0) alive.
+ */
+export class ProgressTimer {
+  private last = Date.now();
+  private timer: NodeJS.Timeout | null = null;
+  private stopped = false;
+
+  constructor(
+    private readonly keepAliveMs: () => number,
+    private readonly requestMs: () => number,
+    private readonly open: () => boolean,
+    private readonly expire: () => void,
+  ) {
+    this.arm(Math.min(this.keepAliveMs(), this.requestMs()));
+  }
+
+  /** A request or answer moved. Cheap: a field write; the timer re-arms itself when it fires. */
+  moved(): void {
+    this.last = Date.now();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  private arm(ms: number): void {
+    if (this.stopped) return;
+    this.timer = setTimeout(() => this.check(), Math.max(10, ms));
+    this.timer.unref();
+  }
+
+  private check(): void {
+    this.timer = null;
+    const bound = this.open() ? this.requestMs() : this.keepAliveMs();
+    const left = this.last + bound - Date.now();
+    // Streams may open before the keep-alive bound is up: look again within request_timeout.
+    if (left <= 0) this.expire();
+    else this.arm(Math.min(left, this.requestMs()));
+  }
+}

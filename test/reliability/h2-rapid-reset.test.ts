@@ -1,0 +1,75 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import { once } from 'node:events';
+import type { AddressInfo } from 'node:net';
+import { openFds, rssOf, sleep } from '../helpers/proc.js';
+import { baselineP99, frame, getBlock, normalClient, PREFACE, rawH2, rssWatch, settings, startCli, verdict } from '../helpers/h2-attack.js';
+
+/**
+ * HTTP/2 rapid reset (CVE-2023-44487) against proxied paths: streams opened and cancelled at once,
+ * and streams the server is provoked into resetting (WINDOW_UPDATE of 0 on the stream). With
+ * nghttp2's budget of 1,000 a connection started ~1,000 upstream requests before its GOAWAY (6
+ * connections: 6,030 gateway fds). Twice that here: 12 connections. Each must get GOAWAY
+ * ENHANCE_YOUR_CALM having started at most a few hundred upstream requests.
+ */
+
+const CONNECTIONS = 12;
+/** Streams each connection opens and cancels, in bursts: far past any budget. */
+const STREAMS_EACH = 3000;
+const BURST = 100;
+
+test(`own_h2 on: ${CONNECTIONS} connections of rapid reset (cancelled and provoked) on a proxied path: GOAWAY early, few upstream requests`, async (t) => {
+  let upstreamRequests = 0;
+  const upstream = http.createServer((req, res) => {
+    upstreamRequests++;
+    // A slow upstream: what the attack wants is the work it starts.
+    const timer = setTimeout(() => res.end('late\n'), 2000);
+    req.on('close', () => clearTimeout(timer));
+  });
+  upstream.listen(0, '127.0.0.1');
+  await once(upstream, 'listening');
+  const up = (upstream.address() as AddressInfo).port;
+  const { gw, https } = await startCli((d) => `listen off; access_log off; max_connections 5000;
+    http_server { listen 127.0.0.1:0; dir ${d}; https { enabled on; listen 127.0.0.1:0; key ${d}/k.pem; cert ${d}/c.pem; } }
+    proxy { route /up/ http://127.0.0.1:${up}; }`);
+  try {
+    const baseline = await baselineP99(https, '/hello.txt');
+    await sleep(300);
+    const rssBefore = rssOf(gw.pid);
+    const fdsBefore = openFds(gw.pid);
+    const watch = rssWatch(gw.pid);
+    const normal = normalClient(https, '/hello.txt');
+    const codes: (number | undefined)[] = [];
+    const attacker = async (n: number) => {
+      const a = await rawH2(https, Buffer.concat([PREFACE, settings([])]));
+      for (let i = 0; i < STREAMS_EACH && !a.sock.destroyed && a.goaway() === undefined; i += BURST) {
+        const frames: Buffer[] = [];
+        for (let j = i; j < i + BURST; j++) {
+          const id = 2 * j + 1;
+          frames.push(frame(1, 4, id, getBlock(`/up/${n}/${j}`)));
+          // Odd streams cancelled by the client, even ones provoked into a stream error.
+          frames.push(j % 2 === 0 ? frame(3, 0, id, [0, 0, 0, 8]) : frame(8, 0, id, [0, 0, 0, 0]));
+        }
+        a.sock.write(Buffer.concat(frames));
+        await sleep(5);
+      }
+      await Promise.race([a.closed, sleep(2000)]);
+      codes.push(a.goaway());
+      a.sock.destroy();
+    };
+    await Promise.all(Array.from({ length: CONNECTIONS }, (_, i) => attacker(i)));
+    watch.stop();
+    const latencies = await normal.stop();
+    const perConnection = upstreamRequests / CONNECTIONS;
+    t.diagnostic(`GOAWAY codes ${codes.join(',')}; upstream requests ${upstreamRequests} (${perConnection.toFixed(0)} a connection)`);
+    assert.ok(codes.every((c) => c === 11), 'every attacking connection got GOAWAY ENHANCE_YOUR_CALM');
+    // Burst of 256 charged resets plus at most 32 in flight: far from nghttp2's ~1,000.
+    assert.ok(perConnection <= 300, `${perConnection} upstream requests a connection`);
+    await verdict(t, gw, { rssBefore, rssPeak: watch.peak(), fdsBefore, latencies, failures: normal.failures(), baselineP99: baseline, rssBoundMiB: 64, fdSlack: 6 });
+  } finally {
+    gw.kill();
+    upstream.close();
+    upstream.closeAllConnections();
+  }
+});
