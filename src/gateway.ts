@@ -1,77 +1,51 @@
+// Over ~400 lines (about 590), for a stated reason: the listeners' set-up (listen), Koa's lane
+// of the routing table (route, answer) and extraListeners are where four other rooms are wiring
+// their work in this round (RTMP budgets, HTTP/2 server settings, the API policy, ACME's HTTP-01
+// route and SNI); they move to rooms of their own (listeners, Koa lane, lifecycle) once merged.
+// Already out: the table (src/routing/), the fast lanes (src/lanes/fast.ts), the connection
+// guard (src/net/guard.ts), the request rules on Node's lanes (src/http/target.ts).
 import http from 'node:http';
 import http2 from 'node:http2';
-import type { Server as NetServer, Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import Koa from 'koa';
 import type { Context, Middleware, Next } from 'koa';
 import { DEFAULT_VHOST, type Config, type VhostConfig } from './config/index.js';
 import { GatewayError } from './errors.js';
 import { createApi } from './api/index.js';
-import { accessLog, bodyBytes, formatAccess, headerOf } from './http/accesslog.js';
+import { accessLog, headerOf } from './http/accesslog.js';
 import { AccessLogTarget } from './http/access-sink.js';
-import { cors, CORS_HEADERS } from './http/cors.js';
+import { cors } from './http/cors.js';
 import { errorBody, errorResponder } from './http/errors.js';
 import { welcomePage } from './http/welcome.js';
 import { Hub } from './live/hub.js';
 import { DEFAULT_SOURCE_OPTIONS, type SourceOptions } from './live/source.js';
-import { streamKey } from './live/types.js';
 import { Logger } from './log.js';
 import { Metrics } from './metrics/metrics.js';
 import { bindAll, type Bound, type ListenerSpec } from './net/listeners.js';
 import { Certificates } from './net/acme/index.js';
-import { createOrigin, type Origin, type StreamExt, type StreamRequest } from './outputs/origin.js';
-import type { HlsViewer } from './outputs/hls.js';
-import { createProxy, type AnyRequest, type Proxy } from './proxy/index.js';
-import type { LaneRequest } from './proxy/lane.js';
+import { createOrigin, type Origin, type StreamExt } from './outputs/origin.js';
+import { createProxy } from './proxy/index.js';
 import { guardsByVhost } from './ingest/access.js';
 import { createRtmpServer } from './ingest/rtmp/server.js';
 import { IDLE_TIMEOUT_MS } from './ingest/rtmp/session.js';
 import type { Duplex } from 'node:stream';
 import type { OutgoingHttpHeaders } from 'node:http';
-import { FileRoot, type CachedBody } from './static/fileserver.js';
-import { httpDate, installFrontDoor, installH2FrontDoor, type FastReply, type FastRequest, type FrontDoorOptions, type ProxyRun } from './http/frontdoor.js';
-import { UNKNOWN_TYPE } from './static/mime.js';
+import { FileRoot } from './static/fileserver.js';
+import { installFrontDoor, installH2FrontDoor } from './http/frontdoor.js';
 import { sendfileBuilt } from './net/sendfile.js';
-import { clientIp } from './live/client.js';
 import { MAX_CONCURRENT_STREAMS, relayAddressWorks, relaySessions, watchSession } from './http/h2/index.js';
 import { buildTable, VENDOR_FILES, type Entry, type Table } from './routing/build.js';
 import { decide, STREAM_PATH } from './routing/table.js';
+import { FastLanes, hostOnly, rawPath } from './lanes/fast.js';
 
 type Decision = ReturnType<typeof decide<Entry['target']>>;
 import { BUSY, ConnectionGuard, IDLE } from './net/guard.js';
 import { applyTargetRules } from './http/target.js';
-import { normalizePath, validHost } from './http/request-rules.js';
 import { Budget } from './limits/budget.js';
 
 /** How long a connection accepted past max_connections may take to send the request its 503 answers. */
 const OVER_LIMIT_GRACE_MS = 2_000;
 
-/** SRS's CORS headers as raw header lines, for answers the front door writes itself. */
-const CORS_LINES = Object.entries(CORS_HEADERS).map(([k, v]) => `${k}: ${v}\r\n`).join('');
-
-/** A front-door request the full table must answer. */
-const FRONT_NONE = 0;
-/** A stream path the origin may answer from memory; otherwise the full table. */
-const FRONT_STREAMS = 1;
-/** As FRONT_STREAMS, then a file of http_server.dir. */
-const FRONT_FILES = 2;
-
-interface FrontRoute {
-  table: Table;
-  kind: typeof FRONT_NONE | typeof FRONT_STREAMS | typeof FRONT_FILES;
-  /** The URL's path, undecoded. */
-  path: string;
-  /** The proxy route of the path's prefix, for the proxy lane. */
-  proxy: { prefix: string; proxy: Proxy } | null;
-  stream: StreamRequest | null;
-  /** Who asks for the stream, for the HLS session listing; made on first use. */
-  viewer?: HlsViewer;
-  /** The proxy lane's upstream request and its bytes (null: the lane refused the head); made on first use. */
-  lane?: { lr: LaneRequest; wire: string } | null;
-  /** The request has Origin and crossdomain is on. */
-  cors: boolean;
-  /** The cached file last answered and its reply: while the cache hands back the same entry, so is the reply. */
-  file?: { entry: CachedBody; reply: FastReply };
-}
 
 export interface GatewayOptions {
   log?: Logger;
@@ -131,6 +105,8 @@ export class Gateway {
   private readonly accessLogs: AccessLogTarget;
   /** HTTPS certificates: the default pair, and ACME's per domain (src/net/acme/). */
   readonly certs: Certificates;
+  /** The front door's and the proxy lanes' answers (src/lanes/fast.ts). */
+  private readonly lanes: FastLanes;
 
   private constructor(config: Config, opts: GatewayOptions) {
     this.log = opts.log ?? new Logger();
@@ -151,6 +127,18 @@ export class Gateway {
     this.table = this.buildTable(config);
     this.certs = new Certificates(this.log, STREAM_PATH);
     this.origin = createOrigin({ hub: this.hub, config: () => this.table.config, vhost: (n) => this.vhost(n), log: this.log, sendfile: this.sendfile });
+    this.lanes = new FastLanes({
+      table: () => this.table,
+      closing: () => this.closing,
+      origin: this.origin,
+      metrics: this.metrics,
+      log: this.log,
+      guard: this.guard,
+      vhostFor: (h) => this.vhostFor(h),
+      overLimit: (sock) => this.overLimit.has(sock),
+      h2Relay: () => this.h2Relay,
+      budgets: this.budgets,
+    });
     this.api = createApi({
       hub: this.hub,
       config: () => this.table.config,
@@ -241,7 +229,7 @@ export class Gateway {
         ctx.body = this.metrics.render();
         return;
       case 'proxy':
-        return proxy!.handle(ctx, this.proxyCors);
+        return proxy!.handle(ctx, this.lanes.proxyCors);
       case 'vendor':
         return root!.serve(ctx, file, raw);
       case 'pages':
@@ -318,228 +306,6 @@ export class Gateway {
     };
   }
 
-  /**
-   * The front door's answer (src/http/frontdoor.ts): a plain GET/HEAD of a small file or a live
-   * HLS playlist/segment already in memory, with no route in front of it, read straight off the
-   * socket without a Koa context. Null sends the request to the full table, which gives the same
-   * answer, more slowly.
-   */
-  private frontAnswer(req: FastRequest, now: number): FastReply | null | Promise<FastReply | null> {
-    if (this.closing) return null;
-    const r = this.frontRoute(req);
-    if (r.kind === FRONT_NONE) return null;
-    if (r.stream !== null) {
-      r.viewer ??= { ip: clientIp(req.ip), agent: req.agent, host: req.host, referer: req.referer, sessionKey: undefined };
-      const live = this.origin.fast(r.stream, req.method === 'HEAD', r.viewer);
-      if (live !== undefined) return live && r.cors ? this.withCors(live) : live;
-    }
-    // Mounts and a catch-all route decide files on the full table.
-    if (r.kind !== FRONT_FILES) return null;
-    const root = r.table.entries[r.table.entries.length - 1].target.root!;
-    if (r.file !== undefined && root.stillFresh(r.file.entry, now)) return r.file.reply;
-    const e = root.fastBody(r.path, now);
-    if (e instanceof Promise) return e.then((x) => (x ? this.fileReply(x, r.cors) : null));
-    if (e === undefined) return null;
-    const f = r.file;
-    if (f !== undefined && f.entry === e) return f.reply;
-    const reply = this.fileReply(e, r.cors);
-    r.file = { entry: e, reply };
-    return reply;
-  }
-
-  /**
-   * Where the table sends a front-door request, worked out once per request object: the front
-   * door hands the same object back while a keep-alive client repeats its head, so a polled
-   * playlist costs a lookup, not a parse of its path and a walk of the prefixes. A reload makes
-   * a new table, which the memo notices.
-   */
-  private frontRoute(req: FastRequest): FrontRoute {
-    const t = this.table;
-    let r = req.memo as FrontRoute | null;
-    if (r !== null && r.table === t) return r;
-    // Every field from the start, those filled on first use too: one object shape for every memo
-    // keeps the property loads on the hot path monomorphic (measured: fields added later made them
-    // miss their inline caches into the runtime, 2% of the CPU on live HLS).
-    r = { table: t, kind: FRONT_NONE, path: rawPath(req.url), proxy: null, stream: null, viewer: undefined, lane: undefined, cors: req.origin && t.config.httpServer.crossdomain, file: undefined };
-    req.memo = r;
-    if (req.url.length > t.config.limits.maxUrlBytes) return r;
-    const path = r.path;
-    // A path not in normal form (dot-segments) or a Host the rules refuse is Node's lane's to
-    // normalise or refuse: routed here, a prefix could match what normalising would move.
-    if (normalizePath(path) !== path || !validHost(req.host)) return r;
-    const host = hostOnly(req.host);
-    const d = decide(t.entries, req.method, path, host);
-    const e = d.entry;
-    if (e.answer === 'proxy') {
-      r.proxy = { prefix: e.target.prefix, proxy: e.target.proxy! };
-      return r;
-    }
-    if (e.answer !== 'stream' && e.answer !== 'files') return r;
-    // What the file cache cannot answer as is (a directory, an encoded or odd path) takes Koa's lane.
-    if (path.endsWith('/') || path.includes('%') || path.includes('\\') || path.includes('//')) return r;
-    let files = e;
-    if (e.answer === 'stream') {
-      const m = STREAM_PATH.exec(path)!;
-      // A literal with every field, not a spread of keyedName's: a spread's object took another
-      // shape and brought back the inline-cache misses on live HLS (measured with perf).
-      const vhost = this.vhostFor(host);
-      r.stream = { vhost, app: m[1], stream: m[2], key: streamKey({ vhost, app: m[1], stream: m[2] }), ext: m[3] as StreamExt, segmentName: undefined };
-      files = decide(t.entries, req.method, path, host, d.index + 1).entry;
-    }
-    r.kind = files.answer === 'files' ? FRONT_FILES : FRONT_STREAMS;
-    return r;
-  }
-
-  private readonly replies = new WeakMap<CachedBody, FastReply>();
-  private readonly corsReplies = new WeakMap<FastReply, FastReply>();
-
-  /** A cached file's 200 answer, made once per cache entry: the front door keys its rendered bytes on it. */
-  private fileReply(e: CachedBody, cors: boolean): FastReply {
-    let r = this.replies.get(e);
-    if (r === undefined) {
-      let head = `Content-Type: ${e.type}\r\nContent-Length: ${e.body.length}\r\nAccept-Ranges: bytes\r\nETag: ${e.etag}\r\nLast-Modified: ${e.lastModified}\r\n`;
-      if (e.cache) head += `Cache-Control: ${e.cache}\r\n`;
-      if (e.type === UNKNOWN_TYPE) head += 'X-Content-Type-Options: nosniff\r\n';
-      r = { status: 200, head, body: e.body, route: 'static', direct: e.direct };
-      this.replies.set(e, r);
-    }
-    return cors ? this.withCors(r) : r;
-  }
-
-  private withCors(r: FastReply): FastReply {
-    let c = this.corsReplies.get(r);
-    if (c === undefined) {
-      c = { ...r, head: r.head + CORS_LINES };
-      this.corsReplies.set(r, c);
-    }
-    return c;
-  }
-
-  private frontDoorOptions(): FrontDoorOptions {
-    return {
-      answer: (r, now) => this.frontAnswer(r, now),
-      proxy: (r, sock) => this.proxyRun(r, sock),
-      done: (r, reply, bytes, ms, direct) => this.frontDone(r, reply, bytes, ms, direct),
-      timed: () => this.table.config.accessLog !== 'off',
-      eligible: (sock) => !this.closing && !this.overLimit.has(sock),
-      tracked: (sock) => this.guard.of(sock) ?? this.guard.secured(sock),
-      keepAliveTimeoutMs: () => this.table.config.limits.keepAliveTimeoutMs,
-      headerTimeoutMs: () => this.table.config.limits.headerTimeoutMs,
-      ownH2: () => this.table.config.httpServer.https.ownH2 && this.h2Relay,
-      requestTimeoutMs: () => (this.table.config.proxy.routes.length > 0 ? Math.max(this.table.config.limits.requestTimeoutMs, this.table.config.proxy.timeoutMs) : this.table.config.limits.requestTimeoutMs),
-      memory: () => ({ pool: this.budgets.unauthorized, connectionBytes: this.table.config.limits.connectionMemoryBytes }),
-      warn: (line) => this.log.warn(line),
-      maxHeaderBytes: () => this.table.config.limits.maxHeaderBytes,
-    };
-  }
-
-  private frontDone(req: FastRequest, reply: FastReply, bytes: number, ms: number, direct: number): void {
-    this.metrics.request(reply.route, reply.status, bytes);
-    if (direct > 0) this.metrics.sendfile(direct);
-    const format = this.table.config.accessLog;
-    if (format === 'off') return;
-    this.log.access(formatAccess(format, {
-      route: reply.route, status: reply.status, bytes, ms, ip: req.ip, method: req.method, url: req.url, httpVersion: req.httpVersion,
-      referer: req.referer, agent: req.agent, error: null,
-    }));
-  }
-
-  /**
-   * The front door's proxy lane (src/proxy/lane.ts): a plain GET/HEAD for a proxied prefix goes
-   * to a pooled upstream connection as raw bytes, its answer relayed the same way. Everything
-   * else for the prefix (a body, an upgrade, an https upstream, `keepalive 0`) goes to proxyLane
-   * below once Node's server has parsed it; both answer alike.
-   */
-  private proxyRun(req: FastRequest, sock: Socket): ProxyRun | null {
-    if (!this.table.proxied || this.closing) return null;
-    const route = this.frontRoute(req);
-    const t = route.table;
-    const { path, proxy: r } = route;
-    const url = req.url;
-    const lane = r?.proxy.lane;
-    if (!r || !lane) return null;
-    // The request as it goes upstream, made once per memo: a memo belongs to one connection's
-    // head, so the address and TLS that go into it are the same every time.
-    if (route.lane === undefined) {
-      const lr = { method: req.method, url, head: req.head, ...r.proxy.forward(req.host, req.ip, (sock as Socket & { encrypted?: boolean }).encrypted === true) };
-      const wire = lane.prepare(lr);
-      route.lane = wire === null ? null : { lr, wire };
-    }
-    if (route.lane === null) return null;
-    const { lr, wire } = route.lane;
-    return (close, finished) => {
-      const start = performance.now();
-      const c = t.config;
-      // A proxied answer may be silent up to proxy.timeout and a client may stop reading for
-      // request_timeout (as on the long path). The keep-alive timer, when longer, already covers
-      // the first (the upstream's timer fires before it); the lane applies the second when a
-      // client stalls. Re-arming a socket timer on every request costs.
-      const silent = Math.max(c.limits.requestTimeoutMs, c.proxy.timeoutMs);
-      const now = sock.timeout ?? 0;
-      if (now !== 0 && now < silent) sock.setTimeout(silent);
-      this.metrics.count('streamgate_proxy_lane_requests_total', 'Proxied requests the front door carried on its raw lane.');
-      lane.run(sock, lr, wire, {
-        close: close || this.closing,
-        cors: req.origin && c.httpServer.crossdomain ? CORS_LINES : '',
-        errorBody: (ge) => errorBody(path, ge),
-        stallTimeoutMs: silent,
-        date: httpDate,
-        done: (o) => {
-          this.proxyDone(`proxy:${r.prefix}`, o.status, o.bytes, start, { ip: req.ip, method: req.method, url, httpVersion: '1.1', referer: req.referer, agent: req.agent }, o.error);
-          finished(o.open);
-        },
-      });
-    };
-  }
-
-  /** Access log line and metrics of a proxied request, on either lane. */
-  private proxyDone(route: string, status: number, bytes: number, start: number,
-    r: { ip: string; method: string; url: string; httpVersion: string; referer: string; agent: string }, error: string | null): void {
-    this.metrics.request(route, status, bytes);
-    const format = this.table.config.accessLog;
-    if (format === 'off') return;
-    this.log.access(formatAccess(format, { route, status, bytes, ms: performance.now() - start, ...r, error }));
-  }
-
-  /**
-   * What the front door's proxy lane leaves (a body, an upgrade refused, HTTP/1.0, an https
-   * upstream): once Node's server has parsed it, an HTTP/1 request for a proxied prefix goes to
-   * undici without a Koa context. The proxy answers the same as it would through the table; only
-   * CORS preflights (answered by the gateway) take the long way.
-   */
-  private proxyLane(req: http.IncomingMessage, res: http.ServerResponse): boolean {
-    const t = this.table;
-    if (!t.proxied || this.closing || req.httpVersionMajor !== 1) return false;
-    const url = req.url ?? '';
-    if (url.length > t.config.limits.maxUrlBytes || url.charCodeAt(0) !== 47) return false;
-    const path = rawPath(url);
-    const e = decide(t.entries, req.method ?? 'GET', path, hostOnly(req.headers.host)).entry;
-    if (e.answer !== 'proxy') return false;
-    const r = { prefix: e.target.prefix, proxy: e.target.proxy! };
-    const start = performance.now();
-    const sock = req.socket;
-    const written0 = sock.bytesWritten;
-    const route = `proxy:${r.prefix}`;
-    const done = (status: number, error: string | null) => this.proxyDone(route, status, bodyBytes(res, sock.bytesWritten - written0), start, {
-      ip: sock.remoteAddress ?? '-', method: req.method ?? '-', url, httpVersion: req.httpVersion, referer: headerOf(req, 'referer'), agent: headerOf(req, 'user-agent'),
-    }, error);
-    r.proxy.serve(req, res, this.proxyCors).then((out) => done(out.status, out.error), (err: unknown) => {
-      const ge = err instanceof GatewayError ? err : new GatewayError('INTERNAL');
-      const { type, body } = errorBody(path, ge);
-      const headers: OutgoingHttpHeaders = { 'Content-Type': type, 'Content-Length': Buffer.byteLength(body) };
-      this.proxyCors(req, headers);
-      if (!res.headersSent && !res.destroyed) res.writeHead(ge.status, headers).end(body);
-      done(ge.status, ge.code);
-    });
-    return true;
-  }
-
-  /** CORS on proxied answers, unless the upstream (an SRS, say) set its own. */
-  private readonly proxyCors = (req: AnyRequest, headers: OutgoingHttpHeaders): void => {
-    if (req.headers.origin === undefined || !this.table.config.httpServer.crossdomain) return;
-    if (headers['access-control-allow-origin'] !== undefined) return;
-    Object.assign(headers, CORS_HEADERS);
-  };
 
   /**
    * HTTP/1.1 Upgrade: WebSocket to a proxied prefix is spliced to its upstream; any other upgrade
@@ -594,7 +360,7 @@ export class Gateway {
         const t = this.table.config;
         req.socket.setTimeout(t.proxy.routes.length > 0 ? Math.max(t.limits.requestTimeoutMs, t.proxy.timeoutMs) : t.limits.requestTimeoutMs);
       }
-      if (!this.proxyLane(req, res)) void koa(req, res);
+      if (!this.lanes.proxyLane(req, res)) void koa(req, res);
     };
     const upgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer) => this.upgrade(req, socket, head, handler);
     const specs: ListenerSpec[] = [];
@@ -613,7 +379,7 @@ export class Gateway {
         // No server.maxConnections here: it closes the socket unanswered; the guard reclaims idle
         // connections first, then refuseOverLimit() answers 503.
         server.on('upgrade', upgrade);
-        if (this.frontDoorOn) this.frontDoors.push(installFrontDoor(server, this.certs.frontDoor(this.frontDoorOptions())));
+        if (this.frontDoorOn) this.frontDoors.push(installFrontDoor(server, this.certs.frontDoor(this.lanes.frontDoorOptions())));
         specs.push({ role: 'http', directive: 'http_server.listen', addr, server });
       }
       if (c.httpServer.https.enabled) {
@@ -637,13 +403,13 @@ export class Gateway {
           // max_connections is the guard's (it reclaims idle connections before refusing one).
           this.certs.attach(server);
           server.on('upgrade', upgrade);
-          this.frontDoors.push(installFrontDoor(server, this.frontDoorOptions(), 'secureConnection'));
-          installH2FrontDoor(server, this.frontDoorOptions());
+          this.frontDoors.push(installFrontDoor(server, this.lanes.frontDoorOptions(), 'secureConnection'));
+          installH2FrontDoor(server, this.lanes.frontDoorOptions());
           this.httpsServers.push(server);
           server.on('session', (session: http2.ServerHttp2Session) => {
             this.h2Sessions.add(session);
             session.once('close', () => this.h2Sessions.delete(session));
-            if (!relaySessions.has(session)) watchSession(session, () => this.frontDoorOptions().requestTimeoutMs!());
+            if (!relaySessions.has(session)) watchSession(session, () => this.lanes.frontDoorOptions().requestTimeoutMs!());
           });
           specs.push({ role: 'https', directive: 'http_server.https.listen', addr, server });
         }
@@ -717,7 +483,7 @@ export class Gateway {
     if (req.httpVersionMajor === 1) headers.Connection = 'close';
     res.writeHead(400, headers);
     res.end(body);
-    this.proxyDone('none', 400, Buffer.byteLength(body), performance.now(), {
+    this.lanes.proxyDone('none', 400, Buffer.byteLength(body), performance.now(), {
       ip: req.socket?.remoteAddress ?? '-', method: req.method ?? '-', url: req.url ?? '', httpVersion: req.httpVersion, referer: headerOf(req, 'referer'), agent: headerOf(req, 'user-agent'),
     }, 'BAD_REQUEST');
     return true;
@@ -837,16 +603,4 @@ function headerCheckMs(headerTimeoutMs: number): number {
   return Math.max(100, Math.min(1000, Math.floor(headerTimeoutMs / 4)));
 }
 
-/** The Host header without a port (IPv6 literals keep their brackets off). */
-function hostOnly(host: string | undefined): string {
-  if (!host) return '';
-  if (host.startsWith('[')) return host.slice(1, host.indexOf(']'));
-  const c = host.indexOf(':');
-  return c < 0 ? host : host.slice(0, c);
-}
 
-/** The raw (still percent-encoded) path of a request-target, without the query. */
-function rawPath(url: string): string {
-  const q = url.indexOf('?');
-  return q < 0 ? url : url.slice(0, q);
-}

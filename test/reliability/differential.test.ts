@@ -26,7 +26,7 @@ const CONCURRENCY = 16;
 /** Fixed so a failure can be replayed; change it to explore. */
 const SEED = 0xd1ff;
 /** How long one head may go unanswered (a mutation can leave a head unfinished: then neither answers). */
-const ANSWER_MS = 1500;
+const ANSWER_MS = 3000;
 
 const PATHS = ['/x', '/dir/a.txt', '/', '/up/x', '/up/', '/live/s.m3u8', '/x?y=1', '/up/../x', '/a/./b', '/%2e%2e/x', '/x%20y', '/api/v1/versions', '/metrics', '/nothing'];
 const HOSTS = ['127.0.0.1', 'example.com', 'example.com:8080', '[::1]', 'a_b.example', ''];
@@ -115,8 +115,8 @@ function probe(port: number, head: Buffer): Promise<Verdict> {
       const m = /^HTTP\/1\.[01] (\d{3})/.exec(got);
       if (m && status === 0) {
         status = Number(m[1]);
-        // A refusal must close the connection; an answer may keep it: give the close a moment.
-        if (status >= 400) setTimeout(() => finish(false), 200);
+        // A 400 must close the connection (as Node's parser does): give the close a moment.
+        if (status === 400) setTimeout(() => finish(false), 1000);
         else finish(false);
       }
     });
@@ -158,13 +158,14 @@ describe('differential: the front door accepts and refuses exactly what Node\'s 
     const [front, node] = gws.map((g) => g.port('http'));
     const diffs: string[] = [];
     const classes = new Map<string, number>();
+    const same = (a: Verdict, b: Verdict) => Math.floor(a.status / 100) === Math.floor(b.status / 100) && (a.status !== 400 || a.closed === b.closed);
     await inPool(HEADS, CONCURRENCY, async (i) => {
-      const [a, b] = await Promise.all([probe(front, heads[i]), probe(node, heads[i])]);
+      let [a, b] = await Promise.all([probe(front, heads[i]), probe(node, heads[i])]);
+      // On a loaded machine an answer can miss its deadline: a difference is asked again, alone.
+      if (!same(a, b)) [a, b] = [await probe(front, heads[i]), await probe(node, heads[i])];
       const key = `${Math.floor(a.status / 100)}xx`;
       classes.set(key, (classes.get(key) ?? 0) + 1);
-      const refusedA = a.status === 0 || a.status >= 400;
-      const same = Math.floor(a.status / 100) === Math.floor(b.status / 100) && (!refusedA || a.status !== 400 || a.closed === b.closed);
-      if (!same) diffs.push(`#${i} ${JSON.stringify(heads[i].toString('latin1'))}: front door ${a.status}${a.closed ? ' closed' : ''}, Node ${b.status}${b.closed ? ' closed' : ''}`);
+      if (!same(a, b)) diffs.push(`#${i} ${JSON.stringify(heads[i].toString('latin1'))}: front door ${a.status}${a.closed ? ' closed' : ''}, Node ${b.status}${b.closed ? ' closed' : ''}`);
     });
     t.diagnostic(`status classes: ${JSON.stringify(Object.fromEntries(classes))}`);
     for (const d of diffs.slice(0, 15)) t.diagnostic(d);

@@ -119,7 +119,9 @@ describe('request rules on every lane (absolute form, two Hosts, dot-segments, c
           const r = await h2Request(session, { ':path': path, ':authority': '127.0.0.1' });
           assert.equal(r.status, status, `${l.name} h2 ${path}: ${r.status} ${r.body.toString().trim()}`);
           const got = routes(l).slice(before);
-          assert.deepEqual(got, [route], `${l.name} h2 ${path}: routed ${got.join(',')}`);
+          // A refusal may come from the HTTP/2 server's own check of :path, before any route (no route logged).
+          if (status === 400) assert.ok(got.length === 0 || (got.length === 1 && got[0] === 'none'), `${l.name} h2 ${path}: routed ${got.join(',')}`);
+          else assert.deepEqual(got, [route], `${l.name} h2 ${path}: routed ${got.join(',')}`);
           if (route !== 'proxy:/up/') assert.equal(seen.length, n, `${l.name} h2 ${path}: nothing reached the upstream`);
           else assert.ok(seen.slice(n).every((s) => s.url.endsWith('/b')), JSON.stringify(seen.slice(n)));
         }
