@@ -32,6 +32,7 @@ import { httpDate, installFrontDoor, installH2FrontDoor, type FastReply, type Fa
 import { UNKNOWN_TYPE } from './static/mime.js';
 import { sendfileBuilt } from './net/sendfile.js';
 import { clientIp } from './live/client.js';
+import { checkApiRequest } from './auth/api-guard.js';
 
 /** How long a connection accepted past max_connections may take to send the request its 503 answers. */
 const OVER_LIMIT_GRACE_MS = 2_000;
@@ -170,7 +171,8 @@ export class Gateway {
     this.app.use(this.guardRequest());
     this.app.use(accessLog(this.log, () => this.table.config.accessLog, (r) => this.metrics.request(r.route, r.status, r.bytes)));
     this.app.use(errorResponder(this.log));
-    this.app.use(cors(() => this.table.config.httpServer.crossdomain));
+    this.app.use(cors(() => this.table.config.httpServer.crossdomain,
+      () => ({ apiAuth: this.table.config.httpApi.auth.enabled, proxied: (p) => proxyFor(this.table, p) !== null })));
     this.app.use((ctx, next) => this.route(ctx, next));
   }
 
@@ -208,10 +210,12 @@ export class Gateway {
       ctx.state.route = p ? `proxy:${p.prefix}` : 'api';
       if (p) return p.proxy.handle(ctx, this.proxyCors);
       if (!t.config.httpApi.enabled) throw new GatewayError('API_NOT_FOUND', 'http_api is disabled; add a proxy route for /api/');
+      if (!path.startsWith('/rtc')) this.apiDoor(ctx);
       return this.api(ctx, next);
     }
     if (path === '/metrics') {
       ctx.state.route = 'metrics';
+      this.apiDoor(ctx);
       ctx.type = 'text/plain; version=0.0.4; charset=utf-8';
       ctx.body = this.metrics.render();
       return;
@@ -233,6 +237,11 @@ export class Gateway {
       return this.origin.handle(ctx, { vhost, app: m[1], stream: m[2], ext: m[3] as StreamExt }, () => this.files(ctx, t));
     }
     return this.files(ctx, t);
+  }
+
+  /** The API's and /metrics' authorisation (src/auth/api-guard.ts). */
+  private apiDoor(ctx: Context): void {
+    checkApiRequest(this.table.config.httpApi.auth, { method: ctx.method, authorization: ctx.get('Authorization'), ip: ctx.req.socket.remoteAddress ?? '' });
   }
 
   /** Steps 5 to 7: console and players pages, vhost http_static mounts, http_server.dir. */
@@ -667,8 +676,15 @@ export class Gateway {
       }
     }
     if (c.httpApi.enabled) {
+      // SRS's http_api.listen (1985) serves the API and nothing else: the site stays on its own ports.
+      const apiOnly = (req: http.IncomingMessage, res: http.ServerResponse) => {
+        if (isApiPath(rawPath(req.url ?? '/'))) return handler(req, res);
+        const { type, body } = errorBody('/api/', new GatewayError('API_NOT_FOUND', 'this listener serves /api/ and /rtc/ only'));
+        res.writeHead(404, { 'Content-Type': type, 'Content-Length': Buffer.byteLength(body) }).end(body);
+        this.metrics.request('none', 404, Buffer.byteLength(body));
+      };
       for (const addr of c.httpApi.listen) {
-        specs.push({ role: 'http_api', directive: 'http_api.listen', addr, server: http.createServer({ maxHeaderSize: limits.maxHeaderBytes, headersTimeout: limits.headerTimeoutMs, requestTimeout: 0, connectionsCheckingInterval: headerCheckMs(limits.headerTimeoutMs) }, handler) });
+        specs.push({ role: 'http_api', directive: 'http_api.listen', addr, server: http.createServer({ maxHeaderSize: limits.maxHeaderBytes, headersTimeout: limits.headerTimeoutMs, requestTimeout: 0, connectionsCheckingInterval: headerCheckMs(limits.headerTimeoutMs) }, apiOnly) });
       }
     }
     for (const extra of this.extraListeners()) specs.push(extra);

@@ -225,7 +225,7 @@ export function createApi(deps: ApiDeps): Middleware {
     const m = /^\/api\/v1\/([a-z]+)(?:\/([^/]*))?\/?$/.exec(path);
     const ep = m ? endpoints[m[1]] : undefined;
     if (!m || !ep) throw new GatewayError('API_NOT_FOUND', path);
-    const id = m[2] ? decodeURIComponent(m[2]) : undefined;
+    const id = m[2] ? decodeId(m[2]) : undefined;
     const method = ctx.method === 'HEAD' ? 'GET' : ctx.method;
     const handler = method === 'GET' ? ep.GET : method === 'DELETE' ? ep.DELETE : undefined;
     if (!handler) {
@@ -234,6 +234,15 @@ export function createApi(deps: ApiDeps): Middleware {
     ctx.set('Cache-Control', 'no-store');
     ctx.body = handler(ctx, id);
   };
+}
+
+/** A path segment's id; malformed percent-encoding (`%ff`, `%`) is the client's error, not ours. */
+function decodeId(raw: string): string {
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    throw new GatewayError('BAD_REQUEST', 'malformed percent-encoding in the id');
+  }
 }
 
 function onlyRead(ctx: Context): void {
