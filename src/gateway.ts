@@ -7,7 +7,8 @@ import Koa from 'koa';
 import type { Context, Middleware, Next } from 'koa';
 import { DEFAULT_VHOST, type Config, type VhostConfig } from './config/index.js';
 import { GatewayError } from './errors.js';
-import { createApi } from './api/index.js';
+import { createApi, SERVER_ID } from './api/index.js';
+import { AccessControl } from './auth/policy.js';
 import { accessLog, formatAccess, headerOf } from './http/accesslog.js';
 import { cors, CORS_HEADERS } from './http/cors.js';
 import { errorBody, errorResponder, isApiPath } from './http/errors.js';
@@ -23,7 +24,6 @@ import { createOrigin, type Origin, type StreamExt, type StreamRequest } from '.
 import type { HlsViewer } from './outputs/hls.js';
 import { createProxy, type AnyRequest, type Proxy } from './proxy/index.js';
 import type { LaneRequest } from './proxy/lane.js';
-import { guardsByVhost } from './ingest/access.js';
 import { createRtmpServer } from './ingest/rtmp/server.js';
 import type { Duplex } from 'node:stream';
 import type { OutgoingHttpHeaders } from 'node:http';
@@ -129,6 +129,8 @@ export class Gateway {
   private readonly origin: Origin;
   private readonly roots = new Map<string, FileRoot>();
   private readonly api: Middleware;
+  /** The policy chain of every publish and play door (src/auth/policy.ts). */
+  readonly access: AccessControl;
   private readonly httpsServers: http2.Http2SecureServer[] = [];
   /** Open HTTP/2 sessions: shutdown sends each a GOAWAY, or an idle browser session holds the drain to its timeout. */
   private readonly h2Sessions = new Set<http2.ServerHttp2Session>();
@@ -152,7 +154,8 @@ export class Gateway {
       maxStreams: config.limits.maxStreams,
     });
     this.table = this.buildTable(config);
-    this.origin = createOrigin({ hub: this.hub, config: () => this.table.config, vhost: (n) => this.vhost(n), log: this.log, sendfile: this.sendfile });
+    this.access = new AccessControl({ vhost: (n) => this.vhost(n), log: this.log, serverId: SERVER_ID, serviceId: this.startedAt.toString(36) });
+    this.origin = createOrigin({ hub: this.hub, config: () => this.table.config, vhost: (n) => this.vhost(n), log: this.log, sendfile: this.sendfile, access: this.access });
     this.api = createApi({
       hub: this.hub,
       config: () => this.table.config,
@@ -743,9 +746,8 @@ export class Gateway {
 
   /** Listeners other rooms contribute (RTMP). Wired in start-up so all bind together. */
   protected extraListeners(): ListenerSpec[] {
-    const guard = guardsByVhost((vhost) => this.vhost(vhost).publish);
     return this.table.config.rtmp.listen.map((addr) => {
-      const server = createRtmpServer({ hub: this.hub, log: this.log, guard, vhostFor: (host) => this.vhostFor(host) });
+      const server = createRtmpServer({ hub: this.hub, log: this.log, access: this.access, vhostFor: (host) => this.vhostFor(host) });
       server.maxConnections = this.table.config.maxConnections;
       return { role: 'rtmp', directive: 'listen', addr, server };
     });
@@ -798,6 +800,7 @@ export class Gateway {
       await closed;
     }
     this.origin.close();
+    this.access.close();
     for (const p of [...this.table.apiProxy, ...this.table.proxies]) p.proxy.close();
     this.table.catchAll?.close();
     for (const r of this.roots.values()) r.close();

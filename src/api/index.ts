@@ -26,7 +26,7 @@ export interface ApiDeps {
 }
 
 /** SRS reports its own name here; tools check `server`/`service` only for presence. */
-const SERVER_ID = `sg-${process.pid.toString(36)}`;
+export const SERVER_ID = `sg-${process.pid.toString(36)}`;
 
 /** SRS paginates lists with ?start=&count= (default 10 in SRS; we default higher: consoles want all). */
 const DEFAULT_COUNT = 100;

@@ -3,7 +3,9 @@ import type { Config, VhostConfig } from '../config/index.js';
 import type { Hub } from '../live/hub.js';
 import type { Logger } from '../log.js';
 import { GatewayError } from '../errors.js';
-import { guardsByVhost } from '../ingest/access.js';
+import type { AccessControl } from '../auth/policy.js';
+import { HlsGrants } from '../auth/hls-grants.js';
+import { authoriseHls, authorisePlay, authoriseUpload, carryToken } from '../auth/doors.js';
 import { publishHttpFlv } from '../ingest/http-flv.js';
 import { edgeResolver } from '../ingest/edge.js';
 import { handleUpload, serveUpload, uploadKey, UploadStore, type UploadLimits } from '../ingest/hls-put.js';
@@ -26,6 +28,8 @@ export interface OriginDeps {
   config: () => Config;
   vhost: (name: string) => VhostConfig;
   log: Logger;
+  /** The policy chain every publish and play passes (src/auth/policy.ts). */
+  access: AccessControl;
   /** Upload store bounds (tests); defaults otherwise. */
   uploads?: UploadLimits;
   /** Live HLS segments may go out by sendfile (src/net/sendfile.ts). */
@@ -63,7 +67,7 @@ const LIVE_TYPES = { ts: 'video/mp2t', aac: 'audio/aac', mp3: 'audio/mpeg' } as 
  */
 export function createOrigin(deps: OriginDeps): Origin {
   const { hub, log } = deps;
-  const guard = guardsByVhost((vhost) => deps.vhost(vhost).publish);
+  const { access } = deps;
   hub.resolver = edgeResolver({ hub, log, vhost: deps.vhost });
   const hls = new HlsOutput({ hub, vhost: deps.vhost, log, sendfile: deps.sendfile ?? false });
   const uploads = new UploadStore(deps.uploads);
@@ -90,7 +94,7 @@ export function createOrigin(deps: OriginDeps): Origin {
       const v = deps.vhost(req.vhost);
       if (req.ext === 'flv') {
         if (!v.httpRemux.enabled) return next();
-        if (ctx.method === 'POST' || ctx.method === 'PUT') return publishHttpFlv(ctx, name, { hub, log, guard });
+        if (ctx.method === 'POST' || ctx.method === 'PUT') return publishHttpFlv(ctx, name, { hub, log, access });
         if (ctx.method !== 'GET' && ctx.method !== 'HEAD') throw new GatewayError('METHOD_NOT_ALLOWED', undefined, { Allow: ALLOW_FLV });
         const source = await hub.acquire(name);
         if (!source) return notLive(next);
@@ -101,17 +105,23 @@ export function createOrigin(deps: OriginDeps): Origin {
           ctx.set({ 'Content-Type': 'video/x-flv', 'Cache-Control': 'no-cache', Server: `streamgate/${VERSION}` });
           return;
         }
+        await authorisePlay(access, ctx, name, 'HTTP-FLV', source.id);
         // ffprobe/ffplay send `Range: bytes=0-` on live URLs: a live stream has no ranges, it is a fresh play.
         return playHttpFlv(ctx, source, hub);
       }
       const method = ctx.method;
       const hlsFile = req.ext === 'm3u8' || req.ext === 'ts';
       // ffmpeg -f hls -method PUT: uploads win over everything else at their URL.
-      if (hlsFile && (method === 'PUT' || method === 'DELETE')) return handleUpload(ctx, req, { store: uploads, guard, log });
+      if (hlsFile && (method === 'PUT' || method === 'DELETE')) return handleUpload(ctx, req, { store: uploads, authorise: (c, r) => authoriseUpload(access, c, r), log });
       if (method !== 'GET' && method !== 'HEAD') throw new GatewayError('METHOD_NOT_ALLOWED', undefined, { Allow: hlsFile ? ALLOW_HLS : ALLOW_AUDIO });
       const uploaded = hlsFile ? uploads.get(uploadKey(req)) : undefined;
+      const guarded = access.guardsPlay(req.vhost);
+      if (guarded && hlsFile && (uploaded || hls.claims(req, req.ext))) await authoriseHls(access, ctx, name, req.ext);
       if (uploaded) return serveUpload(ctx, uploaded);
-      if (hlsFile && (await hls.serve(ctx, name, req.ext))) return;
+      if (hlsFile && (await hls.serve(ctx, name, req.ext))) {
+        if (req.ext === 'm3u8' && typeof ctx.body === 'string') ctx.body = carryToken(ctx.body, ctx);
+        return;
+      }
       if (req.ext === 'm3u8' || !v.httpRemux.enabled) return notLive(next);
       const source = await hub.acquire(name);
       if (!source) return notLive(next);
@@ -123,6 +133,7 @@ export function createOrigin(deps: OriginDeps): Origin {
         ctx.set({ 'Content-Type': LIVE_TYPES[ext], 'Cache-Control': 'no-cache', Server: `streamgate/${VERSION}` });
         return;
       }
+      await authorisePlay(access, ctx, name, ext.toUpperCase(), source.id);
       if (ext === 'ts') return playTs(ctx, source, hub);
       return playAudio(ctx, source, hub, ext);
     },
@@ -130,6 +141,10 @@ export function createOrigin(deps: OriginDeps): Origin {
       if (req.ext === 'm3u8' || req.ext === 'ts') {
         // The same order as handle(): an upload at this URL wins.
         if (uploaded(req)) return null;
+        // A controlled vhost: playlists (which may carry a token) and a session's first segment take the full path.
+        if (access.guardsPlay(req.vhost) && (req.ext === 'm3u8' || !access.hls.has(HlsGrants.key(req.vhost, req.app, req.stream, req.ext, viewer.ip, viewer.agent)))) {
+          return claims(req) ? null : undefined;
+        }
         const reply = hls.fast(req, req.ext, head, viewer);
         if (reply !== undefined) return reply;
       }
