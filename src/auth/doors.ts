@@ -40,7 +40,14 @@ export async function authorisePlay(access: AccessControl, ctx: Context, name: S
 
 /** The HLS viewer session of a Koa request (address, User-Agent, stream). */
 export function hlsSessionKey(ctx: Context, name: StreamName, ext: string): string {
-  return HlsGrants.key(name.vhost, name.app, name.stream, ext, clientIp(ctx.req.socket?.remoteAddress), ctx.get('User-Agent'));
+  // The credential is part of the session: a grant earned with one token is not another's.
+  return HlsGrants.key(name.vhost, name.app, name.stream, ext, clientIp(ctx.req.socket?.remoteAddress), ctx.get('User-Agent'), credentialOf(ctx));
+}
+
+function credentialOf(ctx: Context): string {
+  const q = ctx.query;
+  const one = (v: unknown) => (typeof v === 'string' ? v : '');
+  return `${one(q.token)}\n${one(q.secret)}\n${ctx.get('Authorization')}`;
 }
 
 /** An HLS playlist or segment GET on a vhost that controls play: the chain once per viewer session. */
@@ -63,6 +70,6 @@ export function carryToken(playlist: string, ctx: Context): string {
 
 /** HLS PUT: the chain once per uploader (address, User-Agent, app), not once per file. */
 export function authoriseUpload(access: AccessControl, ctx: Context, name: StreamName): Promise<Verdict> {
-  const key = `${name.vhost}/${name.app}\n${clientIp(ctx.req.socket?.remoteAddress)}\n${ctx.get('User-Agent')}`;
+  const key = `${name.vhost}/${name.app}\n${clientIp(ctx.req.socket?.remoteAddress)}\n${ctx.get('User-Agent')}\n${credentialOf(ctx)}`;
   return access.uploads.check(key, doorRequest(ctx, 'publish', name, 'HLS PUT'));
 }

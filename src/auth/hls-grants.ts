@@ -20,9 +20,9 @@ export class HlsGrants {
   constructor(private readonly authorise: (r: DoorRequest) => Promise<Verdict>) {}
 
   /** The session a playlist or segment request belongs to. */
-  static key(vhost: string, app: string, stream: string, ext: string, ip: string, agent: string): string {
+  static key(vhost: string, app: string, stream: string, ext: string, ip: string, agent: string, credential = '\n\n'): string {
     const base = ext === 'ts' ? (SEGMENT.exec(stream)?.[1] ?? stream) : stream;
-    return `${vhost}/${app}/${base}\n${ip}\n${agent}`;
+    return `${vhost}/${app}/${base}\n${ip}\n${agent}\n${credential}`;
   }
 
   /** Whether the session is granted now (the front door's synchronous question); refreshes it. */
