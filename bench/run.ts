@@ -30,7 +30,8 @@ import { REQUIRED_TOOLS } from './lib/tools.js';
  * load (and the proxy upstream, and publishers) on core 1.
  *
  *   --smoke         tiny counts: proves every peer starts and every workload runs (< 60 s)
- *   --only=a,b      run only these workloads (m3u8, ts, ts-capped, api, https-h1, https-h2, fanout, nms, hls)
+ *   --only=a,b      run only these workloads (m3u8, ts, ts-capped, api, https-h1, https-h2, fanout, nms, hls,
+ *                   logs: the uncapped HTTP rows again with every server's access log on)
  *   --out=DIR       where latest.md/latest.json go (default bench/results; smoke: a temp dir)
  *   --no-profile    skip the --cpu-prof pass for targets not met
  *   --steps=1000,…  fan-out steps for streamgate; --nms-steps=… for node-media-server
@@ -113,7 +114,7 @@ const HTTP_WORKLOADS: HttpWorkload[] = [
     // by sendfile); here the servers run out first. See lib/cpucap.ts.
     id: 'ts-capped',
     title: `512 KB .ts from disk, every server held to ${CAPPED_SHARE * 100}% of a core (wrk)`,
-    peers: ['nginx'],
+    peers: ['nginx', 'caddy'],
     targets: { nginx: 1.0 },
     capped: true,
     run: (p, s) => wrk({ url: `http://127.0.0.1:${p.http}${SEGMENT_PATH}`, conns: s.conns, seconds: s.seconds }),
@@ -141,17 +142,28 @@ const HTTP_WORKLOADS: HttpWorkload[] = [
   },
 ];
 
+/**
+ * The uncapped HTTP rows again with every server's access log on, to a file: NGINX buffered
+ * (`buffer=64k flush=1s`, what a careful operator sets), Caddy's `log` directive, streamgate's
+ * default batching. The seed Koa app has no access log, so it is left out.
+ */
+function withLogs(w: HttpWorkload): HttpWorkload {
+  const peers = w.peers.filter((p) => p !== 'seed-koa');
+  const targets = Object.fromEntries(Object.entries(w.targets).filter(([p]) => p !== 'seed-koa'));
+  return { ...w, id: `${w.id}-logs`, title: `${w.title}, access logs on`, peers, targets };
+}
+
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s.length === 0 ? NaN : s[Math.floor((s.length - 1) / 2)];
 }
 
-async function startHttpPeers(base: string, site: Site, upstream: number, names: Set<string>): Promise<Map<string, Peer>> {
+async function startHttpPeers(base: string, site: Site, upstream: number, names: Set<string>, logs = false): Promise<Map<string, Peer>> {
   const peers = new Map<string, Peer>();
-  peers.set('streamgate', await startStreamgate(base, site, upstream));
-  if (names.has('nginx')) peers.set('nginx', await startNginx(base, site, upstream, false));
-  if (names.has('nginx-keepalive')) peers.set('nginx-keepalive', await startNginx(base, site, upstream, true));
-  if (names.has('caddy')) peers.set('caddy', await startCaddy(base, site, upstream));
+  peers.set('streamgate', await startStreamgate(base, site, upstream, { logs }));
+  if (names.has('nginx')) peers.set('nginx', await startNginx(base, site, upstream, false, undefined, logs));
+  if (names.has('nginx-keepalive')) peers.set('nginx-keepalive', await startNginx(base, site, upstream, true, undefined, logs));
+  if (names.has('caddy')) peers.set('caddy', await startCaddy(base, site, upstream, logs));
   if (names.has('seed-koa')) peers.set('seed-koa', await startSeedKoa(site, upstream));
   return peers;
 }
@@ -499,6 +511,27 @@ async function main(): Promise<void> {
           log(`profiling streamgate on ${w.id}`);
           profiles[w.id] = await profileHttp(base, site, upstream.http, w, s);
         }
+      }
+    }
+
+    // Logs on: the rows above whose ids were asked for (all, or `--only=logs` for every one).
+    const logged = HTTP_WORKLOADS.filter((w) => !w.capped && (want(w.id) || s.only?.has('logs'))).map(withLogs);
+    if (want('logs') && logged.length) {
+      const peers = await startHttpPeers(base, site, upstream.http, new Set(logged.flatMap((w) => w.peers)), true);
+      log(`peers up with access logs on: ${[...peers.keys()].join(', ')}`);
+      const results = await runHttp(s, logged, peers, log);
+      for (const p of peers.values()) await p.proc.stop();
+      // A row "with logs on" whose server wrote no log would compare nothing: say so on the rows.
+      const silent = [...peers.keys()].filter((n) => {
+        const f = join(base, `${n}-logs`, 'access.log');
+        return !existsSync(f) || readFileSync(f).length === 0;
+      });
+      for (const row of httpRows(logged, results, s)) {
+        if (silent.length) row.note = [row.note, `no access log written by ${silent.join(', ')}`].filter(Boolean).join('; ');
+        // What the log costs streamgate: its rate with the log on ÷ off, from two passes minutes apart.
+        const off = rows.find((r) => `${r.id}-logs` === row.id)?.streamgate;
+        if (off && row.streamgate) row.note = [row.note, `streamgate with its log on: ${((row.streamgate / off) * 100).toFixed(0)}% of its rate with logs off (target ≥ 95%)`].filter(Boolean).join('; ');
+        rows.push(row);
       }
     }
 

@@ -11,7 +11,7 @@ usage: streamgate [-c FILE] [-t] [-v] [-h]
   -t        test the config file and exit (0 when ok, 1 with file:line and what was expected)
   -v        print the version and exit
 
-signals: SIGTERM/SIGINT drain and exit (a second one exits at once); SIGHUP reloads the config.`;
+signals: SIGTERM/SIGINT drain and exit (a second one exits at once); SIGHUP reloads the config; SIGUSR1 reopens the access log file.`;
 
 interface Args {
   config: string | null;
@@ -69,7 +69,10 @@ async function main(): Promise<void> {
   }
 
   const log = new Logger();
-  let gw: Gateway;
+  let gw: Gateway | undefined;
+  // logrotate's postrotate sends USR1, as to NGINX: the access log is opened again by its name.
+  // Installed before anything listens: without a listener, Node answers USR1 by opening its inspector.
+  process.on('SIGUSR1', () => gw?.reopenLogs());
   try {
     gw = await Gateway.start(config, { log });
   } catch (err) {

@@ -10,6 +10,7 @@ import { GatewayError } from './errors.js';
 import { createApi, SERVER_ID } from './api/index.js';
 import { AccessControl } from './auth/policy.js';
 import { accessLog, formatAccess, headerOf } from './http/accesslog.js';
+import { AccessLogTarget } from './http/access-sink.js';
 import { cors, CORS_HEADERS } from './http/cors.js';
 import { errorBody, errorResponder, isApiPath } from './http/errors.js';
 import { welcomePage } from './http/welcome.js';
@@ -25,6 +26,7 @@ import type { HlsViewer } from './outputs/hls.js';
 import { createProxy, type AnyRequest, type Proxy } from './proxy/index.js';
 import type { LaneRequest } from './proxy/lane.js';
 import { createRtmpServer } from './ingest/rtmp/server.js';
+import { IDLE_TIMEOUT_MS } from './ingest/rtmp/session.js';
 import type { Duplex } from 'node:stream';
 import type { OutgoingHttpHeaders } from 'node:http';
 import { FileRoot, type CachedBody } from './static/fileserver.js';
@@ -33,6 +35,7 @@ import { UNKNOWN_TYPE } from './static/mime.js';
 import { sendfileBuilt } from './net/sendfile.js';
 import { clientIp } from './live/client.js';
 import { checkApiRequest } from './auth/api-guard.js';
+import { Budget } from './limits/budget.js';
 
 /** How long a connection accepted past max_connections may take to send the request its 503 answers. */
 const OVER_LIMIT_GRACE_MS = 2_000;
@@ -124,6 +127,13 @@ export class Gateway {
   readonly metrics = new Metrics();
   readonly app = new Koa();
   readonly startedAt = Date.now();
+  /**
+   * Memory pools every listener charges before holding what a peer sent (src/limits/budget.ts).
+   * `unauthorized`: peers not yet authorised to publish or play (RTMP before publish, HTTP/2
+   * header blocks, …), `limits.unauthorized_memory` in all; each connection opens its own
+   * Account on it with `limits.connection_memory`.
+   */
+  readonly budgets: { readonly unauthorized: Budget };
   private table: Table;
   private listeners: Bound[] = [];
   private readonly origin: Origin;
@@ -144,10 +154,13 @@ export class Gateway {
   private closedRecv = 0;
   private closedSend = 0;
   private readonly sendfile: boolean;
+  /** Where access lines go (stdout or a file), reopened on SIGUSR1 and on reload. */
+  private readonly accessLogs: AccessLogTarget;
 
   private constructor(config: Config, opts: GatewayOptions) {
     this.log = opts.log ?? new Logger();
     this.sendfile = sendfileBuilt && (opts.sendfile ?? process.env.STREAMGATE_NO_SENDFILE !== '1');
+    this.budgets = { unauthorized: new Budget('unauthorized', config.limits.unauthorizedMemoryBytes) };
     this.hub = new Hub({
       sourceOptions: (vhost) => this.sourceOptions(vhost),
       takeover: (vhost) => this.vhost(vhost).publish.takeover,
@@ -168,6 +181,8 @@ export class Gateway {
     this.metrics.gauge('streamgate_streams', 'Live streams.', () => this.hub.all().length);
     this.metrics.gauge('streamgate_players', 'Players watching live streams.', () => this.hub.all().reduce((n, s) => n + s.playerCount, 0));
     this.metrics.gauge('streamgate_connections', 'Open client connections (HTTP, HTTPS, RTMP).', () => this.sockets.size);
+    this.accessLogs = new AccessLogTarget(this.log);
+    this.metrics.counterFn('streamgate_access_log_dropped_total', 'Access-log lines dropped because the log file or pipe could not keep up or refused them.', () => this.accessLogs.dropped);
     this.metrics.gauge('streamgate_clients', 'Clients the API lists (publishers and players).', () => this.hub.clients().length);
     this.app.proxy = false;
     this.app.silent = true;
@@ -691,6 +706,7 @@ export class Gateway {
       }
     }
     for (const extra of this.extraListeners()) specs.push(extra);
+    await this.accessLogs.apply(c.accessLogFile);
     for (const spec of specs) this.track(spec.server, spec.role === 'http' || spec.role === 'http_api');
     this.listeners = await bindAll(specs);
     for (const l of this.listeners) this.log.info(`listening on ${l.address.address}:${l.address.port} (${l.role})`);
@@ -747,10 +763,27 @@ export class Gateway {
   /** Listeners other rooms contribute (RTMP). Wired in start-up so all bind together. */
   protected extraListeners(): ListenerSpec[] {
     return this.table.config.rtmp.listen.map((addr) => {
-      const server = createRtmpServer({ hub: this.hub, log: this.log, access: this.access, vhostFor: (host) => this.vhostFor(host) });
+      const server = createRtmpServer({
+        hub: this.hub,
+        log: this.log,
+        access: this.access,
+        vhostFor: (host) => this.vhostFor(host),
+        pool: this.budgets.unauthorized,
+        limits: () => ({
+          headerTimeoutMs: this.table.config.limits.headerTimeoutMs,
+          connectionMemoryBytes: this.table.config.limits.connectionMemoryBytes,
+          idleTimeoutMs: IDLE_TIMEOUT_MS,
+          waitPublisherMs: (vhost) => this.vhost(vhost).play.waitPublisherMs,
+        }),
+      });
       server.maxConnections = this.table.config.maxConnections;
       return { role: 'rtmp', directive: 'listen', addr, server };
     });
+  }
+
+  /** SIGUSR1: the access log file is opened again by its name (after logrotate moved it). */
+  reopenLogs(): void {
+    this.accessLogs.reopen();
   }
 
   /** Re-reads config and certificates (SIGHUP). Listening addresses need a restart. */
@@ -762,7 +795,9 @@ export class Gateway {
       const pair = await loadKeyPair(config.httpServer.https.key, config.httpServer.https.cert, this.log);
       for (const server of this.httpsServers) server.setSecureContext({ key: pair.key, cert: pair.cert });
     }
+    await this.accessLogs.apply(config.accessLogFile);
     this.table = this.buildTable(config);
+    this.budgets.unauthorized.limit = config.limits.unauthorizedMemoryBytes;
     this.closeUnusedRoots();
     for (const p of [...old.apiProxy, ...old.proxies]) if (!this.table.apiProxy.concat(this.table.proxies).some((n) => n.proxy === p.proxy)) p.proxy.close();
     old.catchAll?.close();
@@ -806,6 +841,7 @@ export class Gateway {
     for (const r of this.roots.values()) r.close();
     this.roots.clear();
     this.log.info('shutdown: done');
+    await this.accessLogs.end();
     this.log.flush();
   }
 }

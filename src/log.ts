@@ -1,4 +1,5 @@
 import type { Writable } from 'node:stream';
+import type { AccessSink } from './http/access-sink.js';
 
 /** Access-log lines are buffered and written at most this often: a write per request would cost a syscall each. */
 const FLUSH_INTERVAL_MS = 100;
@@ -12,6 +13,8 @@ export class Logger {
   private buffer: string[] = [];
   private bufferedBytes = 0;
   private timer: NodeJS.Timeout | null = null;
+  /** Where access lines go when set (a file, or stdout written without blocking); else `out`. */
+  private sink: AccessSink | null = null;
 
   constructor(
     private readonly out: Pick<Writable, 'write'> = process.stdout,
@@ -33,7 +36,28 @@ export class Logger {
     this.err.write(`${stamp()} [error] ${msg}\n`);
   }
 
+  /** Whether this logger writes to the process's stdout (which an access sink may then take over). */
+  get toStdout(): boolean {
+    return this.out === process.stdout;
+  }
+
+  get accessSink(): AccessSink | null {
+    return this.sink;
+  }
+
+  /** Send access lines to `sink` from now on; the previous sink writes what it holds and closes. */
+  async setAccessSink(sink: AccessSink | null): Promise<void> {
+    const old = this.sink;
+    this.flush();
+    this.sink = sink;
+    if (old !== null && old !== sink) await old.end();
+  }
+
   access(line: string): void {
+    if (this.sink !== null) {
+      this.sink.write(line);
+      return;
+    }
     this.buffer.push(line);
     this.bufferedBytes += line.length + 1;
     if (this.bufferedBytes >= FLUSH_BYTES) this.flush();
@@ -44,6 +68,7 @@ export class Logger {
   }
 
   flush(): void {
+    this.sink?.flush();
     if (this.timer) {
       clearTimeout(this.timer);
       this.timer = null;

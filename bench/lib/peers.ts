@@ -127,9 +127,9 @@ ${nginxHttpCommon(dir)}
  * `/rtc/` proxied. `keepalive` adds the tuning the seed lacks: an upstream block with a
  * keep-alive pool, HTTP/1.1 and an empty Connection header.
  */
-export async function startNginx(base: string, site: Site, upstream: number, keepalive: boolean, dirName?: string): Promise<Peer> {
+export async function startNginx(base: string, site: Site, upstream: number, keepalive: boolean, dirName?: string, logs = false): Promise<Peer> {
   const name = keepalive ? 'nginx-keepalive' : 'nginx';
-  const dir = join(base, dirName ?? name);
+  const dir = join(base, dirName ?? (logs ? `${name}-logs` : name));
   const [http, https] = await freePorts(2);
   const api = keepalive
     ? `proxy_pass http://api_upstream; proxy_http_version 1.1; proxy_set_header Connection "";`
@@ -144,6 +144,7 @@ ${nginxHttpCommon(dir)}
         ssl_certificate ${site.cert};
         ssl_certificate_key ${site.key};
         server_name _;
+        ${logs ? `access_log ${join(dir, 'access.log')} combined buffer=64k flush=1s;` : ''}
         location ~ ^/(api|rtc)/ { ${api} }
         location / { root ${site.root}; }
     }
@@ -155,8 +156,8 @@ ${nginxHttpCommon(dir)}
 }
 
 /** Caddy with the seed's Caddyfile layout: reverse_proxy for /api/ and /rtc/, file_server for the rest. */
-export async function startCaddy(base: string, site: Site, upstream: number): Promise<Peer> {
-  const dir = join(base, 'caddy');
+export async function startCaddy(base: string, site: Site, upstream: number, logs = false): Promise<Peer> {
+  const dir = join(base, logs ? 'caddy-logs' : 'caddy');
   mkdirSync(dir, { recursive: true });
   const http = await freePort();
   const file = join(dir, 'Caddyfile');
@@ -172,6 +173,9 @@ http://127.0.0.1:${http} {
     reverse_proxy /rtc/* 127.0.0.1:${upstream}
     root * ${site.root}
     file_server
+    ${logs ? `log {
+        output file ${join(dir, 'access.log')}
+    }` : ''}
 }
 `,
   );
@@ -193,6 +197,8 @@ export interface StreamgateOptions {
   /** Extra node flags, e.g. --cpu-prof. */
   nodeArgs?: string[];
   mwLatencyMs?: number;
+  /** Access log on, to a file in the peer's dir, with the default batching (what the shipped configs do, to stdout). */
+  logs?: boolean;
 }
 
 /**
@@ -200,7 +206,7 @@ export interface StreamgateOptions {
  * access log off (the other peers log nothing either), RTMP off, limits raised for fan-out.
  */
 export async function startStreamgate(base: string, site: Site, upstream: number, o: StreamgateOptions = {}): Promise<Peer> {
-  const dir = join(base, 'streamgate');
+  const dir = join(base, o.logs ? 'streamgate-logs' : 'streamgate');
   mkdirSync(dir, { recursive: true });
   const [http, https] = await freePorts(2);
   const file = join(dir, 'streamgate.conf');
@@ -216,7 +222,7 @@ http_server {
 }
 http_api { enabled off; }
 proxy { route /api/ http://127.0.0.1:${upstream}; route /rtc/ http://127.0.0.1:${upstream}; }
-access_log off;
+access_log ${o.logs ? `combined ${join(dir, 'access.log')}` : 'off'};
 limits { max_streams 0; max_players 0; }
 vhost __defaultVhost__ {
     # 0 = no limit on players per stream.

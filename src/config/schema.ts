@@ -1,5 +1,6 @@
 import { isIP } from 'node:net';
 import { ConfigError, type Directive } from './tree.js';
+import { accessLogConfig, type AccessLogConfig } from './access-log.js';
 import { DEFAULT_VHOST } from './validate.js';
 import type { PublishPolicy } from '../ingest/access.js';
 import { DEFAULT_HOOKS_TIMEOUT_MS, HOOK_EVENTS, type ApiAuth, type HookEvent, type SecurityRule, type VhostAccess } from '../auth/types.js';
@@ -31,7 +32,8 @@ export interface VhostConfig {
   hls: { enabled: boolean; fragmentS: number; windowS: number; disposeMs: number };
   publish: PublishPolicy;
   /** mw_latency: merged-write window (ms); gop_cache: send the last GOP to joining players. */
-  play: { mwLatencyMs: number; gopCache: boolean; maxPlayers: number };
+  /** waitPublisherMs: how long an RTMP play of a stream nobody publishes yet waits for the publisher (0 = StreamNotFound at once). */
+  play: { mwLatencyMs: number; gopCache: boolean; maxPlayers: number; waitPublisherMs: number };
   /** Edge pull: an HTTP origin (e.g. http://127.0.0.1:8080) that streams absent here are pulled from. */
   edge: { origin: URL | null; idleTimeoutMs: number; connectTimeoutMs: number };
   /** security, http_hooks and token blocks: who may publish and play (src/auth/). */
@@ -87,6 +89,8 @@ export interface Config {
   consoleDir: string | null;
   playersDir: string | null;
   accessLog: 'combined' | 'json' | 'off';
+  /** Where access lines go and how they are batched (`access_log FORMAT [PATH] [buffer=] [flush=]`). */
+  accessLogFile: AccessLogConfig;
   limits: Limits;
   vhosts: VhostConfig[];
   /** Non-fatal notes for the start-up log (ignored SRS directives, env overrides applied). */
@@ -202,7 +206,7 @@ function vhostConfig(name: string, v: View, limits: Limits): VhostConfig {
       secret: pub.one('secret')?.args[0] ?? null,
       takeover: pub.bool('takeover', false),
     },
-    play: { mwLatencyMs: play.ms('mw_latency', 350, 'ms'), gopCache: play.bool('gop_cache', true), maxPlayers: play.int('max_players', limits.maxPlayers, 0, 10_000_000) },
+    play: { mwLatencyMs: play.ms('mw_latency', 350, 'ms'), gopCache: play.bool('gop_cache', true), maxPlayers: play.int('max_players', limits.maxPlayers, 0, 10_000_000), waitPublisherMs: play.ms('wait_publisher', 30_000) },
     edge: {
       origin: originDir ? parseUrl(originDir.args[0], originDir) : null,
       idleTimeoutMs: edge.ms('idle_timeout', 3000),
@@ -302,10 +306,8 @@ export function buildConfig(root: Directive[], file: string, notes: string[]): C
   }
   routes.sort((a, b) => b.prefix.length - a.prefix.length);
 
-  const accessLog = r.str('access_log', 'combined');
-  if (accessLog !== 'combined' && accessLog !== 'json' && accessLog !== 'off') {
-    fail(r.one('access_log')!, `"access_log" expects combined, json or off, got "${accessLog}"`);
-  }
+  const accessLogFile = accessLogConfig(r.one('access_log'));
+  const accessLog = accessLogFile.format;
 
   const vhostDirs = r.all('vhost');
   const vhosts = vhostDirs.map((d) => vhostConfig(d.args[0], new View(d.children ?? []), limits));
@@ -350,6 +352,7 @@ export function buildConfig(root: Directive[], file: string, notes: string[]): C
     consoleDir: pagesDir('console_dir', './www/console'),
     playersDir: pagesDir('players_dir', './www/players'),
     accessLog,
+    accessLogFile,
     limits,
     vhosts,
     notes,

@@ -54,7 +54,8 @@ export const VHOST_SPEC = block(
     }),
     /** streamgate: who may publish, and what happens to a second publisher. */
     publish: block({ allow: repeated(1, 32), secret: one, takeover: one, mr: ignored, mr_latency: ignored, firstpkt_timeout: ignored, normal_timeout: ignored, parse_sps: ignored }),
-    play: block({ mw_latency: one, mw_msgs: ignored, gop_cache: one, max_players: one, queue_length: ignored, time_jitter: ignored, atc: ignored, mix_correct: ignored }),
+    /** wait_publisher (streamgate): how long an RTMP play of a stream not published yet waits for it. */
+    play: block({ mw_latency: one, mw_msgs: ignored, gop_cache: one, max_players: one, queue_length: ignored, time_jitter: ignored, atc: ignored, mix_correct: ignored, wait_publisher: one }),
     /** streamgate: pull streams from an HTTP-FLV origin when nobody publishes them here. */
     edge: block({ origin: one, idle_timeout: one, connect_timeout: one }),
     min_latency: ignored,
@@ -114,8 +115,8 @@ export const ROOT_SPEC = block({
   /** streamgate: where the shipped pages live; `off` removes the route. */
   console_dir: one,
   players_dir: one,
-  /** streamgate: `combined` (default), `json` or `off`. */
-  access_log: one,
+  /** streamgate: `combined` (default), `json` or `off`, then NGINX's [PATH] [buffer=SIZE] [flush=TIME]. */
+  access_log: many(4),
   /** streamgate: resource bounds, each documented in config/streamgate.conf. */
   limits: block({
     max_streams: one,

@@ -11,6 +11,7 @@ export class Metrics {
   private readonly counters = new Map<string, { help: string; n: number }>();
   /** Extra gauges read at scrape time (connections, streams, players). */
   private readonly gauges = new Map<string, { help: string; read: () => number }>();
+  private readonly counterFns = new Map<string, { help: string; read: () => number }>();
   /** Response bytes sent by the sendfile addon. */
   private sendfileBytes = 0;
 
@@ -44,6 +45,11 @@ export class Metrics {
     else c.n++;
   }
 
+  /** A counter kept elsewhere, read when /metrics is rendered. */
+  counterFn(name: string, help: string, read: () => number): void {
+    this.counterFns.set(name, { help, read });
+  }
+
   gauge(name: string, help: string, read: () => number): void {
     this.gauges.set(name, { help, read });
   }
@@ -62,6 +68,7 @@ export class Metrics {
       '# TYPE streamgate_sendfile_bytes_total counter', `streamgate_sendfile_bytes_total ${this.sendfileBytes}`);
     family('streamgate_upstream_errors_total', 'Proxy upstream failures by upstream and kind.', 'counter', this.upstreamErrors);
     for (const [name, c] of this.counters) out.push(`# HELP ${name} ${c.help}`, `# TYPE ${name} counter`, `${name} ${c.n}`);
+    for (const [name, c] of this.counterFns) out.push(`# HELP ${name} ${c.help}`, `# TYPE ${name} counter`, `${name} ${c.read()}`);
     for (const [name, g] of this.gauges) {
       out.push(`# HELP ${name} ${g.help}`, `# TYPE ${name} gauge`, `${name} ${g.read()}`);
     }

@@ -25,7 +25,7 @@ interface Running {
 async function startGateway(vhostExtra = ''): Promise<Running> {
   const gw = new CliGateway(`listen 127.0.0.1:0;
     http_server { listen 127.0.0.1:0; dir ./public; https { enabled off; } }
-    vhost __defaultVhost__ { play { mw_latency 50ms; } ${vhostExtra} }`);
+    vhost __defaultVhost__ { play { mw_latency 50ms; wait_publisher 1s; } ${vhostExtra} }`);
   return { gw, http: await gw.port('http'), rtmp: await gw.port('rtmp') };
 }
 
@@ -152,7 +152,7 @@ describe('RTMP: ffmpeg publishes, ffmpeg and HTTP-FLV players play', () => {
     }
   });
 
-  test('a stream that is not live: an RTMP play fails at once with StreamNotFound', async () => {
+  test('a stream that is not live: an RTMP play waits wait_publisher (1 s) for it, then fails with StreamNotFound', async () => {
     const c = new RtmpTestClient(r.rtmp);
     try {
       await c.play('live', 'nothing');

@@ -1,4 +1,5 @@
 import { MAX_TAG_BYTES } from '../../media/flv/demuxer.js';
+import { OBJECT_OVERHEAD_BYTES } from '../../limits/budget.js';
 
 /**
  * The RTMP chunk stream (Adobe RTMP specification 1.0, §5.3): messages cut into chunks of at most
@@ -6,24 +7,42 @@ import { MAX_TAG_BYTES } from '../../media/flv/demuxer.js';
  * type 0 (11 bytes), 1 (7), 2 (3) or 3 (none), plus an extended timestamp when the 24-bit field
  * overflows. Bytes in any slicing, messages out; and messages in, chunks out.
  *
- * Memory is bounded whatever a peer sends: at most one partial chunk header is held, a message is
- * never larger than an FLV tag may be, only bytes that arrived are held (never a declared length),
- * the bytes of unfinished messages across all chunk streams are capped, and so is the number of
- * chunk streams.
+ * Memory is bounded whatever a peer sends: at most one partial chunk header is held; an unfinished
+ * message is one buffer per chunk stream that grows (doubling, never past the declared length) as
+ * its bytes arrive, so a 12-byte header claiming 8 MiB costs nothing and one-byte chunks cost no
+ * object each; what is held is charged in real bytes (buffer capacity plus
+ * OBJECT_OVERHEAD_BYTES per message) to the connection's account before it is allocated, and is
+ * capped per connection across chunk streams, as is the number of chunk streams.
  */
 
 /** The chunk size both ends start with (§5.4.1). */
 export const DEFAULT_CHUNK_SIZE = 128;
 /** The chunk size we send with (after announcing it): fewer headers, and what SRS and ffmpeg use. */
 export const OUT_CHUNK_SIZE = 4096;
-/** The spec allows up to 2^31-1; a chunk over 16 MiB only serves to make a server buffer it. */
-export const MAX_CHUNK_SIZE = 16 * 1024 * 1024;
+/**
+ * The chunk sizes a peer may announce: SRS's range (SRS_CONSTS_RTMP_MIN_CHUNK_SIZE and _MAX_). The
+ * spec allows 1..2^31-1, but one-byte chunks only serve to make a server do work per byte, and no
+ * encoder goes below the initial 128 (ffmpeg, OBS and librtmp announce 4096 or more).
+ */
+export const MIN_PEER_CHUNK_SIZE = 128;
+export const MAX_PEER_CHUNK_SIZE = 65536;
 /** A message is at most an FLV tag: RTMP audio/video/data bodies are FLV tag bodies. */
 export const MAX_MESSAGE_BYTES = MAX_TAG_BYTES;
-/** Bytes of unfinished messages held at once across chunk streams (real senders interleave two: audio and video). */
-export const MAX_PENDING_BYTES = 2 * MAX_MESSAGE_BYTES;
 /** Distinct chunk stream ids one connection may use; encoders use fewer than ten. */
 export const MAX_CHUNK_STREAMS = 64;
+/**
+ * Real bytes of unfinished messages held at once across chunk streams (real senders interleave
+ * two: audio and video), whatever the connection's account would allow: two whole messages, and
+ * the object cost of every chunk stream.
+ */
+export const MAX_PENDING_BYTES = 2 * MAX_MESSAGE_BYTES + MAX_CHUNK_STREAMS * OBJECT_OVERHEAD_BYTES;
+
+/** Who pays for held bytes: a connection's Account (src/limits/budget.ts). */
+export interface MemoryAccount {
+  /** Charge `n` bytes; false (charging nothing) when over budget. */
+  take(n: number): boolean;
+  give(n: number): void;
+}
 
 /** Message type ids (§5.4, §6.2, §7.1). */
 export const MSG_SET_CHUNK_SIZE = 1;
@@ -65,8 +84,8 @@ interface InStream {
   length: number;
   type: number;
   streamId: number;
-  /** The pieces of the message being reassembled, copied as they arrive; null between messages. */
-  parts: Buffer[] | null;
+  /** The message being reassembled (its capacity grows as bytes arrive); null between messages. */
+  buf: Buffer | null;
   filled: number;
 }
 
@@ -82,11 +101,24 @@ export class ChunkReader {
   /** The chunk stream whose chunk payload is being read, and how much of it is left. */
   private current: InStream | null = null;
   private chunkLeft = 0;
-  private pendingBytes = 0;
+  /** Real bytes held for unfinished messages, all charged to `account`. */
+  private held = 0;
 
-  /** Bytes held for the peer: a partial chunk header plus unfinished messages. */
+  /** `account` pays for unfinished messages; null: only this reader's own bounds apply. */
+  constructor(private account: MemoryAccount | null = null) {}
+
+  /** Bytes held for the peer: a partial chunk header plus unfinished messages (buffers and objects). */
   get bufferedBytes(): number {
-    return this.rest.length + this.pendingBytes;
+    return this.rest.length + this.held;
+  }
+
+  /**
+   * Moves what is held to another account (the connection became trusted and detached from the
+   * anonymous pool): the new account is charged at once, so it never pays back more than it took.
+   */
+  moveTo(account: MemoryAccount | null): void {
+    if (account && !account.take(this.held)) throw new RtmpError(`unfinished messages of ${this.held} bytes are over the new account's budget`);
+    this.account = account;
   }
 
   push(data: Buffer): RtmpMessage[] {
@@ -102,10 +134,9 @@ export class ChunkReader {
       const cs = this.current!;
       const n = Math.min(this.chunkLeft, buf.length - off);
       if (n > 0) {
-        this.pendingBytes += n;
-        if (this.pendingBytes > MAX_PENDING_BYTES) throw new RtmpError(`unfinished messages over ${MAX_PENDING_BYTES} bytes`);
+        this.reserve(cs, cs.filled + n);
         // A copy, so a message never pins the socket's read buffer.
-        cs.parts!.push(Buffer.from(buf.subarray(off, off + n)));
+        buf.copy(cs.buf!, cs.filled, off, off + n);
         cs.filled += n;
         this.chunkLeft -= n;
         off += n;
@@ -120,6 +151,36 @@ export class ChunkReader {
     }
     this.rest = off < buf.length ? Buffer.from(buf.subarray(off)) : Buffer.alloc(0);
     return out;
+  }
+
+  /**
+   * Makes room for `need` bytes of the chunk stream's message, charging the growth before it is
+   * allocated. Capacity doubles (so copying stays linear) but never passes the declared length,
+   * and a message's first chunk costs its object as well as its bytes.
+   */
+  private reserve(cs: InStream, need: number): void {
+    const cap = cs.buf?.length ?? 0;
+    if (need <= cap && cs.buf) return;
+    const next = Math.min(cs.length, Math.max(need, cap * 2));
+    const cost = next - cap + (cs.buf ? 0 : OBJECT_OVERHEAD_BYTES);
+    if (this.held + cost > MAX_PENDING_BYTES) throw new RtmpError(`unfinished messages over ${MAX_PENDING_BYTES} bytes`);
+    if (this.account && !this.account.take(cost)) {
+      throw new RtmpError(`unfinished messages over the memory budget (${this.held} bytes held, ${cost} more asked)`);
+    }
+    this.held += cost;
+    const grown = Buffer.allocUnsafe(next);
+    if (cs.buf) cs.buf.copy(grown, 0, 0, cs.filled);
+    cs.buf = grown;
+  }
+
+  /** Gives back what an unfinished (or just completed) message was charged. */
+  private release(cs: InStream): void {
+    if (!cs.buf) return;
+    const cost = cs.buf.length + OBJECT_OVERHEAD_BYTES;
+    this.held -= cost;
+    this.account?.give(cost);
+    cs.buf = null;
+    cs.filled = 0;
   }
 
   /**
@@ -149,10 +210,10 @@ export class ChunkReader {
       // Types 1-3 reuse fields of the previous message on the chunk stream (§5.3.1.2): there is none.
       if (fmt !== 0) throw new RtmpError(`chunk stream ${csid} starts with a type-${fmt} header, which needs a previous message`);
       if (this.streams.size >= MAX_CHUNK_STREAMS) throw new RtmpError(`more than ${MAX_CHUNK_STREAMS} chunk streams`);
-      cs = { csid, timestamp: 0, field: 0, extended: false, length: 0, type: 0, streamId: 0, parts: null, filled: 0 };
+      cs = { csid, timestamp: 0, field: 0, extended: false, length: 0, type: 0, streamId: 0, buf: null, filled: 0 };
       this.streams.set(csid, cs);
     }
-    const continuing = cs.parts !== null;
+    const continuing = cs.filled > 0;
     if (continuing && fmt !== 3) throw new RtmpError(`type-${fmt} header on chunk stream ${csid} before its ${cs.length}-byte message was complete`);
     let field = cs.field;
     let length = cs.length;
@@ -193,8 +254,7 @@ export class ChunkReader {
       cs.type = type;
       cs.streamId = streamId;
       // Nothing is allocated for the declared length: a 12-byte header claiming 8 MiB must not
-      // cost 8 MiB. A message holds only the bytes that really arrived.
-      cs.parts = [];
+      // cost 8 MiB. A message holds only (at most twice) the bytes that really arrived.
       cs.filled = 0;
     }
     this.current = cs;
@@ -203,11 +263,9 @@ export class ChunkReader {
   }
 
   private complete(cs: InStream): RtmpMessage {
-    const parts = cs.parts!;
-    const payload = parts.length === 1 ? parts[0] : Buffer.concat(parts, cs.length);
-    cs.parts = null;
-    cs.filled = 0;
-    this.pendingBytes -= cs.length;
+    // Whole, the buffer's capacity is exactly the length; an empty message never had one.
+    const payload = cs.buf ?? Buffer.alloc(0);
+    this.release(cs);
     return { csid: cs.csid, type: cs.type, streamId: cs.streamId, timestamp: cs.timestamp, payload };
   }
 
@@ -216,16 +274,14 @@ export class ChunkReader {
       if (msg.payload.length < 4) throw new RtmpError('Set Chunk Size without a size');
       // §5.4.1: the top bit must be zero.
       const size = msg.payload.readUInt32BE(0) & 0x7fffffff;
-      if (size < 1 || size > MAX_CHUNK_SIZE) throw new RtmpError(`chunk size ${size} is outside 1..${MAX_CHUNK_SIZE}`);
+      if (size < MIN_PEER_CHUNK_SIZE || size > MAX_PEER_CHUNK_SIZE) {
+        throw new RtmpError(`Set Chunk Size ${size} is outside ${MIN_PEER_CHUNK_SIZE}..${MAX_PEER_CHUNK_SIZE}`);
+      }
       this.chunkSize = size;
     } else if (msg.type === MSG_ABORT) {
       if (msg.payload.length < 4) throw new RtmpError('Abort without a chunk stream id');
       const cs = this.streams.get(msg.payload.readUInt32BE(0));
-      if (cs?.parts) {
-        this.pendingBytes -= cs.filled;
-        cs.parts = null;
-        cs.filled = 0;
-      }
+      if (cs) this.release(cs);
     }
   }
 }

@@ -6,22 +6,28 @@ import type { Consumer } from '../../live/consumer.js';
 import type { Hub } from '../../live/hub.js';
 import type { StreamName } from '../../live/types.js';
 import type { Logger } from '../../log.js';
+import { Account, OBJECT_OVERHEAD_BYTES, type Budget } from '../../limits/budget.js';
+import type { Source } from '../../live/source.js';
 import { packetFromTag, TAG_SCRIPT } from '../../media/packet.js';
 import { RtmpPlaySink } from '../../outputs/rtmp-play.js';
 import { newClientId, type AccessControl, type DoorRequest, type Grant, type Verdict } from '../../auth/policy.js';
 import { startPublication, type Publication } from '../publish.js';
 import { AmfError, decodeAmf0, decodeAmf0All, EcmaArray, encodeAmf0, type AmfObject, type AmfValue } from './amf0.js';
 import {
-  ChunkReader, ChunkWriter, OUT_CHUNK_SIZE, RtmpError, type OutMessage, type RtmpMessage,
+  ChunkReader, ChunkWriter, MAX_PENDING_BYTES, OUT_CHUNK_SIZE, RtmpError, type OutMessage, type RtmpMessage,
   MSG_ACK, MSG_AUDIO, MSG_COMMAND_AMF0, MSG_COMMAND_AMF3, MSG_DATA_AMF0, MSG_DATA_AMF3, MSG_SET_CHUNK_SIZE,
   MSG_SET_PEER_BANDWIDTH, MSG_USER_CONTROL, MSG_VIDEO, MSG_WINDOW_ACK_SIZE,
 } from './chunk.js';
-import { HandshakeError, ServerHandshake } from './handshake.js';
+import { HANDSHAKE_BYTES, HandshakeError, ServerHandshake } from './handshake.js';
+import { WAITING_PLAYER_BYTES, type PlayWaitRoom } from './play-wait.js';
 
-/** A client that has not finished the handshake in this long is dropped (a port scanner, a stuck peer). */
-export const HANDSHAKE_TIMEOUT_MS = 10_000;
-/** A connection that sends nothing for this long before playing, or while publishing, is gone. */
+/**
+ * A connection that sends nothing for this long before playing, or while publishing, is gone; and
+ * one that has connected must publish or play within it (pings alone do not keep it).
+ */
 export const IDLE_TIMEOUT_MS = 30_000;
+/** What the handshake may hold (C0+C1, then C2 and what came with it), charged until it is done. */
+const HANDSHAKE_HOLD_BYTES = 2 * (1 + HANDSHAKE_BYTES) + OBJECT_OVERHEAD_BYTES;
 /** After a refusal or an end of stream, how long the peer has to read it and hang up. */
 const CLOSE_GRACE_MS = 2_000;
 /** What we announce as our acknowledgement window and the peer's bandwidth (SRS's values). */
@@ -44,6 +50,23 @@ export interface RtmpDeps {
   access: AccessControl;
   /** The vhost a connect names, by tcUrl host (an unknown host is the default vhost). */
   vhostFor: (host: string) => string;
+  /** The pool that connections not yet authorised draw on (the gateway's budgets.unauthorized). */
+  pool: Budget | null;
+  /** Read at each new connection, so a reload applies to the next ones. */
+  limits: () => RtmpLimits;
+  /** Players waiting for a publisher (the listener's). */
+  waiting: PlayWaitRoom;
+}
+
+export interface RtmpLimits {
+  /** The handshake and the connect command must both arrive within this (limits.header_timeout). */
+  headerTimeoutMs: number;
+  /** Memory one connection may hold before it is authorised to publish (limits.connection_memory). */
+  connectionMemoryBytes: number;
+  /** Silence before publish or play, and time from connect to publish or play (default IDLE_TIMEOUT_MS). */
+  idleTimeoutMs: number;
+  /** How long a play waits for the stream's publisher, by vhost (play.wait_publisher; 0 = not at all). */
+  waitPublisherMs: (vhost: string) => number;
 }
 
 /** `name?a=b` split at the query, as app and stream names carry one (SRS's `?vhost=`, our `?secret=`). */
@@ -65,8 +88,14 @@ function isObject(v: AmfValue): v is AmfObject {
 export class RtmpSession {
   readonly ip: string;
   private handshake: ServerHandshake | null = new ServerHandshake();
-  private handshakeTimer: NodeJS.Timeout;
-  private readonly reader = new ChunkReader();
+  /** The time by which the connection must have connected, or published or played: one timer. */
+  private deadline: NodeJS.Timeout | undefined;
+  private readonly limits: RtmpLimits;
+  /** Pays for what the peer makes us hold: the anonymous pool's until publishing is authorised. */
+  private account: Account;
+  private readonly reader: ChunkReader;
+  /** Leaves the wait for a publisher (the player went away). */
+  private cancelWait: (() => void) | null = null;
   private readonly writer = new ChunkWriter(true);
   private connected = false;
   private app = '';
@@ -84,6 +113,7 @@ export class RtmpSession {
   private readonly hookId = newClientId();
   private connectAllowed: Promise<boolean> = Promise.resolve(true);
   private playGrant: Grant | null = null;
+  private playQuery = new URLSearchParams();
   /** Bytes received, and where the last acknowledgement was sent (§5.4.3). */
   private received = 0;
   private ackedAt = 0;
@@ -95,12 +125,18 @@ export class RtmpSession {
   ) {
     this.ip = clientIp(socket.remoteAddress);
     socket.setNoDelay(true);
-    // A deadline, not an idle timer: a client dripping a byte at a time must not stretch it.
-    this.handshakeTimer = setTimeout(() => {
-      this.deps.log.warn(`${this.who()}: handshake not finished within ${HANDSHAKE_TIMEOUT_MS} ms, closing`);
+    this.limits = deps.limits();
+    this.account = new Account(deps.pool, this.limits.connectionMemoryBytes);
+    this.reader = new ChunkReader(this.account);
+    // A deadline, not an idle timer: a client dripping a byte at a time must not stretch it
+    // (NGINX's client_header_timeout: the handshake and the connect are this protocol's request head).
+    const headerMs = this.limits.headerTimeoutMs;
+    this.setDeadline(headerMs, () => (this.handshake ? `handshake not finished within ${headerMs} ms` : `no connect within ${headerMs} ms`));
+    if (!this.account.take(HANDSHAKE_HOLD_BYTES)) {
+      this.deps.log.warn(`${this.who()}: memory for connections not yet authorised is exhausted, closing`);
       socket.destroy();
-    }, HANDSHAKE_TIMEOUT_MS);
-    socket.setTimeout(IDLE_TIMEOUT_MS);
+    }
+    socket.setTimeout(this.limits.idleTimeoutMs);
     socket.on('timeout', () => this.onTimeout());
     socket.on('data', (d: Buffer) => {
       try {
@@ -129,12 +165,35 @@ export class RtmpSession {
     return what ? `rtmp ${this.ip} ${what}` : `rtmp ${this.ip}`;
   }
 
+  /** Closes the connection at `ms` from now unless cleared or moved (one timer per connection). */
+  private setDeadline(ms: number, why: () => string): void {
+    clearTimeout(this.deadline);
+    this.deadline = setTimeout(() => {
+      this.deps.log.warn(`${this.who()}: ${why()}, closing`);
+      this.socket.destroy();
+    }, ms);
+  }
+
+  /** Connected, or back from a publish or play: it must start another within the idle time. */
+  private armIdleDeadline(): void {
+    const ms = this.limits.idleTimeoutMs;
+    this.setDeadline(ms, () => `neither published nor played within ${ms} ms of connecting`);
+  }
+
+  /** Publishing is authorised: unfinished messages are bounded by the stream's own limits, not the anonymous pool. */
+  private trusted(): void {
+    const own = this.account.detach();
+    own.limit = MAX_PENDING_BYTES;
+    this.reader.moveTo(own);
+    this.account = own;
+  }
+
   private onTimeout(): void {
     if (this.closing) {
       this.socket.destroy();
       return;
     }
-    this.deps.log.warn(`${this.who()}: nothing received for ${IDLE_TIMEOUT_MS} ms ${this.publication ? 'while publishing' : 'before publish or play'}, closing`);
+    this.deps.log.warn(`${this.who()}: nothing received for ${this.limits.idleTimeoutMs} ms ${this.publication ? 'while publishing' : 'before publish or play'}, closing`);
     this.publication?.finish('idle timeout');
     this.socket.destroy();
   }
@@ -150,7 +209,10 @@ export class RtmpSession {
   }
 
   private onClose(): void {
-    clearTimeout(this.handshakeTimer);
+    clearTimeout(this.deadline);
+    this.cancelWait?.();
+    this.cancelWait = null;
+    this.account.close();
     this.publication?.finish('connection closed');
     this.publication = null;
     if (this.playing) {
@@ -179,7 +241,7 @@ export class RtmpSession {
       }
       if (step.state !== 'done') return;
       this.handshake = null;
-      clearTimeout(this.handshakeTimer);
+      this.account.give(HANDSHAKE_HOLD_BYTES);
       data = step.rest;
       if (data.length === 0) return;
     }
@@ -291,6 +353,8 @@ export class RtmpSession {
     this.app = app.path;
     const vhost = this.connectQuery.get('vhost') ?? hostOf(tc.path);
     this.vhost = this.deps.vhostFor(vhost);
+    // A second connect does not buy more time.
+    if (!this.connected) this.armIdleDeadline();
     this.connected = true;
     this.connectAllowed = this.deps.access.connect({ vhost: this.vhost, app: this.app, ip: this.ip, tcUrl: this.tcUrl, pageUrl: this.pageUrl, clientId: this.hookId });
     void this.connectAllowed.then((ok) => {
@@ -368,64 +432,130 @@ export class RtmpSession {
       // Kicked through the API, taken over, or shutdown: the encoder's connection goes too.
       if (pub.finish('stream ended')) this.socket.destroy();
     });
+    clearTimeout(this.deadline);
+    this.trusted();
     this.status(streamId, 'status', 'NetStream.Publish.Start', `${label} is now published.`);
   }
 
   private onPlay(streamId: number, raw: AmfValue): void {
     if (this.busy || this.acquiring) throw new RtmpError('play on a connection that already publishes or plays');
     const { name, query } = this.streamName(raw);
-    const label = `${name.app}/${name.stream}`;
+    this.playQuery = query;
     this.acquiring = true;
-    this.deps.hub.acquire(name).then(async (source) => {
-      if (this.socket.destroyed || this.closing) return;
-      const v = source && !source.ended ? await this.authorise('play', name, query, source.id) : null;
+    clearTimeout(this.deadline);
+    this.deps.hub.acquire(name).then((source) => {
       this.acquiring = false;
-      if (this.socket.destroyed || this.closing) return v?.ok && v.end();
-      if (v && !v.ok) {
+      if (this.socket.destroyed || this.closing) return;
+      if (!source || source.ended) return this.waitForPublisher(streamId, name);
+      this.startPlay(streamId, name, source);
+    }, (err: unknown) => {
+      this.acquiring = false;
+      this.fail(err);
+    });
+  }
+
+  /**
+   * Nobody publishes the stream yet: the player waits for the publisher (as SRS and nginx-rtmp do),
+   * up to the vhost's wait_publisher, then gets StreamNotFound. It is charged to the anonymous pool
+   * while it waits, and the wait room bounds how many wait.
+   */
+  private waitForPublisher(streamId: number, name: StreamName): void {
+    const label = `${name.app}/${name.stream}`;
+    const ms = this.limits.waitPublisherMs(name.vhost);
+    const notFound = () => {
+      this.status(streamId, 'error', 'NetStream.Play.StreamNotFound', `${label} is not live.`);
+      this.closeAfterFlush();
+    };
+    if (ms <= 0) return notFound();
+    const refuse = (why: string) => {
+      this.deps.log.warn(`${this.who()}: play of ${label} refused: ${why}`);
+      this.status(streamId, 'error', 'NetStream.Play.Failed', new GatewayError('LIMIT_REACHED', why).message);
+      this.closeAfterFlush();
+    };
+    if (!this.account.take(WAITING_PLAYER_BYTES)) return refuse('memory for connections not yet authorised is exhausted');
+    const cancel = this.deps.waiting.wait(name, ms, (source) => {
+      this.leaveWait();
+      if (this.socket.destroyed || this.closing) return;
+      this.startPlay(streamId, name, source);
+    }, () => {
+      this.leaveWait();
+      if (this.socket.destroyed || this.closing) return;
+      this.deps.log.info(`${this.who()}: play of ${label}: no publisher within ${ms} ms`);
+      notFound();
+    });
+    if (!cancel) {
+      this.account.give(WAITING_PLAYER_BYTES);
+      return refuse(`too many players waiting for a publisher`);
+    }
+    this.cancelWait = cancel;
+    this.acquiring = true;
+    // The wait is bounded by its own timer; a silent player is not idle while it waits.
+    this.socket.setTimeout(0);
+    this.deps.log.info(`${this.who()}: play of ${label} waits for its publisher (up to ${ms} ms)`);
+  }
+
+  private leaveWait(): void {
+    this.cancelWait = null;
+    this.acquiring = false;
+    this.account.give(WAITING_PLAYER_BYTES);
+  }
+
+  private startPlay(streamId: number, name: StreamName, source: Source): void {
+    const label = `${name.app}/${name.stream}`;
+    if (source.ended) {
+      this.status(streamId, 'error', 'NetStream.Play.StreamNotFound', `${label} is not live.`);
+      return this.closeAfterFlush();
+    }
+    if (!source.canAcceptPlayer()) {
+      this.status(streamId, 'error', 'NetStream.Play.Failed', new GatewayError('LIMIT_REACHED', 'too many players on this stream').message);
+      return this.closeAfterFlush();
+    }
+    this.acquiring = true;
+    this.authorise('play', name, this.playQuery, source.id).then((v) => {
+      this.acquiring = false;
+      if (this.socket.destroyed || this.closing) return v.ok && v.end();
+      if (!v.ok) {
         this.status(streamId, 'error', 'NetStream.Play.Failed', new GatewayError('PLAY_FORBIDDEN').message);
         return this.closeAfterFlush();
       }
-      if (v) this.playGrant = v;
-      if (!source || source.ended) {
-        this.status(streamId, 'error', 'NetStream.Play.StreamNotFound', `${label} is not live.`);
-        return this.closeAfterFlush();
-      }
-      if (!source.canAcceptPlayer()) {
-        this.status(streamId, 'error', 'NetStream.Play.Failed', new GatewayError('LIMIT_REACHED', 'too many players on this stream').message);
-        return this.closeAfterFlush();
-      }
-      const client = new CountingClient(this.deps.hub, {
-        type: 'rtmp-play',
-        ip: this.ip,
-        name,
-        url: `/${label}`,
-        tcUrl: this.tcUrl,
-        pageUrl: this.pageUrl,
-        publish: false,
-        kick: () => this.socket.destroy(),
-      });
-      // A player may be silent for hours; it is the hub's backlog bound that drops a dead one.
-      this.socket.setTimeout(0);
-      this.sendControl(MSG_USER_CONTROL, Buffer.concat([u16(UC_STREAM_BEGIN), u32(streamId)]));
-      this.status(streamId, 'status', 'NetStream.Play.Reset', `Playing and resetting ${label}.`);
-      this.status(streamId, 'status', 'NetStream.Play.Start', `Started playing ${label}.`);
-      this.send([{ csid: CSID_STATUS, type: MSG_DATA_AMF0, streamId, timestamp: 0, payload: encodeAmf0('|RtmpSampleAccess', true, true) }]);
-      const conn = {
-        socket: this.socket,
-        status: (code: string, description: string) => this.status(streamId, 'status', code, description),
-        closeAfterFlush: () => this.closeAfterFlush(),
-        drop: (why: string) => {
-          this.deps.log.warn(`${this.who()}: play of ${label} dropped: ${why}`);
-          this.socket.destroy();
-        },
-      };
-      this.deps.hub.addClient(client);
-      this.playing = { consumer: source.subscribe(new RtmpPlaySink(conn, streamId, client, source), client), client, streamId };
-      this.deps.log.info(`play ${label} to ${this.ip} over RTMP (client ${client.id})`);
+      this.playGrant = v;
+      this.seatPlayer(streamId, name, source, label);
     }).catch((err: unknown) => {
       this.acquiring = false;
       this.fail(err);
     });
+  }
+
+  /** An authorised player: subscribed to the source and listed. */
+  private seatPlayer(streamId: number, name: StreamName, source: Source, label: string): void {
+    const client = new CountingClient(this.deps.hub, {
+      type: 'rtmp-play',
+      ip: this.ip,
+      name,
+      url: `/${label}`,
+      tcUrl: this.tcUrl,
+      pageUrl: this.pageUrl,
+      publish: false,
+      kick: () => this.socket.destroy(),
+    });
+    // A player may be silent for hours; it is the hub's backlog bound that drops a dead one.
+    this.socket.setTimeout(0);
+    this.sendControl(MSG_USER_CONTROL, Buffer.concat([u16(UC_STREAM_BEGIN), u32(streamId)]));
+    this.status(streamId, 'status', 'NetStream.Play.Reset', `Playing and resetting ${label}.`);
+    this.status(streamId, 'status', 'NetStream.Play.Start', `Started playing ${label}.`);
+    this.send([{ csid: CSID_STATUS, type: MSG_DATA_AMF0, streamId, timestamp: 0, payload: encodeAmf0('|RtmpSampleAccess', true, true) }]);
+    const conn = {
+      socket: this.socket,
+      status: (code: string, description: string) => this.status(streamId, 'status', code, description),
+      closeAfterFlush: () => this.closeAfterFlush(),
+      drop: (why: string) => {
+        this.deps.log.warn(`${this.who()}: play of ${label} dropped: ${why}`);
+        this.socket.destroy();
+      },
+    };
+    this.deps.hub.addClient(client);
+    this.playing = { consumer: source.subscribe(new RtmpPlaySink(conn, streamId, client, source), client), client, streamId };
+    this.deps.log.info(`play ${label} to ${this.ip} over RTMP (client ${client.id})`);
   }
 
   private onStop(streamId: number): void {
@@ -435,14 +565,16 @@ export class RtmpSession {
       this.publication = null;
       pub.finish('unpublished by the client');
       // The encoder may stay connected and publish again on the same connection.
-      this.socket.setTimeout(IDLE_TIMEOUT_MS);
+      this.socket.setTimeout(this.limits.idleTimeoutMs);
+      this.armIdleDeadline();
     } else if (this.playing) {
       this.playGrant?.end();
       this.playGrant = null;
       this.playing.consumer.end('closed');
       this.deps.hub.removeClient(this.playing.client.id);
       this.playing = null;
-      this.socket.setTimeout(IDLE_TIMEOUT_MS);
+      this.socket.setTimeout(this.limits.idleTimeoutMs);
+      this.armIdleDeadline();
     }
   }
 

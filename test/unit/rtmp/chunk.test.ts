@@ -1,9 +1,10 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  ChunkReader, ChunkWriter, MAX_CHUNK_STREAMS, MAX_MESSAGE_BYTES, MAX_PENDING_BYTES, MSG_ABORT, MSG_AUDIO,
+  ChunkReader, ChunkWriter, MAX_CHUNK_STREAMS, MAX_MESSAGE_BYTES, MAX_PEER_CHUNK_SIZE, MAX_PENDING_BYTES, MIN_PEER_CHUNK_SIZE, MSG_ABORT, MSG_AUDIO,
   MSG_COMMAND_AMF0, MSG_SET_CHUNK_SIZE, MSG_VIDEO, RtmpError, type OutMessage, type RtmpMessage,
 } from '../../../src/ingest/rtmp/chunk.js';
+import { Account, Budget, OBJECT_OVERHEAD_BYTES } from '../../../src/limits/budget.js';
 import { rng } from '../../helpers/random.js';
 
 function payload(n: number, seed: number): Buffer {
@@ -135,7 +136,7 @@ describe('RTMP chunk stream', () => {
     const next = msg(6, MSG_VIDEO, 0, 10);
     const r = new ChunkReader();
     assert.deepEqual(r.push(big.subarray(0, 12 + 128)), []);
-    assert.equal(r.bufferedBytes, 128, 'what arrived of it, not its declared 1000 bytes');
+    assert.equal(r.bufferedBytes, 128 + OBJECT_OVERHEAD_BYTES, 'what arrived of it (and its object), not its declared 1000 bytes');
     const out = r.push(Buffer.concat([abort, new ChunkWriter().write([next])]));
     assert.deepEqual(strip(out).map((m) => m.type), [MSG_ABORT, MSG_VIDEO]);
     assert.deepEqual(out[1].payload, next.payload);
@@ -155,28 +156,108 @@ describe('RTMP chunk stream', () => {
       ['type 3 on an unknown chunk stream', Buffer.from([0xc4, 1, 2, 3]), /starts with a type-3/],
       ['a message over the bound', header0(4, MAX_MESSAGE_BYTES + 1), /over the/],
       ['Set Chunk Size 0', Buffer.concat([header0(2, 4, MSG_SET_CHUNK_SIZE), u32(0)]), /outside/],
-      ['Set Chunk Size over 16 MiB', Buffer.concat([header0(2, 4, MSG_SET_CHUNK_SIZE), u32(16 * 1024 * 1024 + 1)]), /outside/],
+      ['Set Chunk Size 1 (a server would do work per byte)', Buffer.concat([header0(2, 4, MSG_SET_CHUNK_SIZE), u32(1)]), /Set Chunk Size 1 is outside 128\.\.65536/],
+      [`Set Chunk Size ${MIN_PEER_CHUNK_SIZE - 1}`, Buffer.concat([header0(2, 4, MSG_SET_CHUNK_SIZE), u32(MIN_PEER_CHUNK_SIZE - 1)]), /outside/],
+      [`Set Chunk Size ${MAX_PEER_CHUNK_SIZE + 1}`, Buffer.concat([header0(2, 4, MSG_SET_CHUNK_SIZE), u32(MAX_PEER_CHUNK_SIZE + 1)]), /outside/],
       ['a new header in the middle of a message', Buffer.concat([header0(4, 200), Buffer.alloc(128), header0(4, 10)]), /before its 200-byte message/],
     ];
     for (const [what, bytes, re] of cases) {
       assert.throws(() => new ChunkReader().push(bytes), (e) => e instanceof RtmpError && re.test(e.message), what);
     }
-    // Declared lengths cost nothing: three 8 MiB messages opened with one byte each hold three bytes.
+    // Both ends of SRS's range are accepted.
+    for (const size of [MIN_PEER_CHUNK_SIZE, MAX_PEER_CHUNK_SIZE]) {
+      const r = new ChunkReader();
+      r.push(Buffer.concat([header0(2, 4, MSG_SET_CHUNK_SIZE), u32(size)]));
+      assert.equal(r.chunkSize, size);
+    }
+    // Declared lengths cost nothing: three 8 MiB messages opened with one chunk each hold those
+    // chunks' bytes and one object each.
     const r = new ChunkReader();
-    // Chunks of one byte, so each message's first chunk is complete after one byte of payload.
-    const opened: Buffer[] = [header0(2, 4, MSG_SET_CHUNK_SIZE), u32(1)];
-    for (let i = 0; i < 3; i++) opened.push(header0(3 + i, MAX_MESSAGE_BYTES), Buffer.alloc(1));
-    assert.deepEqual(r.push(Buffer.concat(opened)).map((m) => m.type), [MSG_SET_CHUNK_SIZE]);
-    assert.equal(r.bufferedBytes, 3);
-    // Bytes really sent are what is bounded: two nearly full messages, then a third one's first bytes.
+    const opened: Buffer[] = [];
+    for (let i = 0; i < 3; i++) opened.push(header0(3 + i, MAX_MESSAGE_BYTES), Buffer.alloc(128));
+    assert.deepEqual(r.push(Buffer.concat(opened)), []);
+    assert.equal(r.bufferedBytes, 3 * (128 + OBJECT_OVERHEAD_BYTES));
+    // Bytes really held are what is bounded: two nearly whole messages (their buffers have grown to
+    // the whole length), then a third one's first chunk.
     const big = new ChunkReader();
-    const fill: Buffer[] = [header0(2, 4, MSG_SET_CHUNK_SIZE), u32(MAX_MESSAGE_BYTES - 1)];
-    for (let i = 0; i < 2; i++) fill.push(header0(3 + i, MAX_MESSAGE_BYTES), Buffer.alloc(MAX_MESSAGE_BYTES - 1));
+    const w = new ChunkWriter();
+    w.chunkSize = MAX_PEER_CHUNK_SIZE;
+    const fill: Buffer[] = [header0(2, 4, MSG_SET_CHUNK_SIZE), u32(MAX_PEER_CHUNK_SIZE)];
+    for (let i = 0; i < 2; i++) {
+      const whole = w.write([{ csid: 3 + i, type: MSG_VIDEO, streamId: 1, timestamp: 0, payload: Buffer.alloc(MAX_MESSAGE_BYTES) }]);
+      // All but the last chunk (a 1-byte header and 64 KiB), so the message stays unfinished.
+      fill.push(whole.subarray(0, whole.length - 1 - MAX_PEER_CHUNK_SIZE));
+    }
     big.push(Buffer.concat(fill));
-    assert.equal(big.bufferedBytes, MAX_PENDING_BYTES - 2);
-    assert.throws(() => big.push(Buffer.concat([header0(5, 100), Buffer.alloc(100)])), (e) => e instanceof RtmpError && /unfinished/.test(e.message));
+    assert.equal(big.bufferedBytes, 2 * (MAX_MESSAGE_BYTES + OBJECT_OVERHEAD_BYTES));
+    assert.ok(big.bufferedBytes <= MAX_PENDING_BYTES);
+    assert.throws(() => big.push(Buffer.concat([header0(5, 100_000), Buffer.alloc(MAX_PEER_CHUNK_SIZE)])), (e) => e instanceof RtmpError && /unfinished/.test(e.message));
     const many = Buffer.concat(Array.from({ length: MAX_CHUNK_STREAMS + 1 }, (_, i) => new ChunkWriter().write([msg(100 + i, MSG_AUDIO, 0, 1)])));
     assert.throws(() => new ChunkReader().push(many), (e) => e instanceof RtmpError && /chunk streams/.test(e.message));
+  });
+
+  test('one-byte-per-chunk assembly is gone: a message sent in 128-byte chunks holds at most twice its bytes, in one buffer', () => {
+    const w = new ChunkWriter();
+    const whole = w.write([{ csid: 6, type: MSG_VIDEO, streamId: 1, timestamp: 0, payload: Buffer.alloc(MAX_MESSAGE_BYTES, 7) }]);
+    const r = new ChunkReader();
+    let sent = 0;
+    // 1 MiB of payload arrives in 128-byte chunks (8,192 chunks): one growing buffer, not 8,192 objects.
+    for (let off = 0; sent < 1024 * 1024; off += 129 * 64) {
+      r.push(whole.subarray(off, off + 129 * 64));
+      sent = Math.min(MAX_MESSAGE_BYTES, ((off + 129 * 64 - 12) / 129) * 128);
+      assert.ok(r.bufferedBytes <= 2 * sent + OBJECT_OVERHEAD_BYTES + 17, `${r.bufferedBytes} bytes held for ${sent} received`);
+    }
+  });
+
+  test('unfinished messages are charged to the account before they are held; over it is a typed error; completion gives back', () => {
+    const pool = new Budget('test', 1024 * 1024);
+    const header0 = (csid: number, len: number) => {
+      const b = Buffer.alloc(12);
+      b[0] = csid;
+      b.writeUIntBE(len, 4, 3);
+      b[7] = MSG_VIDEO;
+      return b;
+    };
+    // Per connection: 64 KiB. The 65th KiB of an unfinished message is refused.
+    const a = new Account(pool, 64 * 1024);
+    const r = new ChunkReader(a);
+    const w = new ChunkWriter();
+    const whole = w.write([{ csid: 6, type: MSG_VIDEO, streamId: 1, timestamp: 0, payload: Buffer.alloc(1024 * 1024) }]);
+    assert.throws(() => r.push(whole), (e) => e instanceof RtmpError && /memory budget/.test(e.message));
+    assert.ok(a.bytes <= 64 * 1024, `${a.bytes} charged`);
+    assert.equal(pool.held, a.bytes, 'what the connection holds is held from the pool too');
+    a.close();
+    assert.equal(pool.held, 0, 'closing the connection gives everything back');
+    // The pool: 20 connections of 64 KiB each cannot hold more than the 1 MiB pool.
+    const readers = Array.from({ length: 20 }, () => new ChunkReader(new Account(pool, 64 * 1024)));
+    let refused = 0;
+    for (const x of readers) {
+      try {
+        x.push(Buffer.concat([header0(6, 100_000), Buffer.alloc(128 * 400)]).subarray(0, 12 + 128));
+        for (let i = 1; i < 400; i++) x.push(Buffer.concat([Buffer.from([0xc6]), Buffer.alloc(128)]));
+      } catch (err) {
+        assert.ok(err instanceof RtmpError && /memory budget/.test(err.message), String(err));
+        refused++;
+      }
+    }
+    assert.ok(pool.held <= pool.limit, `the pool holds ${pool.held}`);
+    assert.ok(refused >= 20 - Math.floor(1024 / 64), `${refused} of 20 connections were cut at the pool or their own cap`);
+    // A complete message gives its charge back: many whole messages in a row hold nothing.
+    const b = new Account(pool, 64 * 1024);
+    const ok = new ChunkReader(b);
+    const before = pool.held;
+    for (let i = 0; i < 100; i++) ok.push(w.write([{ csid: 7, type: MSG_AUDIO, streamId: 1, timestamp: i, payload: Buffer.alloc(40_000) }]));
+    assert.equal(b.bytes, 0);
+    assert.equal(pool.held, before);
+    // Moving to a detached account (a publisher was authorised) charges it at once and frees the pool.
+    ok.push(whole.subarray(0, 12 + 128));
+    const held = b.bytes;
+    assert.equal(held, 128 + OBJECT_OVERHEAD_BYTES);
+    const trusted = b.detach();
+    trusted.limit = MAX_PENDING_BYTES;
+    ok.moveTo(trusted);
+    assert.equal(trusted.bytes, held);
+    assert.equal(pool.held, before, 'the pool got the publisher\'s bytes back');
   });
 
   test('fuzz: 2,000 random and bit-flipped streams in random slices throw only typed errors and stay bounded', () => {
