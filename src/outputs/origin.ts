@@ -96,6 +96,8 @@ export function createOrigin(deps: OriginDeps): Origin {
         if (!v.httpRemux.enabled) return next();
         if (ctx.method === 'POST' || ctx.method === 'PUT') return publishHttpFlv(ctx, name, { hub, log, access });
         if (ctx.method !== 'GET' && ctx.method !== 'HEAD') throw new GatewayError('METHOD_NOT_ALLOWED', undefined, { Allow: ALLOW_FLV });
+        // Authorised before acquire: on an edge vhost, acquiring starts a pull from the origin.
+        if (ctx.method === 'GET') await authorisePlay(access, ctx, name, 'HTTP-FLV', hub.find(name)?.id);
         const source = await hub.acquire(name);
         if (!source) return notLive(next);
         if (!source.canAcceptPlayer()) throw new GatewayError('LIMIT_REACHED', `at most ${v.play.maxPlayers} players per stream`);
@@ -105,7 +107,6 @@ export function createOrigin(deps: OriginDeps): Origin {
           ctx.set({ 'Content-Type': 'video/x-flv', 'Cache-Control': 'no-cache', Server: `streamgate/${VERSION}` });
           return;
         }
-        await authorisePlay(access, ctx, name, 'HTTP-FLV', source.id);
         // ffprobe/ffplay send `Range: bytes=0-` on live URLs: a live stream has no ranges, it is a fresh play.
         return playHttpFlv(ctx, source, hub);
       }
@@ -123,9 +124,10 @@ export function createOrigin(deps: OriginDeps): Origin {
         return;
       }
       if (req.ext === 'm3u8' || !v.httpRemux.enabled) return notLive(next);
+      const ext = req.ext as keyof typeof LIVE_TYPES;
+      if (method === 'GET') await authorisePlay(access, ctx, name, ext.toUpperCase(), hub.find(name)?.id);
       const source = await hub.acquire(name);
       if (!source) return notLive(next);
-      const ext = req.ext as keyof typeof LIVE_TYPES;
       if (ext !== 'ts') checkAudioTrack(source, ext);
       if (!source.canAcceptPlayer()) throw new GatewayError('LIMIT_REACHED', `at most ${v.play.maxPlayers} players per stream`);
       if (method === 'HEAD') {
@@ -133,7 +135,6 @@ export function createOrigin(deps: OriginDeps): Origin {
         ctx.set({ 'Content-Type': LIVE_TYPES[ext], 'Cache-Control': 'no-cache', Server: `streamgate/${VERSION}` });
         return;
       }
-      await authorisePlay(access, ctx, name, ext.toUpperCase(), source.id);
       if (ext === 'ts') return playTs(ctx, source, hub);
       return playAudio(ctx, source, hub, ext);
     },
