@@ -128,7 +128,7 @@ describe('http_hooks with real clients', () => {
     procs.push(pub);
     await waitFor('shown live', () => live(g.gw, 'shown'), 15_000);
     await waitFor('a segment', () => g.gw.hub.find({ vhost: V, app: 'live', stream: 'shown' }) && fetch(`http://127.0.0.1:${g.http}/live/shown.m3u8`).then((r) => r.status !== 404), 15_000);
-    for (const ext of ['flv', 'ts', 'm3u8']) {
+    for (const ext of ['flv', 'ts', 'm3u8', 'aac']) {
       const r = await fetch(`http://127.0.0.1:${g.http}/live/shown.${ext}`);
       assert.equal(r.status, 403, ext);
       await r.body?.cancel();
@@ -162,5 +162,34 @@ describe('http_hooks with real clients', () => {
     await waitFor('the timeout line', () => g.lines.some((l) => /hook on_publish .*slow-stuck denied .*no answer within 2000 ms/.test(l)), 10_000);
     other.kill();
     stuck.kill();
+  });
+
+  test('HLS: on_play once per viewer session, not per segment; HLS PUT: on_publish once per uploader', async () => {
+    hooks.bodies.length = 0;
+    const g = await gateway(`on_publish ${base}/allow; on_play ${base}/allow; on_stop ${base}/allow;`, 'hls { hls_fragment 1; }');
+    gws.push(g.gw);
+    const pub = publish(`http://127.0.0.1:${g.http}/live/hv.flv`, { seconds: 20 });
+    procs.push(pub);
+    const playlist = await waitFor('a playlist with segments', async () => {
+      const r = await fetch(`http://127.0.0.1:${g.http}/live/hv.m3u8`, { headers: { 'User-Agent': 'viewer-a' } });
+      const t = await r.text();
+      return r.status === 200 && t.includes('.ts') ? t : undefined;
+    }, 20_000);
+    const segs = playlist.split('\n').filter((l) => l.endsWith('.ts'));
+    for (let i = 0; i < 3; i++) {
+      for (const s of segs) assert.equal((await fetch(`http://127.0.0.1:${g.http}/live/${s}`, { headers: { 'User-Agent': 'viewer-a' } })).status, 200);
+      assert.equal((await fetch(`http://127.0.0.1:${g.http}/live/hv.m3u8`, { headers: { 'User-Agent': 'viewer-a' } })).status, 200);
+    }
+    await fetch(`http://127.0.0.1:${g.http}/live/hv.m3u8`, { headers: { 'User-Agent': 'viewer-b' } });
+    const plays = hooks.bodies.filter((b) => b.action === 'on_play' && b.stream === 'hv');
+    assert.equal(plays.length, 2, `one on_play per viewer session: ${plays.length}`);
+
+    for (const name of ['up.m3u8', 'up0.ts', 'up1.ts']) {
+      const r = await fetch(`http://127.0.0.1:${g.http}/live/${name}`, { method: 'PUT', body: 'x', headers: { 'User-Agent': 'uploader' } });
+      assert.equal(r.status, 201, name);
+    }
+    const ups = hooks.bodies.filter((b) => b.action === 'on_publish' && String(b.stream).startsWith('up'));
+    assert.equal(ups.length, 1, 'one on_publish for the uploader');
+    pub.kill();
   });
 });
