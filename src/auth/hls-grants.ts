@@ -25,6 +25,11 @@ export class HlsGrants {
     return `${vhost}/${app}/${base}\n${ip}\n${agent}\n${credential}`;
   }
 
+  /** Sessions remembered now. */
+  get size(): number {
+    return this.granted.size;
+  }
+
   /** Whether the session is granted now (the front door's synchronous question); refreshes it. */
   has(key: string): boolean {
     const g = this.granted.get(key);

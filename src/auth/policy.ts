@@ -62,6 +62,8 @@ export class AccessControl {
   readonly hls: HlsGrants;
   /** HLS PUT uploaders, as sessions too: a stream is dozens of PUTs a minute. */
   readonly uploads: HlsGrants;
+  /** The on_publish body of each live stream's publisher, for its on_hls calls. */
+  private readonly publishers = new Map<string, Record<string, unknown>>();
 
   constructor(private readonly deps: AccessDeps) {
     this.hooks = new HookCaller(deps.log);
@@ -106,6 +108,7 @@ export class AccessControl {
     const key = this.orderKey(r, clientId);
     const body = this.hookBody(start, r, clientId);
     if (!(await this.hooks.call(v.access.hooks, start, key, body))) return deny(403, `http_hooks ${start}`, 'see the hook line above');
+    if (r.action === 'publish') this.publishers.set(key, body);
     let ended = false;
     return {
       ok: true,
@@ -113,10 +116,27 @@ export class AccessControl {
       end: () => {
         if (ended) return;
         ended = true;
+        if (this.publishers.get(key) === body) this.publishers.delete(key);
         const stop: HookEvent = r.action === 'publish' ? 'on_unpublish' : 'on_stop';
         void this.hooks.call(this.deps.vhost(r.name.vhost).access.hooks, stop, key, { ...body, action: stop });
       },
     };
+  }
+
+  /**
+   * SRS's on_hls, a notification per segment cut, in order with the stream's on_publish and
+   * on_unpublish. Segments live in memory here: `file` and `m3u8` are empty, `url` and `m3u8_url`
+   * are the paths players fetch.
+   */
+  hlsSegment(name: StreamName, seg: { seq: number; durationS: number }, streamId: string): void {
+    const hooks = this.deps.vhost(name.vhost).access.hooks;
+    if (!hooks.enabled || hooks.urls.on_hls.length === 0) return;
+    const key = `pub:${name.vhost}/${name.app}/${name.stream}`;
+    const pub = this.publishers.get(key) ?? { ...this.ids(), client_id: '', ip: '', vhost: name.vhost, app: name.app, tcUrl: '', stream: name.stream, param: '' };
+    void this.hooks.call(hooks, 'on_hls', key, {
+      ...pub, action: 'on_hls', duration: seg.durationS, cwd: process.cwd(), file: '', url: `${name.stream}-${seg.seq}.ts`,
+      m3u8: '', m3u8_url: `${name.app}/${name.stream}.m3u8`, seq_no: seg.seq, stream_url: `/${name.app}/${name.stream}`, stream_id: streamId,
+    });
   }
 
   /** RTMP's on_connect: allowed or not (the connection is closed then). */

@@ -72,6 +72,8 @@ export class HlsStream {
   private maxDurationS = 0;
   private windowBytes = 0;
   private waiters = new Set<() => void>();
+  /** Called with each segment as it is cut (the on_hls hook). */
+  onSegment: ((seg: Segment) => void) | null = null;
   ended = false;
   /** Segments dropped for exceeding maxSegmentBytes. */
   oversized = 0;
@@ -218,6 +220,7 @@ export class HlsStream {
     this.trim();
     this.text = null;
     for (const w of [...this.waiters]) w();
+    this.onSegment?.(seg);
   }
 
   /** Slides the window: at most hls_window seconds (and maxWindowBytes), never fewer than one segment. */

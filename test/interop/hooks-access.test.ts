@@ -192,4 +192,25 @@ describe('http_hooks with real clients', () => {
     assert.equal(ups.length, 1, 'one on_publish for the uploader');
     pub.kill();
   });
+
+  test('on_hls: one notification per segment cut, between the stream\'s on_publish and on_unpublish', async () => {
+    hooks.bodies.length = 0;
+    const g = await gateway(`on_publish ${base}/allow; on_unpublish ${base}/allow; on_hls ${base}/allow;`, 'hls { hls_fragment 1; }');
+    gws.push(g.gw);
+    const pub = publish(`http://127.0.0.1:${g.http}/live/seg.flv?k=1`, { seconds: 4 });
+    procs.push(pub);
+    await pub.exited;
+    await waitFor('on_unpublish', () => hooks.bodies.some((b) => b.action === 'on_unpublish' && b.stream === 'seg'), 10_000);
+    const mine = hooks.bodies.filter((b) => b.stream === 'seg');
+    const actions = mine.map((b) => b.action);
+    assert.equal(actions[0], 'on_publish');
+    assert.equal(actions[actions.length - 1], 'on_unpublish');
+    const segs = mine.filter((b) => b.action === 'on_hls');
+    assert.ok(segs.length >= 2, `segments: ${segs.length}`);
+    const first = segs[0];
+    assert.deepEqual({ client_id: first.client_id, param: first.param, app: first.app, m3u8_url: first.m3u8_url, url: first.url },
+      { client_id: mine[0].client_id, param: '?k=1', app: 'live', m3u8_url: 'live/seg.m3u8', url: `seg-${first.seq_no}.ts` });
+    assert.ok(first.duration > 0 && typeof first.stream_id === 'string' && first.stream_id !== '');
+    for (let i = 1; i < segs.length; i++) assert.equal(segs[i].seq_no, segs[i - 1].seq_no + 1, 'in order');
+  });
 });
