@@ -7,10 +7,12 @@ import { FlvPlayerParser, StampedStream, wallMs } from './lib/flv.js';
  * over IPC) holding thousands of players on raw sockets, optionally with the synthetic publisher.
  *
  * A player keeps up when it is connected and its last timestamp is within KEEP_UP_MS of the live
- * edge. The live edge is found from the players themselves: the publisher sends in real time, so
- * for a player served at once (dts − arrival time) is the same constant; the largest value of it
- * seen in the run is the edge, and a player's lag is how far it is below that. This needs no
- * clock shared with the publisher, so it holds for ffmpeg → node-media-server as well.
+ * edge. The live edge is found from the player itself: the publisher sends in real time, so while
+ * a player is served at once its (dts − arrival time) is a constant; the largest value of it the
+ * player has seen is its edge, and its lag is how far it is below that now. Each player's own,
+ * because a server that gives every player a timeline from 0 (SRS's time_jitter, streamgate's
+ * default) stamps the same frame differently for players that joined at different times. This
+ * needs no clock shared with the publisher, so it holds for ffmpeg → node-media-server as well.
  *
  * All players share one read buffer (`onread`): no allocation per read, so the generator's own
  * CPU goes to the kernel copies, and it reports that CPU so a saturated generator shows.
@@ -32,6 +34,8 @@ class Player {
   readonly startedAt = performance.now();
   closed = false;
   error: string | null = null;
+  /** Largest (dts − arrival) this player has seen: its live edge, see above. */
+  edge = -Infinity;
 
   constructor(target: Target, onData: (p: Player, now: number) => void) {
     this.socket = net.connect({
@@ -85,20 +89,18 @@ type Msg =
 
 let target: Target = { host: '127.0.0.1', port: 0, path: '/' };
 const players: Player[] = [];
-/** Largest (dts − arrival) seen: the live edge, see above. */
-let edgeOffset = -Infinity;
 let publisher: Publisher | null = null;
 
 function onData(p: Player, now: number): void {
   if (p.parser.lastDts >= 0) {
     const off = p.parser.lastDts - now;
-    if (off > edgeOffset) edgeOffset = off;
+    if (off > p.edge) p.edge = off;
   }
 }
 
-/** A player's distance behind the live edge, ms. */
+/** A player's distance behind its live edge, ms. */
 function lagOf(p: Player, now: number): number {
-  return p.parser.lastDts < 0 ? Infinity : now + edgeOffset - p.parser.lastDts;
+  return p.parser.lastDts < 0 ? Infinity : now + p.edge - p.parser.lastDts;
 }
 
 class Publisher {

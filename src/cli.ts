@@ -62,6 +62,7 @@ async function main(): Promise<void> {
   }
   if (args.test) {
     // SRS's wording, so scripts written for `srs -t` read ours the same way.
+    for (const w of config.warnings) process.stdout.write(`streamgate: [warn] ${w}\n`);
     for (const n of config.notes) process.stdout.write(`streamgate: ${n}\n`);
     process.stdout.write(`streamgate: the config file ${name} syntax is ok\n`);
     process.stdout.write(`streamgate: config file ${name} test is successful\n`);

@@ -1,15 +1,14 @@
 import http from 'node:http';
 import http2 from 'node:http2';
 import type { Server as NetServer, Socket } from 'node:net';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
 import Koa from 'koa';
 import type { Context, Middleware, Next } from 'koa';
 import { DEFAULT_VHOST, type Config, type VhostConfig } from './config/index.js';
 import { GatewayError } from './errors.js';
 import { createApi, SERVER_ID } from './api/index.js';
 import { AccessControl } from './auth/policy.js';
-import { accessLog, formatAccess, headerOf } from './http/accesslog.js';
+import { checkApiRequest } from './auth/api-guard.js';
+import { accessLog, bodyBytes, formatAccess, headerOf } from './http/accesslog.js';
 import { AccessLogTarget } from './http/access-sink.js';
 import { cors, CORS_HEADERS } from './http/cors.js';
 import { errorBody, errorResponder, isApiPath } from './http/errors.js';
@@ -34,7 +33,13 @@ import { httpDate, installFrontDoor, installH2FrontDoor, type FastReply, type Fa
 import { UNKNOWN_TYPE } from './static/mime.js';
 import { sendfileBuilt } from './net/sendfile.js';
 import { clientIp } from './live/client.js';
-import { checkApiRequest } from './auth/api-guard.js';
+import { buildTable, VENDOR_FILES, type Entry, type Table } from './routing/build.js';
+import { decide, STREAM_PATH } from './routing/table.js';
+
+type Decision = ReturnType<typeof decide<Entry['target']>>;
+import { BUSY, ConnectionGuard, IDLE } from './net/guard.js';
+import { applyTargetRules } from './http/target.js';
+import { normalizePath, validHost } from './http/request-rules.js';
 import { Budget } from './limits/budget.js';
 
 /** How long a connection accepted past max_connections may take to send the request its 503 answers. */
@@ -42,9 +47,6 @@ const OVER_LIMIT_GRACE_MS = 2_000;
 
 /** SRS's CORS headers as raw header lines, for answers the front door writes itself. */
 const CORS_LINES = Object.entries(CORS_HEADERS).map(([k, v]) => `${k}: ${v}\r\n`).join('');
-
-/** `/{app}/{stream}.{ext}`: NGINX's `^/.+/.*\.(flv|m3u8|ts|aac|mp3)$` from the seed layout. */
-const STREAM_PATH = /^\/(.+)\/([^/]+)\.(flv|m3u8|ts|aac|mp3)$/;
 
 /** A front-door request the full table must answer. */
 const FRONT_NONE = 0;
@@ -71,43 +73,6 @@ interface FrontRoute {
   file?: { entry: CachedBody; reply: FastReply };
 }
 
-/**
- * The player libraries, served from their npm packages by the gateway itself: the players page
- * works offline and needs no CDN or build step.
- */
-const require = createRequire(import.meta.url);
-const VENDOR_FILES: Record<string, { dir: string; file: string }> = {
-  '/players/vendor/mpegts.js': { dir: join(dirname(require.resolve('mpegts.js/package.json')), 'dist'), file: '/mpegts.js' },
-  '/players/vendor/hls.js': { dir: join(dirname(require.resolve('hls.js/package.json')), 'dist'), file: '/hls.min.js' },
-};
-
-interface StaticMount {
-  /** Host the mount is limited to (`[vhost]` mounts of a named vhost); null = any host. */
-  host: string | null;
-  prefix: string;
-  root: FileRoot;
-}
-
-/**
- * Everything one config builds: the routing table and what it points at. Rebuilt on SIGHUP and
- * swapped in one assignment, so a request sees either the old table or the new one.
- */
-interface Table {
-  config: Config;
-  apiProxy: { prefix: string; proxy: Proxy }[];
-  proxies: { prefix: string; proxy: Proxy }[];
-  catchAll: Proxy | null;
-  console: FileRoot | null;
-  players: FileRoot | null;
-  mounts: StaticMount[];
-  root: FileRoot;
-  vhosts: Map<string, VhostConfig>;
-  /** Whether a plain GET can reach http_server.dir by the front door (no mount or `/` proxy in the way). */
-  fastFiles: boolean;
-  /** Prefixes the front door must leave to the full table. */
-  slowPrefixes: string[];
-}
-
 export interface GatewayOptions {
   log?: Logger;
   /**
@@ -115,6 +80,11 @@ export interface GatewayOptions {
    * STREAMGATE_NO_SENDFILE=1). Off, they go out with write(2), as where the addon is missing.
    */
   sendfile?: boolean;
+  /**
+   * The plain-HTTP front door (default on). Off, every HTTP/1 request on the plain port goes to
+   * Node's parser: the reference the front door is tested against.
+   */
+  frontDoor?: boolean;
 }
 
 /**
@@ -148,6 +118,9 @@ export class Gateway {
   private readonly sockets = new Set<Socket>();
   /** Connections accepted past max_connections, answered 503 on their first request. */
   private readonly overLimit = new WeakSet<object>();
+  /** max_connections, max_connections_per_ip and the first-head deadline, on every listener. */
+  readonly guard: ConnectionGuard;
+  private readonly frontDoorOn: boolean;
   private closing = false;
   /** Plain-HTTP listeners' front doors, whose idle connections shutdown closes. */
   private readonly frontDoors: { closeIdle(): void }[] = [];
@@ -160,6 +133,13 @@ export class Gateway {
   private constructor(config: Config, opts: GatewayOptions) {
     this.log = opts.log ?? new Logger();
     this.sendfile = sendfileBuilt && (opts.sendfile ?? process.env.STREAMGATE_NO_SENDFILE !== '1');
+    this.frontDoorOn = opts.frontDoor ?? true;
+    this.guard = new ConnectionGuard({
+      maxConnections: () => this.table.config.maxConnections,
+      maxPerIp: () => this.table.config.limits.maxConnectionsPerIp,
+      headerTimeoutMs: () => this.table.config.limits.headerTimeoutMs,
+      warn: (line) => this.log.warn(line),
+    });
     this.budgets = { unauthorized: new Budget('unauthorized', config.limits.unauthorizedMemoryBytes) };
     this.hub = new Hub({
       sourceOptions: (vhost) => this.sourceOptions(vhost),
@@ -189,8 +169,9 @@ export class Gateway {
     this.app.use(this.guardRequest());
     this.app.use(accessLog(this.log, () => this.table.config.accessLog, (r) => this.metrics.request(r.route, r.status, r.bytes)));
     this.app.use(errorResponder(this.log));
+    this.app.use(this.decide());
     this.app.use(cors(() => this.table.config.httpServer.crossdomain,
-      () => ({ apiAuth: this.table.config.httpApi.auth.enabled, proxied: (p) => proxyFor(this.table, p) !== null })));
+      () => ({ apiAuth: this.table.config.httpApi.auth.enabled, proxied: (p) => decide(this.table.entries, 'GET', p, '').entry.answer === 'proxy' })));
     this.app.use((ctx, next) => this.route(ctx, next));
   }
 
@@ -216,45 +197,30 @@ export class Gateway {
     return l.address.port;
   }
 
-  // ---- the routing table (DESIGN §1), in order -------------------------------------------------
+  // ---- the routing table (src/routing/table.ts): Koa's way of answering it -----------------------
+
+  /** Decides the route once, before CORS and the answer, so the access log names it whoever answers. */
+  private decide(): Middleware {
+    return (ctx, next) => {
+      const d = decide(this.table.entries, ctx.method, ctx.path, ctx.hostname);
+      ctx.state.decision = d;
+      ctx.state.route = d.entry.name;
+      return next();
+    };
+  }
 
   private async route(ctx: Context, next: Next): Promise<void> {
     const t = this.table;
-    const path = ctx.path;
-
-    // 2. /api/ and /rtc/: a proxied backend when a route names one, else the embedded API.
-    if (isApiPath(path)) {
-      const p = t.apiProxy.find((r) => path.startsWith(r.prefix));
-      ctx.state.route = p ? `proxy:${p.prefix}` : 'api';
-      if (p) return p.proxy.handle(ctx, this.proxyCors);
-      if (!t.config.httpApi.enabled) throw new GatewayError('API_NOT_FOUND', 'http_api is disabled; add a proxy route for /api/');
-      if (!path.startsWith('/rtc')) this.apiDoor(ctx);
-      return this.api(ctx, next);
-    }
-    if (path === '/metrics') {
-      ctx.state.route = 'metrics';
-      this.apiDoor(ctx);
-      ctx.type = 'text/plain; version=0.0.4; charset=utf-8';
-      ctx.body = this.metrics.render();
-      return;
-    }
-
-    // 3. user proxy routes, longest prefix first (`/` is the catch-all, tried last of all).
-    for (const r of t.proxies) {
-      if (path.startsWith(r.prefix)) {
-        ctx.state.route = `proxy:${r.prefix}`;
-        return r.proxy.handle(ctx, this.proxyCors);
-      }
-    }
-
-    // 4. the stream origin; GET/HEAD of nothing live falls through to files (HLS on disk).
-    const m = STREAM_PATH.exec(path);
-    if (m) {
-      ctx.state.route = 'stream';
-      const vhost = this.vhostFor(ctx.hostname);
-      return this.origin.handle(ctx, { vhost, app: m[1], stream: m[2], ext: m[3] as StreamExt }, () => this.files(ctx, t));
-    }
-    return this.files(ctx, t);
+    const d = (ctx.state.decision as Decision | undefined) ?? decide(t.entries, ctx.method, ctx.path, ctx.hostname);
+    if (d.entry.answer !== 'stream') return this.answer(ctx, next, d.entry);
+    // The live origin; what it does not answer (GET/HEAD of nothing live: HLS on disk) goes on down the table.
+    const m = STREAM_PATH.exec(ctx.path)!;
+    const vhost = this.vhostFor(ctx.hostname);
+    return this.origin.handle(ctx, { vhost, app: m[1], stream: m[2], ext: m[3] as StreamExt }, () => {
+      const rest = decide(t.entries, ctx.method, ctx.path, ctx.hostname, d.index + 1);
+      ctx.state.route = rest.entry.name;
+      return this.answer(ctx, next, rest.entry);
+    });
   }
 
   /** The API's and /metrics' authorisation (src/auth/api-guard.ts). */
@@ -262,39 +228,44 @@ export class Gateway {
     checkApiRequest(this.table.config.httpApi.auth, { method: ctx.method, authorization: ctx.get('Authorization'), ip: ctx.req.socket.remoteAddress ?? '' });
   }
 
-  /** Steps 5 to 7: console and players pages, vhost http_static mounts, http_server.dir. */
-  private async files(ctx: Context, t: Table): Promise<void> {
-    const path = ctx.path;
+  /** How Koa answers each kind of entry. */
+  private async answer(ctx: Context, next: Next, e: Entry): Promise<void> {
+    const { proxy, root, prefix, file } = e.target;
     const raw = rawPath(ctx.url);
-    const lib = VENDOR_FILES[path];
-    if (lib && t.players) {
-      ctx.state.route = 'players';
-      return this.fileRoot(lib.dir).serve(ctx, lib.file, raw);
+    switch (e.answer) {
+      case 'cors':
+        // Answered by the CORS middleware before this one.
+        return next();
+      case 'api':
+        if (!this.table.config.httpApi.enabled) throw new GatewayError('API_NOT_FOUND', 'http_api is disabled; add a proxy route for /api/');
+        if (!ctx.path.startsWith('/rtc')) this.apiDoor(ctx);
+        return this.api(ctx, next);
+      case 'metrics':
+        this.apiDoor(ctx);
+        ctx.type = 'text/plain; version=0.0.4; charset=utf-8';
+        ctx.body = this.metrics.render();
+        return;
+      case 'proxy':
+        return proxy!.handle(ctx, this.proxyCors);
+      case 'vendor':
+        return root!.serve(ctx, file, raw);
+      case 'pages':
+        return root!.serve(ctx, raw.slice(prefix.length) || '', raw);
+      case 'mount':
+        return root!.serve(ctx, raw.slice(prefix.length).replace(/^(?!\/)/, '/'), raw);
+      case 'stream':
+      case 'files':
+        return this.files(ctx, root!, raw);
     }
-    for (const [prefix, root] of [['/console', t.console], ['/players', t.players]] as const) {
-      if (root && (path === prefix || path.startsWith(`${prefix}/`))) {
-        ctx.state.route = prefix.slice(1);
-        return root.serve(ctx, raw.slice(prefix.length) || '', raw);
-      }
-    }
-    const host = ctx.hostname;
-    for (const mnt of t.mounts) {
-      if (mnt.host !== null && mnt.host !== host) continue;
-      if (path === mnt.prefix || path.startsWith(mnt.prefix.endsWith('/') ? mnt.prefix : `${mnt.prefix}/`)) {
-        ctx.state.route = `static:${mnt.prefix}`;
-        return mnt.root.serve(ctx, raw.slice(mnt.prefix.length).replace(/^(?!\/)/, '/'), raw);
-      }
-    }
-    if (t.catchAll) {
-      ctx.state.route = 'proxy:/';
-      return t.catchAll.handle(ctx, this.proxyCors);
-    }
-    ctx.state.route = ctx.state.route ?? 'static';
+  }
+
+  /** http_server.dir, the table's last entry. */
+  private async files(ctx: Context, root: FileRoot, raw: string): Promise<void> {
     try {
-      await t.root.serve(ctx, raw, raw);
+      await root.serve(ctx, raw, raw);
     } catch (err) {
       // SRS serves srs.html at "/"; we serve a built-in welcome page unless the dir has its own index.
-      if (path === '/' && err instanceof GatewayError && (err.status === 404 || err.status === 403) && (ctx.method === 'GET' || ctx.method === 'HEAD')) {
+      if (ctx.path === '/' && err instanceof GatewayError && (err.status === 404 || err.status === 403) && (ctx.method === 'GET' || ctx.method === 'HEAD')) {
         ctx.type = 'text/html;charset=utf-8';
         ctx.body = welcomePage();
         return;
@@ -305,37 +276,7 @@ export class Gateway {
 
   private buildTable(config: Config): Table {
     const proxyOpts = { timeoutMs: config.proxy.timeoutMs, connectTimeoutMs: config.proxy.connectTimeoutMs, keepAlive: config.proxy.keepAlive, log: this.log, metrics: this.metrics };
-    const all = config.proxy.routes.map((r) => ({ prefix: r.prefix, proxy: createProxy(r, proxyOpts) }));
-    const apiProxy = all.filter((r) => r.prefix !== '/' && (isApiPath(r.prefix) || r.prefix === '/api' || r.prefix === '/rtc'));
-    const catchAll = all.find((r) => r.prefix === '/')?.proxy ?? null;
-    const proxies = all.filter((r) => r.prefix !== '/' && !apiProxy.includes(r));
-    const mounts: StaticMount[] = [];
-    for (const v of config.vhosts) {
-      if (!v.enabled || !v.httpStatic.enabled) continue;
-      let mount = v.httpStatic.mount;
-      let host: string | null = null;
-      if (mount.startsWith('[vhost]')) {
-        mount = mount.slice('[vhost]'.length);
-        if (v.name !== DEFAULT_VHOST) host = v.name;
-      }
-      if (!mount.startsWith('/')) mount = `/${mount}`;
-      mounts.push({ host, prefix: mount, root: this.fileRoot(v.httpStatic.dir) });
-    }
-    // Longest prefix first; a host-specific mount before an any-host mount of the same prefix.
-    mounts.sort((a, b) => b.prefix.length - a.prefix.length || (a.host === null ? 1 : 0) - (b.host === null ? 1 : 0));
-    return {
-      config,
-      apiProxy,
-      proxies,
-      catchAll,
-      console: config.consoleDir ? this.fileRoot(config.consoleDir) : null,
-      players: config.playersDir ? this.fileRoot(config.playersDir) : null,
-      mounts,
-      root: this.fileRoot(config.httpServer.dir),
-      vhosts: new Map(config.vhosts.map((v) => [v.name, v])),
-      fastFiles: mounts.length === 0 && !catchAll,
-      slowPrefixes: ['/api', '/rtc', '/metrics', '/console', '/players', ...all.map((r) => r.prefix)],
-    };
+    return buildTable(config, { fileRoot: (dir) => this.fileRoot(dir), proxy: (r) => createProxy(r, proxyOpts) });
   }
 
   /**
@@ -344,7 +285,7 @@ export class Gateway {
    */
   private closeUnusedRoots(): void {
     const t = this.table;
-    const used = new Set([t.root, t.console, t.players, ...t.mounts.map((m) => m.root)]);
+    const used = new Set<FileRoot | null>(t.roots);
     for (const lib of Object.values(VENDOR_FILES)) used.add(this.roots.get(lib.dir) ?? null);
     for (const [dir, r] of this.roots) {
       if (used.has(r)) continue;
@@ -356,7 +297,7 @@ export class Gateway {
   private fileRoot(dir: string): FileRoot {
     let r = this.roots.get(dir);
     if (!r) {
-      r = new FileRoot(dir, { direct: this.sendfile });
+      r = new FileRoot(dir, { direct: this.sendfile, warn: (m) => this.log.warn(m) });
       this.roots.set(dir, r);
     }
     return r;
@@ -378,6 +319,7 @@ export class Gateway {
       mwLatencyMs: v.play.mwLatencyMs,
       gopCacheMaxBytes: v.play.gopCache ? DEFAULT_SOURCE_OPTIONS.gopCacheMaxBytes : 0,
       maxPlayers: v.play.maxPlayers,
+      timeJitter: v.play.timeJitter,
     };
   }
 
@@ -398,7 +340,7 @@ export class Gateway {
     }
     // Mounts and a catch-all route decide files on the full table.
     if (r.kind !== FRONT_FILES) return null;
-    const root = r.table.root;
+    const root = r.table.entries[r.table.entries.length - 1].target.root!;
     if (r.file !== undefined && root.stillFresh(r.file.entry, now)) return r.file.reply;
     const e = root.fastBody(r.path, now);
     if (e instanceof Promise) return e.then((x) => (x ? this.fileReply(x, r.cors) : null));
@@ -427,17 +369,29 @@ export class Gateway {
     req.memo = r;
     if (req.url.length > t.config.limits.maxUrlBytes) return r;
     const path = r.path;
-    r.proxy = proxyFor(t, path);
-    if (path.endsWith('/') || path.includes('%') || path.includes('/.') || path.includes('\\') || path.includes('//')) return r;
-    for (const p of t.slowPrefixes) if (path.startsWith(p)) return r;
-    const m = STREAM_PATH.exec(path);
-    if (m) {
+    // A path not in normal form (dot-segments) or a Host the rules refuse is Node's lane's to
+    // normalise or refuse: routed here, a prefix could match what normalising would move.
+    if (normalizePath(path) !== path || !validHost(req.host)) return r;
+    const host = hostOnly(req.host);
+    const d = decide(t.entries, req.method, path, host);
+    const e = d.entry;
+    if (e.answer === 'proxy') {
+      r.proxy = { prefix: e.target.prefix, proxy: e.target.proxy! };
+      return r;
+    }
+    if (e.answer !== 'stream' && e.answer !== 'files') return r;
+    // What the file cache cannot answer as is (a directory, an encoded or odd path) takes Koa's lane.
+    if (path.endsWith('/') || path.includes('%') || path.includes('\\') || path.includes('//')) return r;
+    let files = e;
+    if (e.answer === 'stream') {
+      const m = STREAM_PATH.exec(path)!;
       // A literal with every field, not a spread of keyedName's: a spread's object took another
       // shape and brought back the inline-cache misses on live HLS (measured with perf).
-      const vhost = this.vhostFor(hostOnly(req.host));
+      const vhost = this.vhostFor(host);
       r.stream = { vhost, app: m[1], stream: m[2], key: streamKey({ vhost, app: m[1], stream: m[2] }), ext: m[3] as StreamExt, segmentName: undefined };
+      files = decide(t.entries, req.method, path, host, d.index + 1).entry;
     }
-    r.kind = t.fastFiles ? FRONT_FILES : FRONT_STREAMS;
+    r.kind = files.answer === 'files' ? FRONT_FILES : FRONT_STREAMS;
     return r;
   }
 
@@ -473,6 +427,7 @@ export class Gateway {
       done: (r, reply, bytes, ms, direct) => this.frontDone(r, reply, bytes, ms, direct),
       timed: () => this.table.config.accessLog !== 'off',
       eligible: (sock) => !this.closing && !this.overLimit.has(sock),
+      tracked: (sock) => this.guard.of(sock) ?? this.guard.secured(sock),
       keepAliveTimeoutMs: () => this.table.config.limits.keepAliveTimeoutMs,
       headerTimeoutMs: () => this.table.config.limits.headerTimeoutMs,
       ownH2: () => this.table.config.httpServer.https.ownH2,
@@ -498,7 +453,7 @@ export class Gateway {
    * below once Node's server has parsed it; both answer alike.
    */
   private proxyRun(req: FastRequest, sock: Socket): ProxyRun | null {
-    if ((this.table.apiProxy.length === 0 && this.table.proxies.length === 0) || this.closing) return null;
+    if (!this.table.proxied || this.closing) return null;
     const route = this.frontRoute(req);
     const t = route.table;
     const { path, proxy: r } = route;
@@ -556,18 +511,18 @@ export class Gateway {
    */
   private proxyLane(req: http.IncomingMessage, res: http.ServerResponse): boolean {
     const t = this.table;
-    if ((t.apiProxy.length === 0 && t.proxies.length === 0) || this.closing || req.httpVersionMajor !== 1) return false;
+    if (!t.proxied || this.closing || req.httpVersionMajor !== 1) return false;
     const url = req.url ?? '';
     if (url.length > t.config.limits.maxUrlBytes || url.charCodeAt(0) !== 47) return false;
-    if (req.method === 'OPTIONS' && t.config.httpServer.crossdomain) return false;
     const path = rawPath(url);
-    const r = proxyFor(t, path);
-    if (!r) return false;
+    const e = decide(t.entries, req.method ?? 'GET', path, hostOnly(req.headers.host)).entry;
+    if (e.answer !== 'proxy') return false;
+    const r = { prefix: e.target.prefix, proxy: e.target.proxy! };
     const start = performance.now();
     const sock = req.socket;
     const written0 = sock.bytesWritten;
     const route = `proxy:${r.prefix}`;
-    const done = (status: number, error: string | null) => this.proxyDone(route, status, sock.bytesWritten - written0, start, {
+    const done = (status: number, error: string | null) => this.proxyDone(route, status, bodyBytes(res, sock.bytesWritten - written0), start, {
       ip: sock.remoteAddress ?? '-', method: req.method ?? '-', url, httpVersion: req.httpVersion, referer: headerOf(req, 'referer'), agent: headerOf(req, 'user-agent'),
     }, error);
     r.proxy.serve(req, res, this.proxyCors).then((out) => done(out.status, out.error), (err: unknown) => {
@@ -594,8 +549,11 @@ export class Gateway {
    */
   private upgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer, handler: (req: http.IncomingMessage, res: http.ServerResponse) => void): void {
     const t = this.table;
-    const path = rawPath(req.url ?? '/');
-    const r = proxyFor(t, path)?.proxy ?? (this.staticMatch(path) ? null : t.catchAll);
+    this.guard.busy(socket as Socket);
+    // A refused target falls through to the handler, which answers its 400.
+    const bad = applyTargetRules(req) !== null;
+    const e = bad ? null : decide(t.entries, req.method ?? 'GET', rawPath(req.url ?? '/'), hostOnly(req.headers.host)).entry;
+    const r = e?.answer === 'proxy' ? e.target.proxy : null;
     if (r && !this.closing) {
       r.upgrade(req, socket, head);
       return;
@@ -605,13 +563,6 @@ export class Gateway {
     res.shouldKeepAlive = false;
     res.once('finish', () => socket.end());
     handler(req, res);
-  }
-
-  /** Whether a path is answered by a page dir or a vhost mount before the catch-all proxy. */
-  private staticMatch(path: string): boolean {
-    const t = this.table;
-    if ((t.console && path.startsWith('/console')) || (t.players && path.startsWith('/players'))) return true;
-    return t.mounts.some((m) => path === m.prefix || path.startsWith(m.prefix.endsWith('/') ? m.prefix : `${m.prefix}/`));
   }
 
   /** 414 before anything else looks at the URL; refuse new work while shutting down. */
@@ -636,6 +587,8 @@ export class Gateway {
     const koa = this.app.callback();
     const handler = (req: http.IncomingMessage, res: http.ServerResponse) => {
       if (this.refuseOverLimit(req, res)) return;
+      if (req.httpVersionMajor === 1) this.trackRequest(req, res);
+      if (this.refuseTarget(req, res)) return;
       // request_timeout: a request whose body or response moves no byte for this long is closed
       // (NGINX's client_body_timeout, send_timeout). Set per request: Node drops server.timeout
       // after a connection's first request. Proxied answers may be silent up to proxy.timeout.
@@ -659,9 +612,10 @@ export class Gateway {
           keepAliveTimeout: limits.keepAliveTimeoutMs,
           connectionsCheckingInterval: headerCheckMs(limits.headerTimeoutMs),
         }, handler);
-        // No server.maxConnections here: it closes the socket unanswered; see refuseOverLimit().
+        // No server.maxConnections here: it closes the socket unanswered; the guard reclaims idle
+        // connections first, then refuseOverLimit() answers 503.
         server.on('upgrade', upgrade);
-        this.frontDoors.push(installFrontDoor(server, this.frontDoorOptions()));
+        if (this.frontDoorOn) this.frontDoors.push(installFrontDoor(server, this.frontDoorOptions()));
         specs.push({ role: 'http', directive: 'http_server.listen', addr, server });
       }
       if (c.httpServer.https.enabled) {
@@ -680,7 +634,7 @@ export class Gateway {
           // HTTP/2 sessions none: a slowloris on this port held its connections for good.
           Object.assign(server, { headersTimeout: limits.headerTimeoutMs, requestTimeout: 0, keepAliveTimeout: limits.keepAliveTimeoutMs, connectionsCheckingInterval: headerCheckMs(limits.headerTimeoutMs) });
           server.setTimeout(limits.keepAliveTimeoutMs);
-          server.maxConnections = c.maxConnections;
+          // max_connections is the guard's (it reclaims idle connections before refusing one).
           server.on('upgrade', upgrade);
           this.frontDoors.push(installFrontDoor(server, this.frontDoorOptions(), 'secureConnection'));
           installH2FrontDoor(server, this.frontDoorOptions());
@@ -707,34 +661,70 @@ export class Gateway {
     }
     for (const extra of this.extraListeners()) specs.push(extra);
     await this.accessLogs.apply(c.accessLogFile);
-    for (const spec of specs) this.track(spec.server, spec.role === 'http' || spec.role === 'http_api');
+    for (const spec of specs) this.track(spec);
     this.listeners = await bindAll(specs);
+    for (const w of c.warnings) this.log.warn(`config: ${w}`);
     for (const l of this.listeners) this.log.info(`listening on ${l.address.address}:${l.address.port} (${l.role})`);
     for (const n of c.notes) this.log.info(`config: ${n}`);
     this.log.info(this.sendfile ? 'sendfile: on (native addon): large cached files go out zero-copy'
       : `sendfile: off (${sendfileBuilt ? 'STREAMGATE_NO_SENDFILE' : 'native addon not built'}): large files go out with write(2)`);
   }
 
-  private track(server: NetServer, plainHttp = false): void {
+  private track(spec: ListenerSpec): void {
+    const { server, role } = spec;
+    const plainHttp = role === 'http' || role === 'http_api';
+    this.guard.watch(server, plainHttp || role === 'https', role === 'https', (sock) => {
+      // Past max_connections with every connection busy, a plain-HTTP client is told 503
+      // (refuseOverLimit) instead of being cut off unanswered as Node's server.maxConnections
+      // does; with no request within a grace period it is dropped. TLS and RTMP peers are closed.
+      if (!plainHttp) return void sock.destroy();
+      this.overLimit.add(sock);
+      sock.setTimeout(OVER_LIMIT_GRACE_MS, () => sock.destroy());
+    });
     server.on('connection', (sock: Socket) => {
+      if (sock.destroyed) return;
       this.sockets.add(sock);
-      const max = this.table.config.maxConnections;
-      if (plainHttp && this.sockets.size > max) {
-        // Past max_connections a plain-HTTP client is told 503 (refuseOverLimit) instead of being
-        // cut off unanswered as Node's server.maxConnections does. Past twice the bound, or with no
-        // request within a grace period, it is dropped: the answer must not become the resource leak.
-        if (this.sockets.size > 2 * max) sock.destroy();
-        else {
-          this.overLimit.add(sock);
-          sock.setTimeout(OVER_LIMIT_GRACE_MS, () => sock.destroy());
-        }
-      }
       sock.once('close', () => {
         this.sockets.delete(sock);
         this.closedRecv += sock.bytesRead;
         this.closedSend += sock.bytesWritten;
       });
     });
+  }
+
+  /**
+   * The guard's view of an HTTP/1 connection Node's parser owns: busy from its request head to
+   * the end of its answer, then idle (reclaimable at max_connections) until the next head.
+   */
+  private trackRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
+    const tr = this.guard.of(req.socket);
+    if (tr === undefined) return;
+    tr.state = BUSY;
+    res.once('finish', () => {
+      if (tr.state !== BUSY) return;
+      tr.state = IDLE;
+      tr.since = Date.now();
+    });
+  }
+
+  /**
+   * The request rules on Node's lanes (HTTP/1.x and HTTP/2 alike) before anything routes: a
+   * target that climbs above "/", a second Host, a malformed Host or target is a 400 here;
+   * otherwise the request is normalised in place (src/http/target.ts).
+   */
+  private refuseTarget(req: http.IncomingMessage, res: http.ServerResponse): boolean {
+    const reason = applyTargetRules(req);
+    if (reason === null) return false;
+    const path = rawPath(req.url ?? '/');
+    const { type, body } = errorBody(path, new GatewayError('BAD_REQUEST', reason));
+    const headers: OutgoingHttpHeaders = { 'Content-Type': type, 'Content-Length': Buffer.byteLength(body) };
+    if (req.httpVersionMajor === 1) headers.Connection = 'close';
+    res.writeHead(400, headers);
+    res.end(body);
+    this.proxyDone('none', 400, Buffer.byteLength(body), performance.now(), {
+      ip: req.socket?.remoteAddress ?? '-', method: req.method ?? '-', url: req.url ?? '', httpVersion: req.httpVersion, referer: headerOf(req, 'referer'), agent: headerOf(req, 'user-agent'),
+    }, 'BAD_REQUEST');
+    return true;
   }
 
   /** A request on a connection accepted past max_connections: 503 with the reason, then close. */
@@ -799,8 +789,7 @@ export class Gateway {
     this.table = this.buildTable(config);
     this.budgets.unauthorized.limit = config.limits.unauthorizedMemoryBytes;
     this.closeUnusedRoots();
-    for (const p of [...old.apiProxy, ...old.proxies]) if (!this.table.apiProxy.concat(this.table.proxies).some((n) => n.proxy === p.proxy)) p.proxy.close();
-    old.catchAll?.close();
+    for (const p of old.proxies) if (!this.table.proxies.includes(p)) p.close();
     this.log.info(`reload: ${config.file} applied`);
   }
 
@@ -836,8 +825,7 @@ export class Gateway {
     }
     this.origin.close();
     this.access.close();
-    for (const p of [...this.table.apiProxy, ...this.table.proxies]) p.proxy.close();
-    this.table.catchAll?.close();
+    for (const p of this.table.proxies) p.close();
     for (const r of this.roots.values()) r.close();
     this.roots.clear();
     this.log.info('shutdown: done');
@@ -861,16 +849,6 @@ function hostOnly(host: string | undefined): string {
   if (host.startsWith('[')) return host.slice(1, host.indexOf(']'));
   const c = host.indexOf(':');
   return c < 0 ? host : host.slice(0, c);
-}
-
-/**
- * The proxy route for a path, in the table's order: the /api/ and /rtc/ routes, then /metrics
- * (the gateway's own, never proxied), then the user prefixes, longest first.
- */
-function proxyFor(t: Table, path: string): { prefix: string; proxy: Proxy } | null {
-  if (isApiPath(path)) return t.apiProxy.find((x) => path.startsWith(x.prefix)) ?? null;
-  if (path === '/metrics') return null;
-  return t.proxies.find((x) => path.startsWith(x.prefix)) ?? null;
 }
 
 /** The raw (still percent-encoded) path of a request-target, without the query. */

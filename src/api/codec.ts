@@ -3,6 +3,7 @@ import type { MediaPacket } from '../media/packet.js';
 import { AUDIO_AAC, AUDIO_MP3, VIDEO_AVC, VIDEO_HEVC } from '../media/packet.js';
 import { parseAvcSequenceHeader } from '../media/avc.js';
 import { FLV_AAC_PREFIX_BYTES, parseAudioSpecificConfig } from '../media/aac.js';
+import { parseMp3Header } from '../media/mp3.js';
 
 /** SRS's `video` object of a stream: codec, profile, level, size. */
 export interface VideoInfo {
@@ -47,6 +48,7 @@ export function videoInfo(s: Source): VideoInfo {
 
 export function audioInfo(s: Source): AudioInfo {
   const codec = s.audioCodec === AUDIO_AAC ? 'AAC' : s.audioCodec === AUDIO_MP3 ? 'MP3' : s.audioCodec ? `flv-sound-${s.audioCodec}` : 'unknown';
+  if (s.audioCodec === AUDIO_MP3) return mp3Info(s, codec);
   const h = s.audioHeader;
   if (!h || s.audioCodec !== AUDIO_AAC) {
     // Without a config record the FLV tag byte is all there is; MP3 has no sequence header.
@@ -62,6 +64,23 @@ export function audioInfo(s: Source): AudioInfo {
       info = { codec, sample_rate: FLV_RATES[(b >> 2) & 3], channel: (b & 1) + 1, profile: '' };
     }
     audioCache.set(h, info);
+  }
+  return info;
+}
+
+/**
+ * MP3 has no sequence header: the rate and channels come from the first frame's header (the FLV
+ * tag byte cannot say 48 kHz, and encoders set it loosely), falling back to that byte.
+ */
+function mp3Info(s: Source, codec: string): AudioInfo {
+  const first = s.audioSample;
+  if (!first || first.codec !== AUDIO_MP3) return { codec, sample_rate: 0, channel: 0, profile: '' };
+  let info = audioCache.get(first);
+  if (!info) {
+    const h = parseMp3Header(first.data.subarray(1));
+    const b = first.data[0] ?? 0;
+    info = h ? { codec, sample_rate: h.sampleRate, channel: h.channels, profile: '' } : { codec, sample_rate: FLV_RATES[(b >> 2) & 3], channel: (b & 1) + 1, profile: '' };
+    audioCache.set(first, info);
   }
   return info;
 }

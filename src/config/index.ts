@@ -1,3 +1,4 @@
+import { accessSync, constants, statSync } from 'node:fs';
 import { parseFile, parseText, ConfigError, type Directive } from './tree.js';
 import { applyEnv, validate } from './validate.js';
 import { ROOT_SPEC } from './spec.js';
@@ -23,8 +24,24 @@ export function loadConfigText(text: string, file: string, env: NodeJS.ProcessEn
 
 function finish(tree: Directive[], file: string, env: NodeJS.ProcessEnv): Config {
   const notes: string[] = [];
+  const warnings: string[] = [];
   const applied = applyEnv(tree, env);
-  validate(tree, ROOT_SPEC, 'at top level', (m) => notes.push(m));
+  validate(tree, ROOT_SPEC, 'at top level', (m) => warnings.push(m));
   for (const key of applied) notes.push(`environment override ${key} applied`);
-  return buildConfig(tree, file, notes);
+  const config = buildConfig(tree, file, notes, warnings);
+  const dir = config.httpServer.enabled ? unreadableDir(config.httpServer.dir) : null;
+  if (dir) warnings.push(`http_server.dir ${config.httpServer.dir}: ${dir}; every request that reaches it is answered 404 (403 where a file cannot be read)`);
+  return config;
+}
+
+/** Why the web root cannot be served (missing, not a directory, no permission), or null. */
+function unreadableDir(dir: string): string | null {
+  try {
+    if (!statSync(dir).isDirectory()) return 'not a directory';
+    accessSync(dir, constants.R_OK | constants.X_OK);
+    return null;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    return code === 'ENOENT' ? 'does not exist' : code === 'EACCES' ? 'not readable by this user' : (err as Error).message;
+  }
 }

@@ -1,9 +1,25 @@
 import { isIP } from 'node:net';
+import { fileURLToPath } from 'node:url';
 import { ConfigError, type Directive } from './tree.js';
 import { accessLogConfig, type AccessLogConfig } from './access-log.js';
 import { DEFAULT_VHOST } from './validate.js';
 import type { PublishPolicy } from '../ingest/access.js';
 import { DEFAULT_HOOKS_TIMEOUT_MS, HOOK_EVENTS, type ApiAuth, type HookEvent, type SecurityRule, type VhostAccess } from '../auth/types.js';
+
+/**
+ * The pages shipped with the package, found from this module (dist/src/config/ → the package
+ * root), not from the working directory: an installed `streamgate` started anywhere serves them.
+ */
+const SHIPPED_PAGES = {
+  console: fileURLToPath(new URL('../../../www/console', import.meta.url)),
+  players: fileURLToPath(new URL('../../../www/players', import.meta.url)),
+};
+
+/** Top-level `listen` (SRS 4–6, and streamgate's `listen off;`), else SRS 7's `rtmp { listen; }`, else 1935. */
+function rtmpListen(r: View): ListenAddr[] {
+  const from = r.one('listen') ? r : r.one('rtmp')?.children ? r.block('rtmp') : r;
+  return from.one('listen')?.args[0] === 'off' ? [] : from.listen('listen', [1935]);
+}
 
 /** A `listen` argument: `8080`, `127.0.0.1:8080`, `[::1]:8080`. No host = every interface. */
 export interface ListenAddr {
@@ -31,9 +47,9 @@ export interface VhostConfig {
   /** `disposeMs`: how long an unpublished stream's playlist (with ENDLIST) and segments stay (SRS hls_dispose). */
   hls: { enabled: boolean; fragmentS: number; windowS: number; disposeMs: number };
   publish: PublishPolicy;
-  /** mw_latency: merged-write window (ms); gop_cache: send the last GOP to joining players. */
+  /** mw_latency: merged-write window (ms); gop_cache: send the last GOP to joining players; time_jitter: player timelines (default full). */
   /** waitPublisherMs: how long an RTMP play of a stream nobody publishes yet waits for the publisher (0 = StreamNotFound at once). */
-  play: { mwLatencyMs: number; gopCache: boolean; maxPlayers: number; waitPublisherMs: number };
+  play: { mwLatencyMs: number; gopCache: boolean; maxPlayers: number; waitPublisherMs: number; timeJitter: 'full' | 'zero' | 'off' };
   /** Edge pull: an HTTP origin (e.g. http://127.0.0.1:8080) that streams absent here are pulled from. */
   edge: { origin: URL | null; idleTimeoutMs: number; connectTimeoutMs: number };
   /** security, http_hooks and token blocks: who may publish and play (src/auth/). */
@@ -93,8 +109,13 @@ export interface Config {
   accessLogFile: AccessLogConfig;
   limits: Limits;
   vhosts: VhostConfig[];
-  /** Non-fatal notes for the start-up log (ignored SRS directives, env overrides applied). */
+  /** Non-fatal notes for the start-up log (env overrides applied). */
   notes: string[];
+  /**
+   * `[warn]` lines, printed before the listening lines and by `-t`: SRS directives accepted
+   * without effect, an http_server.dir that is missing or unreadable.
+   */
+  warnings: string[];
 }
 
 /** Read access to one block of the validated tree, with typed value parsers that cite file:line. */
@@ -165,7 +186,7 @@ function fail(d: Directive, msg: string): never {
 }
 
 function parseListen(arg: string, d: Directive): ListenAddr {
-  const m = /^(?:\[([0-9a-fA-F:.]+)\]:|([^:\[\]]+):)?(\d{1,5})$/.exec(arg);
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]:|([^:[\]]+):)?(\d{1,5})$/.exec(arg);
   const port = m ? Number(m[3]) : NaN;
   if (!m || port > 65535) fail(d, `"${d.name}" expects a port or host:port (e.g. 8080, 127.0.0.1:8080, [::1]:8080), got "${arg}"`);
   const host = m[1] ?? m[2];
@@ -206,7 +227,7 @@ function vhostConfig(name: string, v: View, limits: Limits): VhostConfig {
       secret: pub.one('secret')?.args[0] ?? null,
       takeover: pub.bool('takeover', false),
     },
-    play: { mwLatencyMs: play.ms('mw_latency', 350, 'ms'), gopCache: play.bool('gop_cache', true), maxPlayers: play.int('max_players', limits.maxPlayers, 0, 10_000_000), waitPublisherMs: play.ms('wait_publisher', 30_000) },
+    play: { mwLatencyMs: play.ms('mw_latency', 350, 'ms'), gopCache: play.bool('gop_cache', true), maxPlayers: play.int('max_players', limits.maxPlayers, 0, 10_000_000), waitPublisherMs: play.ms('wait_publisher', 30_000), timeJitter: timeJitter(play.one('time_jitter')) },
     edge: {
       origin: originDir ? parseUrl(originDir.args[0], originDir) : null,
       idleTimeoutMs: edge.ms('idle_timeout', 3000),
@@ -253,6 +274,13 @@ function vhostAccess(v: View): VhostAccess {
   };
 }
 
+/** SRS's play.time_jitter: full (default), zero or off. */
+function timeJitter(d: Directive | undefined): 'full' | 'zero' | 'off' {
+  const v = d?.args[0] ?? 'full';
+  if (v !== 'full' && v !== 'zero' && v !== 'off') fail(d!, `"time_jitter" expects full, zero or off, got "${v}"`);
+  return v;
+}
+
 function checkAllow(a: string, d: Directive): string {
   if (a === 'all') return a;
   const [addr, bits] = a.split('/');
@@ -265,7 +293,7 @@ function checkAllow(a: string, d: Directive): string {
 }
 
 /** Turns the validated directive tree into the typed config, with SRS's defaults. */
-export function buildConfig(root: Directive[], file: string, notes: string[]): Config {
+export function buildConfig(root: Directive[], file: string, notes: string[], warnings: string[] = []): Config {
   const r = new View(root);
   const api = r.block('http_api');
   const hs = r.block('http_server');
@@ -323,7 +351,7 @@ export function buildConfig(root: Directive[], file: string, notes: string[]): C
   return {
     file,
     // `listen off;` (streamgate): no RTMP listener, e.g. when fronting an SRS that owns 1935.
-    rtmp: { listen: r.one('listen')?.args[0] === 'off' ? [] : r.listen('listen', [1935]) },
+    rtmp: { listen: rtmpListen(r) },
     maxConnections: r.int('max_connections', 1000, 1, 10_000_000),
     httpApi: {
       enabled: api.bool('enabled', true),
@@ -349,12 +377,13 @@ export function buildConfig(root: Directive[], file: string, notes: string[]): C
       connectTimeoutMs: px.ms('connect_timeout', 5_000),
       keepAlive: px.int('keepalive', 64, 0, 100_000),
     },
-    consoleDir: pagesDir('console_dir', './www/console'),
-    playersDir: pagesDir('players_dir', './www/players'),
+    consoleDir: pagesDir('console_dir', SHIPPED_PAGES.console),
+    playersDir: pagesDir('players_dir', SHIPPED_PAGES.players),
     accessLog,
     accessLogFile,
     limits,
     vhosts,
     notes,
+    warnings,
   };
 }

@@ -19,7 +19,11 @@ export interface BlockSpec {
   children: Record<string, Spec>;
 }
 
-/** SRS directives that streamgate accepts so an SRS config loads, but that have no effect here. */
+/**
+ * SRS directives that streamgate accepts so an SRS config loads, but that have no effect here:
+ * each is a `[warn]` line at start and at `-t`. The names SRS accepts inside an ignored block
+ * are in srs-compat.ts, so a misspelling there is still an error.
+ */
 export interface IgnoredSpec {
   kind: 'ignored';
 }
@@ -51,11 +55,31 @@ export const VHOST_SPEC = block(
       hls_wait_keyframe: ignored,
       hls_ctx: ignored,
       hls_ts_ctx: ignored,
+      // SRS 4–7 options for HLS written to disk (names, keys, fMP4, codecs): no files are written here.
+      hls_entry_prefix: ignored,
+      hls_on_error: ignored,
+      hls_storage: ignored,
+      hls_mount: ignored,
+      hls_acodec: ignored,
+      hls_vcodec: ignored,
+      hls_ts_floor: ignored,
+      hls_nb_notify: ignored,
+      hls_keys: ignored,
+      hls_fragments_per_key: ignored,
+      hls_key_file: ignored,
+      hls_key_file_path: ignored,
+      hls_key_url: ignored,
+      hls_dts_directly: ignored,
+      hls_use_fmp4: ignored,
+      hls_fmp4_file: ignored,
+      hls_init_file: ignored,
+      hls_recover: ignored,
+      hls_master_m3u8_path_relative: ignored,
     }),
     /** streamgate: who may publish, and what happens to a second publisher. */
-    publish: block({ allow: repeated(1, 32), secret: one, takeover: one, mr: ignored, mr_latency: ignored, firstpkt_timeout: ignored, normal_timeout: ignored, parse_sps: ignored }),
+    publish: block({ allow: repeated(1, 32), secret: one, takeover: one, mr: ignored, mr_latency: ignored, firstpkt_timeout: ignored, normal_timeout: ignored, parse_sps: ignored, try_annexb_first: ignored, kickoff_for_idle: ignored }),
     /** wait_publisher (streamgate): how long an RTMP play of a stream not published yet waits for it. */
-    play: block({ mw_latency: one, mw_msgs: ignored, gop_cache: one, max_players: one, queue_length: ignored, time_jitter: ignored, atc: ignored, mix_correct: ignored, wait_publisher: one }),
+    play: block({ mw_latency: one, mw_msgs: ignored, gop_cache: one, max_players: one, queue_length: ignored, time_jitter: one, atc: ignored, mix_correct: ignored, wait_publisher: one, atc_auto: ignored, gop_cache_max_frames: ignored, send_min_interval: ignored, reduce_sequence_header: ignored }),
     /** streamgate: pull streams from an HTTP-FLV origin when nobody publishes them here. */
     edge: block({ origin: one, idle_timeout: one, connect_timeout: one }),
     min_latency: ignored,
@@ -93,6 +117,29 @@ export const VHOST_SPEC = block(
     dash: ignored,
     srt: ignored,
     rtmp_to_rtc: ignored,
+    rtsp: ignored,
+    in_ack_size: ignored,
+    out_ack_size: ignored,
+    // SRS 1–3 names that SRS still rewrites into the blocks above when it loads an old config.
+    mode: ignored,
+    origin: ignored,
+    token_traverse: ignored,
+    time_jitter: ignored,
+    mix_correct: ignored,
+    atc: ignored,
+    atc_auto: ignored,
+    gop_cache: ignored,
+    queue_length: ignored,
+    send_min_interval: ignored,
+    reduce_sequence_header: ignored,
+    mw_latency: ignored,
+    mr: ignored,
+    debug_srs_upnode: ignored,
+    publish_1stpkt_timeout: ignored,
+    publish_normal_timeout: ignored,
+    refer_publish: ignored,
+    refer_play: ignored,
+    http: ignored,
   },
   1,
   true,
@@ -101,7 +148,9 @@ export const VHOST_SPEC = block(
 export const ROOT_SPEC = block({
   listen: many(8),
   max_connections: one,
-  chunk_size: one,
+  /** SRS 7's home for the RTMP port; the top-level `listen` wins when both are given. */
+  rtmp: block({ listen: many(8), chunk_size: ignored }),
+  chunk_size: ignored,
   http_api: block({ enabled: one, listen: many(8), crossdomain: ignored, raw_api: ignored, auth: block({ enabled: one, username: one, password: one }), https: ignored }),
   http_server: block({
     enabled: one,
@@ -161,4 +210,15 @@ export const ROOT_SPEC = block({
   rtc_server: ignored,
   srt_server: ignored,
   stream_caster: ignored,
+  // SRS 4–7 root directives about its own process, logs and other protocols.
+  pithy_print_ms: ignored,
+  server_id: ignored,
+  tcmalloc_release_rate: ignored,
+  is_full: ignored,
+  in_docker: ignored,
+  first_wait_for_qlv: ignored,
+  threads: ignored,
+  rtsp_server: ignored,
+  rtmps: ignored,
+  http_stream: ignored,
 });

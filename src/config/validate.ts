@@ -1,14 +1,25 @@
 import { ConfigError, type Directive } from './tree.js';
 import { ROOT_SPEC, VHOST_SPEC, type BlockSpec, type Spec } from './spec.js';
+import { SRS_BLOCKS, type SrsBlock } from './srs-compat.js';
 
-/** Checks every directive against the spec: names, block-ness, argument counts, duplicates. */
-export function validate(dirs: Directive[], spec: BlockSpec, where: string, warn: (msg: string) => void): void {
+/**
+ * Checks every directive against the spec: names, block-ness, argument counts, duplicates.
+ * `path` names the enclosing block for srs-compat.ts (`vhost.hls`); `quiet` is set inside a block
+ * that says `enabled off;`, where an ignored directive would do nothing in SRS either, so it gets
+ * no warning.
+ */
+export function validate(dirs: Directive[], spec: BlockSpec, where: string, warn: (msg: string) => void, path = '', quiet = false): void {
   const seen = new Map<string, Directive>();
   for (const d of dirs) {
     const s: Spec | undefined = spec.children[d.name];
     if (!s) throw new ConfigError(d.file, d.line, `unknown directive "${d.name}" ${where}`);
+    const here = path ? `${path}.${d.name}` : d.name;
     if (s.kind === 'ignored') {
-      warn(`${d.file}:${d.line}: "${d.name}" is accepted for SRS compatibility and has no effect in streamgate`);
+      const srs = SRS_BLOCKS[here];
+      if (d.children && srs) checkSrsBlock(d.children, srs, d.name);
+      if (!quiet && !(d.children && srs && disabled(d.children, srs.offByDefault))) {
+        warn(`${d.file}:${d.line}: "${d.name}" is accepted for SRS compatibility and has no effect in streamgate`);
+      }
       continue;
     }
     const first = seen.get(d.name);
@@ -27,8 +38,23 @@ export function validate(dirs: Directive[], spec: BlockSpec, where: string, warn
       if (d.args.length !== s.args) {
         throw new ConfigError(d.file, d.line, s.args === 0 ? `block "${d.name}" takes no arguments` : `block "${d.name}" expects ${s.args} argument (a name)`);
       }
-      validate(d.children, s, `in ${d.name}`, warn);
+      validate(d.children, s, `in ${d.name}`, warn, here, quiet || disabled(d.children, false));
     }
+  }
+}
+
+/** `enabled off;` (anything but `on`, as SRS reads it), or no `enabled` in a block SRS runs only when enabled. */
+function disabled(children: Directive[], offByDefault: boolean): boolean {
+  const e = children.find((c) => c.name === 'enabled');
+  return e ? e.args[0] !== 'on' : offByDefault;
+}
+
+/** Names inside an ignored SRS block: the ones SRS knows pass, anything else is a misspelling. */
+function checkSrsBlock(dirs: Directive[], srs: SrsBlock, name: string): void {
+  for (const d of dirs) {
+    if (!srs.children.includes(d.name)) throw new ConfigError(d.file, d.line, `unknown directive "${d.name}" in ${name}`);
+    const inner = srs.nested?.[d.name];
+    if (inner && d.children) checkSrsBlock(d.children, inner, d.name);
   }
 }
 

@@ -1,4 +1,4 @@
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Middleware } from 'koa';
 import type { Logger } from '../log.js';
 
@@ -60,8 +60,9 @@ export function accessLog(log: Logger, format: () => AccessFormat, record: (r: R
       if (logged) return;
       logged = true;
       const ms = performance.now() - start;
-      // HTTP/1 serialises requests on a socket, so the byte delta is this response ($bytes_sent).
-      const bytes = h2 ? Number(ctx.res.getHeader('content-length') ?? 0) : socket.bytesWritten - written0;
+      // HTTP/1 serialises requests on a socket, so the byte delta is this response; less its
+      // head, it is NGINX's $body_bytes_sent (what the access log's bytes mean on every lane).
+      const bytes = h2 ? Number(ctx.res.getHeader('content-length') ?? 0) : bodyBytes(ctx.res, socket.bytesWritten - written0, ctx.state.rawHeadBytes as number | undefined);
       // Live HTTP/1 streams write their own head to the socket and record its status in state.
       const status = (ctx.state.rawStatus as number | undefined) ?? (ctx.res.headersSent ? ctx.res.statusCode : 499);
       const route = (ctx.state.route as string | undefined) ?? 'none';
@@ -77,6 +78,17 @@ export function accessLog(log: Logger, format: () => AccessFormat, record: (r: R
     ctx.res.once('close', done);
     await next();
   };
+}
+
+/**
+ * The body bytes of an HTTP/1 response that put `written` bytes on its socket: the head Node
+ * wrote is its `_header` string (what morgan and on-headers read too; Node has no public
+ * accessor), a head a live output wrote itself is passed as `rawHead`.
+ */
+export function bodyBytes(res: ServerResponse, written: number, rawHead?: number): number {
+  const head = rawHead ?? (res as ServerResponse & { _header?: unknown })._header;
+  const n = typeof head === 'number' ? head : typeof head === 'string' ? Buffer.byteLength(head, 'latin1') : 0;
+  return Math.max(0, written - n);
 }
 
 const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];

@@ -3,6 +3,8 @@ import type { Server, Socket } from 'node:net';
 import { NOT_DIRECT, SEND_FAILED, sendDirect, type DirectBody } from '../net/sendfile.js';
 import { relaySessions, serveH2, type H2Connection } from './h2/index.js';
 import { headerLines } from './head.js';
+import { checkTarget } from './request-rules.js';
+import { BUSY, IDLE, type Tracked } from '../net/guard.js';
 
 /**
  * The front door of a plain-HTTP listener: the hot requests of a streaming site — a GET of a
@@ -70,8 +72,8 @@ export interface FrontDoorOptions {
    */
   proxy?(req: FastRequest, sock: Socket): ProxyRun | null;
   /**
-   * After a reply is written: access log and metrics. `direct` of the `bytes` went out by
-   * send/sendfile on the socket's fd, which the socket's bytesWritten does not count.
+   * After a reply is written: access log and metrics. `bytes` are the body's; `direct` bytes of
+   * the response went out by send/sendfile on the socket's fd, which bytesWritten does not count.
    */
   done(req: FastRequest, reply: FastReply, bytes: number, ms: number, direct: number): void;
   /** Whether done() wants `ms`, the time the answer took (an access log is on); 0 is passed when not. */
@@ -83,6 +85,12 @@ export interface FrontDoorOptions {
   /** HTTPS only: serve h2 connections with streamgate's own HTTP/2 (src/http/h2/) instead of Node's. */
   ownH2?(): boolean;
   headerTimeoutMs?(): number;
+  /**
+   * The connection guard's entry for a connection (src/net/guard.ts), asked once per connection:
+   * the front door marks it busy from a head to its answer and idle between requests, so a
+   * connection that never sends a head can be closed at header_timeout and reclaimed first.
+   */
+  tracked?(sock: Socket): Tracked | undefined;
 }
 
 const CRLFCRLF = Buffer.from('\r\n\r\n');
@@ -172,7 +180,12 @@ export function installFrontDoor(server: Server, opts: FrontDoorOptions, event: 
   const idle = new Set<Socket>();
   const h2 = new Set<H2Connection>();
   server.on(event, (sock: Socket) => {
+    // Refused by the guard before this listener ran (per-address cap, far past max_connections).
+    if (sock.destroyed) return;
+    const tr = opts.tracked?.(sock) ?? null;
     if (event === 'secureConnection' && (sock as Socket & { alpnProtocol?: string | false }).alpnProtocol === 'h2') {
+      // HTTP/2 bounds its own preface and idle time (src/http/h2/): not the guard's to reclaim.
+      if (tr !== null) tr.state = BUSY;
       if (opts.ownH2?.() && opts.eligible(sock)) {
         const conn = serveH2(server, nodeListeners, sock, opts, NOT_PLAIN);
         h2.add(conn);
@@ -276,6 +289,7 @@ export function installFrontDoor(server: Server, opts: FrontDoorOptions, event: 
         } else if (end > opts.maxHeaderBytes()) {
           return handOver(sock, buf);
         }
+        if (tr !== null) tr.state = BUSY;
         const run = opts.proxy?.(req.req, sock) ?? null;
         if (run !== null) return proxied(run, req, end);
         if (req.conditional) return handOver(sock, buf);
@@ -291,7 +305,9 @@ export function installFrontDoor(server: Server, opts: FrontDoorOptions, event: 
             if (r === null) return handOver(sock, buf);
             if (write(req, r, Date.now(), start, end)) serve();
             if (ended && !waiting) sock.end();
-          });
+            // A throw in this continuation would be an unhandled rejection, which ends the process:
+            // it costs this connection only.
+          }).catch(() => sock.destroy());
           return;
         }
         if (answer === null) return handOver(sock, buf);
@@ -308,6 +324,10 @@ export function installFrontDoor(server: Server, opts: FrontDoorOptions, event: 
       run(req.close, (open) => {
         waiting = false;
         if (!open || gone) return;
+        if (tr !== null && buf === null) {
+          tr.state = IDLE;
+          tr.since = Date.now();
+        }
         // Shutdown began during the answer: the connection it was keeping for the next request goes.
         if (buf === null && !opts.eligible(sock)) return void sock.end();
         idle.add(sock);
@@ -350,12 +370,16 @@ export function installFrontDoor(server: Server, opts: FrontDoorOptions, event: 
       } else {
         sock.write(wire);
       }
-      const bytes = wire.length + (withBody && !small ? r.body.length : 0);
-      opts.done(req.req, r, bytes, took(start), direct);
+      // The access log's bytes are the body's (NGINX's $body_bytes_sent), as on every lane.
+      opts.done(req.req, r, withBody ? r.body.length : 0, took(start), direct);
       if (req.close) {
         buf = null;
         sock.end();
         return false;
+      }
+      if (tr !== null && buf === null) {
+        tr.state = IDLE;
+        tr.since = now;
       }
       if (sock.writableLength > BACKLOG_PAUSE_BYTES) {
         waiting = true;
@@ -449,6 +473,11 @@ function parseHead(head: string, ip: string): ParsedHead | null {
   }
   // HTTP/1.1 requires Host (RFC 9112 §3.2): without one, Node answers 400.
   if (host === null) return null;
+  // The request rules every lane applies: a malformed Host, a fragment, a dot-segment to remove
+  // or one that climbs above "/" go to Node's lane, which refuses or normalises them before the
+  // routing table; what the front door routes is a target already in normal form.
+  const v = checkTarget(method, url, [host], true);
+  if (!v.ok || v.path.length + v.query.length !== url.length) return null;
   return { req: { method, url, host, origin, referer, agent, ip, httpVersion: '1.1', head, memo: null }, raw: EMPTY, close, conditional };
 }
 

@@ -46,7 +46,8 @@ export async function publishHttpFlv(ctx: Context, name: StreamName, deps: HttpP
     }, 'HTTP-FLV', verdict);
   } catch (err) {
     verdict.end();
-    // ffmpeg keeps sending until the socket closes: answer, then close it (issue 5: 409 + close).
+    // ffmpeg never reads the response and keeps sending until the socket closes: answer (409 for
+    // a second publisher), then close, or it would stream into a request nobody reads.
     closeAfterResponse(ctx);
     throw err;
   }

@@ -1,4 +1,4 @@
-import type { MediaPacket } from '../media/packet.js';
+import { earliestDts, PASS_THROUGH, type MediaPacket } from '../media/packet.js';
 import { makeBatch, type Batch, type Client, type EndReason, type Sink } from './types.js';
 
 /**
@@ -19,9 +19,25 @@ export const DEFAULT_CONSUMER_LIMITS: ConsumerLimits = {
   stallTimeoutMs: 20_000,
 };
 
+/** A consumer's origin before its first audio/video packet has told what it is. */
+const UNSET = -2;
+
+/** A join burst: the batch a player starts with, and the origin it is stamped on. */
+export interface Burst extends Batch {
+  /** The burst's own origin (its header copies sit at it); PASS_THROUGH when time_jitter is off. */
+  readonly origin: number;
+  /** It holds audio/video frames (a GOP), so its origin is the player's. */
+  readonly media: boolean;
+}
+
 export class Consumer {
   /** Packets of the source's pending batch this consumer already got in its join burst. */
   skip = 0;
+  /**
+   * The source time that is 0 on this player's timeline: the earliest timestamp of the first
+   * frames it gets. PASS_THROUGH when the vhost's time_jitter is off.
+   */
+  private origin: number;
   /** True after an overflow: nothing is sent until the next key frame (or audio, if no video). */
   private waitKeyframe = false;
   private stalledSince = 0;
@@ -35,7 +51,10 @@ export class Consumer {
     private readonly limits: ConsumerLimits,
     private readonly onEnd: (c: Consumer) => void,
     private readonly hasVideo: () => boolean,
-  ) {}
+    timeline: boolean,
+  ) {
+    this.origin = timeline ? UNSET : PASS_THROUGH;
+  }
 
   get closed(): boolean {
     return this.ended;
@@ -69,16 +88,22 @@ export class Consumer {
       this.waitKeyframe = false;
     }
     if (packets.length === 0) return;
-    this.sink.write(packets === batch.packets ? batch : makeBatch(packets));
+    if (this.origin === UNSET) {
+      const first = earliestDts(packets);
+      if (first !== PASS_THROUGH) this.origin = first;
+    }
+    // Before any frame (script data only), any origin stamps what there is at 0.
+    this.sink.write(packets === batch.packets ? batch : makeBatch(packets), this.origin === UNSET ? 0 : this.origin);
   }
 
   /**
    * Writes the join burst (metadata, headers, GOP) straight away: time to first frame is not
    * batched. Without a GOP to start from, the player waits for the next key frame instead.
    */
-  join(burst: Batch, haveGop: boolean): void {
+  join(burst: Burst, haveGop: boolean): void {
     if (!haveGop) this.waitKeyframe = true;
-    if (burst.packets.length > 0) this.sink.write(burst);
+    if (burst.media && this.origin === UNSET) this.origin = burst.origin;
+    if (burst.packets.length > 0) this.sink.write(burst, burst.origin);
   }
 
   end(reason: EndReason): void {

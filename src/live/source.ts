@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
-import type { MediaPacket } from '../media/packet.js';
-import { Consumer, type ConsumerLimits } from './consumer.js';
+import { earliestDts, PASS_THROUGH, type MediaPacket } from '../media/packet.js';
+import { Consumer, type Burst, type ConsumerLimits } from './consumer.js';
+import { JitterCorrector, type TimeJitter } from './timeline.js';
 import { RateMeter } from './rate.js';
 import { makeBatch, type Batch, type Client, type EndReason, type Sink, type StreamName } from './types.js';
 
@@ -11,6 +12,8 @@ export interface SourceOptions {
   gopCacheMaxBytes: number;
   /** Players beyond this number are refused (0 = unlimited). */
   maxPlayers: number;
+  /** SRS's play.time_jitter: how each player's timeline is made (see timeline.ts). */
+  timeJitter: TimeJitter;
   consumer: ConsumerLimits;
 }
 
@@ -18,6 +21,7 @@ export const DEFAULT_SOURCE_OPTIONS: SourceOptions = {
   mwLatencyMs: 350,
   gopCacheMaxBytes: 16 * 1024 * 1024,
   maxPlayers: 0,
+  timeJitter: 'full',
   consumer: { maxBacklogBytes: 4 * 1024 * 1024, stallTimeoutMs: 20_000 },
 };
 
@@ -31,6 +35,8 @@ export class Source extends EventEmitter {
   metadata: MediaPacket | null = null;
   videoHeader: MediaPacket | null = null;
   audioHeader: MediaPacket | null = null;
+  /** The first audio frame: what the API reads a codec without a sequence header (MP3) from. */
+  audioSample: MediaPacket | null = null;
   /** Codec ids of the tracks seen so far (0 = none). */
   videoCodec = 0;
   audioCodec = 0;
@@ -47,7 +53,9 @@ export class Source extends EventEmitter {
   private gopBytes = 0;
   private gopActive = false;
   private readonly lanes: Lane[];
-  private joinBurst: Batch | null = null;
+  private joinBurst: Burst | null = null;
+  /** Corrects the publisher's jumps once for every player (time_jitter full). */
+  private readonly corrector: JitterCorrector | null;
   private readonly consumers = new Set<Consumer>();
   /** Consumers that are not players (the HLS segmenter): no seat, no say in 'idle'. */
   private readonly internal = new Set<Consumer>();
@@ -59,6 +67,7 @@ export class Source extends EventEmitter {
     private readonly options: SourceOptions,
   ) {
     super();
+    this.corrector = options.timeJitter === 'full' ? new JitterCorrector() : null;
     const n = options.mwLatencyMs > 0 ? LANES : 1;
     this.lanes = Array.from({ length: n }, (_, i) => ({ pending: [], timer: null, members: new Set(), phase: (i * options.mwLatencyMs) / n }));
   }
@@ -87,7 +96,10 @@ export class Source extends EventEmitter {
     if (this.ended) return;
     this.recv.add(pkt.data.length + 15);
     this.joinBurst = null;
-    if (pkt.kind !== 'script') this.lastDts = pkt.dts;
+    if (pkt.kind !== 'script') {
+      if (this.corrector) pkt.dts = this.corrector.correct(pkt.dts);
+      this.lastDts = pkt.dts;
+    }
     if (pkt.kind === 'script') {
       this.metadata = pkt;
     } else if (pkt.kind === 'video') {
@@ -102,7 +114,10 @@ export class Source extends EventEmitter {
     } else {
       this.audioCodec = pkt.codec;
       if (pkt.header) this.audioHeader = pkt;
-      else this.cache(pkt);
+      else {
+        this.audioSample ??= pkt;
+        this.cache(pkt);
+      }
     }
     for (const lane of this.lanes) {
       if (lane.members.size === 0) continue;
@@ -116,7 +131,7 @@ export class Source extends EventEmitter {
    * segmenter in this process) takes no player seat and does not keep an edge pull alive.
    */
   subscribe(sink: Sink, client: Client | null, internal = false): Consumer {
-    const c = new Consumer(sink, client, this.options.consumer, (x) => this.leave(x), () => this.hasVideo);
+    const c = new Consumer(sink, client, this.options.consumer, (x) => this.leave(x), () => this.hasVideo, this.options.timeJitter !== 'off');
     this.consumers.add(c);
     if (internal) this.internal.add(c);
     let lane = this.lanes[0];
@@ -147,14 +162,25 @@ export class Source extends EventEmitter {
     this.emit('end', reason);
   }
 
-  private burst(): Batch {
+  /**
+   * What a joining player gets first: metadata, sequence headers, the GOP. Everyone who joins
+   * before the next packet shares it, and so its encodings. On a timeline (time_jitter full or
+   * zero) the player's 0 is the GOP's earliest frame and the stored headers are copies stamped
+   * there, so a player never sees them at the publisher's time (ts 0 ahead of frames at 298000
+   * made recorders write files hundreds of seconds long); metadata goes out at 0 (playerDts).
+   */
+  private burst(): Burst {
     if (this.joinBurst) return this.joinBurst;
+    const timeline = this.options.timeJitter !== 'off';
+    const gop = this.gopActive ? this.gop : [];
+    const origin = !timeline ? PASS_THROUGH : gop.length > 0 ? earliestDts(gop) : 0;
+    const at = (p: MediaPacket): MediaPacket => (timeline ? { ...p, dts: origin } : p);
     const packets: MediaPacket[] = [];
     if (this.metadata) packets.push(this.metadata);
-    if (this.videoHeader) packets.push(this.videoHeader);
-    if (this.audioHeader) packets.push(this.audioHeader);
-    if (this.gopActive) for (const p of this.gop) packets.push(p);
-    this.joinBurst = makeBatch(packets);
+    if (this.videoHeader) packets.push(at(this.videoHeader));
+    if (this.audioHeader) packets.push(at(this.audioHeader));
+    for (const p of gop) packets.push(p);
+    this.joinBurst = { ...makeBatch(packets), origin, media: gop.length > 0 };
     return this.joinBurst;
   }
 

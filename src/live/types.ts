@@ -7,7 +7,7 @@ import type { MediaPacket } from '../media/packet.js';
  */
 export interface Batch {
   readonly packets: readonly MediaPacket[];
-  /** Encodings of this exact batch, keyed by format ("flv", "rtmp:4096:1", …). */
+  /** Encodings of this exact batch, keyed by format and origin ("flv@0", "rtmp:4096:1@29000", …). */
   readonly encoded: Map<string, Buffer>;
 }
 
@@ -34,8 +34,13 @@ export type EndReason = 'unpublished' | 'kicked' | 'slow' | 'closed' | 'shutdown
 export interface Sink {
   /** Bytes accepted but not yet handed to the kernel (socket.writableLength); 0 for in-memory sinks. */
   backlog(): number;
-  /** Delivers packets in decode order. The first call carries metadata, sequence headers and the GOP. */
-  write(batch: Batch): void;
+  /**
+   * Delivers packets in decode order. The first call carries metadata, sequence headers and the
+   * GOP. `origin` is the source time that is 0 on this player's timeline, or PASS_THROUGH: a
+   * format with timestamps writes each packet at `playerDts(p, origin)`, and keys a shared
+   * encoding by origin as well as format (players that joined at the same key frame share one).
+   */
+  write(batch: Batch, origin: number): void;
   /** The stream is over for this sink; it should end its response / session. Called once. */
   end(reason: EndReason): void;
 }

@@ -58,3 +58,42 @@ export function packetFromTag(type: number, dts: number, data: Buffer): MediaPac
   if (type === TAG_SCRIPT) return { kind: 'script', dts, cts: 0, keyframe: false, header: false, codec: 0, data };
   return null;
 }
+
+/** A player's origin that means "no timeline of its own": timestamps go out as the publisher sent them. */
+export const PASS_THROUGH = -1;
+/**
+ * A timestamp this close below a player's origin (FLV and RTMP timestamps are 32-bit and wrap) is
+ * earlier than the origin, not 49 days later: an audio frame interleaved a few milliseconds
+ * before the key frame a player starts at. It is stamped 0. A quarter of the ring leaves a player
+ * 37 days of continuous play before its own timeline could be misread.
+ */
+const BEFORE_ORIGIN = 0xc0000000;
+
+/**
+ * The timestamp `p` carries on a player's timeline whose 0 is the source time `origin`: script
+ * data (onMetaData) at 0, as SRS's time_jitter does and as ffmpeg's FLV reader needs (an
+ * onMetaData tag at any other timestamp becomes an extra data stream); media relative to the
+ * origin. With PASS_THROUGH, the source time unchanged.
+ */
+export function playerDts(p: MediaPacket, origin: number): number {
+  if (origin < 0) return p.dts;
+  if (p.kind === 'script') return 0;
+  const t = (p.dts - origin) >>> 0;
+  return t >= BEFORE_ORIGIN ? 0 : t;
+}
+
+/**
+ * The earliest audio/video timestamp of `pkts` (32-bit wrap-aware), the natural 0 of a player
+ * whose first packets these are; PASS_THROUGH when they hold no audio or video.
+ */
+export function earliestDts(pkts: readonly MediaPacket[]): number {
+  let first = -1;
+  let least = 0;
+  for (const p of pkts) {
+    if (p.kind === 'script') continue;
+    if (first < 0) first = p.dts;
+    const d = (p.dts - first) | 0;
+    if (d < least) least = d;
+  }
+  return first < 0 ? PASS_THROUGH : (first + least) >>> 0;
+}

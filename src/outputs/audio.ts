@@ -40,6 +40,7 @@ export function mp3Encoder(): LiveEncoder {
   return {
     head: EMPTY,
     format: 'mp3',
+    timed: false,
     encode(packets: readonly MediaPacket[]): Buffer {
       const out: Buffer[] = [];
       for (const p of packets) if (p.kind === 'audio' && p.codec === AUDIO_MP3 && p.data.length > 1) out.push(p.data.subarray(1));

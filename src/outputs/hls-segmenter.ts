@@ -54,8 +54,10 @@ interface Building {
 /**
  * One stream's live HLS, in memory: MPEG-TS segments cut at key frames (by time for audio-only
  * streams) and the sliding-window playlist over them (RFC 8216). It outlives a publish, so a
- * republish of the same name continues the playlist after an EXT-X-DISCONTINUITY; its owner drops
- * it a while after the publisher has gone. Memory is bounded by the window plus one segment.
+ * publisher that comes back continues the playlist after an EXT-X-DISCONTINUITY, until its owner
+ * ends it (`seal`: EXT-X-ENDLIST). The playlist only ever changes as RFC 8216 §6.2.1 allows:
+ * lines appended, segments removed from the front, and ENDLIST added once, never taken back, so
+ * an ended stream takes no publisher again. Memory is bounded by the window plus one segment.
  */
 export class HlsStream {
   private segments: Segment[] = [];
@@ -74,6 +76,9 @@ export class HlsStream {
   private waiters = new Set<() => void>();
   /** Called with each segment as it is cut (the on_hls hook). */
   onSegment: ((seg: Segment) => void) | null = null;
+  /** A publisher's sink is attached (from attach to its end). */
+  private publishing = false;
+  /** EXT-X-ENDLIST: the playlist is final. */
   ended = false;
   /** Segments dropped for exceeding maxSegmentBytes. */
   oversized = 0;
@@ -92,9 +97,10 @@ export class HlsStream {
 
   /** A publish starts (or starts again): the returned sink receives its packets. */
   attach(tracks: TrackSource): Sink {
+    if (this.ended) throw new Error(`HLS playlist ${this.stream} has ended: a playlist never loses EXT-X-ENDLIST (RFC 8216 §6.2.1)`);
     const gen = ++this.generation;
     this.tracks = tracks;
-    this.ended = false;
+    this.publishing = true;
     this.text = null;
     this.cur = null;
     this.muxer = new TsMuxer(tracks.tracks());
@@ -110,6 +116,27 @@ export class HlsStream {
         if (gen === this.generation) this.finish();
       },
     };
+  }
+
+  /** No publisher is attached: a new one may continue the playlist, or the owner may seal it. */
+  get idle(): boolean {
+    return !this.publishing;
+  }
+
+  /** The number the next segment gets: a playlist that replaces this one starts above it. */
+  get nextSequence(): number {
+    return this.nextSeq;
+  }
+
+  /** No publisher is coming back: ENDLIST, for good. False while one is attached. */
+  seal(): boolean {
+    if (this.publishing) return false;
+    if (!this.ended) {
+      this.ended = true;
+      this.text = null;
+      for (const w of [...this.waiters]) w();
+    }
+    return true;
   }
 
   get bytes(): number {
@@ -236,13 +263,14 @@ export class HlsStream {
     }
   }
 
-  /** The publisher stopped: the partial segment becomes the last one, and the playlist gets ENDLIST. */
+  /**
+   * The publisher stopped: the partial segment becomes the last one. ENDLIST waits for the owner
+   * (`seal`), since an encoder that reconnects continues this playlist.
+   */
   private finish(): void {
     const cur = this.cur;
     if (cur && cur.chunks.length > 1) this.close(cur.lastMs + cur.stepMs);
     this.cur = null;
-    this.ended = true;
-    this.text = null;
-    for (const w of [...this.waiters]) w();
+    this.publishing = false;
   }
 }

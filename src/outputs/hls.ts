@@ -30,6 +30,15 @@ const HLS_SESSION_IDLE_MS = 20_000;
 const MAX_HLS_SESSIONS = 10_000;
 /** memfd copies held at most, over every stream (each is an open fd). */
 const DIRECT_MAX_SEGMENTS = 256;
+/**
+ * How long a playlist whose publisher left stays open for it to come back (continuing after
+ * EXT-X-DISCONTINUITY) before it gets EXT-X-ENDLIST, at most half of hls_dispose. Encoders that
+ * lose their connection (OBS, ffmpeg in a restart loop) reconnect within a few seconds; ENDLIST
+ * can never be taken back (RFC 8216 §6.2.1), so it waits for them.
+ */
+export const HLS_REPUBLISH_GRACE_MS = 10_000;
+/** Stream names whose segment numbering is remembered past their playlist's disposal, at most. */
+const MAX_REMEMBERED_NUMBERINGS = 10_000;
 
 export const HLS_PLAYLIST_TYPE = 'application/vnd.apple.mpegurl';
 export const TS_TYPE = 'video/mp2t';
@@ -66,10 +75,15 @@ export interface HlsDeps {
   sendfile?: boolean;
   /** Each segment as it is cut (http_hooks on_hls). */
   onSegment?: (source: Source, seg: Segment) => void;
+  /** HLS_REPUBLISH_GRACE_MS, for tests. */
+  republishGraceMs?: number;
 }
 
 interface Entry {
   stream: HlsStream;
+  /** Adds ENDLIST once the publisher has not come back within the grace. */
+  seal: NodeJS.Timeout | null;
+  /** Drops the playlist and its segments hls_dispose after the publisher left. */
   expiry: NodeJS.Timeout | null;
 }
 
@@ -79,7 +93,15 @@ interface Entry {
  * `/{app}/{stream}.m3u8` and `/{app}/{stream}-{seq}.ts`.
  */
 export class HlsOutput {
+  /** The playlist served for each stream name. */
   private readonly entries = new Map<string, Entry>();
+  /**
+   * A fresh playlist cut for a publisher that came after the served one got ENDLIST: served only
+   * once that one is disposed, so no client that saw ENDLIST at a URL sees it go away.
+   */
+  private readonly waiting = new Map<string, Entry>();
+  /** Next segment numbers of disposed playlists that ran ahead of the clock, by stream name. */
+  private readonly numbering = new Map<string, number>();
   private readonly sessions = new Map<string, { client: CountingClient; seen: number }>();
   private sweeper: NodeJS.Timeout | null = null;
   private readonly onPublish = (source: Source) => this.follow(source);
@@ -96,6 +118,7 @@ export class HlsOutput {
   bytes(): number {
     let n = 0;
     for (const e of this.entries.values()) n += e.stream.bytes;
+    for (const e of this.waiting.values()) n += e.stream.bytes;
     return n;
   }
 
@@ -256,8 +279,9 @@ export class HlsOutput {
     this.sweeper = null;
     for (const k of [...this.sessions.keys()]) this.forget(k);
     this.deps.hub.off('publish', this.onPublish);
-    for (const e of this.entries.values()) if (e.expiry) clearTimeout(e.expiry);
+    for (const e of [...this.entries.values(), ...this.waiting.values()]) clearTimers(e);
     this.entries.clear();
+    this.waiting.clear();
     this.releaseDirects(true);
   }
 
@@ -273,35 +297,105 @@ export class HlsOutput {
     return seg ? { seg, name: parsed.name } : undefined;
   }
 
+  /**
+   * A publish of a stream with HLS on. The served playlist continues if its publisher left less
+   * than the grace ago; once it has ENDLIST, the publish is cut into a fresh playlist (numbered
+   * above the old one) that is served when the old one is disposed.
+   */
   private follow(source: Source): void {
     const v = this.deps.vhost(source.name.vhost);
     if (!v.hls.enabled) return;
     const key = source.key;
     let e = this.entries.get(key);
-    if (!e) {
-      const limits: HlsLimits = { ...DEFAULT_HLS_LIMITS, ...this.deps.limits, fragmentS: v.hls.fragmentS, windowS: v.hls.windowS };
-      e = { stream: new HlsStream(source.name.stream, limits, Math.floor(Date.now() / 1000)), expiry: null };
+    if (e?.stream.ended) {
+      const served = e.stream;
+      e = this.waiting.get(key);
+      // A waiting playlist that ended too was never served: nobody saw it, so it can go.
+      if (e?.stream.ended) this.drop(key, e);
+      if (!e || e.stream.ended) {
+        e = this.entry(source, Math.max(served.nextSequence, this.firstSeq(key)));
+        this.waiting.set(key, e);
+      }
+    } else if (!e) {
+      e = this.entry(source, this.firstSeq(key));
       this.entries.set(key, e);
     }
-    if (e.expiry) {
-      clearTimeout(e.expiry);
-      e.expiry = null;
-    }
+    clearTimers(e);
     const entry = e;
     const onSegment = this.deps.onSegment;
     entry.stream.onSegment = onSegment ? (seg) => onSegment(source, seg) : null;
     const sink = entry.stream.attach({ get hasVideo() { return source.hasVideo; }, tracks: () => tsTracks(source) });
     source.subscribe(sink, null, true);
-    source.once('end', () => {
-      if (entry.expiry) clearTimeout(entry.expiry);
-      entry.expiry = setTimeout(() => {
-        if (this.entries.get(key) === entry && entry.stream.ended) {
-          this.entries.delete(key);
-          this.releaseDirects(false);
-        }
-      }, v.hls.disposeMs);
-      entry.expiry.unref();
-      if (entry.stream.oversized > 0) this.deps.log.warn(`hls ${source.name.app}/${source.name.stream}: ${entry.stream.oversized} segments dropped (no key frame within ${DEFAULT_HLS_LIMITS.maxSegmentBytes} bytes)`);
-    });
+    source.once('end', () => this.unpublished(key, entry, v));
   }
+
+  /**
+   * Where a new playlist's numbering starts: the clock's second, so names do not repeat what a
+   * cache may hold from an earlier stream of the name; or above the last disposed playlist of
+   * the name when its numbers ran ahead of the clock (a publisher sending faster than real
+   * time, or fragments under a second).
+   */
+  private firstSeq(key: string): number {
+    const clock = Math.floor(Date.now() / 1000);
+    const after = this.numbering.get(key) ?? 0;
+    this.numbering.delete(key);
+    return Math.max(clock, after);
+  }
+
+  /** Remembers a disposed playlist's next number while it is ahead of the clock (bounded). */
+  private remember(key: string, stream: HlsStream): void {
+    const clock = Math.floor(Date.now() / 1000);
+    if (stream.nextSequence <= clock) return;
+    if (this.numbering.size >= MAX_REMEMBERED_NUMBERINGS) {
+      for (const [k, n] of this.numbering) if (n <= clock) this.numbering.delete(k);
+      // Still full: the oldest goes (the clock catches up with it within the hour or so its
+      // segments may be cached anyway).
+      if (this.numbering.size >= MAX_REMEMBERED_NUMBERINGS) this.numbering.delete(this.numbering.keys().next().value!);
+    }
+    this.numbering.set(key, stream.nextSequence);
+  }
+
+  private entry(source: Source, firstSeq: number): Entry {
+    const v = this.deps.vhost(source.name.vhost);
+    const limits: HlsLimits = { ...DEFAULT_HLS_LIMITS, ...this.deps.limits, fragmentS: v.hls.fragmentS, windowS: v.hls.windowS };
+    return { stream: new HlsStream(source.name.stream, limits, firstSeq), seal: null, expiry: null };
+  }
+
+  /** The publisher left: ENDLIST after the grace unless it comes back, the playlist gone after hls_dispose. */
+  private unpublished(key: string, entry: Entry, v: VhostConfig): void {
+    clearTimers(entry);
+    const graceMs = Math.min(this.deps.republishGraceMs ?? HLS_REPUBLISH_GRACE_MS, v.hls.disposeMs / 2);
+    entry.seal = setTimeout(() => {
+      entry.seal = null;
+      entry.stream.seal();
+    }, graceMs);
+    entry.seal.unref();
+    entry.expiry = setTimeout(() => this.drop(key, entry), v.hls.disposeMs);
+    entry.expiry.unref();
+    if (entry.stream.oversized > 0) this.deps.log.warn(`hls ${key}: ${entry.stream.oversized} segments dropped (no key frame within ${DEFAULT_HLS_LIMITS.maxSegmentBytes} bytes)`);
+  }
+
+  /** Forgets a playlist; a waiting one takes the served one's place. */
+  private drop(key: string, entry: Entry): void {
+    clearTimers(entry);
+    if (this.entries.get(key) === entry) {
+      this.remember(key, entry.stream);
+      this.entries.delete(key);
+      const next = this.waiting.get(key);
+      if (next) {
+        this.waiting.delete(key);
+        this.entries.set(key, next);
+      }
+    } else if (this.waiting.get(key) === entry) {
+      this.waiting.delete(key);
+    }
+    this.releaseDirects(false);
+  }
+}
+
+function clearTimers(e: Entry): void {
+  if (e.seal) clearTimeout(e.seal);
+  if (e.expiry) clearTimeout(e.expiry);
+  e.seal = null;
+  e.expiry = null;
 }

@@ -19,7 +19,10 @@ export interface LiveEncoder {
   /** Bytes that open the response (FLV header, PAT/PMT); may be empty. */
   head: Buffer;
   format: string | null;
-  encode(packets: readonly MediaPacket[]): Buffer;
+  /** False when the bytes carry no timestamps (ADTS, MP3): one encoding serves every origin. */
+  timed?: boolean;
+  /** The packets' bytes, timestamps on the player timeline whose 0 is `origin` (playerDts). */
+  encode(packets: readonly MediaPacket[], origin: number): Buffer;
 }
 
 export interface LivePlay {
@@ -85,9 +88,33 @@ function liveHeaders(ctx: Context, type: string): Record<string, string> {
   return h;
 }
 
+/**
+ * The key of a shared encoding: format and origin. Remade only when a player's origin changes
+ * (at its first frames), so the per-write cost for the fan-out stays one comparison.
+ */
+class EncodingKey {
+  private origin = Number.NaN;
+  private key = '';
+
+  constructor(
+    private readonly format: string,
+    private readonly timed: boolean,
+  ) {}
+
+  of(origin: number): string {
+    if (!this.timed) return this.format;
+    if (origin !== this.origin) {
+      this.origin = origin;
+      this.key = `${this.format}@${origin}`;
+    }
+    return this.key;
+  }
+}
+
 export class SocketLiveSink implements Sink {
   private closed = false;
   private readonly encoder: LiveEncoder;
+  private readonly key: EncodingKey | null;
 
   constructor(
     private readonly socket: Socket,
@@ -97,6 +124,7 @@ export class SocketLiveSink implements Sink {
     play: LivePlay,
   ) {
     this.encoder = play.encoder;
+    this.key = play.encoder.format !== null ? new EncodingKey(`${play.encoder.format}-chunked`, play.encoder.timed ?? true) : null;
     const headers = liveHeaders(ctx, play.contentType);
     let text = 'HTTP/1.1 200 OK\r\n';
     for (const [k, v] of Object.entries(headers)) text += `${k}: ${v}\r\n`;
@@ -107,22 +135,23 @@ export class SocketLiveSink implements Sink {
     // Nothing follows this response on the connection; tell Node's server not to wait for one.
     ctx.res.shouldKeepAlive = false;
     ctx.state.rawStatus = 200;
+    ctx.state.rawHeadBytes = head.length;
   }
 
   backlog(): number {
     return this.socket.writableLength;
   }
 
-  write(batch: Batch): void {
+  write(batch: Batch, origin: number): void {
     const e = this.encoder;
-    if (e.format !== null) {
-      this.send(encodeOnce(batch, `${e.format}-chunked`, (p) => {
-        const body = e.encode(p);
+    if (this.key !== null) {
+      this.send(encodeOnce(batch, this.key.of(origin), (p) => {
+        const body = e.encode(p, origin);
         return body.length > 0 ? chunk(body) : body;
       }));
       return;
     }
-    const body = e.encode(batch.packets);
+    const body = e.encode(batch.packets, origin);
     // A zero-length chunk would end the response.
     if (body.length > 0) this.send(chunk(body));
   }
@@ -144,6 +173,7 @@ export class SocketLiveSink implements Sink {
 export class Http2LiveSink implements Sink {
   private closed = false;
   private readonly encoder: LiveEncoder;
+  private readonly key: EncodingKey | null;
 
   constructor(
     private readonly res: Http2ServerResponse,
@@ -153,6 +183,7 @@ export class Http2LiveSink implements Sink {
     play: LivePlay,
   ) {
     this.encoder = play.encoder;
+    this.key = play.encoder.format !== null ? new EncodingKey(play.encoder.format, play.encoder.timed ?? true) : null;
     res.writeHead(200, liveHeaders(ctx, play.contentType));
     this.send(play.encoder.head);
   }
@@ -161,9 +192,9 @@ export class Http2LiveSink implements Sink {
     return this.res.stream?.writableLength ?? 0;
   }
 
-  write(batch: Batch): void {
+  write(batch: Batch, origin: number): void {
     const e = this.encoder;
-    this.send(e.format !== null ? encodeOnce(batch, e.format, (p) => e.encode(p)) : e.encode(batch.packets));
+    this.send(this.key !== null ? encodeOnce(batch, this.key.of(origin), (p) => e.encode(p, origin)) : e.encode(batch.packets, origin));
   }
 
   private send(buf: Buffer): void {

@@ -2,7 +2,7 @@ import type { Socket } from 'node:net';
 import type { CountingClient } from '../live/client.js';
 import type { Source } from '../live/source.js';
 import { encodeOnce, type Batch, type EndReason, type Sink } from '../live/types.js';
-import { tagTypeOf, type MediaPacket } from '../media/packet.js';
+import { PASS_THROUGH, playerDts, tagTypeOf, type MediaPacket } from '../media/packet.js';
 import { ChunkWriter, OUT_CHUNK_SIZE } from '../ingest/rtmp/chunk.js';
 
 /**
@@ -29,14 +29,14 @@ export interface RtmpPlayConnection {
  * needs no per-peer state), so the bytes are the same for every player in step and are made
  * once per batch (the format key names chunk size and stream id).
  */
-export function rtmpMediaChunks(packets: readonly MediaPacket[], streamId: number): Buffer {
+export function rtmpMediaChunks(packets: readonly MediaPacket[], streamId: number, origin = PASS_THROUGH): Buffer {
   const writer = new ChunkWriter(false);
   writer.chunkSize = OUT_CHUNK_SIZE;
   return writer.write(packets.map((p) => ({
     csid: p.kind === 'video' ? CSID_VIDEO : p.kind === 'audio' ? CSID_AUDIO : CSID_SCRIPT,
     type: tagTypeOf(p.kind),
     streamId,
-    timestamp: p.dts,
+    timestamp: playerDts(p, origin),
     payload: p.data,
   })));
 }
@@ -45,6 +45,8 @@ export function rtmpMediaChunks(packets: readonly MediaPacket[], streamId: numbe
 export class RtmpPlaySink implements Sink {
   private closed = false;
   private readonly format: string;
+  private origin = Number.NaN;
+  private key = '';
 
   constructor(
     private readonly conn: RtmpPlayConnection,
@@ -59,9 +61,14 @@ export class RtmpPlaySink implements Sink {
     return this.conn.socket.writableLength;
   }
 
-  write(batch: Batch): void {
+  write(batch: Batch, origin: number): void {
     if (this.closed || this.conn.socket.destroyed) return;
-    const buf = encodeOnce(batch, this.format, (p) => rtmpMediaChunks(p, this.streamId));
+    // Players that joined at the same key frame share an origin, and so these bytes.
+    if (origin !== this.origin) {
+      this.origin = origin;
+      this.key = `${this.format}@${origin}`;
+    }
+    const buf = encodeOnce(batch, this.key, (p) => rtmpMediaChunks(p, this.streamId, origin));
     this.conn.socket.write(buf);
     this.client.sent += buf.length;
     this.source.send.add(buf.length);

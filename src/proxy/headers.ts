@@ -1,4 +1,5 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+import { badFieldValue, isToken } from '../http/request-rules.js';
 
 /**
  * Hop-by-hop headers (RFC 9110 §7.6.1, plus the legacy Keep-Alive and Proxy-Connection): they
@@ -100,4 +101,41 @@ export function rawHead(status: number, reason: string, headers: OutgoingHttpHea
     }
   }
   return `${s}\r\n`;
+}
+
+/**
+ * Fields a trailer section may not carry (RFC 9110 §6.5.1: framing, routing, authentication,
+ * response control and content metadata a recipient has already acted on): dropped, not relayed.
+ */
+const NOT_IN_TRAILERS = new Set([
+  'content-length', 'content-type', 'content-encoding', 'content-range', 'trailer', 'host', 'authorization', 'set-cookie',
+  'cache-control', 'expect', 'max-forwards', 'pragma', 'range', 'age', 'expires', 'date', 'location', 'retry-after',
+  'vary', 'www-authenticate', 'proxy-authenticate',
+]);
+
+/** Whether a trailer field (lower-case name) is relayed to the client. */
+export function trailerAllowed(name: string, value: string): boolean {
+  return !HOP_BY_HOP.has(name) && !NOT_IN_TRAILERS.has(name) && isToken(name) && !badFieldValue(value);
+}
+
+/** The upstream's trailer fields (raw name/value pairs, as undici gives them) to relay, or null for none. */
+export function trailerFields(raw: readonly (string | Buffer)[]): OutgoingHttpHeaders | null {
+  const out: OutgoingHttpHeaders = {};
+  let any = false;
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = raw[i].toString('latin1').toLowerCase();
+    const value = raw[i + 1].toString('latin1');
+    if (!trailerAllowed(name, value)) continue;
+    const prior = out[name];
+    out[name] = prior === undefined ? value : `${String(prior)}, ${value}`;
+    any = true;
+  }
+  return any ? out : null;
+}
+
+/** Whether a TE field value offers "trailers" (RFC 9110 §10.1.4): the client reads a trailer section. */
+export function acceptsTrailers(te: string | string[] | undefined): boolean {
+  if (te === undefined) return false;
+  for (const t of String(te).split(',')) if (t.trim().toLowerCase() === 'trailers') return true;
+  return false;
 }

@@ -1,15 +1,16 @@
 import http from 'node:http';
 import https from 'node:https';
-import { EventEmitter } from 'node:events';
-import { Writable, type Duplex, type Readable } from 'node:stream';
+import type { Duplex, Readable } from 'node:stream';
 import { Pool, type Dispatcher } from 'undici';
-import { constants as h2c, type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
+import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import type { Context } from 'koa';
 import type { ProxyRoute } from '../config/index.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { GatewayError, type ErrorCode } from '../errors.js';
-import { clientResponseHeaders, rawHead, upstreamRequestHeaders, type ForwardInfo } from './headers.js';
+import { acceptsTrailers, clientResponseHeaders, rawHead, upstreamRequestHeaders, type ForwardInfo } from './headers.js';
+import { Relay, StrayResponse } from './relay.js';
+import { badFieldValue, checkTarget, type TargetVerdict } from '../http/request-rules.js';
 import { ProxyLane } from './lane.js';
 import { clientIp } from '../live/client.js';
 
@@ -101,18 +102,35 @@ export class Proxy {
 
   /**
    * Proxies one request on raw node objects (HTTP/1 or HTTP/2 compat). Resolves when the exchange
-   * is over; rejects with a GatewayError only when nothing has been sent to the client yet.
+   * is over; rejects with a GatewayError only when nothing has been sent to the client yet (a 400
+   * for a target or field the request rules refuse, a 502/504 for the upstream).
    */
   serve(req: AnyRequest, res: AnyResponse, decorate?: Decorate): Promise<ProxyOutcome> {
     return new Promise<ProxyOutcome>((resolve, reject) => {
       const method = req.method ?? 'GET';
+      const target = this.target(req);
+      if (!target.ok) {
+        this.opts.log.info(`proxy ${method} ${JSON.stringify((req.url ?? '').slice(0, 80))} refused: ${target.reason}`);
+        reject(new GatewayError('BAD_REQUEST', target.reason));
+        return;
+      }
       const h = req.headers;
+      const http2 = req.httpVersionMajor >= 2;
       const hasBody = h['content-length'] !== undefined ? h['content-length'] !== '0'
-        : h['transfer-encoding'] !== undefined || (req.httpVersionMajor >= 2 && !NO_BODY_METHODS.has(method));
-      let status = 0;
+        : h['transfer-encoding'] !== undefined || (http2 && !NO_BODY_METHODS.has(method));
+      const trailers = http2 || acceptsTrailers(h.te);
+      const headers = upstreamRequestHeaders(h, this.forward(target.host, req.socket?.remoteAddress, (req.socket as { encrypted?: boolean } | undefined)?.encrypted === true), false);
+      // A client that reads trailers lets the upstream know it may send them (RFC 9110 §10.1.4).
+      if (trailers) headers.te = 'trailers';
+      const opts: Dispatcher.DispatchOptions = {
+        path: this.base + target.path + target.query,
+        method: method as Dispatcher.HttpMethod,
+        headers: headers as Record<string, string | string[]>,
+        body: hasBody ? (req as Readable) : null,
+      };
       let settled = false;
-      // undici listens for 'abort' on any emitter: cheaper than an AbortController per request.
-      const abort = new EventEmitter();
+      let relay: Relay | null = null;
+      let retried = false;
       const finish = (o: ProxyOutcome) => {
         if (settled) return;
         settled = true;
@@ -120,52 +138,97 @@ export class Proxy {
       };
       res.once('close', () => {
         if (settled || res.writableFinished) return;
-        abort.emit('abort');
+        relay?.cancel();
         this.opts.log.info(`proxy ${method} ${req.url} → ${this.upstream}: client closed the connection; upstream request aborted`);
         finish({ status: 499, error: 'CLIENT_CLOSED' });
       });
-      this.pool.stream({
-        path: this.base + (req.url ?? '/'),
-        method: method as Dispatcher.HttpMethod,
-        headers: upstreamRequestHeaders(h, this.forwardInfo(req), false) as Record<string, string | string[]>,
-        body: hasBody ? (req as Readable) : null,
-        signal: abort,
-      }, ({ statusCode, headers }) => {
-        status = statusCode;
-        const out = clientResponseHeaders(headers as http.IncomingHttpHeaders);
-        decorate?.(req, out);
-        (res as http.ServerResponse).writeHead(statusCode, out);
-        // A response of unknown length may be a stream of events: show its head at once.
-        if (out['content-length'] === undefined && req.httpVersionMajor === 1) (res as http.ServerResponse).flushHeaders();
-        return req.httpVersionMajor >= 2 ? h2Body(res as Http2ServerResponse) : (res as unknown as Writable);
-      }, (err) => {
-        if (settled) return;
-        if (!err) return finish({ status, error: null });
-        const code = this.classify(err);
-        const why = (err as NodeJS.ErrnoException).code ?? err.message;
-        this.opts.metrics.upstreamError(this.upstream, code === 'UPSTREAM_TIMEOUT' ? 'timeout' : code === 'UPSTREAM_REFUSED' ? 'refused' : 'error');
-        if (res.headersSent) {
-          // Mid-body: the only honest signal left is to cut the client's response short.
-          this.opts.log.warn(`proxy ${method} ${req.url} → ${this.upstream}: upstream failed mid-response (${why})`);
-          cutShort(res);
-          return finish({ status, error: code });
-        }
-        this.opts.log.warn(`proxy ${method} ${req.url} → ${this.upstream}: ${why}`);
-        settled = true;
-        reject(new GatewayError(code, this.upstream));
-      });
+      const send = (): void => {
+        relay = new Relay({
+          res,
+          trailers,
+          http2,
+          decorate: (out) => decorate?.(req, out),
+          done: (status, err) => {
+            if (err === null) return finish({ status, error: null });
+            const code = this.classify(err);
+            this.opts.metrics.upstreamError(this.upstream, code === 'UPSTREAM_TIMEOUT' ? 'timeout' : code === 'UPSTREAM_REFUSED' ? 'refused' : 'error');
+            this.opts.log.warn(`proxy ${method} ${req.url} → ${this.upstream}: upstream failed mid-response (${(err as NodeJS.ErrnoException).code ?? err.message})`);
+            finish({ status, error: code });
+          },
+          failed: (err) => {
+            if (settled) return;
+            if (err instanceof StrayResponse) {
+              this.opts.metrics.count('streamgate_proxy_stray_responses_total', 'Upstream connections closed because a response arrived before its request could have been read.');
+              // No body was consumed: the request can go again, on another connection (undici
+              // destroyed this one). A body already streamed cannot be sent twice.
+              if (!hasBody && !retried) {
+                retried = true;
+                this.opts.log.warn(`proxy ${method} ${req.url} → ${this.upstream}: ${err.message}; connection closed, request sent again`);
+                return send();
+              }
+            }
+            const code = this.classify(err);
+            this.opts.metrics.upstreamError(this.upstream, code === 'UPSTREAM_TIMEOUT' ? 'timeout' : code === 'UPSTREAM_REFUSED' ? 'refused' : 'error');
+            this.opts.log.warn(`proxy ${method} ${req.url} → ${this.upstream}: ${(err as NodeJS.ErrnoException).code ?? err.message}`);
+            settled = true;
+            reject(new GatewayError(code, this.upstream));
+          },
+        });
+        const r = relay;
+        this.pool.dispatch(opts, r);
+        // Queued after the dispatch, so after undici's own idle-socket check for a reused
+        // connection (its setImmediate, where it writes the request): whatever response head
+        // undici parses before this runs was sent before the upstream could read our request.
+        setImmediate(() => (r.early = false));
+      };
+      send();
     });
+  }
+
+  /**
+   * The request-target and Host as the request rules read them (RFC 9112 §3.2): origin-form
+   * forwarded, absolute-form forwarded as origin-form with its authority as Host, dot-segments
+   * removed; more than one Host, a path above "/" or a control character in a field is refused.
+   * A path that leaves this route's prefix once its dot-segments are gone is refused too: it was
+   * routed here by what it looked like, not by what it is.
+   */
+  private target(req: AnyRequest): TargetVerdict {
+    const raw = req.rawHeaders;
+    let hosts: string[] = [];
+    for (let i = 0; i + 1 < raw.length; i += 2) {
+      if (badFieldValue(raw[i + 1])) return { ok: false, reason: `control character in the ${raw[i]} field` };
+      if (raw[i].length === 4 && raw[i].toLowerCase() === 'host') hosts.push(raw[i + 1]);
+    }
+    const http2 = req.httpVersionMajor >= 2;
+    if (http2) {
+      // RFC 9113 §8.3.1: a Host that differs from :authority makes the request malformed.
+      const authority = req.headers[':authority'];
+      if (typeof authority === 'string') hosts = hosts.every((x) => x === authority) ? [authority] : [authority, ...hosts];
+    }
+    const v = checkTarget(req.method ?? 'GET', req.url ?? '/', hosts, !http2 && req.httpVersion === '1.1');
+    if (!v.ok) return v;
+    if (v.path === '*') return { ok: false, reason: 'asterisk-form target is not proxied' };
+    const prefix = this.route.prefix;
+    if (prefix !== '/' && !v.path.startsWith(prefix)) return { ok: false, reason: `path leaves ${prefix} once its dot-segments are removed` };
+    return v;
   }
 
   /** WebSocket (and any HTTP/1.1 Upgrade): hand-shake upstream, then splice the two sockets. */
   upgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
-    const headers = upstreamRequestHeaders(req.headers, this.forwardInfo(req), true);
+    const target = this.target(req);
+    if (!target.ok) {
+      const body = `400 ${target.reason}\n`;
+      socket.end(rawHead(400, 'Bad Request', { 'Content-Type': 'text/plain;charset=utf-8', 'Content-Length': String(Buffer.byteLength(body)), Connection: 'close' }) + body);
+      return;
+    }
+    const sock = req.socket as typeof req.socket & { encrypted?: boolean };
+    const headers = upstreamRequestHeaders(req.headers, this.forward(target.host, sock.remoteAddress, sock.encrypted === true), true);
     const upReq = this.request({
       agent: false,
       host: this.route.upstream.hostname.replace(/^\[|\]$/g, ''),
       port: this.route.upstream.port || (this.route.upstream.protocol === 'https:' ? 443 : 80),
       method: req.method,
-      path: this.base + (req.url ?? '/'),
+      path: this.base + target.path + target.query,
       headers,
       setHost: false,
       timeout: this.opts.connectTimeoutMs,
@@ -221,12 +284,6 @@ export class Proxy {
     return this.closed;
   }
 
-  private forwardInfo(req: AnyRequest): ForwardInfo {
-    const h = req.headers;
-    const sock = req.socket as (typeof req.socket & { encrypted?: boolean }) | undefined;
-    return this.forward((h[':authority'] as string | undefined) ?? h.host ?? '', sock?.remoteAddress, sock?.encrypted === true);
-  }
-
   /** What a request forwards (X-Forwarded-*, the upstream Host) from its Host, address and TLS; both lanes use it. */
   forward(host: string, address: string | undefined, encrypted: boolean): ForwardInfo {
     const hostMode = this.route.host;
@@ -245,37 +302,6 @@ export class Proxy {
     if (TIMEOUT_CODES.has(code)) return 'UPSTREAM_TIMEOUT';
     return 'UPSTREAM_ERROR';
   }
-}
-
-/**
- * Ends a response mid-body so the client knows it is incomplete: HTTP/1 by closing the
- * connection; HTTP/2 by RST_STREAM with INTERNAL_ERROR (as NGINX does), since a plain destroy
- * resets with NO_ERROR and a client may take the truncated body for a whole one.
- */
-function cutShort(res: AnyResponse): void {
-  const stream = (res as Http2ServerResponse).stream;
-  if (stream && (res as Http2ServerResponse).req?.httpVersionMajor >= 2) stream.close(h2c.NGHTTP2_INTERNAL_ERROR);
-  else res.destroy();
-}
-
-/**
- * The HTTP/2 response behind a plain Writable. undici 6's stream() nulls its writable, destroys
- * it, then reads `.readable` off the null when the writable reports a clean finish, which an
- * Http2ServerResponse does on destroy: an upstream reset mid-body to an HTTP/2 client threw a
- * TypeError from an event handler and took the whole process down. A Writable of our own
- * reports its destroy as an error; serve() then cuts the client's stream and logs why.
- */
-function h2Body(res: Http2ServerResponse): Writable {
-  return new Writable({
-    write(chunk: Buffer, _enc, done) {
-      if (res.write(chunk)) done();
-      else res.stream.once('drain', () => done());
-    },
-    final(done) {
-      res.end();
-      done();
-    },
-  });
 }
 
 export function createProxy(route: ProxyRoute, opts: ProxyOptions): Proxy {

@@ -4,7 +4,9 @@ import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { GatewayError, type ErrorCode } from '../errors.js';
 import { headerLines } from '../http/head.js';
-import { connectionTokenSet, isHopByHop } from './headers.js';
+import { acceptsTrailers, connectionTokenSet, isHopByHop, trailerAllowed } from './headers.js';
+import { checkTarget } from '../http/request-rules.js';
+import { sameTurn, writeTurn } from './turn.js';
 
 /**
  * The front door's proxy lane: a plain GET/HEAD for a proxied prefix, read off the client socket
@@ -64,13 +66,15 @@ export interface LaneRequest {
   host: string;
   /** The Host to send upstream (the route's host mode applied). */
   upstreamHost: string;
+  /** The client sent `TE: trailers`: the upstream's trailer section is relayed (set by prepare). */
+  trailers?: boolean;
 }
 
 /** How an exchange ended, for the access log and metrics. */
 export interface LaneOutcome {
   status: number;
   error: ErrorCode | 'CLIENT_CLOSED' | null;
-  /** Bytes written to the client. */
+  /** Body bytes written to the client (NGINX's $body_bytes_sent: the head not counted). */
   bytes: number;
   /** The client connection is still open for its next request. */
   open: boolean;
@@ -110,7 +114,8 @@ class Conn {
       this.connected = true;
       sock.setTimeout(pool.opts.timeoutMs);
     });
-    sock.on('data', (b: Buffer) => (this.ex !== null ? this.ex.onData(b) : sock.destroy()));
+    // Bytes on an idle connection answer nobody: the connection goes, the bytes with it.
+    sock.on('data', (b: Buffer) => (this.ex !== null ? this.ex.onData(b) : pool.stray(this)));
     sock.on('end', () => (this.ex !== null ? this.ex.onEnd() : sock.destroy()));
     sock.on('timeout', () => (this.ex !== null ? this.ex.onTimeout(this.connected) : sock.destroy()));
     sock.on('error', (err: Error) => this.ex?.onError(err));
@@ -165,6 +170,12 @@ export class UpstreamPool {
     this.idle.push(c);
   }
 
+  /** A connection the upstream sent bytes on that no request asked for: closed, counted. */
+  stray(c: Conn): void {
+    this.opts.metrics.count('streamgate_proxy_stray_responses_total', 'Upstream connections closed because a response arrived before its request could have been read.');
+    c.sock.destroy();
+  }
+
   forget(c: Conn): void {
     const i = this.idle.indexOf(c);
     if (i >= 0) this.idle.splice(i, 1);
@@ -202,7 +213,15 @@ class Exchange {
   private left = 0;
   private reusable = false;
   private bytes = 0;
+  /** The relayed head's bytes, which the access log does not count. */
+  private headBytes = 0;
   private waitingDrain = false;
+  /** The turn our request went out on a pooled connection (see turn.ts). */
+  private sentTurn = -1;
+  /** The answer began before the whole request was written: the connection is not reused. */
+  private early = false;
+  /** The trailer section, kept while it arrives when the client reads trailers (at most MAX_TRAILER_BYTES). */
+  private trailerParts: Buffer[] | null = null;
   // The chunked decoder: state, size being read, digits seen, bytes in the current line.
   private cs = Chunk.Size;
   private csize = 0;
@@ -228,9 +247,17 @@ class Exchange {
     this.conn = c;
     c.ex = this;
     c.sock.write(this.wire, 'latin1');
+    if (c.reused) this.sentTurn = writeTurn();
   }
 
   onData(b: Buffer): void {
+    if (!this.gotByte) {
+      const c = this.conn!;
+      // Read in the turn the request went out: these bytes were sent before the upstream could
+      // read it (a stray response, or the rest of an earlier one). Nobody's answer.
+      if (c.reused && sameTurn(this.sentTurn)) return this.stray();
+      if (c.sock.writableLength > 0) this.early = true;
+    }
     this.gotByte = true;
     if (!this.headSent) {
       this.head = this.head === null ? b : Buffer.concat([this.head, b]);
@@ -259,6 +286,7 @@ class Exchange {
       }
       this.head = null;
       this.headSent = true;
+      this.headBytes = out.length;
       if (this.body === Body.Length && rest !== null && rest.length >= this.left) {
         // The usual small answer, whole in one read: one buffer, one write.
         const n = this.left;
@@ -353,7 +381,7 @@ class Exchange {
     let lengthSent = false;
     for (let i = 0; i < names.length; i++) {
       const n = names[i];
-      if (isHopByHop(n) || (tokens !== null && tokens.has(n))) continue;
+      if ((isHopByHop(n) && !(n === 'trailer' && this.req.trailers === true)) || (tokens !== null && tokens.has(n))) continue;
       if (n === 'content-length') {
         // Repeats of the one length are sent once; with Transfer-Encoding not at all (RFC 9112 §6.3).
         if (te !== null || lengthSent) continue;
@@ -387,8 +415,9 @@ class Exchange {
         const end = this.chunks(b, from);
         if (end === -2) return this.fail('UPSTREAM_ERROR', 'invalid chunked encoding', true);
         if (end < 0) return;
-        // The last chunk's size line was relayed; its trailers are not (the undici path drops them too).
-        this.write(CRLF);
+        // The last chunk's size line was relayed; its trailer section goes to a client that reads
+        // trailers (TE: trailers), filtered; to others the body just ends (RFC 9112 §7.1.2).
+        this.write(this.trailerParts === null ? CRLF : trailerSection(this.trailerParts));
         if (end < b.length) this.reusable = false;
         this.complete();
         return;
@@ -441,11 +470,12 @@ class Exchange {
           this.cline = 0;
           continue;
         case Chunk.Trailer: {
-          // Trailer lines up to the empty line; none of it is forwarded.
+          // Trailer lines up to the empty line: kept for a client that reads them, else skipped.
           const c = b[i++];
           if (c === 0x0a) {
             if (this.cline === 0) {
               if (relayTo > from) this.write(b.subarray(from, relayTo));
+              if (this.trailerParts !== null) this.trailerParts.push(b.subarray(relayTo, i));
               return i;
             }
             this.cline = 0;
@@ -484,6 +514,7 @@ class Exchange {
             this.cs = Chunk.Trailer;
             this.cdigits = 0;
             relayTo = i;
+            if (this.req.trailers === true) this.trailerParts = [];
           } else {
             this.cs = Chunk.Data;
           }
@@ -491,6 +522,7 @@ class Exchange {
       }
     }
     if (relayTo > from) this.write(from === 0 && relayTo === len ? b : b.subarray(from, relayTo));
+    if (this.trailerParts !== null && this.cs === Chunk.Trailer && relayTo < len) this.trailerParts.push(Buffer.from(b.subarray(relayTo, len)));
     return -1;
   }
 
@@ -549,6 +581,17 @@ class Exchange {
     this.fail(code === 'ECONNREFUSED' ? 'UPSTREAM_REFUSED' : 'UPSTREAM_ERROR', code || message, this.headSent);
   }
 
+  /** A response that cannot be this request's: its connection closes; the request goes once more on a fresh one. */
+  private stray(): void {
+    const { log, metrics, upstream } = this.pool.opts;
+    metrics.count('streamgate_proxy_stray_responses_total', 'Upstream connections closed because a response arrived before its request could have been read.');
+    this.detach(false);
+    if (this.retried) return this.fail('UPSTREAM_ERROR', 'a response arrived before the request could have been read');
+    log.warn(`proxy ${this.req.method} ${this.req.url} → ${upstream.origin}: a response arrived before the request could have been read; connection closed, request sent again`);
+    this.retried = true;
+    this.attach(this.pool.fresh());
+  }
+
   /** The client hung up before the response was over: the upstream connection goes, not back to the pool. */
   private readonly onClientClose = (): void => {
     if (this.settled) return;
@@ -556,7 +599,7 @@ class Exchange {
     log.info(`proxy ${this.req.method} ${this.req.url} → ${this.pool.opts.upstream.origin}: client closed the connection; upstream request aborted`);
     this.detach(false);
     this.client.destroy();
-    this.settle({ status: 499, error: 'CLIENT_CLOSED', bytes: this.bytes, open: false });
+    this.settle({ status: 499, error: 'CLIENT_CLOSED', bytes: this.bytes - this.headBytes, open: false });
   };
 
   /** Upstream failure: a 502/504 if the client has seen nothing yet, else its response is cut short. */
@@ -569,7 +612,7 @@ class Exchange {
       log.warn(`proxy ${this.req.method} ${this.req.url} → ${origin}: upstream failed mid-response (${why})`);
       // Mid-body the only honest signal left is to cut the client's response short.
       this.client.destroy();
-      return this.settle({ status: this.status, error: code, bytes: this.bytes, open: false });
+      return this.settle({ status: this.status, error: code, bytes: this.bytes - this.headBytes, open: false });
     }
     log.warn(`proxy ${this.req.method} ${this.req.url} → ${origin}: ${why}`);
     const ge = new GatewayError(code, origin);
@@ -578,13 +621,13 @@ class Exchange {
       + `${this.hooks.cors}${this.hooks.date()}${this.hooks.close ? 'Connection: close' : 'Connection: keep-alive'}\r\n\r\n${this.req.method === 'HEAD' ? '' : body}`);
     this.status = ge.status;
     this.write(payload);
-    this.settle({ status: ge.status, error: code, bytes: this.bytes, open: !this.hooks.close });
+    this.settle({ status: ge.status, error: code, bytes: this.bytes - this.headBytes, open: !this.hooks.close });
   }
 
   /** The response is whole: the connection goes back to the pool if it can carry another. */
   private complete(): void {
-    this.detach(this.reusable);
-    this.settle({ status: this.status, error: null, bytes: this.bytes, open: !this.hooks.close });
+    this.detach(this.reusable && !this.early);
+    this.settle({ status: this.status, error: null, bytes: this.bytes - this.headBytes, open: !this.hooks.close });
   }
 
   private detach(reusable: boolean): void {
@@ -610,6 +653,23 @@ class Exchange {
     if (o.open === false && this.hooks.close && !this.client.destroyed) this.client.end();
     this.hooks.done(o);
   }
+}
+
+/**
+ * The trailer section for the client, from the upstream's (the bytes after the last chunk's size
+ * line, empty line included): each field that may travel in a trailer and parses cleanly, then
+ * the empty line. A malformed line is dropped, not relayed: the body is already whole.
+ */
+function trailerSection(parts: Buffer[]): string {
+  let out = '';
+  for (const line of Buffer.concat(parts).toString('latin1').split('\r\n')) {
+    const colon = line.indexOf(':');
+    if (colon <= 0) continue;
+    const name = line.slice(0, colon).toLowerCase();
+    const value = line.slice(colon + 1).trim();
+    if (trailerAllowed(name, value)) out += `${line.slice(0, colon)}: ${value}\r\n`;
+  }
+  return `${out}\r\n`;
 }
 
 function hexDigit(c: number): number {
@@ -639,6 +699,10 @@ export class ProxyLane {
   prepare(r: LaneRequest): string | null {
     const h = r.head;
     if (BAD_HEAD.test(h)) return null;
+    // Only a target the request rules leave as it is goes out verbatim: one with dot-segments
+    // (or anything else to normalise or refuse) takes the long path, which applies them.
+    const v = checkTarget(r.method, r.url, [r.host], true);
+    if (!v.ok || v.path.length + v.query.length !== r.url.length) return null;
     const eol = h.indexOf('\r\n');
     const hl = headerLines(h, eol < 0 ? h.length : eol + 2);
     if (hl === null) return null;
@@ -650,8 +714,10 @@ export class ProxyLane {
         const v = lines[i].slice(colons[i] + 1).trim();
         connection = connection === undefined ? v : `${connection}, ${v}`;
       } else if (names[i] === 'x-forwarded-for') {
-        const v = lines[i].slice(colons[i] + 1).trim();
-        xff = xff === '' ? v : `${xff}, ${v}`;
+        const x = lines[i].slice(colons[i] + 1).trim();
+        xff = xff === '' ? x : `${xff}, ${x}`;
+      } else if (names[i] === 'te' && acceptsTrailers(lines[i].slice(colons[i] + 1))) {
+        r.trailers = true;
       }
     }
     const tokens = connectionTokenSet(connection);
@@ -662,6 +728,8 @@ export class ProxyLane {
       if (n === 'host' || n === 'x-forwarded-for' || n === 'x-forwarded-proto' || n === 'x-forwarded-host') continue;
       out += `${lines[i]}\r\n`;
     }
+    // A client that reads trailers lets the upstream know it may send them (RFC 9110 §10.1.4).
+    if (r.trailers === true) out += 'TE: trailers\r\n';
     return `${out}X-Forwarded-For: ${xff === '' ? r.clientIp : `${xff}, ${r.clientIp}`}\r\nX-Forwarded-Proto: ${r.proto}\r\nX-Forwarded-Host: ${r.host}\r\nConnection: keep-alive\r\n\r\n`;
   }
 

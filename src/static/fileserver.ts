@@ -1,4 +1,4 @@
-import { createReadStream, promises as fsp, type Stats } from 'node:fs';
+import { constants as fsConstants, createReadStream, promises as fsp, type Stats } from 'node:fs';
 import { sep } from 'node:path';
 import type { Context } from 'koa';
 import { GatewayError } from '../errors.js';
@@ -24,6 +24,8 @@ interface Entry {
   /** null: no such file (negative cache), or a path that resolves outside the root. */
   stat: Stats | null;
   outside: boolean;
+  /** The file (or a directory on its path) exists but this process may not read it: 403, as NGINX answers EACCES. */
+  denied: boolean;
   etag: string;
   lastModified: string;
   type: string;
@@ -60,6 +62,8 @@ export interface CachedBody {
 export interface FileRootOptions {
   /** Keep memfd copies of large bodies for the front door's sendfile path. */
   direct: boolean;
+  /** Where a file the process may not read is reported (one line per check of that file). */
+  warn?: (msg: string) => void;
 }
 
 /**
@@ -89,6 +93,7 @@ export class FileRoot {
     }
     const rel = safeRelative(rawPath);
     let e = await this.lookup(rel);
+    if (e.denied) throw new GatewayError('FORBIDDEN', 'permission denied');
     if (e.stat === null) throw new GatewayError(e.outside ? 'FORBIDDEN' : 'NOT_FOUND');
     if (e.stat.isDirectory()) {
       // Judged on the request's path, not the root-relative one: a mount point asked for without
@@ -253,8 +258,10 @@ export class FileRoot {
     const full = root + rel.split('/').join(sep);
     let stat: Stats | null = null;
     let outside = false;
+    let denied = false;
     try {
       stat = await fsp.stat(full);
+      if (stat.isFile()) await fsp.access(full, fsConstants.R_OK);
       if (cached && cached.stat && sameFile(cached.stat, stat)) {
         cached.checkedAt = now;
         return cached;
@@ -264,7 +271,10 @@ export class FileRoot {
         stat = null;
         outside = true;
       }
-    } catch {
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      denied = code === 'EACCES' || code === 'EPERM';
+      if (denied) this.opts.warn?.(`${full}: permission denied (${code}): answered 403`);
       stat = null;
     }
     if (cached) this.drop(cached);
@@ -272,6 +282,7 @@ export class FileRoot {
       checkedAt: now,
       stat,
       outside,
+      denied,
       etag: stat ? `"${Math.floor(stat.mtimeMs / 1000).toString(16)}-${stat.size.toString(16)}"` : '',
       lastModified: stat ? new Date(Math.floor(stat.mtimeMs / 1000) * 1000).toUTCString() : '',
       type: contentType(rel) ?? UNKNOWN_TYPE,

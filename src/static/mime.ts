@@ -1,10 +1,15 @@
+import mime from 'mime-types';
+
 /**
- * Content types. The first group is the table SRS documents for its HTTP server (the "seed"
- * table), kept byte for byte because players and CDNs in front of SRS already accept it, except
- * for playlists: RFC 8216 §4 says a playlist served by type MUST be application/vnd.apple.mpegurl
- * (what SRS itself and NGINX's mime.types send; the seed's x-mpegURL is a pre-RFC name). The
- * second is the usual web table. Unknown extensions are application/octet-stream with nosniff
- * (the seed's "Others: text/html" would turn any uploaded file into a page).
+ * Content types come from `mime-types` (the IANA/Apache/NGINX database Koa and Express use), with
+ * `;charset=utf-8` on the types it gives a UTF-8 charset, written without a space as SRS writes it.
+ *
+ * Overrides: the table SRS's documentation gives for its HTTP server, kept byte for byte
+ * because players and CDNs in front of SRS already accept it (`video/MP2T;charset=utf-8` for
+ * segments, with SRS's odd charset on binary), except for playlists: RFC 8216 §4 says a playlist
+ * served by type MUST be application/vnd.apple.mpegurl (what SRS itself and NGINX's mime.types send;
+ * that documentation's x-mpegURL is a pre-RFC name). Unknown extensions are application/octet-stream
+ * with nosniff (its "Others: text/html" would turn any uploaded file into a page).
  */
 const SEED: Record<string, string> = {
   '.ts': 'video/MP2T;charset=utf-8',
@@ -16,52 +21,36 @@ const SEED: Record<string, string> = {
   '.xml': 'text/xml;charset=utf-8',
 };
 
-const COMMON: Record<string, string> = {
-  '.flv': 'video/x-flv',
-  '.aac': 'audio/aac',
-  '.mp3': 'audio/mpeg',
-  '.mp4': 'video/mp4',
-  '.m4v': 'video/mp4',
-  '.m4a': 'audio/mp4',
-  '.m4s': 'video/iso.segment',
-  '.mpd': 'application/dash+xml',
-  '.webm': 'video/webm',
-  '.ogg': 'audio/ogg',
-  '.wav': 'audio/wav',
-  '.html': 'text/html;charset=utf-8',
-  '.htm': 'text/html;charset=utf-8',
-  '.txt': 'text/plain;charset=utf-8',
-  '.mjs': 'text/javascript;charset=utf-8',
-  '.map': 'application/json;charset=utf-8',
-  '.wasm': 'application/wasm',
-  '.svg': 'image/svg+xml',
-  '.png': 'image/png',
-  '.jpg': 'image/jpeg',
-  '.jpeg': 'image/jpeg',
-  '.gif': 'image/gif',
-  '.webp': 'image/webp',
-  '.avif': 'image/avif',
-  '.ico': 'image/x-icon',
-  '.woff': 'font/woff',
-  '.woff2': 'font/woff2',
-  '.ttf': 'font/ttf',
-  '.pdf': 'application/pdf',
-  '.zip': 'application/zip',
-  '.vtt': 'text/vtt;charset=utf-8',
-};
-
 export const UNKNOWN_TYPE = 'application/octet-stream';
+
+/**
+ * The database also names types no browser or player acts on (`.xyz` is chemical/x-xyz, `.obj`
+ * model/obj): those stay octet-stream with nosniff, like an extension it does not know.
+ */
+const SERVED_TOP_LEVELS = new Set(['application', 'audio', 'font', 'image', 'text', 'video']);
 
 export function contentType(path: string): string | undefined {
   const dot = path.lastIndexOf('.');
   if (dot < 0 || path.indexOf('/', dot) >= 0) return undefined;
   const ext = path.slice(dot).toLowerCase();
-  return SEED[ext] ?? COMMON[ext];
+  const seeded = SEED[ext];
+  if (seeded) return seeded;
+  const type = mime.lookup(ext);
+  if (!type || !SERVED_TOP_LEVELS.has(type.slice(0, type.indexOf('/')))) return undefined;
+  const charset = mime.charset(type);
+  return charset ? `${type};charset=${charset.toLowerCase()}` : type;
 }
 
-/** HLS behind a CDN: playlists change every segment, segments never change once written. */
+/**
+ * Files on disk: playlists change every segment, and segments may too. ffmpeg's HLS muxer and SRS
+ * number segments from 0 (or from what is in the directory) again after a restart, so `live-3.ts`
+ * can name other bytes an hour later: a year of `immutable` would have a CDN or browser serve the
+ * old segment. Every HLS/DASH file is revalidated by its ETag instead (a 304 when unchanged). The
+ * live segments cut in memory are another matter: their names are never reused, and src/outputs
+ * keeps them immutable.
+ */
 export function cacheControl(path: string): string | undefined {
   if (path.endsWith('.m3u8') || path.endsWith('.mpd')) return 'no-cache';
-  if (path.endsWith('.ts') || path.endsWith('.m4s') || path.endsWith('.aac')) return 'public, max-age=31536000, immutable';
+  if (path.endsWith('.ts') || path.endsWith('.m4s') || path.endsWith('.aac')) return 'no-cache';
   return undefined;
 }

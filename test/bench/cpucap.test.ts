@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { track } from '../helpers/proc.js';
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { openCpuCap } from '../../bench/lib/cpucap.js';
@@ -14,7 +15,7 @@ const probe = openCpuCap(0.2, `streamgate-cpucap-test-${process.pid}`);
 
 test('a process held by the CPU cap gets its share of a core and no more, then goes back where it was', { skip: typeof probe === 'string' ? `no CPU quota on this machine: ${probe}` : false, timeout: 30_000 }, async () => {
   const cap = probe as Exclude<typeof probe, string>;
-  const spinner = spawn(process.execPath, ['-e', 'for (;;) {}'], { stdio: 'ignore' });
+  const spinner = track(spawn(process.execPath, ['-e', 'for (;;) {}'], { stdio: 'ignore' }));
   try {
     const pid = spinner.pid!;
     await sleep(200);

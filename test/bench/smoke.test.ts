@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { track } from '../helpers/proc.js';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -22,7 +23,7 @@ const missing = REQUIRED_TOOLS.filter((t) => !which(t));
 test('benchmark smoke run: every workload gives streamgate and each peer a figure', { skip: missing.length ? `needs ${missing.join(', ')} (.ci/run installs them)` : false, timeout: 150_000 }, async () => {
   const out = mkdtempSync(join(tmpdir(), 'sg-bench-smoke-'));
   try {
-    const child = spawn(process.execPath, [RUN, '--smoke', `--out=${out}`], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = track(spawn(process.execPath, [RUN, '--smoke', `--out=${out}`], { stdio: ['ignore', 'pipe', 'pipe'] }));
     let log = '';
     child.stdout.on('data', (d: Buffer) => (log += d.toString()));
     child.stderr.on('data', (d: Buffer) => (log += d.toString()));

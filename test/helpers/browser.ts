@@ -143,10 +143,3 @@ export async function screenshot(page: Page, name: string): Promise<string> {
   await page.screenshot({ path, fullPage: true });
   return path;
 }
-
-/** A reason to skip when the origin does not take HTTP-FLV publishes yet (501), else null. */
-export async function ingestMissing(url: string): Promise<string | null> {
-  const flvHeader = Buffer.from('FLV\x01\x05\x00\x00\x00\x09\x00\x00\x00\x00', 'latin1');
-  const r = await fetch(url, { method: 'POST', body: flvHeader }).catch(() => null);
-  return r?.status === 501 ? 'HTTP-FLV ingest is not implemented yet (publish answered 501)' : null;
-}

@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { track } from './proc.js';
 
 /** Real encoders and probes for interop tests: Debian's ffmpeg and ffprobe, generated media only. */
 
@@ -40,7 +41,7 @@ export interface Proc {
 }
 
 export function run(cmd: string, args: string[]): Proc {
-  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = track(spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] }));
   let err = '';
   const out: Buffer[] = [];
   child.stderr!.on('data', (d: Buffer) => {

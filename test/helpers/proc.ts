@@ -58,6 +58,31 @@ export function gc(): void {
   (globalThis as { gc?: () => void }).gc?.();
 }
 
+// ---- children of a test file ---------------------------------------------------------------------
+
+/**
+ * Every process a helper spawns, until it exits. The test runner ends a file's process once its
+ * tests are done (`--test-force-exit`), whatever handles it still holds; a child is not ended with
+ * it, so whatever is still running then gets SIGKILL from the 'exit' handler (signals can be sent
+ * from it: they are synchronous). A `before` hook that throws can no longer leave a gateway or an
+ * ffmpeg running behind the suite.
+ */
+const children = new Set<ChildProcess>();
+
+function killChildren(): void {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  children.clear();
+}
+
+process.once('exit', killChildren);
+
+/** Registers a spawned child so it is killed when this test file's process exits. */
+export function track<T extends ChildProcess>(child: T): T {
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  return child;
+}
+
 // ---- the gateway as a child process --------------------------------------------------------------
 
 /**
@@ -71,10 +96,11 @@ export class CliGateway {
   readonly confFile: string;
   private waiters: (() => void)[] = [];
 
-  constructor(confText: string, dir = mkdtempSync(join(tmpdir(), 'sg-cli-'))) {
+  /** `nodeArgs`: options for the gateway's node process (before the script). */
+  constructor(confText: string, dir = mkdtempSync(join(tmpdir(), 'sg-cli-')), nodeArgs: string[] = []) {
     this.confFile = join(dir, 'streamgate.conf');
     writeFileSync(this.confFile, confText);
-    this.child = spawn(process.execPath, [CLI, '-c', this.confFile], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child = track(spawn(process.execPath, [...nodeArgs, CLI, '-c', this.confFile], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] }));
     for (const s of [this.child.stdout!, this.child.stderr!]) {
       let rest = '';
       s.on('data', (d: Buffer) => {

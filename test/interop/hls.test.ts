@@ -1,5 +1,6 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { track } from '../helpers/proc.js';
 import { spawn } from 'node:child_process';
 import http from 'node:http';
 import { loadConfigText } from '../../src/config/index.js';
@@ -24,7 +25,7 @@ const FPS = 25;
 async function startGateway(extra = '', dir = './public'): Promise<{ gw: Gateway; port: number; lines: string[] }> {
   const { log, lines } = memoryLogger();
   const conf = `listen off; http_server { listen 127.0.0.1:0; dir ${dir}; https { enabled off; } }
-    vhost __defaultVhost__ { play { mw_latency 50ms; } hls { enabled on; hls_fragment 1; hls_window 3; } ${extra} }`;
+    vhost __defaultVhost__ { play { mw_latency 50ms; } hls { enabled on; hls_fragment 1; hls_window 3; hls_dispose 6s; } ${extra} }`;
   const gw = await Gateway.start(loadConfigText(conf, 'test.conf'), { log });
   return { gw, port: gw.port('http'), lines };
 }
@@ -66,7 +67,7 @@ async function playlist(port: number, path: string): Promise<Playlist> {
 
 /** ffprobe's frames of a TS held in memory: media type, key flag, time. */
 async function framesOf(ts: Buffer): Promise<{ type: string; key: boolean; t: number }[]> {
-  const child = spawn('ffprobe', ['-v', 'error', '-show_entries', 'frame=media_type,key_frame,pts_time', '-of', 'csv=p=0', '-i', 'pipe:0']);
+  const child = track(spawn('ffprobe', ['-v', 'error', '-show_entries', 'frame=media_type,key_frame,pts_time', '-of', 'csv=p=0', '-i', 'pipe:0']));
   let out = '';
   let err = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
@@ -156,31 +157,62 @@ describe('live HLS, TS and AAC from an HTTP-FLV publish', () => {
     }
   });
 
-  test('a republish of the same name continues the playlist after EXT-X-DISCONTINUITY', async () => {
+  test('an encoder back within the grace continues the playlist after EXT-X-DISCONTINUITY; ENDLIST, once added, stays until the playlist is disposed', async () => {
     const url = `http://127.0.0.1:${port}/live/re.flv`;
-    const one = publish(url, { seconds: 3, fps: FPS, gop: FPS, fast: false });
+    const seen: Playlist[] = [];
+    let watching = true;
+    // Every version the URL serves, as a player polling it would see them.
+    const watcher = (async () => {
+      while (watching) {
+        const r = await fetch(`http://127.0.0.1:${port}/live/re.m3u8`);
+        if (r.status === 200) seen.push(parsePlaylist(await r.text()));
+        await new Promise((res) => setTimeout(res, 100));
+      }
+    })();
+    const one = publish(url, { seconds: 3, fps: FPS, gop: FPS });
     assert.equal(await one.exited, 0, one.stderr());
-    const before = await waitFor('ENDLIST', async () => {
-      const p = await playlist(port, '/live/re.m3u8');
-      return p.ended ? p : undefined;
-    }, 5000);
-    assert.ok(!before.text.includes('#EXT-X-DISCONTINUITY'));
     const two = publish(url, { seconds: 3, fps: FPS, gop: FPS });
     try {
-      const after = await waitFor('segments of the second publish', async () => {
-        const p = await playlist(port, '/live/re.m3u8');
-        return !p.ended && p.segments.some((s) => s.discontinuity) ? p : undefined;
-      }, 8000);
-      const at = after.segments.findIndex((s) => s.discontinuity);
-      const oldUris = new Set(before.segments.map((s) => s.uri));
-      assert.ok(after.segments.slice(0, at).every((s) => oldUris.has(s.uri)), 'the first publish’s segments come before the discontinuity');
-      assert.ok(at === 0 || oldUris.has(after.segments[at - 1].uri));
-      const num = (u: string) => Number(/-(\d+)\.ts$/.exec(u)![1]);
-      assert.ok(num(after.segments[at].uri) > num(before.segments.at(-1)!.uri), 'sequence numbers keep rising');
       assert.equal(await two.exited, 0, two.stderr());
+      // The version where the second publish's first segment joined the first publish's.
+      const joined = await waitFor('segments of the second publish', () => seen.find((p) => p.segments.findIndex((s) => s.discontinuity) > 0), 8000);
+      const at = joined.segments.findIndex((s) => s.discontinuity);
+      const num = (u: string) => Number(/-(\d+)\.ts$/.exec(u)![1]);
+      assert.equal(num(joined.segments[at].uri), num(joined.segments[at - 1].uri) + 1, 'numbering continues across the discontinuity');
+      const ended = await waitFor('ENDLIST after the grace', async () => {
+        const p = await playlist(port, '/live/re.m3u8');
+        return p.ended ? p : undefined;
+      }, 8000);
+      // A publisher after ENDLIST: the ended playlist is what the URL serves until it is disposed.
+      const three = publish(url, { seconds: 6, fps: FPS, gop: FPS });
+      try {
+        const fresh = await waitFor('a fresh playlist once the ended one is disposed', async () => {
+          const p = await playlist(port, '/live/re.m3u8');
+          return !p.ended && p.segments.length > 0 ? p : undefined;
+        }, 12_000);
+        assert.ok(num(fresh.segments[0].uri) > num(ended.segments.at(-1)!.uri), 'numbered above the ended playlist');
+        assert.ok(!fresh.segments.some((s) => s.discontinuity), 'a new playlist, not a continuation');
+        await waitFor('the poller to see it too', () => seen.length > 0 && !seen[seen.length - 1].ended, 3000);
+      } finally {
+        three.kill();
+      }
     } finally {
       two.kill();
+      watching = false;
+      await watcher;
     }
+    // RFC 8216 §6.2.1 as a player polling the URL saw it: before ENDLIST, only appends; after it,
+    // the same text until a playlist with none of its segments replaced it.
+    const firstEnd = seen.findIndex((p) => p.ended);
+    assert.ok(firstEnd > 0, 'ENDLIST was seen');
+    assert.ok(seen.slice(0, firstEnd).every((p) => !p.ended));
+    const endedText = seen[firstEnd].text;
+    const after = seen.slice(firstEnd);
+    const change = after.findIndex((p) => p.text !== endedText);
+    assert.ok(change > 0, 'a fresh playlist followed');
+    const oldUris = new Set(seen.slice(0, firstEnd + 1).flatMap((p) => p.segments.map((s) => s.uri)));
+    for (const p of after.slice(change)) assert.ok(p.segments.every((s) => !oldUris.has(s.uri)), 'the fresh playlist shares no segment with the ended one');
+    for (let i = 1; i < firstEnd; i++) assert.ok(seen[i].sequence >= seen[i - 1].sequence, 'MEDIA-SEQUENCE never goes back');
   });
 
   test('audio-only: .aac and HLS (cut by time) play; video-only: .aac is 404 naming the missing track', async () => {
@@ -218,12 +250,15 @@ describe('live HLS, TS and AAC from an HTTP-FLV publish', () => {
   });
 
   test('MP3 audio: .mp3 passes the frames through, HLS carries it as MPEG audio', async () => {
-    const args = ffmpegArgs(`http://127.0.0.1:${port}/live/mp3.flv`, { seconds: 4, video: false }).map((a) => (a === 'aac' ? 'libmp3lame' : a));
+    const args = ffmpegArgs(`http://127.0.0.1:${port}/live/mp3.flv`, { seconds: 8, video: false }).map((a) => (a === 'aac' ? 'libmp3lame' : a));
     const pub = run('ffmpeg', args);
     try {
       await waitFor('mp3 live', () => gw.hub.find({ vhost: V, app: 'live', stream: 'mp3' })?.audioCodec === 2);
       const d = await decode(`http://127.0.0.1:${port}/live/mp3.mp3`, 1);
       assert.equal(d.stderr, '', d.stderr);
+      // The API reads rate and channels from the MP3 frame header, as ffprobe does (lavfi's sine is mono).
+      const api = (await (await fetch(`http://127.0.0.1:${port}/api/v1/streams/`)).json()) as { streams: { name: string; audio: { codec: string; sample_rate: number; channel: number } }[] };
+      assert.deepEqual(api.streams.find((x) => x.name === 'mp3')?.audio, { codec: 'MP3', sample_rate: 44100, channel: 1, profile: '' });
       const p = await waitFor('an mp3 segment', async () => {
         const x = await playlist(port, '/live/mp3.m3u8');
         return x.segments.length >= 1 ? x : undefined;

@@ -1,5 +1,6 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { track } from '../helpers/proc.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -79,7 +80,7 @@ describe('static files: the same answers as NGINX', { skip: existsSync(NGINX) ? 
       http { access_log off; include /etc/nginx/mime.types; client_body_temp_path ${dir}; proxy_temp_path ${dir};
         fastcgi_temp_path ${dir}; uwsgi_temp_path ${dir}; scgi_temp_path ${dir};
         server { listen 127.0.0.1:${ngxPort}; root ${site.root}; } }`);
-    ngx = spawn(NGINX, ['-p', dir, '-c', join(dir, 'nginx.conf'), '-e', 'stderr'], { stdio: 'ignore' });
+    ngx = track(spawn(NGINX, ['-p', dir, '-c', join(dir, 'nginx.conf'), '-e', 'stderr'], { stdio: 'ignore' }));
     await waitFor('nginx to listen', async () => (await rawGet(ngxPort, '/hello.txt').catch(() => null))?.status === 200);
   });
 

@@ -126,14 +126,20 @@ describe('limits: oversized input and capacity bounds answer with a status, neve
     p.destroy();
   });
 
-  test(`the connection after max_connections (${MAX_CONNECTIONS}) is answered 503, and serving resumes when they close`, async (t) => {
+  test(`the connection after max_connections (${MAX_CONNECTIONS}) busy ones is answered 503, and serving resumes when they close`, async (t) => {
     await waitFor('no connections left over', () => gw.traffic().connections === 0);
     const held: net.Socket[] = [];
     try {
+      // Busy connections: each is in the middle of an upload (an idle or silent one would be
+      // reclaimed for the newcomer instead: see the next test).
       for (let i = 0; i < MAX_CONNECTIONS; i++) {
         const s = net.connect(port, '127.0.0.1');
         s.on('error', () => {});
         await once(s, 'connect');
+        // Expect: 100-continue, so the interim answer says the server has read the head.
+        s.write(`PUT /live/held${i}.ts HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100000\r\nExpect: 100-continue\r\n\r\n`);
+        await once(s, 'data');
+        s.write('abc');
         held.push(s);
       }
       await waitFor('connections counted', () => gw.traffic().connections === MAX_CONNECTIONS);

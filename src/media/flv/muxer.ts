@@ -1,4 +1,4 @@
-import { type MediaPacket, tagTypeOf } from '../packet.js';
+import { PASS_THROUGH, playerDts, type MediaPacket, tagTypeOf } from '../packet.js';
 
 /**
  * The FLV file header and PreviousTagSize0 (FLV spec E.2, E.3). The audio/video flags must
@@ -10,9 +10,10 @@ export function flvHeader(hasAudio: boolean, hasVideo: boolean): Buffer {
 
 /**
  * A run of packets as FLV tags in one allocation and one copy per packet: the hot path of
- * HTTP-FLV fan-out, done once per batch for every player in step.
+ * HTTP-FLV fan-out, done once per batch for every player in step. Timestamps go on the timeline
+ * whose 0 is `origin` (see playerDts).
  */
-export function flvTags(pkts: readonly MediaPacket[]): Buffer {
+export function flvTags(pkts: readonly MediaPacket[], origin = PASS_THROUGH): Buffer {
   let n = 0;
   for (const p of pkts) n += 15 + p.data.length;
   const out = Buffer.allocUnsafe(n);
@@ -21,8 +22,9 @@ export function flvTags(pkts: readonly MediaPacket[]): Buffer {
     const size = p.data.length;
     out[o] = tagTypeOf(p.kind);
     out.writeUIntBE(size, o + 1, 3);
-    out.writeUIntBE(p.dts & 0xffffff, o + 4, 3);
-    out[o + 7] = (p.dts >>> 24) & 0xff;
+    const dts = playerDts(p, origin);
+    out.writeUIntBE(dts & 0xffffff, o + 4, 3);
+    out[o + 7] = (dts >>> 24) & 0xff;
     out.writeUIntBE(0, o + 8, 3);
     p.data.copy(out, o + 11);
     out.writeUInt32BE(size + 11, o + 11 + size);

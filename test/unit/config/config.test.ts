@@ -81,7 +81,7 @@ describe('config: validation errors', () => {
       http_server { dir "./my dir"; listen '127.0.0.1:0' [::1]:0; }  # trailing`, 'x.conf');
     assert.equal(c.httpServer.dir, './my dir');
     assert.deepEqual(c.httpServer.listen, [{ host: '127.0.0.1', port: 0 }, { host: '::1', port: 0 }]);
-    assert.ok(c.notes.some((n) => n === 'x.conf:2: "srs_log_tank" is accepted for SRS compatibility and has no effect in streamgate'), c.notes.join('\n'));
+    assert.ok(c.warnings.some((n) => n === 'x.conf:2: "srs_log_tank" is accepted for SRS compatibility and has no effect in streamgate'), c.warnings.join('\n'));
   });
 
   test('durations, sizes and listen off', () => {

@@ -4,7 +4,7 @@ import { Hub } from '../../../src/live/hub.js';
 import { DEFAULT_SOURCE_OPTIONS, type SourceOptions } from '../../../src/live/source.js';
 import type { Batch, EndReason, Sink } from '../../../src/live/types.js';
 import { GatewayError } from '../../../src/errors.js';
-import type { MediaPacket } from '../../../src/media/packet.js';
+import { playerDts, type MediaPacket } from '../../../src/media/packet.js';
 
 const NAME = { vhost: '__defaultVhost__', app: 'live', stream: 's' };
 
@@ -23,19 +23,22 @@ function audio(dts: number, header = false): MediaPacket {
 /** A sink that records what it is given and reports whatever backlog the test sets. */
 class RecordingSink implements Sink {
   batches: Batch[] = [];
+  origins: number[] = [];
   endedWith: EndReason | null = null;
   pretendBacklog = 0;
   backlog(): number {
     return this.pretendBacklog;
   }
-  write(batch: Batch): void {
+  write(batch: Batch, origin: number): void {
     this.batches.push(batch);
+    this.origins.push(origin);
   }
   end(reason: EndReason): void {
     this.endedWith = reason;
   }
+  /** The packets as the player sees them: timestamps on its own timeline. */
   packets(): MediaPacket[] {
-    return this.batches.flatMap((b) => [...b.packets]);
+    return this.batches.flatMap((b, i) => b.packets.map((p) => ({ ...p, dts: playerDts(p, this.origins[i]) })));
   }
 }
 
@@ -55,12 +58,12 @@ describe('hub and sources', () => {
     const sink = new RecordingSink();
     s.subscribe(sink, null);
     const got = sink.packets().map((p) => `${p.kind}${p.header ? 'H' : ''}@${p.dts}`);
-    assert.deepEqual(got, ['videoH@0', 'audioH@0', 'video@80', 'video@120']);
+    assert.deepEqual(got, ['videoH@0', 'audioH@0', 'video@0', 'video@40'], 'on the player\'s own timeline, from 0');
     await tick();
     assert.equal(sink.packets().length, 4, 'packets already in the burst are not sent twice');
     s.push(video(160, false));
     await tick();
-    assert.deepEqual(sink.packets().map((p) => p.dts).slice(-1), [160]);
+    assert.deepEqual(sink.packets().map((p) => p.dts).slice(-1), [80]);
   });
 
   test('players in step share one batch object (so one encoding serves them all)', async () => {
@@ -146,7 +149,7 @@ describe('hub and sources', () => {
     s.push(video(120, false));
     s.push(video(160, true));
     await tick();
-    assert.deepEqual(sink.packets().filter((p) => !p.header).map((p) => p.dts), [160]);
+    assert.deepEqual(sink.packets().filter((p) => !p.header).map((p) => p.dts), [0], 'its timeline starts at that key frame');
   });
 
   test('with a merged-write window, players are flushed at staggered times and each packet arrives once, within one window', async () => {
@@ -161,11 +164,11 @@ describe('hub and sources', () => {
     const deliveredAt = new Map<string, number>();
     for (const [i, sink] of sinks.entries()) {
       const write = sink.write.bind(sink);
-      sink.write = (b: Batch) => {
+      sink.write = (b: Batch, origin: number) => {
         const now = performance.now();
         arrivals[i].push(now);
         for (const p of b.packets) deliveredAt.set(`${i}@${p.dts}`, now);
-        write(b);
+        write(b, origin);
       };
       s.subscribe(sink, null);
     }

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { Hub } from '../../../src/live/hub.js';
 import { DEFAULT_SOURCE_OPTIONS } from '../../../src/live/source.js';
 import { makeBatch } from '../../../src/live/types.js';
-import type { MediaPacket } from '../../../src/media/packet.js';
+import { PASS_THROUGH, type MediaPacket } from '../../../src/media/packet.js';
 import { loadConfigText } from '../../../src/config/index.js';
 import { memoryLogger } from '../../../src/log.js';
 import { DEFAULT_HLS_LIMITS, HlsStream, type HlsLimits } from '../../../src/outputs/hls-segmenter.js';
@@ -21,17 +21,17 @@ function limits(o: Partial<HlsLimits> = {}): HlsLimits {
 }
 
 /** Feeds `ms` of synthetic media in batches of about a third of a second, as the hub's merged writes would. */
-function feed(sink: { write: (b: ReturnType<typeof makeBatch>) => void }, ms: number, o: SyntheticOptions = {}, onBatch?: () => void): void {
+function feed(sink: { write: (b: ReturnType<typeof makeBatch>, origin: number) => void }, ms: number, o: SyntheticOptions = {}, onBatch?: () => void): void {
   let batch: MediaPacket[] = [];
   for (const p of syntheticStream(ms, o)) {
     batch.push(p);
     if (batch.length >= 12) {
-      sink.write(makeBatch(batch));
+      sink.write(makeBatch(batch), PASS_THROUGH);
       batch = [];
       onBatch?.();
     }
   }
-  if (batch.length > 0) sink.write(makeBatch(batch));
+  if (batch.length > 0) sink.write(makeBatch(batch), PASS_THROUGH);
 }
 
 function tags(playlist: string, name: string): string[] {
@@ -69,6 +69,8 @@ describe('HLS segmenter', () => {
 
     sink.end('unpublished');
     assert.equal(s.window().at(-1)!.seq, 100 + 10 * 60 / 2 - 1, 'the open segment is closed at the end');
+    assert.deepEqual(tags(s.playlist(), 'EXT-X-ENDLIST'), [], 'not yet: the publisher may come back');
+    assert.ok(s.seal());
     assert.deepEqual(tags(s.playlist(), 'EXT-X-ENDLIST'), ['#EXT-X-ENDLIST']);
   });
 
@@ -85,10 +87,10 @@ describe('HLS segmenter', () => {
     const one = s.attach(AV);
     feed(one, 8_000);
     one.end('unpublished');
-    assert.ok(s.ended);
+    assert.ok(!s.ended && s.idle);
     const last = s.window().at(-1)!.seq;
     const two = s.attach(AV);
-    assert.ok(!s.ended);
+    assert.ok(!s.seal(), 'not while a publisher is attached');
     feed(two, 5_000); // timestamps start again from 0
     let list = s.playlist();
     assert.equal(tags(list, 'EXT-X-DISCONTINUITY').length, 1);
@@ -98,14 +100,16 @@ describe('HLS segmenter', () => {
     feed(two, 20_000, { startMs: 5_000 });
     list = s.playlist();
     assert.deepEqual(tags(list, 'EXT-X-DISCONTINUITY-SEQUENCE'), ['#EXT-X-DISCONTINUITY-SEQUENCE:1']);
-    // The playlist is rendered once per change: a publisher that comes back and leaves before
-    // its first frame still flips ENDLIST on and off in what viewers read.
+    // ENDLIST is added once and is final: an ended playlist takes no publisher (RFC 8216 §6.2.1).
     two.end('unpublished');
-    assert.deepEqual(tags(s.playlist(), 'EXT-X-ENDLIST'), ['#EXT-X-ENDLIST']);
     const three = s.attach(AV);
-    assert.deepEqual(tags(s.playlist(), 'EXT-X-ENDLIST'), []);
     three.end('unpublished');
-    assert.deepEqual(tags(s.playlist(), 'EXT-X-ENDLIST'), ['#EXT-X-ENDLIST']);
+    assert.deepEqual(tags(s.playlist(), 'EXT-X-ENDLIST'), []);
+    assert.ok(s.seal());
+    const sealed = s.playlist();
+    assert.deepEqual(tags(sealed, 'EXT-X-ENDLIST'), ['#EXT-X-ENDLIST']);
+    assert.throws(() => s.attach(AV), /never loses EXT-X-ENDLIST/);
+    assert.equal(s.playlist(), sealed);
   });
 
   test('no key frame for too long: the growing segment is dropped, memory stays bounded', () => {
@@ -154,7 +158,9 @@ describe('HLS output on a hub', () => {
       assert.ok(out.claims({ ...name, stream: `s-${seg.seq}` }, 'ts'));
       assert.ok(!out.claims({ ...name, stream: 's-1' }, 'ts'));
       src.end();
-      assert.ok(out.find(name)!.ended);
+      assert.ok(!out.find(name)!.ended, 'open for the publisher to come back');
+      await new Promise((r) => setTimeout(r, 35));
+      assert.ok(out.find(name)!.ended, 'ENDLIST after the grace (half of hls_dispose here)');
       await new Promise((r) => setTimeout(r, 120));
       assert.equal(out.find(name), undefined, 'expired');
       assert.equal(out.bytes(), 0);

@@ -1,0 +1,114 @@
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { DEFAULT_VHOST, type Config, type VhostConfig } from '../config/index.js';
+import type { Proxy } from '../proxy/index.js';
+import type { FileRoot } from '../static/fileserver.js';
+import { isApiPath } from '../http/errors.js';
+import { STREAM_PATH, type RouteEntry } from './table.js';
+
+/**
+ * Builds the routing table (src/routing/table.ts) from a config. Rebuilt on SIGHUP and swapped
+ * in one assignment, so a request sees either the old table or the new one.
+ */
+
+/** What an entry points at. */
+export interface Target {
+  proxy: Proxy | null;
+  root: FileRoot | null;
+  /** The mount's prefix (static mounts, page dirs), cut off the path before the root serves it. */
+  prefix: string;
+  /** A vendor script's file name inside its root. */
+  file: string;
+}
+
+export type Entry = RouteEntry<Target>;
+
+export interface Table {
+  config: Config;
+  entries: Entry[];
+  /** Every proxy of the table (closed when a reload retires them). */
+  proxies: Proxy[];
+  /** Every file root the table uses (the others are closed after a reload). */
+  roots: FileRoot[];
+  vhosts: Map<string, VhostConfig>;
+  /** Any proxy route at all (the proxy lanes are skipped without). */
+  proxied: boolean;
+}
+
+/**
+ * The player libraries, served from their npm packages by the gateway itself: the players page
+ * works offline and needs no CDN or build step.
+ */
+const require = createRequire(import.meta.url);
+export const VENDOR_FILES: Record<string, { dir: string; file: string }> = {
+  '/players/vendor/mpegts.js': { dir: join(dirname(require.resolve('mpegts.js/package.json')), 'dist'), file: '/mpegts.js' },
+  '/players/vendor/hls.js': { dir: join(dirname(require.resolve('hls.js/package.json')), 'dist'), file: '/hls.min.js' },
+};
+
+export interface Makers {
+  fileRoot(dir: string): FileRoot;
+  proxy(route: Config['proxy']['routes'][number]): Proxy;
+}
+
+const NONE: Target = { proxy: null, root: null, prefix: '', file: '' };
+
+export function buildTable(config: Config, make: Makers): Table {
+  const entries: Entry[] = [];
+  const add = (e: Omit<Entry, 'target' | 'methods' | 'host'> & Partial<Entry>) => entries.push({ methods: null, host: null, target: NONE, ...e });
+  const routes = config.proxy.routes.map((r) => ({ prefix: r.prefix, proxy: make.proxy(r) }));
+  const isApiRoute = (p: string) => p !== '/' && isApiPath(p);
+  // Longest prefix first (NGINX's prefix locations).
+  const byLength = (a: { prefix: string }, b: { prefix: string }) => b.prefix.length - a.prefix.length;
+
+  if (config.httpServer.crossdomain) add({ name: 'cors', answer: 'cors', methods: ['OPTIONS'], path: { kind: 'any' } });
+  for (const r of routes.filter((x) => isApiRoute(x.prefix)).sort(byLength)) {
+    add({ name: `proxy:${r.prefix}`, answer: 'proxy', path: { kind: 'api', prefix: r.prefix }, target: { ...NONE, proxy: r.proxy, prefix: r.prefix } });
+  }
+  add({ name: 'api', answer: 'api', path: { kind: 'api', prefix: '/' } });
+  add({ name: 'metrics', answer: 'metrics', path: { kind: 'exact', path: '/metrics' } });
+  for (const r of routes.filter((x) => x.prefix !== '/' && !isApiRoute(x.prefix)).sort(byLength)) {
+    add({ name: `proxy:${r.prefix}`, answer: 'proxy', path: { kind: 'prefix', prefix: r.prefix }, target: { ...NONE, proxy: r.proxy, prefix: r.prefix } });
+  }
+  add({ name: 'stream', answer: 'stream', path: { kind: 'pattern', re: STREAM_PATH } });
+
+  const roots: FileRoot[] = [];
+  const rootOf = (dir: string) => {
+    const r = make.fileRoot(dir);
+    roots.push(r);
+    return r;
+  };
+  if (config.playersDir) {
+    for (const [path, lib] of Object.entries(VENDOR_FILES)) {
+      add({ name: 'players', answer: 'vendor', path: { kind: 'exact', path }, target: { ...NONE, root: rootOf(lib.dir), file: lib.file } });
+    }
+  }
+  for (const [prefix, dir] of [['/console', config.consoleDir], ['/players', config.playersDir]] as const) {
+    if (dir) add({ name: prefix.slice(1), answer: 'pages', path: { kind: 'dir', prefix }, target: { ...NONE, root: rootOf(dir), prefix } });
+  }
+  const mounts: Entry[] = [];
+  for (const v of config.vhosts) {
+    if (!v.enabled || !v.httpStatic.enabled) continue;
+    let mount = v.httpStatic.mount;
+    let host: string | null = null;
+    if (mount.startsWith('[vhost]')) {
+      mount = mount.slice('[vhost]'.length);
+      if (v.name !== DEFAULT_VHOST) host = v.name;
+    }
+    if (!mount.startsWith('/')) mount = `/${mount}`;
+    mounts.push({ name: `static:${mount}`, answer: 'mount', methods: null, host, path: { kind: 'dir', prefix: mount }, target: { ...NONE, root: rootOf(v.httpStatic.dir), prefix: mount } });
+  }
+  // Longest prefix first; a host-bound mount before an any-host mount of the same prefix.
+  mounts.sort((a, b) => (b.target.prefix.length - a.target.prefix.length) || (a.host === null ? 1 : 0) - (b.host === null ? 1 : 0));
+  entries.push(...mounts);
+  const catchAll = routes.find((r) => r.prefix === '/');
+  if (catchAll) add({ name: 'proxy:/', answer: 'proxy', path: { kind: 'any' }, target: { ...NONE, proxy: catchAll.proxy, prefix: '/' } });
+  add({ name: 'static', answer: 'files', path: { kind: 'any' }, target: { ...NONE, root: rootOf(config.httpServer.dir) } });
+  return {
+    config,
+    entries,
+    proxies: routes.map((r) => r.proxy),
+    roots,
+    vhosts: new Map(config.vhosts.map((v) => [v.name, v])),
+    proxied: routes.length > 0,
+  };
+}
