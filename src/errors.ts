@@ -5,7 +5,9 @@
  */
 export const ERRORS = {
   BAD_REQUEST: { status: 400, message: 'bad request' },
+  UNAUTHORIZED: { status: 401, message: 'authentication required' },
   FORBIDDEN: { status: 403, message: 'forbidden' },
+  PLAY_FORBIDDEN: { status: 403, message: 'playing this stream is not allowed' },
   NOT_FOUND: { status: 404, message: 'not found' },
   URI_TOO_LONG: { status: 414, message: 'request-target too long' },
   METHOD_NOT_ALLOWED: { status: 405, message: 'method not allowed' },

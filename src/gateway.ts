@@ -11,11 +11,13 @@ import Koa from 'koa';
 import type { Context, Middleware, Next } from 'koa';
 import { DEFAULT_VHOST, type Config, type VhostConfig } from './config/index.js';
 import { GatewayError } from './errors.js';
-import { createApi } from './api/index.js';
+import { createApi, SERVER_ID } from './api/index.js';
+import { AccessControl } from './auth/policy.js';
+import { checkApiRequest } from './auth/api-guard.js';
 import { accessLog, headerOf } from './http/accesslog.js';
 import { AccessLogTarget } from './http/access-sink.js';
 import { cors } from './http/cors.js';
-import { errorBody, errorResponder } from './http/errors.js';
+import { errorBody, errorResponder, isApiPath } from './http/errors.js';
 import { welcomePage } from './http/welcome.js';
 import { Hub } from './live/hub.js';
 import { DEFAULT_SOURCE_OPTIONS, type SourceOptions } from './live/source.js';
@@ -25,7 +27,6 @@ import { bindAll, type Bound, type ListenerSpec } from './net/listeners.js';
 import { Certificates } from './net/acme/index.js';
 import { createOrigin, type Origin, type StreamExt } from './outputs/origin.js';
 import { createProxy } from './proxy/index.js';
-import { guardsByVhost } from './ingest/access.js';
 import { createRtmpServer } from './ingest/rtmp/server.js';
 import { IDLE_TIMEOUT_MS } from './ingest/rtmp/session.js';
 import type { Duplex } from 'node:stream';
@@ -83,6 +84,8 @@ export class Gateway {
   private readonly origin: Origin;
   private readonly roots = new Map<string, FileRoot>();
   private readonly api: Middleware;
+  /** The policy chain of every publish and play door (src/auth/policy.ts). */
+  readonly access: AccessControl;
   private readonly httpsServers: http2.Http2SecureServer[] = [];
   /** Open HTTP/2 sessions: shutdown sends each a GOAWAY, or an idle browser session holds the drain to its timeout. */
   private readonly h2Sessions = new Set<http2.ServerHttp2Session>();
@@ -126,7 +129,8 @@ export class Gateway {
     });
     this.table = this.buildTable(config);
     this.certs = new Certificates(this.log, STREAM_PATH);
-    this.origin = createOrigin({ hub: this.hub, config: () => this.table.config, vhost: (n) => this.vhost(n), log: this.log, sendfile: this.sendfile });
+    this.access = new AccessControl({ vhost: (n) => this.vhost(n), log: this.log, serverId: SERVER_ID, serviceId: this.startedAt.toString(36) });
+    this.origin = createOrigin({ hub: this.hub, config: () => this.table.config, vhost: (n) => this.vhost(n), log: this.log, sendfile: this.sendfile, access: this.access });
     this.lanes = new FastLanes({
       table: () => this.table,
       closing: () => this.closing,
@@ -161,7 +165,8 @@ export class Gateway {
     this.app.use(accessLog(this.log, () => this.table.config.accessLog, (r) => this.metrics.request(r.route, r.status, r.bytes)));
     this.app.use(errorResponder(this.log));
     this.app.use(this.decide());
-    this.app.use(cors(() => this.table.config.httpServer.crossdomain));
+    this.app.use(cors(() => this.table.config.httpServer.crossdomain,
+      () => ({ apiAuth: this.table.config.httpApi.auth.enabled, proxied: (p) => decide(this.table.entries, 'GET', p, '').entry.answer === 'proxy' })));
     this.app.use((ctx, next) => this.route(ctx, next));
   }
 
@@ -213,6 +218,11 @@ export class Gateway {
     });
   }
 
+  /** The API's and /metrics' authorisation (src/auth/api-guard.ts). */
+  private apiDoor(ctx: Context): void {
+    checkApiRequest(this.table.config.httpApi.auth, { method: ctx.method, authorization: ctx.get('Authorization'), ip: ctx.req.socket.remoteAddress ?? '' });
+  }
+
   /** How Koa answers each kind of entry. */
   private async answer(ctx: Context, next: Next, e: Entry): Promise<void> {
     const { proxy, root, prefix, file } = e.target;
@@ -223,8 +233,10 @@ export class Gateway {
         return next();
       case 'api':
         if (!this.table.config.httpApi.enabled) throw new GatewayError('API_NOT_FOUND', 'http_api is disabled; add a proxy route for /api/');
+        if (!ctx.path.startsWith('/rtc')) this.apiDoor(ctx);
         return this.api(ctx, next);
       case 'metrics':
+        this.apiDoor(ctx);
         ctx.type = 'text/plain; version=0.0.4; charset=utf-8';
         ctx.body = this.metrics.render();
         return;
@@ -416,8 +428,15 @@ export class Gateway {
       }
     }
     if (c.httpApi.enabled) {
+      // SRS's http_api.listen (1985) serves the API and nothing else: the site stays on its own ports.
+      const apiOnly = (req: http.IncomingMessage, res: http.ServerResponse) => {
+        if (isApiPath(rawPath(req.url ?? '/'))) return handler(req, res);
+        const { type, body } = errorBody('/api/', new GatewayError('API_NOT_FOUND', 'this listener serves /api/ and /rtc/ only'));
+        res.writeHead(404, { 'Content-Type': type, 'Content-Length': Buffer.byteLength(body) }).end(body);
+        this.metrics.request('none', 404, Buffer.byteLength(body));
+      };
       for (const addr of c.httpApi.listen) {
-        specs.push({ role: 'http_api', directive: 'http_api.listen', addr, server: http.createServer({ maxHeaderSize: limits.maxHeaderBytes, headersTimeout: limits.headerTimeoutMs, requestTimeout: 0, connectionsCheckingInterval: headerCheckMs(limits.headerTimeoutMs) }, handler) });
+        specs.push({ role: 'http_api', directive: 'http_api.listen', addr, server: http.createServer({ maxHeaderSize: limits.maxHeaderBytes, headersTimeout: limits.headerTimeoutMs, requestTimeout: 0, connectionsCheckingInterval: headerCheckMs(limits.headerTimeoutMs) }, apiOnly) });
       }
     }
     for (const extra of this.extraListeners()) specs.push(extra);
@@ -514,12 +533,11 @@ export class Gateway {
 
   /** Listeners other rooms contribute (RTMP). Wired in start-up so all bind together. */
   protected extraListeners(): ListenerSpec[] {
-    const guard = guardsByVhost((vhost) => this.vhost(vhost).publish);
     return this.table.config.rtmp.listen.map((addr) => {
       const server = createRtmpServer({
         hub: this.hub,
         log: this.log,
-        guard,
+        access: this.access,
         vhostFor: (host) => this.vhostFor(host),
         pool: this.budgets.unauthorized,
         limits: () => ({
@@ -585,6 +603,7 @@ export class Gateway {
     }
     this.origin.close();
     this.certs.close();
+    this.access.close();
     for (const p of this.table.proxies) p.close();
     for (const r of this.roots.values()) r.close();
     this.roots.clear();

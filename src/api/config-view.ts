@@ -40,6 +40,7 @@ export function configView(c: Config, listening: { role: string; address: string
       https_redirect: c.httpServer.httpsRedirect,
     },
     rtmp: { listen: c.rtmp.listen.map(addr) },
+    http_api: { listen: c.httpApi.listen.map(addr), auth: c.httpApi.auth.enabled },
     vhosts: c.vhosts.map((v) => ({
       name: v.name,
       enabled: v.enabled,
@@ -49,6 +50,10 @@ export function configView(c: Config, listening: { role: string; address: string
       publish_secret_set: v.publish.secret !== null,
       takeover: v.publish.takeover,
       edge_origin: v.edge.origin?.href ?? null,
+      // Which controls are on, never their secrets or hook URLs (a URL's query may hold a key).
+      security: v.access.security.enabled,
+      http_hooks: v.access.hooks.enabled,
+      token: v.access.token.enabled ? `require ${['publish', 'play'].filter((a) => v.access.token.require[a as 'publish' | 'play']).join(' ')} (${v.access.token.jwks ? 'jwks' : 'secret'})` : 'off',
     })),
     limits: {
       max_connections: c.maxConnections,

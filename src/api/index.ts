@@ -28,7 +28,7 @@ export interface ApiDeps {
 }
 
 /** SRS reports its own name here; tools check `server`/`service` only for presence. */
-const SERVER_ID = `sg-${process.pid.toString(36)}`;
+export const SERVER_ID = `sg-${process.pid.toString(36)}`;
 
 /** SRS paginates lists with ?start=&count= (default 10 in SRS; we default higher: consoles want all). */
 const DEFAULT_COUNT = 100;
@@ -227,7 +227,7 @@ export function createApi(deps: ApiDeps): Middleware {
     const m = /^\/api\/v1\/([a-z]+)(?:\/([^/]*))?\/?$/.exec(path);
     const ep = m ? endpoints[m[1]] : undefined;
     if (!m || !ep) throw new GatewayError('API_NOT_FOUND', path);
-    const id = m[2] ? decodeURIComponent(m[2]) : undefined;
+    const id = m[2] ? decodeId(m[2]) : undefined;
     const method = ctx.method === 'HEAD' ? 'GET' : ctx.method;
     const handler = method === 'GET' ? ep.GET : method === 'DELETE' ? ep.DELETE : undefined;
     if (!handler) {
@@ -236,6 +236,15 @@ export function createApi(deps: ApiDeps): Middleware {
     ctx.set('Cache-Control', 'no-store');
     ctx.body = handler(ctx, id);
   };
+}
+
+/** A path segment's id; malformed percent-encoding (`%ff`, `%`) is the client's error, not ours. */
+function decodeId(raw: string): string {
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    throw new GatewayError('BAD_REQUEST', 'malformed percent-encoding in the id');
+  }
 }
 
 function onlyRead(ctx: Context): void {

@@ -4,6 +4,7 @@ import { ConfigError, type Directive } from './tree.js';
 import { accessLogConfig, type AccessLogConfig } from './access-log.js';
 import { DEFAULT_VHOST } from './validate.js';
 import type { PublishPolicy } from '../ingest/access.js';
+import { DEFAULT_HOOKS_TIMEOUT_MS, HOOK_EVENTS, type ApiAuth, type HookEvent, type SecurityRule, type VhostAccess } from '../auth/types.js';
 
 /**
  * The pages shipped with the package, found from this module (dist/src/config/ → the package
@@ -51,6 +52,8 @@ export interface VhostConfig {
   play: { mwLatencyMs: number; gopCache: boolean; maxPlayers: number; waitPublisherMs: number; timeJitter: 'full' | 'zero' | 'off' };
   /** Edge pull: an HTTP origin (e.g. http://127.0.0.1:8080) that streams absent here are pulled from. */
   edge: { origin: URL | null; idleTimeoutMs: number; connectTimeoutMs: number };
+  /** security, http_hooks and token blocks: who may publish and play (src/auth/). */
+  access: VhostAccess;
 }
 
 /** The default key and cert: the only pair generated (self-signed) when missing. */
@@ -109,7 +112,7 @@ export interface Config {
   /** Top-level `listen`: the RTMP port(s). */
   rtmp: { listen: ListenAddr[] };
   maxConnections: number;
-  httpApi: { enabled: boolean; listen: ListenAddr[] };
+  httpApi: { enabled: boolean; listen: ListenAddr[]; auth: ApiAuth };
   httpServer: {
     enabled: boolean;
     listen: ListenAddr[];
@@ -252,6 +255,44 @@ function vhostConfig(name: string, v: View, limits: Limits): VhostConfig {
       idleTimeoutMs: edge.ms('idle_timeout', 3000),
       connectTimeoutMs: edge.ms('connect_timeout', 5000),
     },
+    access: vhostAccess(v),
+  };
+}
+
+function apiAuth(a: View): ApiAuth {
+  const auth = { enabled: a.bool('enabled', false), username: a.str('username', ''), password: a.str('password', '') };
+  // SRS refuses every request then; a config error says why at start-up instead.
+  if (auth.enabled && (auth.username === '' || auth.password === '')) fail(a.one('enabled')!, '"auth" is enabled: it needs a username and a password');
+  return auth;
+}
+
+function vhostAccess(v: View): VhostAccess {
+  const sec = v.block('security');
+  const rules: SecurityRule[] = [];
+  for (const d of [...sec.all('allow'), ...sec.all('deny')]) {
+    const [action, target] = d.args;
+    if (action !== 'publish' && action !== 'play') fail(d, `"${d.name}" expects publish or play, got "${action}"`);
+    rules.push({ allow: d.name === 'allow', action, target: checkAllow(target, d) });
+  }
+  const hk = v.block('http_hooks');
+  const urls = Object.fromEntries(HOOK_EVENTS.map((e) => [e, hk.all(e).flatMap((d) => d.args.map((a) => parseUrl(a, d)))])) as Record<HookEvent, URL[]>;
+  const tk = v.block('token');
+  const req = tk.one('require');
+  for (const a of req?.args ?? []) if (a !== 'publish' && a !== 'play') fail(req!, `"require" expects publish and/or play, got "${a}"`);
+  const jwksDir = tk.one('jwks');
+  const token = {
+    enabled: tk.bool('enabled', false),
+    require: { publish: req ? req.args.includes('publish') : true, play: req ? req.args.includes('play') : true },
+    secret: tk.one('secret')?.args[0] ?? null,
+    jwks: jwksDir ? parseUrl(jwksDir.args[0], jwksDir) : null,
+  };
+  if (token.enabled && (token.secret === null) === (token.jwks === null)) {
+    fail(tk.one('enabled')!, '"token" needs exactly one of "secret" (HS256) or "jwks" (ES256/RS256)');
+  }
+  return {
+    security: { enabled: sec.bool('enabled', false), rules },
+    hooks: { enabled: hk.bool('enabled', false), urls, timeoutMs: hk.ms('hooks_timeout', DEFAULT_HOOKS_TIMEOUT_MS) },
+    token,
   };
 }
 
@@ -291,7 +332,7 @@ function checkAllow(a: string, d: Directive): string {
   const fam = isIP(addr);
   const max = fam === 6 ? 128 : 32;
   if (fam === 0 || (bits !== undefined && (!/^\d+$/.test(bits) || Number(bits) > max))) {
-    fail(d, `"allow" expects an IP address, a CIDR (10.0.0.0/8) or "all", got "${a}"`);
+    fail(d, `"${d.name}" expects an IP address, a CIDR (10.0.0.0/8) or "all", got "${a}"`);
   }
   return a;
 }
@@ -357,7 +398,11 @@ export function buildConfig(root: Directive[], file: string, notes: string[], wa
     // `listen off;` (streamgate): no RTMP listener, e.g. when fronting an SRS that owns 1935.
     rtmp: { listen: rtmpListen(r) },
     maxConnections: r.int('max_connections', 1000, 1, 10_000_000),
-    httpApi: { enabled: api.bool('enabled', true), listen: api.one('listen') ? api.listen('listen', []) : [] },
+    httpApi: {
+      enabled: api.bool('enabled', true),
+      listen: api.one('listen') ? api.listen('listen', []) : [],
+      auth: apiAuth(api.block('auth')),
+    },
     httpServer: {
       enabled: hs.bool('enabled', true),
       listen: hs.listen('listen', [8080]),

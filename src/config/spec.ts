@@ -88,8 +88,25 @@ export const VHOST_SPEC = block(
     cluster: ignored,
     dvr: ignored,
     rtc: ignored,
-    http_hooks: ignored,
-    security: ignored,
+    /** SRS http_hooks: every URL of an event is POSTed to in order (src/auth/hooks.ts). */
+    http_hooks: block({
+      enabled: one,
+      on_connect: many(8),
+      on_close: many(8),
+      on_publish: many(8),
+      on_unpublish: many(8),
+      on_play: many(8),
+      on_stop: many(8),
+      on_hls: many(8),
+      on_dvr: many(8),
+      on_hls_notify: ignored,
+      /** streamgate: how long a hook may take to answer before it counts as a deny. */
+      hooks_timeout: one,
+    }),
+    /** SRS security: `allow|deny publish|play all|IP|CIDR;` (src/auth/security.ts). */
+    security: block({ enabled: one, allow: repeated(2, 2), deny: repeated(2, 2) }),
+    /** streamgate: signed tokens (JWT) for publish and/or play (src/auth/token.ts). */
+    token: block({ enabled: one, require: many(2), secret: one, jwks: one }),
     transcode: ignored,
     exec: ignored,
     ingest: ignored,
@@ -134,7 +151,7 @@ export const ROOT_SPEC = block({
   /** SRS 7's home for the RTMP port; the top-level `listen` wins when both are given. */
   rtmp: block({ listen: many(8), chunk_size: ignored }),
   chunk_size: ignored,
-  http_api: block({ enabled: one, listen: many(8), crossdomain: ignored, raw_api: ignored, auth: ignored, https: ignored }),
+  http_api: block({ enabled: one, listen: many(8), crossdomain: ignored, raw_api: ignored, auth: block({ enabled: one, username: one, password: one }), https: ignored }),
   http_server: block({
     enabled: one,
     listen: many(8),

@@ -22,8 +22,13 @@ export interface AccessEntry extends RequestRecord {
   error: string | null;
 }
 
+/** Query parameters that carry credentials (publish secret, signed token): never written to the log. */
+const CREDENTIAL_PARAM = /[?&](?:token|secret)=/i;
+const CREDENTIAL_PARAM_G = /(?<=[?&])(token|secret)=[^&#]*/gi;
+
 /** One access line: NGINX's combined format plus the duration in seconds, or one JSON object. */
-export function formatAccess(f: 'combined' | 'json', e: AccessEntry): string {
+export function formatAccess(f: 'combined' | 'json', entry: AccessEntry): string {
+  const e = CREDENTIAL_PARAM.test(entry.url) ? { ...entry, url: entry.url.replace(CREDENTIAL_PARAM_G, '$1=***') } : entry;
   if (f === 'json') {
     return JSON.stringify({
       time: isoNow(), remote: e.ip, method: e.method, url: e.url, proto: `HTTP/${e.httpVersion}`,

@@ -3,7 +3,7 @@ import { GatewayError } from '../errors.js';
 import { clientIp } from '../live/client.js';
 import type { Logger } from '../log.js';
 import { abortRequest, closeAfterResponse } from '../http/connection.js';
-import type { PublishGuard } from './access.js';
+import type { Verdict } from '../auth/policy.js';
 
 /**
  * HLS uploaded over HTTP, as `ffmpeg -f hls -method PUT http://host/live/up.m3u8` sends it: PUTs
@@ -131,18 +131,19 @@ export function uploadKey(r: UploadRequest): string {
 
 export interface UploadDeps {
   store: UploadStore;
-  guard: (vhost: string) => PublishGuard;
+  /** The policy chain, once per uploader session (src/auth/policy.ts). */
+  authorise: (ctx: Context, r: UploadRequest) => Promise<Verdict>;
   log: Logger;
 }
 
 /** PUT (store) or DELETE (remove) of an uploaded HLS file, under the vhost's publish rules. */
 export async function handleUpload(ctx: Context, r: UploadRequest, deps: UploadDeps): Promise<void> {
   const ip = clientIp(ctx.req.socket?.remoteAddress);
-  const secret = typeof ctx.query.secret === 'string' ? ctx.query.secret : null;
   const label = `${r.app}/${r.stream}.${r.ext}`;
-  if (!deps.guard(r.vhost).allowed(ip, secret)) {
+  const verdict = await deps.authorise(ctx, r);
+  if (!verdict.ok) {
     closeAfterResponse(ctx);
-    throw new GatewayError('PUBLISH_FORBIDDEN', `${ip} to ${label}`);
+    throw new GatewayError(verdict.status === 401 ? 'UNAUTHORIZED' : 'PUBLISH_FORBIDDEN', `${ip} to ${label}`);
   }
   const key = uploadKey(r);
   if (ctx.method === 'DELETE') {

@@ -4,7 +4,8 @@ import { FlvDemuxer } from '../media/flv/demuxer.js';
 import { clientIp } from '../live/client.js';
 import type { Hub } from '../live/hub.js';
 import type { Logger } from '../log.js';
-import type { PublishGuard } from './access.js';
+import type { AccessControl } from '../auth/policy.js';
+import { doorRequest } from '../auth/doors.js';
 import { startPublication } from './publish.js';
 import type { StreamName } from '../live/types.js';
 import { abortRequest, closeAfterResponse } from '../http/connection.js';
@@ -15,7 +16,7 @@ const PUBLISH_IDLE_TIMEOUT_MS = 30_000;
 export interface HttpPublishDeps {
   hub: Hub;
   log: Logger;
-  guard: (vhost: string) => PublishGuard;
+  access: AccessControl;
 }
 
 /**
@@ -26,10 +27,10 @@ export interface HttpPublishDeps {
 export async function publishHttpFlv(ctx: Context, name: StreamName, deps: HttpPublishDeps): Promise<void> {
   const { hub, log } = deps;
   const ip = clientIp(ctx.req.socket?.remoteAddress);
-  const secret = typeof ctx.query.secret === 'string' ? ctx.query.secret : null;
-  if (!deps.guard(name.vhost).allowed(ip, secret)) {
+  const verdict = await deps.access.authorise(doorRequest(ctx, 'publish', name, 'HTTP-FLV'));
+  if (!verdict.ok) {
     closeAfterResponse(ctx);
-    throw new GatewayError('PUBLISH_FORBIDDEN', `${ip} to ${name.app}/${name.stream}`);
+    throw new GatewayError(verdict.status === 401 ? 'UNAUTHORIZED' : 'PUBLISH_FORBIDDEN');
   }
   const req = ctx.req;
   let pub;
@@ -42,8 +43,9 @@ export async function publishHttpFlv(ctx: Context, name: StreamName, deps: HttpP
       tcUrl: `http://${ctx.host}/${name.app}`,
       pageUrl: ctx.get('Referer'),
       kick: () => abortRequest(ctx),
-    }, 'HTTP-FLV');
+    }, 'HTTP-FLV', verdict);
   } catch (err) {
+    verdict.end();
     // ffmpeg never reads the response and keeps sending until the socket closes: answer (409 for
     // a second publisher), then close, or it would stream into a request nobody reads.
     closeAfterResponse(ctx);

@@ -17,7 +17,7 @@ export interface Publication {
  * Mounts `init.name` for a new publisher and logs it. Throws what `hub.publish` throws
  * (STREAM_BUSY for a second publisher, LIMIT_REACHED): nothing is registered then.
  */
-export function startPublication(hub: Hub, log: Logger, init: Omit<ClientInit, 'publish'>, protocol: string): Publication {
+export function startPublication(hub: Hub, log: Logger, init: Omit<ClientInit, 'publish'>, protocol: string, grant?: { end(): void }): Publication {
   const client = new CountingClient(hub, { ...init, publish: true });
   const source = hub.publish(init.name, client);
   hub.addClient(client);
@@ -33,6 +33,8 @@ export function startPublication(hub: Hub, log: Logger, init: Omit<ClientInit, '
       finished = true;
       source.end('unpublished');
       hub.removeClient(client.id);
+      // on_unpublish, queued behind its on_publish (src/auth/hooks.ts).
+      grant?.end();
       log.info(`unpublish ${label} (${why}, ${client.received} bytes in)`);
       return true;
     },

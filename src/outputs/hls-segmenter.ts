@@ -74,6 +74,8 @@ export class HlsStream {
   private maxDurationS = 0;
   private windowBytes = 0;
   private waiters = new Set<() => void>();
+  /** Called with each segment as it is cut (the on_hls hook). */
+  onSegment: ((seg: Segment) => void) | null = null;
   /** A publisher's sink is attached (from attach to its end). */
   private publishing = false;
   /** EXT-X-ENDLIST: the playlist is final. */
@@ -245,6 +247,7 @@ export class HlsStream {
     this.trim();
     this.text = null;
     for (const w of [...this.waiters]) w();
+    this.onSegment?.(seg);
   }
 
   /** Slides the window: at most hls_window seconds (and maxWindowBytes), never fewer than one segment. */

@@ -73,6 +73,8 @@ export interface HlsDeps {
   limits?: Partial<Omit<HlsLimits, 'fragmentS' | 'windowS'>>;
   /** Segments may go out by sendfile from a sealed memfd copy (the native addon is built and on). */
   sendfile?: boolean;
+  /** Each segment as it is cut (http_hooks on_hls). */
+  onSegment?: (source: Source, seg: Segment) => void;
   /** HLS_REPUBLISH_GRACE_MS, for tests. */
   republishGraceMs?: number;
 }
@@ -326,6 +328,8 @@ export class HlsOutput {
     }
     clearTimers(e);
     const entry = e;
+    const onSegment = this.deps.onSegment;
+    entry.stream.onSegment = onSegment ? (seg) => onSegment(source, seg) : null;
     const sink = entry.stream.attach({ get hasVideo() { return source.hasVideo; }, tracks: () => tsTracks(source) });
     source.subscribe(sink, null, true);
     source.once('end', () => this.unpublished(key, entry, v));

@@ -3,7 +3,9 @@ import type { Config, VhostConfig } from '../config/index.js';
 import type { Hub } from '../live/hub.js';
 import type { Logger } from '../log.js';
 import { GatewayError } from '../errors.js';
-import { guardsByVhost } from '../ingest/access.js';
+import type { AccessControl } from '../auth/policy.js';
+import { HlsGrants } from '../auth/hls-grants.js';
+import { authoriseHls, authorisePlay, authoriseUpload, carryToken } from '../auth/doors.js';
 import { publishHttpFlv } from '../ingest/http-flv.js';
 import { edgeResolver } from '../ingest/edge.js';
 import { handleUpload, serveUpload, uploadKey, UploadStore, type UploadLimits } from '../ingest/hls-put.js';
@@ -26,6 +28,8 @@ export interface OriginDeps {
   config: () => Config;
   vhost: (name: string) => VhostConfig;
   log: Logger;
+  /** The policy chain every publish and play passes (src/auth/policy.ts). */
+  access: AccessControl;
   /** Upload store bounds (tests); defaults otherwise. */
   uploads?: UploadLimits;
   /** Live HLS segments may go out by sendfile (src/net/sendfile.ts). */
@@ -63,9 +67,9 @@ const LIVE_TYPES = { ts: 'video/mp2t', aac: 'audio/aac', mp3: 'audio/mpeg' } as 
  */
 export function createOrigin(deps: OriginDeps): Origin {
   const { hub, log } = deps;
-  const guard = guardsByVhost((vhost) => deps.vhost(vhost).publish);
+  const { access } = deps;
   hub.resolver = edgeResolver({ hub, log, vhost: deps.vhost });
-  const hls = new HlsOutput({ hub, vhost: deps.vhost, log, sendfile: deps.sendfile ?? false });
+  const hls = new HlsOutput({ hub, vhost: deps.vhost, log, sendfile: deps.sendfile ?? false, onSegment: (source, seg) => access.hlsSegment(source.name, seg, source.id) });
   const uploads = new UploadStore(deps.uploads);
 
   const notLive = async (next: Next): Promise<void> => {
@@ -90,8 +94,10 @@ export function createOrigin(deps: OriginDeps): Origin {
       const v = deps.vhost(req.vhost);
       if (req.ext === 'flv') {
         if (!v.httpRemux.enabled) return next();
-        if (ctx.method === 'POST' || ctx.method === 'PUT') return publishHttpFlv(ctx, name, { hub, log, guard });
+        if (ctx.method === 'POST' || ctx.method === 'PUT') return publishHttpFlv(ctx, name, { hub, log, access });
         if (ctx.method !== 'GET' && ctx.method !== 'HEAD') throw new GatewayError('METHOD_NOT_ALLOWED', undefined, { Allow: ALLOW_FLV });
+        // Authorised before acquire: on an edge vhost, acquiring starts a pull from the origin.
+        if (ctx.method === 'GET') await authorisePlay(access, ctx, name, 'HTTP-FLV', hub.find(name)?.id);
         const source = await hub.acquire(name);
         if (!source) return notLive(next);
         if (!source.canAcceptPlayer()) throw new GatewayError('LIMIT_REACHED', `at most ${v.play.maxPlayers} players per stream`);
@@ -107,15 +113,21 @@ export function createOrigin(deps: OriginDeps): Origin {
       const method = ctx.method;
       const hlsFile = req.ext === 'm3u8' || req.ext === 'ts';
       // ffmpeg -f hls -method PUT: uploads win over everything else at their URL.
-      if (hlsFile && (method === 'PUT' || method === 'DELETE')) return handleUpload(ctx, req, { store: uploads, guard, log });
+      if (hlsFile && (method === 'PUT' || method === 'DELETE')) return handleUpload(ctx, req, { store: uploads, authorise: (c, r) => authoriseUpload(access, c, r), log });
       if (method !== 'GET' && method !== 'HEAD') throw new GatewayError('METHOD_NOT_ALLOWED', undefined, { Allow: hlsFile ? ALLOW_HLS : ALLOW_AUDIO });
       const uploaded = hlsFile ? uploads.get(uploadKey(req)) : undefined;
+      const guarded = access.guardsPlay(req.vhost);
+      if (guarded && hlsFile && (uploaded || hls.claims(req, req.ext))) await authoriseHls(access, ctx, name, req.ext);
       if (uploaded) return serveUpload(ctx, uploaded);
-      if (hlsFile && (await hls.serve(ctx, name, req.ext))) return;
+      if (hlsFile && (await hls.serve(ctx, name, req.ext))) {
+        if (req.ext === 'm3u8' && typeof ctx.body === 'string') ctx.body = carryToken(ctx.body, ctx);
+        return;
+      }
       if (req.ext === 'm3u8' || !v.httpRemux.enabled) return notLive(next);
+      const ext = req.ext as keyof typeof LIVE_TYPES;
+      if (method === 'GET') await authorisePlay(access, ctx, name, ext.toUpperCase(), hub.find(name)?.id);
       const source = await hub.acquire(name);
       if (!source) return notLive(next);
-      const ext = req.ext as keyof typeof LIVE_TYPES;
       if (ext !== 'ts') checkAudioTrack(source, ext);
       if (!source.canAcceptPlayer()) throw new GatewayError('LIMIT_REACHED', `at most ${v.play.maxPlayers} players per stream`);
       if (method === 'HEAD') {
@@ -130,6 +142,10 @@ export function createOrigin(deps: OriginDeps): Origin {
       if (req.ext === 'm3u8' || req.ext === 'ts') {
         // The same order as handle(): an upload at this URL wins.
         if (uploaded(req)) return null;
+        // A controlled vhost: playlists (which may carry a token) and a session's first segment take the full path.
+        if (access.guardsPlay(req.vhost) && (req.ext === 'm3u8' || !access.hls.has(HlsGrants.key(req.vhost, req.app, req.stream, req.ext, viewer.ip, viewer.agent)))) {
+          return claims(req) ? null : undefined;
+        }
         const reply = hls.fast(req, req.ext, head, viewer);
         if (reply !== undefined) return reply;
       }

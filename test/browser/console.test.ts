@@ -2,6 +2,8 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { loadConfigText } from '../../src/config/index.js';
@@ -152,6 +154,83 @@ describe('console page without an API', () => {
       assert.deepEqual(problems.errors, []);
     } finally {
       await browser.close();
+      await gw.close();
+      await rm(tmp, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('console page with http_api auth on', () => {
+  test('asks for the credentials in a login field, then lists and kicks with them', async () => {
+    const tmp = await mkdtemp(join(tmpdir(), 'streamgate-console-'));
+    const gw = await startGateway(tmp, 'http_api { auth { enabled on; username admin; password console-pw; } }');
+    const browser = await launchBrowser();
+    const http = `http://127.0.0.1:${gw.port('http')}`;
+    const pub = publish(`${http}/live/guarded.flv`, { seconds: 60, size: '320x240' });
+    try {
+      await waitFor('guarded to be live', () => gw.hub.find({ vhost: V, app: 'live', stream: 'guarded' }), 15_000);
+      const { page, problems } = await openPage(browser);
+      await page.goto(`${http}/console/`);
+      // Without credentials: no data, the reason, and the login field.
+      await until('the problem shown', async () => /authentication required/i.test((await page.locator('#problem').textContent()) ?? ''));
+      assert.equal((await rows(page, 'clients')).length, 0);
+      await page.getByLabel('Username').fill('admin');
+      await page.getByLabel('Password').fill('wrong');
+      await page.getByRole('button', { name: 'Sign in' }).click();
+      await until('the login asked again', async () => page.locator('#login').isVisible());
+      await page.getByLabel('Username').fill('admin');
+      await page.getByLabel('Password').fill('console-pw');
+      await page.getByRole('button', { name: 'Sign in' }).click();
+      await until('the stream row', async () => (await rows(page, 'streams')).find((r) => r.cells[0] === 'live/guarded'));
+      assert.equal(await page.locator('#login').isVisible(), false);
+      await page.getByRole('button', { name: /^Kick publisher/ }).first().press('Enter');
+      await waitFor('the publisher kicked', () => !gw.hub.find({ vhost: V, app: 'live', stream: 'guarded' }), 10_000);
+      assert.equal(await page.locator('#problem').textContent(), '');
+      assert.deepEqual(problems.errors, []);
+    } finally {
+      pub.kill();
+      await browser.close();
+      await gw.close();
+      await rm(tmp, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('a page on another origin', () => {
+  test('can read the API, as in SRS, but cannot kick a publisher', async () => {
+    const tmp = await mkdtemp(join(tmpdir(), 'streamgate-console-'));
+    const gw = await startGateway(tmp);
+    const http = `http://127.0.0.1:${gw.port('http')}`;
+    // The attacker's site: another port is another origin.
+    const evil = createServer((_req, res) => res.writeHead(200, { 'Content-Type': 'text/html' }).end('<!doctype html><title>evil</title>'));
+    await new Promise<void>((r) => evil.listen(0, '127.0.0.1', () => r()));
+    const browser = await launchBrowser();
+    const pub = publish(`${http}/live/victim.flv`, { seconds: 60, size: '320x240' });
+    try {
+      await waitFor('victim to be live', () => gw.hub.find({ vhost: V, app: 'live', stream: 'victim' }), 15_000);
+      const { page } = await openPage(browser);
+      await page.goto(`http://127.0.0.1:${(evil.address() as AddressInfo).port}/`);
+      const outcome = await page.evaluate(async (api: string) => {
+        const list: any = await (await fetch(`${api}/api/v1/clients/`)).json();
+        const tries: string[] = [];
+        for (const c of list.clients) {
+          try {
+            const r = await fetch(`${api}/api/v1/clients/${c.id}`, { method: 'DELETE' });
+            tries.push(`answered ${r.status}`);
+          } catch (e: any) {
+            tries.push(`blocked: ${e.name}`);
+          }
+        }
+        return { listed: list.clients.length, tries };
+      }, http);
+      assert.equal(outcome.listed, 1, 'reads are open to other origins, as in SRS');
+      assert.deepEqual(outcome.tries, ['blocked: TypeError'], 'the browser refused the DELETE after the preflight');
+      await new Promise((r) => setTimeout(r, 500));
+      assert.ok(gw.hub.find({ vhost: V, app: 'live', stream: 'victim' }), 'the publisher is still live');
+    } finally {
+      pub.kill();
+      await browser.close();
+      evil.close();
       await gw.close();
       await rm(tmp, { recursive: true, force: true });
     }

@@ -2,14 +2,17 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { keepAliveGets, makeSite, rawGet, startGateway, type Site, type Started } from './site.js';
 
-/** SRS's answer (DESIGN §8), header for header. */
+/**
+ * SRS's answer for reads (any origin, any header), except that Allow-Methods names what the route
+ * grants instead of `*`, and the request header Access-Control-Request-Private-Network is not
+ * echoed as a response header.
+ */
 const SRS_CORS: Record<string, string> = {
   'access-control-allow-origin': '*',
   'access-control-allow-headers': '*',
-  'access-control-allow-methods': '*',
+  'access-control-allow-methods': 'GET, HEAD, OPTIONS',
   'access-control-expose-headers': '*',
   'access-control-allow-credentials': 'false',
-  'access-control-request-private-network': 'true',
 };
 
 function corsHeaders(h: Record<string, string>): Record<string, string> {
@@ -67,6 +70,22 @@ describe('CORS as SRS answers it', () => {
     // What a browser's fetch() gets: a cross-origin read is allowed.
     const r = await fetch(`http://127.0.0.1:${on.http}/hello.txt`, { headers: { Origin: 'http://example.com' } });
     assert.equal(r.headers.get('access-control-allow-origin'), '*');
+  });
+
+  test('a page on another origin is never granted the API\'s writes without auth, nor told request-header names', async () => {
+    for (const method of ['DELETE', 'POST', 'PUT']) {
+      const pre = await rawGet(on.http, '/api/v1/clients/abc', { method: 'OPTIONS', headers: { Origin: 'http://evil.example', 'Access-Control-Request-Method': method, 'Access-Control-Request-Private-Network': 'true' } });
+      assert.equal(pre.status, 200);
+      const granted = pre.headers['access-control-allow-methods'].split(/,\s*/);
+      assert.ok(!granted.includes(method) && !granted.includes('*'), `${method} granted: ${granted}`);
+      assert.equal(pre.headers['access-control-allow-private-network'], undefined, `${method}: private network`);
+    }
+    for (const path of ['/api/v1/versions', '/hello.txt', '/live/x.flv', '/live/x.m3u8']) {
+      const r = await rawGet(on.http, path, { method: 'OPTIONS', headers: { Origin: 'http://a.example', 'Access-Control-Request-Method': 'GET', 'Access-Control-Request-Private-Network': 'true' } });
+      assert.equal(r.headers['access-control-request-private-network'], undefined, path);
+      assert.equal(r.headers['access-control-allow-private-network'], 'true', `${path}: reads stay reachable, as in SRS`);
+      assert.ok(!Object.values(r.headers).includes('*') || r.headers['access-control-allow-methods'] !== '*', path);
+    }
   });
 
   test('crossdomain off: no headers, and OPTIONS is 405 without offering OPTIONS in Allow', async () => {

@@ -15,6 +15,8 @@ import { MSG_USER_CONTROL } from '../../src/ingest/rtmp/chunk.js';
 import { waitFor } from '../helpers/ffmpeg.js';
 import { CliGateway, MiB, openFds, percentile, rssOf, sleep, timedGet } from '../helpers/proc.js';
 import { RtmpTestClient } from '../helpers/rtmp-client.js';
+import { loadConfigText } from '../../src/config/index.js';
+import { AccessControl } from '../../src/auth/policy.js';
 
 /**
  * Time bounds on the RTMP port for peers that never get anywhere: silent sockets and sockets that
@@ -99,14 +101,13 @@ test('a connection that connects and then only pings is closed when the idle tim
   const m = memoryLogger();
   const hub = new Hub({ sourceOptions: () => DEFAULT_SOURCE_OPTIONS, takeover: () => false, maxStreams: 0 });
   const pool = new Budget('unauthorized', 16 * MiB);
-  // The listener alone, for an idle time shorter than the gateway's 30 s. Nothing here publishes,
-  // so the publish policy is never asked.
+  // The listener alone, for an idle time shorter than the gateway's 30 s. Nothing here publishes;
+  // the default policy (no hooks) answers the connect.
+  const vhost = loadConfigText('', 'defaults').vhosts[0];
   const server = createRtmpServer({
     hub,
     log: m.log,
-    guard: () => {
-      throw new Error('not asked');
-    },
+    access: new AccessControl({ vhost: () => vhost, log: m.log, serverId: 'test', serviceId: 'test' }),
     vhostFor: () => '__defaultVhost__',
     pool,
     limits: () => ({ headerTimeoutMs: 5000, connectionMemoryBytes: MiB, idleTimeoutMs: IDLE_MS, waitPublisherMs: () => 0 }),

@@ -72,8 +72,39 @@ class ApiError extends Error {
   }
 }
 
+// With http_api auth on, the credentials typed into the login form, for this tab only. Requests
+// omit the browser's own credentials: Fetch prompts only when credentials are included, and a
+// prompt that a headless or embedded browser never shows would hang every poll.
+const AUTH_KEY = 'streamgate-console-auth';
+
+function authHeader() {
+  const saved = sessionStorage.getItem(AUTH_KEY);
+  return saved ? { authorization: `Basic ${saved}` } : {};
+}
+
+function askLogin() {
+  const form = $('login');
+  if (!form.hidden) return;
+  form.hidden = false;
+  $('login-user').focus();
+}
+
+$('login').addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  const bytes = new TextEncoder().encode(`${$('login-user').value}:${$('login-pass').value}`);
+  sessionStorage.setItem(AUTH_KEY, btoa(String.fromCharCode(...bytes)));
+  $('login-pass').value = '';
+  $('login').hidden = true;
+  refresh();
+  loadConfig();
+});
+
 async function getJson(path, init) {
-  const r = await fetch(path, { headers: { accept: 'application/json' }, ...init });
+  const r = await fetch(path, { credentials: 'omit', ...init, headers: { accept: 'application/json', ...authHeader() } });
+  if (r.status === 401) {
+    sessionStorage.removeItem(AUTH_KEY);
+    askLogin();
+  }
   let body = null;
   try {
     body = await r.json();

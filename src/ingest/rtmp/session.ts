@@ -10,7 +10,7 @@ import { Account, OBJECT_OVERHEAD_BYTES, type Budget } from '../../limits/budget
 import type { Source } from '../../live/source.js';
 import { packetFromTag, TAG_SCRIPT } from '../../media/packet.js';
 import { RtmpPlaySink } from '../../outputs/rtmp-play.js';
-import type { PublishGuard } from '../access.js';
+import { newClientId, type AccessControl, type DoorRequest, type Grant, type Verdict } from '../../auth/policy.js';
 import { startPublication, type Publication } from '../publish.js';
 import { AmfError, decodeAmf0, decodeAmf0All, EcmaArray, encodeAmf0, type AmfObject, type AmfValue } from './amf0.js';
 import {
@@ -46,7 +46,8 @@ const UC_PING_RESPONSE = 7;
 export interface RtmpDeps {
   hub: Hub;
   log: Logger;
-  guard: (vhost: string) => PublishGuard;
+  /** The policy chain (src/auth/policy.ts): on_connect, then each publish or play, once. */
+  access: AccessControl;
   /** The vhost a connect names, by tcUrl host (an unknown host is the default vhost). */
   vhostFor: (host: string) => string;
   /** The pool that connections not yet authorised draw on (the gateway's budgets.unauthorized). */
@@ -108,6 +109,11 @@ export class RtmpSession {
   private playing: { consumer: Consumer; client: CountingClient; streamId: number } | null = null;
   private acquiring = false;
   private closing = false;
+  /** The connection's id in hook bodies, and its on_connect verdict (publish and play wait on it). */
+  private readonly hookId = newClientId();
+  private connectAllowed: Promise<boolean> = Promise.resolve(true);
+  private playGrant: Grant | null = null;
+  private playQuery = new URLSearchParams();
   /** Bytes received, and where the last acknowledgement was sent (§5.4.3). */
   private received = 0;
   private ackedAt = 0;
@@ -214,6 +220,9 @@ export class RtmpSession {
       this.deps.hub.removeClient(this.playing.client.id);
       this.playing = null;
     }
+    this.playGrant?.end();
+    this.playGrant = null;
+    if (this.connected) this.deps.access.closed({ vhost: this.vhost, app: this.app, ip: this.ip, clientId: this.hookId, sendBytes: this.socket.bytesWritten, recvBytes: this.received });
   }
 
   // ---- bytes in ----------------------------------------------------------------------------------
@@ -347,6 +356,10 @@ export class RtmpSession {
     // A second connect does not buy more time.
     if (!this.connected) this.armIdleDeadline();
     this.connected = true;
+    this.connectAllowed = this.deps.access.connect({ vhost: this.vhost, app: this.app, ip: this.ip, tcUrl: this.tcUrl, pageUrl: this.pageUrl, clientId: this.hookId });
+    void this.connectAllowed.then((ok) => {
+      if (!ok) this.socket.destroy();
+    });
     this.sendControl(MSG_WINDOW_ACK_SIZE, u32(WINDOW_ACK_SIZE));
     this.sendControl(MSG_SET_PEER_BANDWIDTH, Buffer.concat([u32(WINDOW_ACK_SIZE), Buffer.from([PEER_BANDWIDTH_DYNAMIC])]));
     this.sendControl(MSG_SET_CHUNK_SIZE, u32(OUT_CHUNK_SIZE));
@@ -376,10 +389,29 @@ export class RtmpSession {
       this.closeAfterFlush();
     };
     if (!name.stream || !name.app) return refuse('NetStream.Publish.BadName', 'an app and a stream name are required');
-    const secret = query.get('secret') ?? this.connectQuery.get('secret');
-    if (!this.deps.guard(name.vhost).allowed(this.ip, secret)) {
-      return refuse('NetStream.Publish.Denied', new GatewayError('PUBLISH_FORBIDDEN', `${this.ip} to ${label}`).message);
-    }
+    this.acquiring = true;
+    this.authorise('publish', name, query).then((v) => {
+      this.acquiring = false;
+      if (this.socket.destroyed || this.closing) return v.ok && v.end();
+      if (!v.ok) return refuse('NetStream.Publish.Denied', new GatewayError('PUBLISH_FORBIDDEN').message);
+      this.startPublish(streamId, name, label, v, refuse);
+    }).catch((err: unknown) => {
+      this.acquiring = false;
+      this.fail(err);
+    });
+  }
+
+  /** The chain for a publish or play of this connection, after its on_connect. */
+  private async authorise(action: 'publish' | 'play', name: StreamName, query: URLSearchParams, streamId?: string): Promise<Verdict> {
+    if (!(await this.connectAllowed)) return { ok: false, status: 403 };
+    const door: DoorRequest = {
+      action, name, ip: this.ip, query: new URLSearchParams([...query, ...this.connectQuery]), bearer: null,
+      tcUrl: this.tcUrl, pageUrl: this.pageUrl, protocol: 'RTMP', clientId: this.hookId, streamId,
+    };
+    return this.deps.access.authorise(door);
+  }
+
+  private startPublish(streamId: number, name: StreamName, label: string, grant: Grant, refuse: (code: string, description: string) => void): void {
     try {
       this.publication = startPublication(this.deps.hub, this.deps.log, {
         type: 'fmle-publish',
@@ -389,8 +421,9 @@ export class RtmpSession {
         tcUrl: this.tcUrl,
         pageUrl: this.pageUrl,
         kick: () => this.socket.destroy(),
-      }, 'RTMP');
+      }, 'RTMP', grant);
     } catch (err) {
+      grant.end();
       if (err instanceof GatewayError) return refuse('NetStream.Publish.BadName', err.message);
       throw err;
     }
@@ -406,7 +439,8 @@ export class RtmpSession {
 
   private onPlay(streamId: number, raw: AmfValue): void {
     if (this.busy || this.acquiring) throw new RtmpError('play on a connection that already publishes or plays');
-    const { name } = this.streamName(raw);
+    const { name, query } = this.streamName(raw);
+    this.playQuery = query;
     this.acquiring = true;
     clearTimeout(this.deadline);
     this.deps.hub.acquire(name).then((source) => {
@@ -476,6 +510,24 @@ export class RtmpSession {
       this.status(streamId, 'error', 'NetStream.Play.Failed', new GatewayError('LIMIT_REACHED', 'too many players on this stream').message);
       return this.closeAfterFlush();
     }
+    this.acquiring = true;
+    this.authorise('play', name, this.playQuery, source.id).then((v) => {
+      this.acquiring = false;
+      if (this.socket.destroyed || this.closing) return v.ok && v.end();
+      if (!v.ok) {
+        this.status(streamId, 'error', 'NetStream.Play.Failed', new GatewayError('PLAY_FORBIDDEN').message);
+        return this.closeAfterFlush();
+      }
+      this.playGrant = v;
+      this.seatPlayer(streamId, name, source, label);
+    }).catch((err: unknown) => {
+      this.acquiring = false;
+      this.fail(err);
+    });
+  }
+
+  /** An authorised player: subscribed to the source and listed. */
+  private seatPlayer(streamId: number, name: StreamName, source: Source, label: string): void {
     const client = new CountingClient(this.deps.hub, {
       type: 'rtmp-play',
       ip: this.ip,
@@ -516,6 +568,8 @@ export class RtmpSession {
       this.socket.setTimeout(this.limits.idleTimeoutMs);
       this.armIdleDeadline();
     } else if (this.playing) {
+      this.playGrant?.end();
+      this.playGrant = null;
       this.playing.consumer.end('closed');
       this.deps.hub.removeClient(this.playing.client.id);
       this.playing = null;
