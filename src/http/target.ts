@@ -33,6 +33,19 @@ export function applyTargetRules(req: IncomingMessage | Http2ServerRequest): str
   if (v.path === '*') return null;
   const origin = v.query === '' ? v.path : v.path + v.query;
   if (origin !== url) req.url = origin;
-  if (!h2 && url.charCodeAt(0) !== 0x2f && v.host !== '') req.headers.host = v.host;
+  if (!h2 && url.charCodeAt(0) !== 0x2f && v.host !== '') {
+    // Every reader of the request (the vhost choice, the proxy's forwarded Host, which reads the
+    // raw list) must see the authority, not a Host field the client also sent.
+    req.headers.host = v.host;
+    const raw = req.rawHeaders;
+    let seen = false;
+    for (let i = 0; i < raw.length; i += 2) {
+      if (raw[i].length === 4 && raw[i].toLowerCase() === 'host') {
+        raw[i + 1] = v.host;
+        seen = true;
+      }
+    }
+    if (!seen) raw.push('Host', v.host);
+  }
   return null;
 }

@@ -9,6 +9,7 @@ import { Gateway } from '../../src/gateway.js';
 import { memoryLogger } from '../../src/log.js';
 import { checkApiRequest } from '../../src/auth/api-guard.js';
 import { publish, waitFor } from '../helpers/ffmpeg.js';
+import { keyPairIn } from '../helpers/tls.js';
 
 /** Every path of the embedded API, and /metrics, which follows the API's rule. */
 const API_PATHS = ['/api/', '/api/v1/', '/api/v1/versions', '/api/v1/summaries', '/api/v1/streams/', '/api/v1/clients/', '/api/v1/vhosts/', '/api/v1/config', '/metrics'];
@@ -51,7 +52,7 @@ describe('http_api auth, as SRS 5 has it', () => {
     lines = mem.lines;
     const conf = `listen off; console_dir off; players_dir off;
       http_server { listen 127.0.0.1:0; dir ./public;
-        https { enabled on; listen 127.0.0.1:0; key ${tmp}/k.pem; cert ${tmp}/c.pem; } }
+        https { enabled on; listen 127.0.0.1:0; ${keyPairIn(tmp)} } }
       http_api { enabled on; listen 127.0.0.1:0; auth { enabled on; username admin; password "p4ss word"; } }
       vhost __defaultVhost__ { play { mw_latency 50ms; } }`;
     gw = await Gateway.start(loadConfigText(conf, 'auth.conf'), { log: mem.log });

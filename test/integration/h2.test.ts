@@ -425,7 +425,7 @@ for (const ownH2 of ['on', 'off'] as const) {
     before(async () => {
       site = makeSite();
       ({ gw } = await startGateway(`listen off;
-        http_server { listen 127.0.0.1:0; dir ${site.root}; https { enabled on; listen 127.0.0.1:0; key ${site.base}/k.pem; cert ${site.base}/c.pem; own_h2 ${ownH2}; } }`));
+        http_server { listen 127.0.0.1:0; dir ${site.root}; https { enabled on; listen 127.0.0.1:0; ${keyPairIn(site.base)} own_h2 ${ownH2}; } }`));
       port = gw.port('https');
     });
     after(async () => {
@@ -482,7 +482,7 @@ for (const ownH2 of ['on', 'off'] as const) {
   test(`own_h2 ${ownH2}: a live player over HTTP/2 is seen with its address by the API and the access log, which logs its body bytes`, async () => {
     const site = makeSite();
     const { gw, lines } = await startGateway(`listen off;
-      http_server { listen 127.0.0.1:0; dir ${site.root}; https { enabled on; listen 127.0.0.1:0; key ${site.base}/k.pem; cert ${site.base}/c.pem; own_h2 ${ownH2}; } }`);
+      http_server { listen 127.0.0.1:0; dir ${site.root}; https { enabled on; listen 127.0.0.1:0; ${keyPairIn(site.base)} own_h2 ${ownH2}; } }`);
     const pub = new FlvPublisher(gw.port('http'), '/live/addr.flv').play();
     const base = `https://127.0.0.1:${gw.port('https')}`;
     const session = http2.connect(base, { rejectUnauthorized: false });

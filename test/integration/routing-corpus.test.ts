@@ -11,6 +11,7 @@ import { memoryLogger } from '../../src/log.js';
 import { normalizePath } from '../../src/http/request-rules.js';
 import { rawExchange } from '../helpers/proc.js';
 import { h2Request, h2Session } from './site.js';
+import { keyPairIn } from '../helpers/tls.js';
 
 /**
  * The routing corpus: every row of the table, prefixes that overlap, dot-segments, encoded paths,
@@ -115,7 +116,7 @@ describe('routing corpus: every lane asks one table', () => {
     for (const [name, frontDoor, ownH2] of [['front door + own HTTP/2', true, 'on'], ['Node parser + Node http2', false, 'off']] as const) {
       const { log, lines } = memoryLogger();
       const conf = `listen off; access_log json; max_connections 5000;
-        http_server { listen 127.0.0.1:0; dir ${root}; crossdomain on; https { enabled on; listen 127.0.0.1:0; key ${base}/k.pem; cert ${base}/c.pem; own_h2 ${ownH2}; } }
+        http_server { listen 127.0.0.1:0; dir ${root}; crossdomain on; https { enabled on; listen 127.0.0.1:0; ${keyPairIn(base)} own_h2 ${ownH2}; } }
         proxy { route /up/ ${up}/; route /up/deep/ ${up}/deep/; route /api/v2/ ${up}/v2/; }
         vhost __defaultVhost__ { http_static { enabled on; mount /mnt; dir ${mnt}; } }
         vhost example.test { http_static { enabled on; mount [vhost]/hls; dir ${mnt}; } }`;

@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { openFds, rssOf, sleep } from '../helpers/proc.js';
 import { baselineP99, frame, getBlock, normalClient, PREFACE, rawH2, rssWatch, settings, startCli, verdict } from '../helpers/h2-attack.js';
+import { keyPairIn } from '../helpers/tls.js';
 
 /**
  * CONTINUATION flood (the CVE-2024-27316 class): HEADERS without END_HEADERS, then zero-length
@@ -19,7 +20,7 @@ const BURST = 4096;
 for (const ownH2 of ['on', 'off'] as const) {
   test(`own_h2 ${ownH2}: ${ATTACKERS} connections of zero-length CONTINUATION frames for header_timeout: GOAWAY after a few, memory flat`, async (t) => {
     const { gw, https } = await startCli((d) => `listen off; access_log off;
-      http_server { listen 127.0.0.1:0; dir ${d}; https { enabled on; listen 127.0.0.1:0; key ${d}/k.pem; cert ${d}/c.pem; own_h2 ${ownH2}; } }
+      http_server { listen 127.0.0.1:0; dir ${d}; https { enabled on; listen 127.0.0.1:0; ${keyPairIn(d)} own_h2 ${ownH2}; } }
       limits { header_timeout ${HEADER_TIMEOUT_MS}ms; }`);
     try {
       const baseline = await baselineP99(https, '/hello.txt');

@@ -5,6 +5,7 @@ import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { openFds, rssOf, sleep } from '../helpers/proc.js';
 import { baselineP99, frame, getBlock, normalClient, PREFACE, rawH2, rssWatch, settings, startCli, verdict } from '../helpers/h2-attack.js';
+import { keyPairIn } from '../helpers/tls.js';
 
 /**
  * HTTP/2 rapid reset (CVE-2023-44487) against proxied paths: streams opened and cancelled at once,
@@ -31,7 +32,7 @@ test(`own_h2 on: ${CONNECTIONS} connections of rapid reset (cancelled and provok
   await once(upstream, 'listening');
   const up = (upstream.address() as AddressInfo).port;
   const { gw, https } = await startCli((d) => `listen off; access_log off; max_connections 5000;
-    http_server { listen 127.0.0.1:0; dir ${d}; https { enabled on; listen 127.0.0.1:0; key ${d}/k.pem; cert ${d}/c.pem; } }
+    http_server { listen 127.0.0.1:0; dir ${d}; https { enabled on; listen 127.0.0.1:0; ${keyPairIn(d)} } }
     proxy { route /up/ http://127.0.0.1:${up}; }`);
   try {
     const baseline = await baselineP99(https, '/hello.txt');

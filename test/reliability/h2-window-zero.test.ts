@@ -4,6 +4,7 @@ import { closeSync, ftruncateSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { openFds, rssOf, sleep } from '../helpers/proc.js';
 import { baselineP99, frame, getBlock, normalClient, PREFACE, rawH2, rssWatch, settings, startCli, verdict } from '../helpers/h2-attack.js';
+import { keyPairIn } from '../helpers/tls.js';
 
 /**
  * Relayed answers to a client whose windows are 0: SETTINGS_INITIAL_WINDOW_SIZE 0, 128 streams
@@ -23,7 +24,7 @@ const ATTACK_MS = 6000;
 for (const ownH2 of ['on', 'off'] as const) {
   test(`own_h2 ${ownH2}: ${CONNECTIONS} connections × ${STREAMS} ranged streams of a large file with windows of 0 and PINGs: bounded memory, closed after request_timeout`, async (t) => {
     const { gw, dir, https } = await startCli((d) => `listen off; access_log off; max_connections 5000;
-      http_server { listen 127.0.0.1:0; dir ${d}; https { enabled on; listen 127.0.0.1:0; key ${d}/k.pem; cert ${d}/c.pem; own_h2 ${ownH2}; } }
+      http_server { listen 127.0.0.1:0; dir ${d}; https { enabled on; listen 127.0.0.1:0; ${keyPairIn(d)} own_h2 ${ownH2}; } }
       limits { request_timeout ${REQUEST_TIMEOUT_MS}ms; keepalive_timeout 20s; header_timeout 5s; }`);
     // 256 MiB, sparse: as large as needed for no stream to finish, costing no disk.
     const fd = openSync(join(dir, 'large.bin'), 'w');

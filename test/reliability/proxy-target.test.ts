@@ -123,10 +123,18 @@ describe('the proxy forwards origin-form targets only, normalised, with one Host
       assert.equal(status(norm), 200, norm);
       assert.match(up.heads[0], /^(GET|POST) \/up\/a\/c HTTP\/1\.1\r\n/);
       up.heads = [];
-      for (const target of ['/up/../etc/passwd', '/up/%2e%2e/etc/passwd', '/up/.%2E/other/x', '/up/../other/secret']) {
+      // Dot-segments are removed before the table is asked, so a path routes where it lands (as
+      // NGINX's location matching does): out of /up/ into the files, or into /other/'s upstream.
+      for (const target of ['/up/../etc/passwd', '/up/%2e%2e/etc/passwd']) {
         const r = await send(port, req(`GET ${target} HTTP/1.1`));
-        assert.notEqual(status(r), 200, `${target}: ${r}`);
-        assert.ok(status(r) >= 400 && status(r) < 500, `${target}: ${r}`);
+        // The static origin's answer: 404 for a GET, 405 for the undici lane's POST.
+        assert.ok(status(r) === 404 || status(r) === 405, `${target}: ${r}`);
+      }
+      other.heads = [];
+      for (const [target, lands] of [['/up/.%2E/other/x', '/other/x'], ['/up/../other/secret', '/other/secret']]) {
+        const r = await send(port, req(`GET ${target} HTTP/1.1`));
+        assert.equal(status(r), 200, `${target}: ${r}`);
+        assert.match(other.heads.shift() ?? '', new RegExp(`^(GET|POST) ${lands} HTTP/1\\.1\r\n`), `${target} reaches the upstream of ${lands}, normalised`);
       }
       // (A path above / outside every proxy prefix is the static origin's to refuse.)
       for (const target of ['/up/../../x', '/up/%2e%2e/%2E%2E/x', '/up/a/../../../other/x']) {
@@ -134,7 +142,7 @@ describe('the proxy forwards origin-form targets only, normalised, with one Host
         assert.equal(status(r), 400, `${target}: ${r}`);
       }
       assert.deepEqual(up.heads, [], 'nothing that left /up/ reached the /up/ upstream');
-      assert.deepEqual(other.heads, [], 'nor the upstream of the prefix it climbed into');
+      assert.deepEqual(other.heads, [], 'nor anything that climbed above /');
     });
 
     test(`${lane}: a control character in a header value is a 400 and nothing goes upstream`, async () => {

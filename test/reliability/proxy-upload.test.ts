@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { loadConfigText } from '../../src/config/index.js';
 import { Gateway } from '../../src/gateway.js';
 import { memoryLogger } from '../../src/log.js';
+import { keyPairIn } from '../helpers/tls.js';
 
 /**
  * Proxy framing, as an upstream that records what it received sees it: a chunked upload arrives
@@ -165,7 +166,7 @@ describe('proxy framing: chunked uploads stream on every lane; trailers reach th
     const dir = mkdtempSync(join(tmpdir(), 'sg-proxy-upload-'));
     const { log } = memoryLogger();
     gw = await Gateway.start(loadConfigText(`listen off; http_server { listen 127.0.0.1:0; dir ./public;
-      https { enabled on; listen 127.0.0.1:0; key ${dir}/k.pem; cert ${dir}/c.pem; } }
+      https { enabled on; listen 127.0.0.1:0; ${keyPairIn(dir)} } }
       proxy { route /up/ http://127.0.0.1:${upPort}; timeout 20s; }`, 'test.conf'), { log });
     httpPort = gw.port('http');
     httpsPort = gw.port('https');

@@ -10,6 +10,7 @@ import { Gateway } from '../../src/gateway.js';
 import { memoryLogger } from '../../src/log.js';
 import { rawExchange } from '../helpers/proc.js';
 import { h2Request, h2Session } from '../integration/site.js';
+import { keyPairIn } from '../helpers/tls.js';
 
 /**
  * The request rules on every lane: absolute-form targets, two Hosts, dot-segments (answered on
@@ -61,7 +62,7 @@ describe('request rules on every lane (absolute form, two Hosts, dot-segments, c
     for (const [name, frontDoor, ownH2] of [['front door', true, 'on'], ['Node parser', false, 'off']] as const) {
       const { log, lines } = memoryLogger();
       const conf = `listen off; access_log json;
-        http_server { listen 127.0.0.1:0; dir ${dir}; https { enabled on; listen 127.0.0.1:0; key ${certs}/k.pem; cert ${certs}/c.pem; own_h2 ${ownH2}; } }
+        http_server { listen 127.0.0.1:0; dir ${dir}; https { enabled on; listen 127.0.0.1:0; ${keyPairIn(certs)} own_h2 ${ownH2}; } }
         proxy { route /up/ http://127.0.0.1:${up}/; }`;
       lanes.push({ name, gw: await Gateway.start(loadConfigText(conf, 'rules.conf'), { log, frontDoor }), lines });
     }

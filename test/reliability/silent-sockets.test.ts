@@ -12,6 +12,7 @@ import { Gateway } from '../../src/gateway.js';
 import { memoryLogger } from '../../src/log.js';
 import { waitFor } from '../helpers/ffmpeg.js';
 import { gc, MiB, openFds, percentile, rssOf, sleep, timedGet } from '../helpers/proc.js';
+import { keyPairIn } from '../helpers/tls.js';
 
 /**
  * Connections that connect and send nothing (or one request, then idle) against the default
@@ -154,7 +155,7 @@ test('HTTPS: silent TCP and TLS connections that never send a head are closed at
   const TLS_SILENT = 400;
   const HT = 6000;
   const conf = `listen off; access_log off; max_connections 300;
-    http_server { listen 127.0.0.1:0; dir ${site()}; https { enabled on; listen 127.0.0.1:0; key ${dir}/k.pem; cert ${dir}/c.pem; } }
+    http_server { listen 127.0.0.1:0; dir ${site()}; https { enabled on; listen 127.0.0.1:0; ${keyPairIn(dir)} } }
     limits { header_timeout ${HT}ms; keepalive_timeout 60s; }`;
   const gw = await Gateway.start(loadConfigText(conf, 'silent-tls.conf'), { log });
   const port = gw.port('https');
@@ -193,7 +194,7 @@ test('max_connections_per_ip: past it a connection is closed at once on HTTP, HT
   const { log, lines } = memoryLogger();
   const CAP = 5;
   const conf = `listen 127.0.0.1:0; access_log off; http_api { enabled on; listen 127.0.0.1:0; }
-    http_server { listen 127.0.0.1:0; dir ${site()}; https { enabled on; listen 127.0.0.1:0; key ${dir}/k.pem; cert ${dir}/c.pem; } }
+    http_server { listen 127.0.0.1:0; dir ${site()}; https { enabled on; listen 127.0.0.1:0; ${keyPairIn(dir)} } }
     limits { max_connections_per_ip ${CAP}; }`;
   const gw = await Gateway.start(loadConfigText(conf, 'perip.conf'), { log });
   const held: net.Socket[] = [];
