@@ -17,7 +17,12 @@ export function generatesWhenMissing(keyPath: string, certPath: string): boolean
  */
 export async function loadKeyPair(keyPath: string, certPath: string, log: Logger): Promise<KeyPair> {
   const generate = generatesWhenMissing(keyPath, certPath);
-  const [key, cert] = await Promise.all([read(keyPath, 'key', generate), read(certPath, 'cert', generate)]);
+  // Settled together, then reported key first: the same config always names the same file.
+  const [k, c] = await Promise.allSettled([read(keyPath, 'key', generate), read(certPath, 'cert', generate)]);
+  if (k.status === 'rejected') throw k.reason;
+  if (c.status === 'rejected') throw c.reason;
+  const key = k.value;
+  const cert = c.value;
   if (key !== null && cert !== null) {
     checkPair(key, cert, keyPath, certPath);
     return { key, cert };
