@@ -1,9 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { track } from '../helpers/proc.js';
 
@@ -17,8 +17,29 @@ import { track } from '../helpers/proc.js';
 const CLI = fileURLToPath(new URL('../../src/cli.js', import.meta.url));
 const NOBODY = 65534;
 
+/**
+ * `nobody` must reach the gateway's own code: a checkout under a 0700 directory (mktemp -d makes
+ * one) would stop it before the file under test does. The directories above the code that others
+ * may not enter are opened for entering (o+x, no listing) for the test and put back after it.
+ */
+function letOthersEnter(path: string): () => void {
+  const changed: [string, number][] = [];
+  for (let d = dirname(path); ; d = dirname(d)) {
+    const mode = statSync(d).mode & 0o7777;
+    if ((mode & 0o001) === 0) {
+      chmodSync(d, mode | 0o001);
+      changed.push([d, mode]);
+    }
+    if (d === dirname(d)) break;
+  }
+  return () => {
+    for (const [d, mode] of changed) chmodSync(d, mode);
+  };
+}
+
 test('a file the gateway may not read is 403 with a log line; its neighbours are served', async () => {
   const asRoot = process.getuid?.() === 0;
+  const restore = asRoot ? letOthersEnter(CLI) : () => {};
   const dir = mkdtempSync(join(tmpdir(), 'sg-perm-'));
   chmodSync(dir, 0o755);
   const root = join(dir, 'www');
@@ -67,5 +88,6 @@ test('a file the gateway may not read is 403 with a log line; its neighbours are
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
+    restore();
   }
 });
