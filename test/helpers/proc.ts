@@ -179,6 +179,27 @@ export class CliGateway {
 
 // ---- raw HTTP --------------------------------------------------------------------------------------
 
+/** Reads one response from `sock` (Content-Length framed) or what came before its close, then destroys it. */
+export function readOneResponse(sock: net.Socket, ms = 3000): Promise<string> {
+  return new Promise((resolve) => {
+    let got = '';
+    const finish = () => {
+      clearTimeout(timer);
+      sock.destroy();
+      resolve(got);
+    };
+    const timer = setTimeout(finish, ms);
+    sock.on('data', (c: Buffer) => {
+      got += c.toString('latin1');
+      const end = got.indexOf('\r\n\r\n');
+      const length = /\r\ncontent-length: *(\d+)/i.exec(got)?.[1];
+      if (end >= 0 && length !== undefined && got.length >= end + 4 + Number(length)) finish();
+    });
+    sock.on('close', finish);
+    sock.on('error', finish);
+  });
+}
+
 export interface RawReply {
   status: number;
   head: string;

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { once } from 'node:events';
 import type { Gateway } from '../../src/gateway.js';
-import { sleep } from '../helpers/proc.js';
+import { readOneResponse, sleep } from '../helpers/proc.js';
 import { proxyGateway } from '../integration/site.js';
 
 /**
@@ -64,26 +64,7 @@ class StrayUpstream {
   }
 }
 
-/** Sends `bytes` on an open connection and reads one response (Content-Length framed) or until the close. */
-function answer(sock: net.Socket, ms = 3000): Promise<string> {
-  return new Promise((resolve) => {
-    let got = '';
-    const finish = () => {
-      clearTimeout(timer);
-      sock.destroy();
-      resolve(got);
-    };
-    const timer = setTimeout(finish, ms);
-    sock.on('data', (c: Buffer) => {
-      got += c.toString('latin1');
-      const end = got.indexOf('\r\n\r\n');
-      const length = /\r\ncontent-length: *(\d+)/i.exec(got)?.[1];
-      if (end >= 0 && length !== undefined && got.length >= end + 4 + Number(length)) finish();
-    });
-    sock.on('close', finish);
-    sock.on('error', finish);
-  });
-}
+const answer = readOneResponse;
 
 async function connected(port: number): Promise<net.Socket> {
   const s = net.connect(port, '127.0.0.1');

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { once } from 'node:events';
 import type { Gateway } from '../../src/gateway.js';
+import { readOneResponse } from '../helpers/proc.js';
 import { proxyGateway } from '../integration/site.js';
 
 /**
@@ -53,25 +54,10 @@ class RecordingUpstream {
 
 /** Sends raw bytes on a new connection; resolves with what came back by the close or the first whole response. */
 function send(port: number, bytes: string, ms = 3000): Promise<string> {
-  return new Promise((resolve) => {
-    const s = net.connect(port, '127.0.0.1');
-    let got = '';
-    const finish = () => {
-      clearTimeout(timer);
-      s.destroy();
-      resolve(got);
-    };
-    const timer = setTimeout(finish, ms);
-    s.on('data', (c: Buffer) => {
-      got += c.toString('latin1');
-      const end = got.indexOf('\r\n\r\n');
-      const length = /\r\ncontent-length: *(\d+)/i.exec(got)?.[1];
-      if (end >= 0 && length !== undefined && got.length >= end + 4 + Number(length)) finish();
-    });
-    s.on('close', finish);
-    s.on('error', finish);
-    s.write(bytes);
-  });
+  const s = net.connect(port, '127.0.0.1');
+  const reply = readOneResponse(s, ms);
+  s.write(bytes);
+  return reply;
 }
 
 const status = (reply: string) => Number(/^HTTP\/1\.1 (\d{3})/.exec(reply)?.[1] ?? 0);
