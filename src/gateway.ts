@@ -43,6 +43,7 @@ type Decision = ReturnType<typeof decide<Entry['target']>>;
 import { BUSY, ConnectionGuard, IDLE } from './net/guard.js';
 import { applyTargetRules } from './http/target.js';
 import { Budget } from './limits/budget.js';
+import { Recorder } from './record/recorder.js';
 
 /** How long a connection accepted past max_connections may take to send the request its 503 answers. */
 const OVER_LIMIT_GRACE_MS = 2_000;
@@ -110,6 +111,8 @@ export class Gateway {
   readonly certs: Certificates;
   /** The front door's and the proxy lanes' answers (src/lanes/fast.ts). */
   private readonly lanes: FastLanes;
+  /** SRS's dvr: recordings and their retention (src/record/). */
+  readonly recorder: Recorder;
 
   private constructor(config: Config, opts: GatewayOptions) {
     this.log = opts.log ?? new Logger();
@@ -143,7 +146,9 @@ export class Gateway {
       h2Relay: () => this.h2Relay,
       budgets: this.budgets,
     });
+    this.recorder = new Recorder({ hub: this.hub, vhost: (n) => this.vhost(n), vhosts: () => this.table.config.vhosts, log: this.log, finished: (r, s) => this.access.dvrFile(s.name, r.file, s.id, s.publisher) });
     this.api = createApi({
+      recordings: this.recorder,
       hub: this.hub,
       config: () => this.table.config,
       metrics: this.metrics,
@@ -174,6 +179,7 @@ export class Gateway {
   static async start(config: Config, opts: GatewayOptions = {}): Promise<Gateway> {
     const gw = new Gateway(config, opts);
     await gw.listen();
+    gw.recorder.start();
     return gw;
   }
 
@@ -582,6 +588,7 @@ export class Gateway {
     this.log.info('shutdown: no longer accepting connections');
     const closed = Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
     this.hub.closeAll();
+    await this.recorder.close();
     this.log.info('shutdown: live streams ended');
     for (const s of servers) (s as http.Server).closeIdleConnections?.();
     for (const f of this.frontDoors) f.closeIdle();

@@ -11,6 +11,7 @@ import { VERSION } from '../version.js';
 import { configView } from './config-view.js';
 import { ClientRates, clientJson, streamJson, vhostId, vhostJson } from './srs.js';
 import { CpuSampler, round2 } from './system.js';
+import { recordingsEndpoint, type RecordingList } from './recordings.js';
 
 /** What the embedded API reads: the live hub, the loaded config, the counters. */
 export interface ApiDeps {
@@ -25,6 +26,8 @@ export interface ApiDeps {
   traffic?: () => { connections: number; recvBytes: number; sendBytes: number };
   /** Each ACME domain's certificate (issuer, expiry, next renewal), for /api/v1/config. */
   certificates?: () => unknown[];
+  /** SRS dvr's files, for /api/v1/recordings (src/record/). */
+  recordings?: RecordingList;
 }
 
 /** SRS reports its own name here; tools check `server`/`service` only for presence. */
@@ -193,6 +196,7 @@ export function createApi(deps: ApiDeps): Middleware {
         return envelope({ vhosts: rows });
       },
     },
+    recordings: recordingsEndpoint(deps.recordings, envelope),
     config: {
       GET: () => envelope({ data: configView(deps.config(), deps.listeners(), deps.certificates?.() ?? []) }),
     },

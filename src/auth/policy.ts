@@ -3,7 +3,7 @@ import type { VhostConfig } from '../config/index.js';
 import type { StreamName } from '../live/types.js';
 import type { Logger } from '../log.js';
 import { PublishGuard } from '../ingest/access.js';
-import { HookCaller } from './hooks.js';
+import { HookCaller, onDvrBody } from './hooks.js';
 import { SecurityRules } from './security.js';
 import { TokenChecker } from './token.js';
 import type { Action, HookEvent, VhostAccess } from './types.js';
@@ -137,6 +137,16 @@ export class AccessControl {
       ...pub, action: 'on_hls', duration: seg.durationS, cwd: process.cwd(), file: '', url: `${name.stream}-${seg.seq}.ts`,
       m3u8: '', m3u8_url: `${name.app}/${name.stream}.m3u8`, seq_no: seg.seq, stream_url: `/${name.app}/${name.stream}`, stream_id: streamId,
     });
+  }
+
+  /** SRS's on_dvr, a notification once per finished recording, in order with the stream's on_publish. */
+  dvrFile(name: StreamName, file: string, streamId: string, publisher: { id: string; ip: string; tcUrl: string } | null): void {
+    const hooks = this.deps.vhost(name.vhost).access.hooks;
+    if (!hooks.enabled || hooks.urls.on_dvr.length === 0) return;
+    const key = `pub:${name.vhost}/${name.app}/${name.stream}`;
+    // The session plan's file ends after on_unpublish: the publisher's fields come from its client then.
+    const pub = this.publishers.get(key) ?? { ...this.ids(), client_id: publisher?.id ?? '', ip: publisher?.ip ?? '', vhost: name.vhost, app: name.app, tcUrl: publisher?.tcUrl ?? '', stream: name.stream, param: '' };
+    void this.hooks.call(hooks, 'on_dvr', key, onDvrBody(pub, name, file, streamId));
   }
 
   /** RTMP's on_connect: allowed or not (the connection is closed then). */
