@@ -57,8 +57,13 @@ export function pathPattern(template: string): PathPattern {
   const digits: Record<string, string> = { timestamp: '\\d+', 2006: '\\d{4}', '01': '\\d{2}', '02': '\\d{2}', 15: '\\d{2}', '04': '\\d{2}', '05': '\\d{2}', 999: '\\d{3}' };
   let source = '';
   let at = 0;
+  const named = new Set<string>();
   for (const m of rest.matchAll(VARIABLE)) {
-    source += escape(rest.slice(at, m.index)) + (digits[m[1]] ?? '[^/\\\\]+');
+    const v = m[1];
+    // [vhost] [app] [stream] are captured (the API lists a file found on disk under its stream), once each.
+    const part = digits[v] ?? (named.has(v) ? '[^/\\\\]+' : `(?<${v}>[^/\\\\]+)`);
+    named.add(v);
+    source += escape(rest.slice(at, m.index)) + part;
     at = m.index! + m[0].length;
   }
   source += escape(rest.slice(at));
