@@ -109,6 +109,11 @@ export interface Limits {
   connectionMemoryBytes: number;
   /** Open connections from one address on every listener (0 = unlimited; NGINX's limit_conn). */
   maxConnectionsPerIp: number;
+  /**
+   * LL-HLS requests held at once over every stream (blocking reloads, preload hints waiting for
+   * their part; default 8192). Past it a client gets 503 with Retry-After.
+   */
+  hlsHeldRequests: number;
 }
 
 export interface Config {
@@ -374,6 +379,7 @@ export function buildConfig(root: Directive[], file: string, notes: string[], wa
     unauthorizedMemoryBytes: lim.bytes('unauthorized_memory', 128 * 1024 * 1024),
     connectionMemoryBytes: lim.bytes('connection_memory', 1024 * 1024),
     maxConnectionsPerIp: lim.int('max_connections_per_ip', 0, 0, 1_000_000),
+    hlsHeldRequests: lim.int('hls_held_requests', 8192, 1, 1_000_000),
   };
 
   const routes: ProxyRoute[] = px.all('route').map((d) => {

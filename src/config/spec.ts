@@ -194,6 +194,8 @@ export const ROOT_SPEC = block({
     unauthorized_memory: one,
     connection_memory: one,
     max_connections_per_ip: one,
+    // streamgate: LL-HLS blocking reloads and preload hints held at once.
+    hls_held_requests: one,
   }),
   vhost: VHOST_SPEC,
   daemon: ignored,

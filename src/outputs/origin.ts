@@ -69,7 +69,7 @@ export function createOrigin(deps: OriginDeps): Origin {
   const { hub, log } = deps;
   const { access } = deps;
   hub.resolver = edgeResolver({ hub, log, vhost: deps.vhost });
-  const hls = new HlsOutput({ hub, vhost: deps.vhost, log, sendfile: deps.sendfile ?? false, onSegment: (source, seg) => access.hlsSegment(source.name, seg, source.id) });
+  const hls = new HlsOutput({ hub, vhost: deps.vhost, log, maxHeld: deps.config().limits.hlsHeldRequests, sendfile: deps.sendfile ?? false, onSegment: (source, seg) => access.hlsSegment(source.name, seg, source.id) });
   const uploads = new UploadStore(deps.uploads);
 
   const notLive = async (next: Next): Promise<void> => {
