@@ -44,8 +44,8 @@ export interface RouteEntry<T = unknown> {
   target: T;
 }
 
-/** `/{app}/{stream}.{ext}`: NGINX's `^/.+/.*\.(flv|m3u8|ts|aac|mp3)$` from the seed layout. */
-export const STREAM_PATH = /^\/(.+)\/([^/]+)\.(flv|m3u8|ts|aac|mp3)$/;
+/** `/{app}/{stream}.{ext}`: NGINX's `^/.+/.*\.(flv|m3u8|ts|aac|mp3)$` from the seed layout, and fMP4 HLS's `.m4s`. */
+export const STREAM_PATH = /^\/(.+)\/([^/]+)\.(flv|m3u8|ts|m4s|aac|mp3)$/;
 
 /** Whether `e` matches a request; `path` is the normalised raw path, `host` without its port. */
 export function matches(e: RouteEntry, method: string, path: string, host: string): boolean {

@@ -32,7 +32,10 @@ export class Mp4Remuxer {
   private readonly clock = new TimestampUnwrapper();
   /** Unwrapped ms of the first frame: the fragments' timeline starts at 0 there. */
   private zeroMs = -1;
-  /** A configuration record changed mid-stream: the caller needs a new init segment. */
+  /**
+   * A configuration record changed mid-stream (samples held under the old one are dropped): the
+   * caller needs a new init segment. The caller clears it.
+   */
   configChanged = false;
   /** Samples dropped because no cut came for MAX_PENDING_SAMPLES. */
   dropped = 0;
@@ -131,10 +134,7 @@ export class Mp4Remuxer {
 
   private setVideo(codec: 'avc' | 'hevc' | 'av1', config: Buffer): void {
     if (config.length === 0) return;
-    if (this.video) {
-      if (this.video.track.codec !== codec || !this.video.track.config.equals(config)) this.configChanged = true;
-      return;
-    }
+    if (this.video && this.video.track.codec === codec && this.video.track.config.equals(config)) return;
     let width: number | undefined;
     let height: number | undefined;
     if (codec === 'avc') {
@@ -146,17 +146,17 @@ export class Mp4Remuxer {
       }
     }
     const track: Mp4Track = { id: 1, kind: 'video', codec, timescale: VIDEO_TIMESCALE, config: Buffer.from(config), width, height };
-    this.video = { track, done: [], last: null, step: Math.round(VIDEO_TIMESCALE / 25) };
+    // Encoders repeat the same record (OBS at every reconnect); a different one needs a new init segment.
+    if (this.video) this.configChanged = true;
+    this.video = { track, done: [], last: null, step: this.video?.step ?? Math.round(VIDEO_TIMESCALE / 25) };
   }
 
   private setAudio(config: Buffer): void {
-    if (this.audio) {
-      if (!this.audio.track.config.equals(config)) this.configChanged = true;
-      return;
-    }
+    if (this.audio?.track.config.equals(config)) return;
     try {
       const c = parseAudioSpecificConfig(config);
       const track: Mp4Track = { id: 2, kind: 'audio', codec: 'aac', timescale: c.sampleRate, config: Buffer.from(config), sampleRate: c.sampleRate, channels: c.channels };
+      if (this.audio) this.configChanged = true;
       this.audio = { track, done: [], last: null, step: AAC_FRAME_SAMPLES };
     } catch (e) {
       if (!(e instanceof AacError)) throw e;
