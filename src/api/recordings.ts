@@ -1,31 +1,27 @@
-import type { Context } from 'koa';
 import type { RecordingInfo } from '../record/types.js';
 import { GatewayError } from '../errors.js';
+import type { ApiKit, Resource } from './kit.js';
 
-/** What the endpoint reads: the recorder's list (src/record/recorder.ts). */
+/** What the resource reads: the recorder's list (src/record/recorder.ts). */
 export interface RecordingList {
   list(filter: { vhost?: string; app?: string; stream?: string }): RecordingInfo[];
 }
 
-/** Recordings listed per answer at most (?start=&count= pages through more). */
-const MAX_COUNT = 10_000;
-const DEFAULT_COUNT = 1000;
-
 /**
  * `GET /api/v1/recordings[?vhost=&app=&stream=&start=&count=]`: finished and in-progress
- * recordings, oldest first, in the API's envelope. Times are ms since 1970 and durations seconds,
- * as SRS's API writes them; `file` is the path dvr_path made (served by the static origin when it
+ * recordings, oldest first, in the API's envelope, with `total` before paging. Times are ms since
+ * 1970, durations seconds; `file` is the path dvr_path made (the static origin serves it when it
  * lies under a served directory).
  */
-export function recordingsEndpoint(recorder: RecordingList | undefined, envelope: (d: Record<string, unknown>) => Record<string, unknown>) {
+export function recordings(kit: ApiKit): Resource {
   return {
-    GET: (ctx: Context, id: string | undefined) => {
+    name: 'recordings',
+    about: 'dvr recordings, finished and in progress (?app=&stream=)',
+    get: (ctx, id) => {
       if (id !== undefined) throw new GatewayError('API_NOT_FOUND', 'recordings are listed, not fetched one by one');
       const q = (k: string): string | undefined => (typeof ctx.query[k] === 'string' ? (ctx.query[k] as string) : undefined);
-      const all = recorder?.list({ vhost: q('vhost'), app: q('app'), stream: q('stream') }) ?? [];
-      const start = bounded(q('start'), 0, Number.MAX_SAFE_INTEGER);
-      const count = bounded(q('count'), DEFAULT_COUNT, MAX_COUNT);
-      return envelope({ total: all.length, recordings: all.slice(start, start + count).map(json) });
+      const all = kit.deps.recordings?.list({ vhost: q('vhost'), app: q('app'), stream: q('stream') }) ?? [];
+      return kit.envelope({ total: all.length, recordings: kit.page(ctx, all).map(json) });
     },
   };
 }
@@ -35,9 +31,4 @@ function json(r: RecordingInfo): Record<string, unknown> {
     vhost: r.vhost, app: r.app, stream: r.stream, file: r.file, container: r.container, state: r.state,
     start: r.startMs, end: r.endMs, duration: r.durationMs === null ? null : r.durationMs / 1000, bytes: r.bytes, codecs: r.codecs,
   };
-}
-
-function bounded(v: string | undefined, dflt: number, max: number): number {
-  const n = v === undefined ? Number.NaN : Number.parseInt(v, 10);
-  return Number.isFinite(n) && n >= 0 ? Math.min(n, max) : dflt;
 }
