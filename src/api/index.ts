@@ -24,8 +24,8 @@ const RESOURCES: ((kit: ApiKit) => Resource)[] = [
   streams,
   clients,
   vhosts,
-  recordings,
   config,
+  recordings,
 ];
 
 const READ_ONLY = 'GET, HEAD, OPTIONS';

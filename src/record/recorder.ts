@@ -4,6 +4,7 @@ import type { Hub } from '../live/hub.js';
 import type { Source } from '../live/source.js';
 import type { Logger } from '../log.js';
 import { FlvFileEncoder, type FileEncoder, type Headers } from './flv-file.js';
+import { mp4Encoder } from './mp4-binding.js';
 import { containerOf, pathPattern } from './path.js';
 import { recover, remove, scan, victims } from './retention.js';
 import { StreamRecording } from './session.js';
@@ -21,8 +22,8 @@ export interface RecorderDeps {
   log: Logger;
   /** A file is finished (SRS's on_dvr), with the id of the live stream it recorded. */
   finished?: (r: RecordingInfo, source: Source) => void;
-  /** The MP4 container, when built in: null makes .mp4 paths a logged refusal. */
-  mp4?: ((headers: Headers) => FileEncoder | null) | null;
+  /** The MP4 container (default: src/media/mp4/'s writer); tests inject others. */
+  mp4?: (headers: Headers) => FileEncoder | null;
   retentionIntervalMs?: number;
 }
 
@@ -78,7 +79,7 @@ export class Recorder {
       name: source.name,
       config: cfg,
       hasVideo: () => source.hasVideo,
-      encoder: (container, headers) => (container === 'flv' ? new FlvFileEncoder(headers) : this.deps.mp4 ? this.deps.mp4(headers) : null),
+      encoder: (container, headers) => (container === 'flv' ? new FlvFileEncoder(headers) : (this.deps.mp4 ?? mp4Encoder)(headers)),
       warn: (l) => this.deps.log.warn(l),
       info: (l) => this.deps.log.info(l),
       opened: (r) => this.remember(r),
@@ -101,7 +102,6 @@ export class Recorder {
       null,
       true,
     );
-    if (containerOf(cfg.path) === 'mp4' && !this.deps.mp4) this.deps.log.warn(`dvr: ${cfg.path}: MP4 recording is not available in this build`);
   };
 
   private remember(r: RecordingInfo): void {

@@ -82,16 +82,16 @@ function assertInSync(name: string, t: { video?: Track; audio?: Track }): void {
   assert.ok(Math.abs(t.video.end - t.audio.end) <= 0.1, `${name}: video ends at ${t.video.end}, audio at ${t.audio.end}`);
 }
 
-describe('dvr: ffmpeg publishes, the files play', () => {
-  test('RTMP, segment plan, FLV: cuts at key frames every dvr_duration, the files add up to the published span', async () => {
-    const { gw, dir } = await startGateway('dvr_plan segment; dvr_duration 4; dvr_path DIR/[app]/[stream]/[timestamp].flv;');
+for (const ext of ['flv', 'mp4'] as const) describe(`dvr: ffmpeg publishes, the ${ext.toUpperCase()} files play`, () => {
+  test(`RTMP, segment plan, ${ext}: cuts at key frames every dvr_duration, the files add up to the published span`, async () => {
+    const { gw, dir } = await startGateway(`dvr_plan segment; dvr_duration 4; dvr_path DIR/[app]/[stream]/[timestamp].${ext};`);
     try {
       const pub = publish(`rtmp://127.0.0.1:${gw.port('rtmp')}/live/seg`, { seconds: SECONDS, fast: true, gop: 25 });
       assert.equal(await pub.exited, 0, pub.stderr());
       const list = await finished(gw, 3);
       const files = readdirSync(join(dir, 'live', 'seg')).sort();
       assert.equal(files.length, 3, `12 s in 4 s segments: ${files.join(', ')}`);
-      assert.ok(files.every((f) => f.endsWith('.flv')), 'no .tmp left once the stream ended');
+      assert.ok(files.every((f) => f.endsWith(`.${ext}`)), 'no .tmp left once the stream ended');
       let total = 0;
       for (const [i, f] of files.entries()) {
         const path = join(dir, 'live', 'seg', f);
@@ -112,21 +112,26 @@ describe('dvr: ffmpeg publishes, the files play', () => {
     }
   });
 
-  test('HTTP-FLV, session plan, FLV: one file as long as the publish; the API filters by stream', async () => {
-    const { gw, dir } = await startGateway('dvr_plan session; dvr_path DIR/[app]-[stream]-[2006][01][02].flv;');
+  test(`HTTP-FLV, session plan, ${ext}: one file as long as the publish, seekable to its middle; the API filters by stream`, async () => {
+    const { gw, dir } = await startGateway(`dvr_plan session; dvr_path DIR/[app]-[stream]-[2006][01][02].${ext};`);
     try {
       const pub = publish(`http://127.0.0.1:${gw.port('http')}/live/sess.flv`, { seconds: SECONDS, fast: true });
       assert.equal(await pub.exited, 0, pub.stderr());
       const [rec] = await finished(gw);
       const files = readdirSync(dir);
       assert.equal(files.length, 1, files.join(', '));
-      assert.match(files[0], /^live-sess-\d{8}\.flv$/);
+      assert.match(files[0], new RegExp(`^live-sess-\\d{8}\\.${ext}$`));
       const path = join(dir, files[0]);
       await decodesCleanly(path);
       const t = await tracks(path);
       assertInSync(files[0], t);
       assert.ok(Math.abs(t.duration - SECONDS) <= 0.1, `ffprobe says ${t.duration} s for ${SECONDS} s published`);
       assert.ok(Math.abs(rec.duration! - SECONDS) <= 0.1, `the API says ${rec.duration} s`);
+      // A seek to the middle lands on the key frame there (one every second), as a player's would.
+      const s = run('ffprobe', ['-v', 'error', '-read_intervals', '6%+#1', '-select_streams', 'v', '-show_entries', 'packet=pts_time', '-of', 'csv=p=0', path]);
+      await s.exited;
+      const at = Number(s.stdout().toString().trim());
+      assert.ok(at >= 5 && at <= 6.05, `a seek to 6 s reads from ${at} s`);
       assert.equal((await recordings(gw, '?app=live&stream=sess')).length, 1);
       assert.equal((await recordings(gw, '?stream=other')).length, 0);
     } finally {
