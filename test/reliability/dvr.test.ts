@@ -10,6 +10,7 @@ import { memoryLogger } from '../../src/log.js';
 import { QueuedFile } from '../../src/record/writer.js';
 import { publish, run, waitFor } from '../helpers/ffmpeg.js';
 import { FlvPlayer } from '../helpers/flv-player.js';
+import { CliGateway, sleep } from '../helpers/proc.js';
 
 /**
  * Recording must never cost the live stream: a full disk or a directory that cannot be written
@@ -123,6 +124,47 @@ describe('dvr: the disk fails, the stream does not', () => {
     await f.close(join(dir, 'q.flv'));
     assert.deepEqual(errors, []);
     assert.equal(readdirSync(dir).join(), 'q.flv');
+  });
+});
+
+describe('dvr: a crash mid-recording', () => {
+  test('SIGKILL 10 s into an MP4 recording: the file plays to within one fragment of the kill; the next start recovers it', async () => {
+    // 10 s rather than 20: the whole file stays under a minute on a 2-core machine, and a
+    // fragment is a GOP (1 s here) however long the recording has run.
+    const dir = tempDir();
+    const conf = `listen 127.0.0.1:0; http_server { listen 127.0.0.1:0; dir ./public; https { enabled off; } }
+      vhost __defaultVhost__ { dvr { enabled on; dvr_path ${dir}/[app]/[stream].mp4; } }`;
+    const gw = new CliGateway(conf, dir);
+    const pub = publish(`rtmp://127.0.0.1:${await gw.port('rtmp')}/live/crash`, { seconds: 40, gop: 25 });
+    let killedAfterS = 0;
+    try {
+      await gw.waitLine(/publish live\/crash/, 15_000);
+      const from = Date.now();
+      await sleep(10_000);
+      gw.kill();
+      killedAfterS = (Date.now() - from) / 1000;
+      await gw.exited;
+    } finally {
+      gw.kill();
+      pub.kill();
+    }
+    const tmp = join(dir, 'live', 'crash.mp4.tmp');
+    assert.ok(existsSync(tmp), 'the file being written is where it was');
+    const p = run('ffprobe', ['-v', 'error', '-show_entries', 'packet=pts_time,duration_time', '-select_streams', 'v', '-of', 'csv=p=0', '-f', 'mp4', tmp]);
+    assert.equal(await p.exited, 0, p.stderr());
+    assert.equal(p.stderr(), '', 'what reached the disk reads without an error');
+    const ends = p.stdout().toString().trim().split('\n').map((l) => l.split(',').map(Number)).map(([t, d]) => t + (d || 0));
+    const playable = Math.max(...ends);
+    // One fragment (1 s GOP) plus the merged-write window and the encoder's start-up.
+    assert.ok(playable >= killedAfterS - 1.6, `plays to ${playable} s of the ${killedAfterS.toFixed(1)} s recorded before the kill`);
+    const again = new CliGateway(conf, dir);
+    try {
+      await again.waitLine(/dvr: recovered .*crash\.mp4/, 15_000);
+      assert.ok(existsSync(join(dir, 'live', 'crash.mp4')) && !existsSync(tmp), 'the next start renames it to the recording it was');
+    } finally {
+      again.kill();
+      await again.exited;
+    }
   });
 });
 
