@@ -1,5 +1,6 @@
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -136,6 +137,50 @@ for (const ext of ['flv', 'mp4'] as const) describe(`dvr: ffmpeg publishes, the 
       assert.equal((await recordings(gw, '?stream=other')).length, 0);
     } finally {
       await gw.close();
+    }
+  });
+});
+
+describe('dvr: on_dvr', () => {
+  test('SRS\'s on_dvr body once per finished file, after on_publish, with the publisher\'s fields', async () => {
+    const calls: Record<string, unknown>[] = [];
+    const hooks = http.createServer((req, res) => {
+      let body = '';
+      req.on('data', (d: Buffer) => (body += d.toString()));
+      req.on('end', () => {
+        calls.push(JSON.parse(body) as Record<string, unknown>);
+        res.end('0');
+      });
+    });
+    await new Promise<void>((r) => hooks.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(hooks.address() as { port: number }).port}`;
+    const { gw, dir } = await startGateway(`dvr_plan segment; dvr_duration 4; dvr_path DIR/[stream].[timestamp].flv; }
+      http_hooks { enabled on; on_publish ${url}/pub; on_dvr ${url}/dvr;`);
+    try {
+      const pub = publish(`rtmp://127.0.0.1:${gw.port('rtmp')}/live/hooked`, { seconds: 9, fast: true, gop: 25 });
+      assert.equal(await pub.exited, 0, pub.stderr());
+      await finished(gw, 3);
+      const dvr = await waitFor('three on_dvr calls', () => {
+        const d = calls.filter((c) => c.action === 'on_dvr');
+        return d.length >= 3 && d;
+      }, 10_000);
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(calls.filter((c) => c.action === 'on_dvr').length, 3, 'once per file');
+      assert.equal(calls[0].action, 'on_publish');
+      const files = readdirSync(dir).map((f) => join(dir, f)).sort();
+      assert.deepEqual(dvr.map((c) => c.file).sort(), files);
+      for (const c of dvr) {
+        assert.equal(c.cwd, process.cwd());
+        assert.equal(c.app, 'live');
+        assert.equal(c.stream, 'hooked');
+        assert.equal(c.stream_url, '/live/hooked');
+        assert.equal(c.client_id, calls[0].client_id, 'the publisher\'s client id, as in its on_publish');
+        assert.equal(c.ip, '127.0.0.1');
+        assert.equal(typeof c.stream_id, 'string');
+      }
+    } finally {
+      await gw.close();
+      hooks.close();
     }
   });
 });
