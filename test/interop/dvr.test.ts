@@ -27,13 +27,14 @@ async function startGateway(dvr: string): Promise<{ gw: Gateway; dir: string; li
   const dir = mkdtempSync(join(tmpdir(), 'sg-dvr-'));
   dirs.push(dir);
   const { log, lines } = memoryLogger();
-  const conf = `listen 127.0.0.1:0; http_server { listen 127.0.0.1:0; dir ./public; https { enabled off; } }
+  // The recordings lie under the web root: the API gives their URLs and the static origin serves them.
+  const conf = `listen 127.0.0.1:0; http_server { listen 127.0.0.1:0; dir ${dir}; https { enabled off; } }
     vhost __defaultVhost__ { dvr { enabled on; ${dvr.replaceAll('DIR', dir)} } }`;
   const gw = await Gateway.start(loadConfigText(conf, 'test.conf'), { log });
   return { gw, dir, lines };
 }
 
-interface Listed { file: string; state: string; duration: number | null; bytes: number; codecs: string[]; app: string; stream: string }
+interface Listed { file: string; url: string | null; state: string; duration: number | null; bytes: number; codecs: string[]; app: string; stream: string }
 
 async function recordings(gw: Gateway, query = ''): Promise<Listed[]> {
   const r = await fetch(`http://127.0.0.1:${gw.port('http')}/api/v1/recordings${query}`);
@@ -134,6 +135,10 @@ for (const ext of ['flv', 'mp4'] as const) describe(`dvr: ffmpeg publishes, the 
       const at = Number(s.stdout().toString().trim());
       assert.ok(at >= 5 && at <= 6.05, `a seek to 6 s reads from ${at} s`);
       assert.equal((await recordings(gw, '?app=live&stream=sess')).length, 1);
+      assert.equal(rec.url, `/${files[0]}`);
+      const got = await fetch(`http://127.0.0.1:${gw.port('http')}${rec.url}`, { headers: { Range: 'bytes=0-3' } });
+      assert.equal(got.status, 206, 'served from the web root with Range');
+      assert.equal(got.headers.get('content-range'), `bytes 0-3/${rec.bytes}`);
       assert.equal((await recordings(gw, '?stream=other')).length, 0);
     } finally {
       await gw.close();
