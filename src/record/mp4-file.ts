@@ -26,6 +26,9 @@ const AUDIO_FRAGMENT_MS = 1000;
 /** A GOP longer than this is cut inside (its fragment starts on a non-sync sample): a crash loses at most this much. */
 const MAX_FRAGMENT_MS = 10_000;
 
+/** Fragments the mfra indexes at most: 28 h of one-second GOPs, about 10 MiB held per recording. */
+const MAX_INDEXED_FRAGMENTS = 100_000;
+
 interface FragmentIndex {
   /** Start time of the fragment, per track id, in the track's timescale. */
   times: Map<number, number>;
@@ -94,7 +97,8 @@ export class Mp4FileEncoder implements FileEncoder {
     const times = new Map<number, number>();
     for (const r of runs) if (r.samples.length > 0) times.set(r.track.id, r.samples[0].dts);
     const frag = this.writer.mediaSegment(this.seq++, runs as never[]);
-    this.index.push({ times, moofAt: this.length });
+    // The index stops growing past its bound: seeks beyond it read fragments as they come.
+    if (this.index.length < MAX_INDEXED_FRAGMENTS) this.index.push({ times, moofAt: this.length });
     this.length += frag.length;
     this.fragStartMs = untilMs ?? -1;
     return frag;

@@ -93,7 +93,15 @@ export class Recorder {
     source.subscribe(
       {
         backlog: () => session.backlog(),
-        write: (b) => session.write(b),
+        write: (b) => {
+          try {
+            session.write(b);
+          } catch (err) {
+            // A container that refuses these packets stops this recording, never the source's fan-out.
+            this.deps.log.error(`dvr: recording ${source.name.app}/${source.name.stream} stopped: ${(err as Error).message}`);
+            session.end('closed');
+          }
+        },
         end: (reason) => {
           session.end(reason);
           void session.settled().then(() => this.sessions.delete(session));
