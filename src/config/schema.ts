@@ -4,6 +4,7 @@ import { ConfigError, type Directive } from './tree.js';
 import { accessLogConfig, type AccessLogConfig } from './access-log.js';
 import { DEFAULT_VHOST } from './validate.js';
 import type { PublishPolicy } from '../ingest/access.js';
+import { DEFAULT_DVR_PATH, SRS1_FILE_NAME, type DvrConfig } from '../record/types.js';
 import { DEFAULT_HOOKS_TIMEOUT_MS, HOOK_EVENTS, type ApiAuth, type HookEvent, type SecurityRule, type VhostAccess } from '../auth/types.js';
 
 /**
@@ -59,6 +60,8 @@ export interface VhostConfig {
   edge: { origin: URL | null; idleTimeoutMs: number; connectTimeoutMs: number };
   /** security, http_hooks and token blocks: who may publish and play (src/auth/). */
   access: VhostAccess;
+  /** SRS dvr: recording to files (src/record/). */
+  dvr: DvrConfig;
 }
 
 /** The default key and cert: the only pair generated (self-signed) when missing. */
@@ -276,6 +279,44 @@ function vhostConfig(name: string, v: View, limits: Limits): VhostConfig {
       connectTimeoutMs: edge.ms('connect_timeout', 5000),
     },
     access: vhostAccess(v),
+    dvr: dvrConfig(v.block('dvr')),
+  };
+}
+
+/** dvr_max_age: seconds, or with a unit as retention is usually said (`90m`, `24h`, `7d`); 0 = kept. */
+function ageMs(d: Directive | undefined): number {
+  if (!d) return 0;
+  const m = /^(\d+(?:\.\d+)?)(s|m|h|d)?$/.exec(d.args[0]);
+  if (!m) fail(d, `"dvr_max_age" expects an age such as 3600, 90m, 24h or 7d, got "${d.args[0]}"`);
+  return Math.round(Number(m[1]) * { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] ?? 's']!);
+}
+
+/** SRS's dvr block, with SRS's defaults, plus streamgate's retention (dvr_max_age, dvr_max_bytes). */
+function dvrConfig(d: View): DvrConfig {
+  const planDir = d.one('dvr_plan');
+  const plan = planDir?.args[0] ?? 'session';
+  // SRS 2's `append` plan was removed in SRS 3: say so rather than record something else.
+  if (plan !== 'session' && plan !== 'segment') fail(planDir!, `"dvr_plan" expects session or segment, got "${plan}"`);
+  const applyDir = d.one('dvr_apply');
+  const apply = applyDir?.args ?? ['all'];
+  for (const a of apply) if (a !== 'all' && !/^[^/\s]+\/[^/\s]+$/.test(a)) fail(applyDir!, `"dvr_apply" expects all or app/stream names, got "${a}"`);
+  const pathDir = d.one('dvr_path');
+  let path = pathDir?.args[0] ?? DEFAULT_DVR_PATH;
+  if (!/\.(flv|mp4)$/.test(path)) path = `${path.replace(/\/+$/, '')}/${SRS1_FILE_NAME}`;
+  const jitter = d.str('time_jitter', 'full');
+  if (jitter !== 'full' && jitter !== 'zero' && jitter !== 'off') fail(d.one('time_jitter')!, `"time_jitter" expects full, zero or off, got "${jitter}"`);
+  const durationMs = d.ms('dvr_duration', 30_000);
+  if (durationMs < 1000) fail(d.one('dvr_duration')!, '"dvr_duration" must be at least 1 second');
+  return {
+    enabled: d.bool('enabled', false),
+    apply: apply.includes('all') ? 'all' : apply,
+    plan,
+    path,
+    durationMs,
+    waitKeyframe: d.bool('dvr_wait_keyframe', true),
+    timeJitter: jitter,
+    maxAgeMs: ageMs(d.one('dvr_max_age')),
+    maxBytes: d.bytes('dvr_max_bytes', 0),
   };
 }
 

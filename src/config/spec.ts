@@ -90,7 +90,8 @@ export const VHOST_SPEC = block(
     tcp_nodelay: ignored,
     chunk_size: ignored,
     cluster: ignored,
-    dvr: ignored,
+    /** SRS dvr (src/record/): record streams to FLV or MP4 files; dvr_max_age/dvr_max_bytes are streamgate's. */
+    dvr: block({ enabled: one, dvr_apply: many(64), dvr_plan: one, dvr_path: one, dvr_duration: one, dvr_wait_keyframe: one, time_jitter: one, dvr_max_age: one, dvr_max_bytes: one }),
     rtc: ignored,
     /** SRS http_hooks: every URL of an event is POSTed to in order (src/auth/hooks.ts). */
     http_hooks: block({
