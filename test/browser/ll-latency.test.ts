@@ -139,7 +139,7 @@ describe('glass-to-glass latency in Chromium (hls.js lowLatencyMode, HTTPS/HTTP/
     assert.equal(low.protocol, 'h2');
     assert.ok(low.p50 > 0, 'a frame is never shown before it was published');
     assert.ok(low.p50 < classic.p50, `LL-HLS is not lower than TS HLS: ${line('LL-HLS', low)}; ${line('TS HLS', classic)}`);
-    // The 2 s bound holds on a machine with a core to spare (measured 1.3 s there); on one whose
+    // The 2 s bound is for a machine with a core to spare; on one whose
     // run queue is several times its cores, Chromium's software decoder stalls and hls.js adds a
     // second of target latency per stall (liveSyncOnStallIncrease), so there it is reported, not asserted.
     const load = loadavg()[0];
