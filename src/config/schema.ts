@@ -57,7 +57,8 @@ export interface VhostConfig {
   /** waitPublisherMs: how long an RTMP play of a stream nobody publishes yet waits for the publisher (0 = StreamNotFound at once). */
   play: { mwLatencyMs: number; gopCache: boolean; maxPlayers: number; waitPublisherMs: number; timeJitter: 'full' | 'zero' | 'off' };
   /** Edge pull: an HTTP origin (e.g. http://127.0.0.1:8080) that streams absent here are pulled from. */
-  edge: { origin: URL | null; idleTimeoutMs: number; connectTimeoutMs: number };
+  /** proxyHls: GET/HEAD of the origin's .m3u8/.ts go to it through the proxy (a front for SRS's HLS files). */
+  edge: { origin: URL | null; idleTimeoutMs: number; connectTimeoutMs: number; proxyHls: boolean };
   /** security, http_hooks and token blocks: who may publish and play (src/auth/). */
   access: VhostAccess;
   /** SRS dvr: recording to files (src/record/). */
@@ -277,6 +278,7 @@ function vhostConfig(name: string, v: View, limits: Limits): VhostConfig {
       origin: originDir ? parseUrl(originDir.args[0], originDir) : null,
       idleTimeoutMs: edge.ms('idle_timeout', 3000),
       connectTimeoutMs: edge.ms('connect_timeout', 5000),
+      proxyHls: edge.bool('proxy_hls', false),
     },
     access: vhostAccess(v),
     dvr: dvrConfig(v.block('dvr')),
