@@ -45,7 +45,12 @@ export interface VhostConfig {
   httpRemux: { enabled: boolean; mount: string };
   /** SRS hls: segments of about `fragmentS` seconds, a playlist window of about `windowS` seconds. */
   /** `disposeMs`: how long an unpublished stream's playlist (with ENDLIST) and segments stay (SRS hls_dispose). */
-  hls: { enabled: boolean; fragmentS: number; windowS: number; disposeMs: number };
+  /**
+   * streamgate: `fmp4` (hls_fmp4, default off) cuts fMP4/CMAF segments instead of MPEG-TS; `ll`
+   * (hls_ll, default off; implies fmp4) adds LL-HLS parts of `partS` seconds (hls_part, default
+   * 0.333, 0.1 to 2 and under hls_fragment), blocking reloads, preload hints and delta updates.
+   */
+  hls: { enabled: boolean; fragmentS: number; windowS: number; disposeMs: number; fmp4: boolean; ll: boolean; partS: number };
   publish: PublishPolicy;
   /** mw_latency: merged-write window (ms); gop_cache: send the last GOP to joining players; time_jitter: player timelines (default full). */
   /** waitPublisherMs: how long an RTMP play of a stream nobody publishes yet waits for the publisher (0 = StreamNotFound at once). */
@@ -104,6 +109,11 @@ export interface Limits {
   connectionMemoryBytes: number;
   /** Open connections from one address on every listener (0 = unlimited; NGINX's limit_conn). */
   maxConnectionsPerIp: number;
+  /**
+   * LL-HLS requests held at once over every stream (blocking reloads, preload hints waiting for
+   * their part; default 8192). Past it a client gets 503 with Retry-After.
+   */
+  hlsHeldRequests: number;
 }
 
 export interface Config {
@@ -227,6 +237,16 @@ function parseUrl(arg: string, d: Directive): URL {
   return u;
 }
 
+/** hls_fmp4, hls_ll, hls_part: LL-HLS is fMP4 only, and a part must fit well inside a segment. */
+function llHls(hls: View): { fmp4: boolean; ll: boolean; partS: number } {
+  const ll = hls.bool('hls_ll', false);
+  const partMs = hls.ms('hls_part', 333);
+  const d = hls.one('hls_part');
+  const fragmentMs = hls.ms('hls_fragment', 2000);
+  if (d && (partMs < 100 || partMs > 2000 || partMs >= fragmentMs)) fail(d, `"hls_part" expects 0.1 to 2 seconds and less than hls_fragment, got "${d.args[0]}"`);
+  return { fmp4: ll || hls.bool('hls_fmp4', false), ll, partS: partMs / 1000 };
+}
+
 function vhostConfig(name: string, v: View, limits: Limits): VhostConfig {
   const st = v.block('http_static');
   const remux = v.block('http_remux');
@@ -243,7 +263,7 @@ function vhostConfig(name: string, v: View, limits: Limits): VhostConfig {
     // (SRS_VHOST_HTTP_STATIC_ENABLED=on alone); /hls is what config/streamgate.conf documents.
     httpStatic: { enabled: st.bool('enabled', false), mount: st.str('mount', '[vhost]/hls'), dir: st.str('dir', './public/hls') },
     httpRemux: { enabled: remux.bool('enabled', true), mount: remux.str('mount', '[vhost]/[app]/[stream].flv') },
-    hls: { enabled: hls.bool('enabled', true), fragmentS: hls.ms('hls_fragment', 2000) / 1000, windowS: hls.ms('hls_window', 12_000) / 1000, disposeMs: hls.ms('hls_dispose', 60_000) },
+    hls: { enabled: hls.bool('enabled', true), fragmentS: hls.ms('hls_fragment', 2000) / 1000, windowS: hls.ms('hls_window', 12_000) / 1000, disposeMs: hls.ms('hls_dispose', 60_000), ...llHls(hls) },
     publish: {
       allow: pub.one('allow') ? allow : ['127.0.0.0/8', '::1'],
       secret: pub.one('secret')?.args[0] ?? null,
@@ -359,6 +379,7 @@ export function buildConfig(root: Directive[], file: string, notes: string[], wa
     unauthorizedMemoryBytes: lim.bytes('unauthorized_memory', 128 * 1024 * 1024),
     connectionMemoryBytes: lim.bytes('connection_memory', 1024 * 1024),
     maxConnectionsPerIp: lim.int('max_connections_per_ip', 0, 0, 1_000_000),
+    hlsHeldRequests: lim.int('hls_held_requests', 8192, 1, 1_000_000),
   };
 
   const routes: ProxyRoute[] = px.all('route').map((d) => {

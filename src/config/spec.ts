@@ -52,6 +52,10 @@ export const VHOST_SPEC = block(
       hls_ts_file: ignored,
       hls_cleanup: ignored,
       hls_dispose: one,
+      // streamgate: fMP4 (CMAF) segments, LL-HLS parts and blocking reloads.
+      hls_fmp4: one,
+      hls_ll: one,
+      hls_part: one,
       hls_wait_keyframe: ignored,
       hls_ctx: ignored,
       hls_ts_ctx: ignored,
@@ -190,6 +194,8 @@ export const ROOT_SPEC = block({
     unauthorized_memory: one,
     connection_memory: one,
     max_connections_per_ip: one,
+    // streamgate: LL-HLS blocking reloads and preload hints held at once.
+    hls_held_requests: one,
   }),
   vhost: VHOST_SPEC,
   daemon: ignored,

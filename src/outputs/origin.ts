@@ -16,7 +16,7 @@ import { playTs } from './ts.js';
 import { checkAudioTrack, playAudio } from './audio.js';
 import { VERSION } from '../version.js';
 
-export type StreamExt = 'flv' | 'm3u8' | 'ts' | 'aac' | 'mp3';
+export type StreamExt = 'flv' | 'm3u8' | 'ts' | 'm4s' | 'aac' | 'mp3';
 
 /** A request the routing table recognised as a stream: /{app}/{stream}.{ext} on a vhost. */
 export interface StreamRequest extends HlsName {
@@ -69,7 +69,7 @@ export function createOrigin(deps: OriginDeps): Origin {
   const { hub, log } = deps;
   const { access } = deps;
   hub.resolver = edgeResolver({ hub, log, vhost: deps.vhost });
-  const hls = new HlsOutput({ hub, vhost: deps.vhost, log, sendfile: deps.sendfile ?? false, onSegment: (source, seg) => access.hlsSegment(source.name, seg, source.id) });
+  const hls = new HlsOutput({ hub, vhost: deps.vhost, log, maxHeld: deps.config().limits.hlsHeldRequests, sendfile: deps.sendfile ?? false, onSegment: (source, seg) => access.hlsSegment(source.name, seg, source.id) });
   const uploads = new UploadStore(deps.uploads);
 
   /** An HLS PUT upload is stored at this URL (no key is built while there are none, the usual case). */
@@ -77,7 +77,7 @@ export function createOrigin(deps: OriginDeps): Origin {
   /** Claimed by a live stream published here or one an edge vhost may pull (the full path decides). */
   const claimsStream = (req: StreamRequest): boolean => hub.find(req) !== undefined || (req.ext !== 'm3u8' && deps.vhost(req.vhost).edge.origin !== null);
   const claims = (req: StreamRequest): boolean =>
-    ((req.ext === 'm3u8' || req.ext === 'ts') && (uploaded(req) || hls.claims(req, req.ext))) || claimsStream(req);
+    ((req.ext === 'm3u8' || req.ext === 'ts') && (uploaded(req) || hls.claims(req, req.ext))) || (req.ext === 'm4s' ? hls.claims(req, 'm4s') : claimsStream(req));
 
   return {
     async handle(ctx, req, next) {
@@ -85,9 +85,9 @@ export function createOrigin(deps: OriginDeps): Origin {
       const v = deps.vhost(req.vhost);
       if (req.ext === 'flv') return handleFlv(ctx, name, v, deps, next);
       const method = ctx.method;
-      const hlsFile = req.ext === 'm3u8' || req.ext === 'ts';
+      const hlsFile = req.ext === 'm3u8' || req.ext === 'ts' || req.ext === 'm4s';
       // ffmpeg -f hls -method PUT: uploads win over everything else at their URL.
-      if (hlsFile && (method === 'PUT' || method === 'DELETE')) return handleUpload(ctx, req, { store: uploads, authorise: (c, r) => authoriseUpload(access, c, r), log });
+      if (hlsFile && req.ext !== 'm4s' && (method === 'PUT' || method === 'DELETE')) return handleUpload(ctx, req, { store: uploads, authorise: (c, r) => authoriseUpload(access, c, r), log });
       if (method !== 'GET' && method !== 'HEAD') throw new GatewayError('METHOD_NOT_ALLOWED', undefined, { Allow: hlsFile ? ALLOW_HLS : ALLOW_AUDIO });
       const uploaded = hlsFile ? uploads.get(uploadKey(req)) : undefined;
       const guarded = access.guardsPlay(req.vhost);
@@ -97,13 +97,13 @@ export function createOrigin(deps: OriginDeps): Origin {
         if (req.ext === 'm3u8' && typeof ctx.body === 'string') ctx.body = carryToken(ctx.body, ctx);
         return;
       }
-      if (req.ext === 'm3u8' || !v.httpRemux.enabled) return notLive(next);
+      if (req.ext === 'm3u8' || req.ext === 'm4s' || !v.httpRemux.enabled) return notLive(next);
       return playLive(ctx, name, req.ext as keyof typeof LIVE_TYPES, v, deps, next);
     },
     fast(req, head, viewer) {
-      if (req.ext === 'm3u8' || req.ext === 'ts') {
+      if (req.ext === 'm3u8' || req.ext === 'ts' || req.ext === 'm4s') {
         // The same order as handle(): an upload at this URL wins.
-        if (uploaded(req)) return null;
+        if (req.ext !== 'm4s' && uploaded(req)) return null;
         // A controlled vhost: playlists (which may carry a token) and a session's first segment take the full path.
         if (access.guardsPlay(req.vhost) && (req.ext === 'm3u8' || !access.hls.has(HlsGrants.key(req.vhost, req.app, req.stream, req.ext, viewer.ip, viewer.agent)))) {
           return claims(req) ? null : undefined;
@@ -111,7 +111,7 @@ export function createOrigin(deps: OriginDeps): Origin {
         const reply = hls.fast(req, req.ext, head, viewer);
         if (reply !== undefined) return reply;
       }
-      return claimsStream(req) ? null : undefined;
+      return req.ext !== 'm4s' && claimsStream(req) ? null : undefined;
     },
     claims,
     close() {
