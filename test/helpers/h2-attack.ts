@@ -26,32 +26,7 @@ export async function baselineP99(port: number, path: string, ms = 2000): Promis
  * makes: alive, RSS growth under a bound, the normal client's p99, fds back to baseline.
  */
 
-export const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
-
-export function frame(type: number, flags: number, id: number, payload: Buffer | number[] = []): Buffer {
-  const p = Buffer.from(payload);
-  const h = Buffer.alloc(9);
-  h.writeUIntBE(p.length, 0, 3);
-  h[3] = type;
-  h[4] = flags;
-  h.writeUInt32BE(id, 5);
-  return Buffer.concat([h, p]);
-}
-
-/** A request as an HPACK block written by hand: indexed :method GET and :scheme https, literal :path, :authority and extra fields. */
-export function getBlock(path: string, extra: [string, string][] = []): Buffer {
-  const lit = (name: string, value: string) => Buffer.concat([Buffer.from([0x00, name.length]), Buffer.from(name), Buffer.from([value.length]), Buffer.from(value)]);
-  return Buffer.concat([Buffer.from([0x82, 0x87, 0x04, path.length]), Buffer.from(path), Buffer.from([0x01, 1]), Buffer.from('x'), ...extra.map(([n, v]) => lit(n, v))]);
-}
-
-export function settings(pairs: [number, number][]): Buffer {
-  const b = Buffer.alloc(6 * pairs.length);
-  pairs.forEach(([k, v], i) => {
-    b.writeUInt16BE(k, 6 * i);
-    b.writeUInt32BE(v, 6 * i + 2);
-  });
-  return frame(4, 0, 0, b);
-}
+export { frame, getBlock, PREFACE, settings } from './h2-frames.js';
 
 /** A TLS connection that chose h2, for writing raw frames; `closed` resolves when the server closes it. */
 export async function rawH2(port: number, first: Buffer): Promise<{ sock: tls.TLSSocket; closed: Promise<void>; goaway: () => number | undefined }> {

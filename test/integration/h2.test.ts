@@ -15,6 +15,7 @@ import { FlvPublisher, sleep } from '../helpers/proc.js';
 import { Decoder } from '../../src/http/h2/hpack.js';
 import { waitFor } from '../helpers/ffmpeg.js';
 import { keyPairIn } from '../helpers/tls.js';
+import { frame, getBlock, PREFACE } from '../helpers/h2-frames.js';
 
 /**
  * HTTPS with HTTP/2 (src/http/h2/): what the gateway answers from memory is written as frames by
@@ -40,23 +41,6 @@ interface Frame {
   flags: number;
   id: number;
   payload: Buffer;
-}
-
-const PREFACE = 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n';
-
-function frame(type: number, flags: number, id: number, payload: Buffer | number[] = []): Buffer {
-  const p = Buffer.from(payload);
-  const h = Buffer.alloc(9);
-  h.writeUIntBE(p.length, 0, 3);
-  h[3] = type;
-  h[4] = flags;
-  h.writeUInt32BE(id, 5);
-  return Buffer.concat([h, p]);
-}
-
-/** A GET of `path` as an HPACK block written by hand: indexed :method GET and :scheme https, literal :path and :authority. */
-function getBlock(path: string): Buffer {
-  return Buffer.concat([Buffer.from([0x82, 0x87, 0x04, path.length]), Buffer.from(path), Buffer.from([0x01, 1]), Buffer.from('x')]);
 }
 
 /**
