@@ -11,7 +11,7 @@ import { encode, enhancedTags, exVideoBody, flvBytes, type Encoded, type ExCodec
 
 /**
  * HEVC and AV1 published the way OBS 30+ and ffmpeg 6.1+ do it, over Enhanced RTMP and Enhanced
- * HTTP-FLV: an HTTP-FLV player gets the very same tags back, HLS (MPEG-TS) carries the HEVC as
+ * HTTP-FLV: HTTP-FLV and RTMP players get the very same tags back, HLS (MPEG-TS) carries the HEVC as
  * ffprobe reads it, and the API names the codec as SRS does.
  */
 
@@ -97,7 +97,7 @@ describe('Enhanced RTMP / Enhanced FLV: HEVC and AV1 in, the same tags out, HEVC
     { codec: 'av1', via: 'http-flv', api: 'AV1' },
   ];
   for (const { codec, via, api } of cases) {
-    test(`${codec} over ${via}: the player gets every tag byte for byte at its time; the API says ${api}${codec === 'hevc' ? '; HLS-TS is HEVC to ffprobe' : ''}`, async () => {
+    test(`${codec} over ${via}: HTTP-FLV and RTMP players get every tag byte for byte at its time; the API says ${api}${codec === 'hevc' ? '; HLS-TS is HEVC to ffprobe' : ''}`, async () => {
       const enc = media.get(codec)!;
       const tags = enhancedTags(enc);
       const name = `${codec}-${via}`;
@@ -106,15 +106,26 @@ describe('Enhanced RTMP / Enhanced FLV: HEVC and AV1 in, the same tags out, HEVC
       const s = await waitFor('the stream in the API with its codec', async () => {
         const st = await apiStream(http_, name);
         return st?.video?.width ? st : undefined;
-      });
+      }, 20_000);
       assert.deepEqual(s.video, { codec: api, profile: 'Main', level: codec === 'hevc' ? s.video!.level : '2.0', width: enc.width, height: enc.height });
       if (codec === 'hevc') assert.match(s.video!.level, /^\d(\.\d)?$/);
 
       const player = new FlvPlayer(http_, `/live/${name}.flv`);
-      await waitFor('the player seated', () => player.packets.length >= 1);
+      await waitFor('the player seated', () => player.packets.length >= 1, 20_000);
+      const rtmpPlayer = new RtmpTestClient(rtmp);
+      await rtmpPlayer.play('live', name);
+      await rtmpPlayer.until('Play.Start', () => rtmpPlayer.statuses.includes('NetStream.Play.Start'), 20_000);
       pub.send(tags.slice(1));
       const endBody = tags[tags.length - 1].body;
-      await waitFor('the sequence end at the player', () => player.packets.some((p) => p.pkt.data.equals(endBody)));
+      await waitFor('the sequence end at the player', () => player.packets.some((p) => p.pkt.data.equals(endBody)), 20_000);
+      await rtmpPlayer.until('the sequence end at the RTMP player', () => rtmpPlayer.messages.some((m) => m.type === 9 && m.payload.equals(endBody)), 20_000);
+      const viaRtmp = rtmpPlayer.messages.filter((m) => m.type === 9);
+      assert.equal(viaRtmp.length, tags.length);
+      viaRtmp.forEach((m, i) => {
+        assert.ok(m.payload.equals(tags[i].body), `RTMP message #${i} body`);
+        assert.equal(m.timestamp, tags[i].dts, `RTMP message #${i} timestamp`);
+      });
+      rtmpPlayer.close();
       const got = player.packets.filter((p) => p.pkt.kind === 'video').map((p) => p.pkt);
       assert.equal(got.length, tags.length);
       got.forEach((p, i) => {
@@ -128,7 +139,7 @@ describe('Enhanced RTMP / Enhanced FLV: HEVC and AV1 in, the same tags out, HEVC
 
       if (codec !== 'hevc') return;
       const url = `http://127.0.0.1:${http_}/live/${name}.m3u8`;
-      await waitFor('ENDLIST', async () => (await (await fetch(url)).text()).includes('#EXT-X-ENDLIST'));
+      await waitFor('ENDLIST', async () => (await (await fetch(url)).text()).includes('#EXT-X-ENDLIST'), 20_000);
       const p = run('ffprobe', ['-v', 'error', '-count_frames', '-select_streams', 'v', '-show_entries', 'stream=codec_name,width,height,nb_read_frames', '-of', 'csv=p=0', url]);
       await p.exited;
       assert.equal(p.stderr(), '');
@@ -153,7 +164,7 @@ describe('Enhanced RTMP / Enhanced FLV: HEVC and AV1 in, the same tags out, HEVC
     const s = await waitFor('the stream', async () => (await apiStream(http_, name))?.video?.width ? apiStream(http_, name) : undefined);
     assert.equal(s!.video!.codec, 'H265');
     const ts = run('ffmpeg', ['-hide_banner', '-v', 'error', '-nostdin', '-i', `http://127.0.0.1:${http_}/live/${name}.ts`, '-map', '0:v', '-f', 'framecrc', '-']);
-    await waitFor('the .ts player seated', async () => ((await apiStream(http_, name))?.clients ?? 0) >= 2);
+    await waitFor('the .ts player seated', async () => ((await apiStream(http_, name))?.clients ?? 0) >= 2, 20_000);
     pub.send(tags.slice(1));
     await new Promise((r) => setTimeout(r, 500));
     await pub.end();

@@ -22,7 +22,7 @@ describe('RTMP play: the policy runs before the stream is acquired', () => {
   const clients: RtmpTestClient[] = [];
 
   before(async () => {
-    origin = http.createServer((req, res) => {
+    origin = http.createServer((_req, res) => {
       hits++;
       // An origin that has the stream would answer with FLV; 404 is enough to count the pull.
       res.writeHead(404).end();
