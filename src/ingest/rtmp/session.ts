@@ -113,7 +113,6 @@ export class RtmpSession {
   private readonly hookId = newClientId();
   private connectAllowed: Promise<boolean> = Promise.resolve(true);
   private playGrant: Grant | null = null;
-  private playQuery = new URLSearchParams();
   /** Bytes received, and where the last acknowledgement was sent (§5.4.3). */
   private received = 0;
   private ackedAt = 0;
@@ -437,18 +436,35 @@ export class RtmpSession {
     this.status(streamId, 'status', 'NetStream.Publish.Start', `${label} is now published.`);
   }
 
+  /**
+   * A play is authorised before the stream is acquired: acquiring may start an edge pull from the
+   * origin or a wait for the publisher, and a peer the policy refuses must cause neither (HTTP
+   * plays authorise first too). The stream's id goes to the hooks when the stream exists already.
+   */
   private onPlay(streamId: number, raw: AmfValue): void {
     if (this.busy || this.acquiring) throw new RtmpError('play on a connection that already publishes or plays');
     const { name, query } = this.streamName(raw);
-    this.playQuery = query;
     this.acquiring = true;
     clearTimeout(this.deadline);
-    this.deps.hub.acquire(name).then((source) => {
+    this.authorise('play', name, query, this.deps.hub.find(name)?.id).then(async (v) => {
+      if (this.socket.destroyed || this.closing) {
+        this.acquiring = false;
+        return v.ok && v.end();
+      }
+      if (!v.ok) {
+        this.acquiring = false;
+        this.deps.log.warn(`${this.who()}: play of ${name.app}/${name.stream} refused by the access policy`);
+        this.status(streamId, 'error', 'NetStream.Play.Failed', new GatewayError('PLAY_FORBIDDEN').message);
+        return this.closeAfterFlush();
+      }
+      // Ended in onClose or onStop, whichever comes first.
+      this.playGrant = v;
+      const source = await this.deps.hub.acquire(name);
       this.acquiring = false;
       if (this.socket.destroyed || this.closing) return;
       if (!source || source.ended) return this.waitForPublisher(streamId, name);
       this.startPlay(streamId, name, source);
-    }, (err: unknown) => {
+    }).catch((err: unknown) => {
       this.acquiring = false;
       this.fail(err);
     });
@@ -510,20 +526,7 @@ export class RtmpSession {
       this.status(streamId, 'error', 'NetStream.Play.Failed', new GatewayError('LIMIT_REACHED', 'too many players on this stream').message);
       return this.closeAfterFlush();
     }
-    this.acquiring = true;
-    this.authorise('play', name, this.playQuery, source.id).then((v) => {
-      this.acquiring = false;
-      if (this.socket.destroyed || this.closing) return v.ok && v.end();
-      if (!v.ok) {
-        this.status(streamId, 'error', 'NetStream.Play.Failed', new GatewayError('PLAY_FORBIDDEN').message);
-        return this.closeAfterFlush();
-      }
-      this.playGrant = v;
-      this.seatPlayer(streamId, name, source, label);
-    }).catch((err: unknown) => {
-      this.acquiring = false;
-      this.fail(err);
-    });
+    this.seatPlayer(streamId, name, source, label);
   }
 
   /** An authorised player: subscribed to the source and listed. */
@@ -579,6 +582,8 @@ export class RtmpSession {
       // A player that gives up waiting (closeStream) may play something else.
       this.cancelWait();
       this.leaveWait();
+      this.playGrant?.end();
+      this.playGrant = null;
       this.socket.setTimeout(this.limits.idleTimeoutMs);
       this.armIdleDeadline();
     }
