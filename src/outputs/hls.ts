@@ -1,7 +1,8 @@
 import type { Context } from 'koa';
 import type { VhostConfig } from '../config/index.js';
 import type { Hub } from '../live/hub.js';
-import { CountingClient, clientIp } from '../live/client.js';
+import { clientIp } from '../live/client.js';
+import { HlsSessions } from './hls-sessions.js';
 import type { Source } from '../live/source.js';
 import { keyedName, streamKey, type StreamName } from '../live/types.js';
 import type { Logger } from '../log.js';
@@ -23,13 +24,6 @@ const SEGMENT_NAME = /^(.+)-(\d{1,15})$/;
  */
 const SEGMENT_MAX_AGE_S = 3600;
 
-/**
- * An HLS viewer is a series of GETs, not a connection. One (address, User-Agent, stream) that has
- * fetched nothing for this long has stopped watching and leaves the API's client list.
- */
-const HLS_SESSION_IDLE_MS = 20_000;
-/** Viewers listed at most; beyond this new ones are served but not listed (bounded memory). */
-const MAX_HLS_SESSIONS = 10_000;
 /** memfd copies held at most, over every stream (each is an open fd). */
 const DIRECT_MAX_SEGMENTS = 256;
 /**
@@ -106,8 +100,7 @@ export class HlsOutput {
   private readonly waiting = new Map<string, Entry>();
   /** Next segment numbers of disposed playlists that ran ahead of the clock, by stream name. */
   private readonly numbering = new Map<string, number>();
-  private readonly sessions = new Map<string, { client: CountingClient; seen: number }>();
-  private sweeper: NodeJS.Timeout | null = null;
+  private readonly sessions: HlsSessions;
   private readonly onPublish = (source: Source) => this.follow(source);
   /** Blocking reloads and preload hints waiting now (LL-HLS), over every stream. */
   readonly held: HeldRequests;
@@ -115,6 +108,7 @@ export class HlsOutput {
   constructor(private readonly deps: HlsDeps) {
     deps.hub.on('publish', this.onPublish);
     this.held = new HeldRequests(deps.maxHeld);
+    this.sessions = new HlsSessions(deps.hub);
   }
 
   find(name: StreamName): HlsStream | Fmp4HlsStream | undefined {
@@ -254,55 +248,11 @@ export class HlsOutput {
 
   /** Lists the viewer in the API as SRS's `hls-play`, counting the segment bytes it fetched. */
   private touch(name: StreamName, viewer: HlsViewer, bytes: number): void {
-    const ip = viewer.ip;
-    const key = (viewer.sessionKey ??= `${streamKey(name)}\n${ip}\n${viewer.agent}`);
-    let s = this.sessions.get(key);
-    if (!s) {
-      if (this.sessions.size >= MAX_HLS_SESSIONS) return;
-      const client = new CountingClient(this.deps.hub, {
-        type: 'hls-play',
-        ip,
-        // A copy: `name` may be a request object the front door keeps.
-        name: { vhost: name.vhost, app: name.app, stream: name.stream },
-        url: `/${name.app}/${name.stream}.m3u8`,
-        tcUrl: `http://${viewer.host}/${name.app}`,
-        pageUrl: viewer.referer,
-        publish: false,
-        // Nothing to cut: the listing goes, and comes back if the viewer keeps fetching.
-        kick: () => this.forget(key),
-      });
-      s = { client, seen: 0 };
-      this.sessions.set(key, s);
-      this.deps.hub.addClient(client);
-      if (!this.sweeper) {
-        this.sweeper = setInterval(() => this.sweep(), HLS_SESSION_IDLE_MS / 4);
-        this.sweeper.unref();
-      }
-    }
-    s.seen = Date.now();
-    s.client.sent += bytes;
-  }
-
-  private forget(key: string): void {
-    const s = this.sessions.get(key);
-    if (!s) return;
-    this.sessions.delete(key);
-    this.deps.hub.removeClient(s.client.id);
-  }
-
-  private sweep(): void {
-    const old = Date.now() - HLS_SESSION_IDLE_MS;
-    for (const [k, s] of this.sessions) if (s.seen < old) this.forget(k);
-    if (this.sessions.size === 0 && this.sweeper) {
-      clearInterval(this.sweeper);
-      this.sweeper = null;
-    }
+    this.sessions.touch(name, viewer, bytes);
   }
 
   close(): void {
-    if (this.sweeper) clearInterval(this.sweeper);
-    this.sweeper = null;
-    for (const k of [...this.sessions.keys()]) this.forget(k);
+    this.sessions.close();
     this.deps.hub.off('publish', this.onPublish);
     for (const e of [...this.entries.values(), ...this.waiting.values()]) clearTimers(e);
     this.entries.clear();

@@ -6,6 +6,7 @@ import { loadConfigText } from '../../src/config/index.js';
 import { Gateway } from '../../src/gateway.js';
 import { memoryLogger } from '../../src/log.js';
 import { probe, publish, run, waitFor, type Proc } from '../helpers/ffmpeg.js';
+import { encode, enhancedTags, flvBytes } from '../helpers/enhanced-flv.js';
 import { assertAppleRules, parseLl, partNumbers, type LlPlaylist } from '../helpers/ll-hls.js';
 
 /**
@@ -228,4 +229,40 @@ describe('LL-HLS behind signed tokens', () => {
       assert.equal((await fetch(`${base}/${u.split('?')[0]}`, { headers: { 'User-Agent': 'stranger' } })).status, 401, u);
     }
   });
+});
+
+describe('HEVC and AV1 from Enhanced FLV into LL-HLS', () => {
+  let g: Gateway;
+  before(async () => {
+    const conf = `listen off; http_server { listen 127.0.0.1:0; dir ./public; https { enabled off; } }
+      vhost __defaultVhost__ { play { mw_latency 0; } hls { enabled on; hls_fragment 1; hls_window 20; hls_dispose 4s; hls_ll on; } }`;
+    g = await Gateway.start(loadConfigText(conf, 'test.conf'), { log: memoryLogger().log });
+  });
+  after(async () => {
+    await g?.close();
+  });
+
+  for (const codec of ['hevc', 'av1'] as const) {
+    test(`${codec}: published over HTTP-FLV (libx265/libaom), the fMP4 playlist reads in ffprobe with no error, every frame there`, async () => {
+      const enc = await encode(codec, { seconds: 3, gop: 25 });
+      const body = flvBytes(enhancedTags(enc));
+      const port = g.port('http');
+      const r = await fetch(`http://127.0.0.1:${port}/live/${codec}.flv`, { method: 'POST', body });
+      assert.equal(r.status, 200);
+      const url = `http://127.0.0.1:${port}/live/${codec}.m3u8`;
+      const text = await waitFor('ENDLIST', async () => {
+        const t = await (await fetch(url)).text();
+        return t.includes('#EXT-X-ENDLIST') && t;
+      }, 15_000, 200);
+      assertAppleRules(parseLl(text));
+      const p = run('ffprobe', ['-v', 'error', '-count_frames', '-select_streams', 'v', '-show_entries', 'stream=codec_name,width,height,nb_read_frames', '-of', 'csv=p=0', url]);
+      const timer = setTimeout(p.kill, 30_000);
+      await p.exited;
+      clearTimeout(timer);
+      assert.equal(p.stderr(), '');
+      const lines = p.stdout().toString().split('\n').filter((l) => l.trim());
+      assert.ok(lines.length > 0);
+      for (const l of lines) assert.equal(l.trim(), `${codec},${enc.width},${enc.height},${enc.samples.length}`);
+    });
+  }
 });

@@ -6,7 +6,9 @@
  * it. Pure: packets in, samples out.
  */
 import { AacError, FLV_AAC_PREFIX_BYTES, parseAudioSpecificConfig } from '../aac.js';
+import { Av1Error, parseAv1c } from '../av1.js';
 import { AvcError, parseAvcConfig } from '../avc.js';
+import { HevcError, parseHvcc } from '../hevc.js';
 import { AUDIO_AAC, type MediaPacket } from '../packet.js';
 import { TimestampUnwrapper } from '../ts/muxer.js';
 import { videoFrame } from '../video.js';
@@ -137,13 +139,11 @@ export class Mp4Remuxer {
     if (this.video && this.video.track.codec === codec && this.video.track.config.equals(config)) return;
     let width: number | undefined;
     let height: number | undefined;
-    if (codec === 'avc') {
-      try {
-        ({ width, height } = parseAvcConfig(config));
-      } catch (e) {
-        if (!(e instanceof AvcError)) throw e;
-        return; // not a record a decoder could use either
-      }
+    try {
+      ({ width, height } = codec === 'avc' ? parseAvcConfig(config) : codec === 'hevc' ? parseHvcc(config) : parseAv1c(config));
+    } catch (e) {
+      if (!(e instanceof AvcError || e instanceof HevcError || e instanceof Av1Error)) throw e;
+      return; // not a record a decoder could use either
     }
     const track: Mp4Track = { id: 1, kind: 'video', codec, timescale: VIDEO_TIMESCALE, config: Buffer.from(config), width, height };
     // Encoders repeat the same record (OBS at every reconnect); a different one needs a new init segment.

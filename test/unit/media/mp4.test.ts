@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { FlvDemuxer } from '../../../src/media/flv/demuxer.js';
 import type { MediaPacket } from '../../../src/media/packet.js';
 import { videoFrame } from '../../../src/media/video.js';
+import { encode } from '../../helpers/enhanced-flv.js';
 import { initSegment, MAX_FRAGMENT_BYTES, MAX_FRAGMENT_SAMPLES, MAX_PENDING_SAMPLES, mediaSegment, Mp4Error, Mp4Remuxer, type Mp4Sample, type Mp4Track } from '../../../src/media/mp4/index.js';
 
 /** Two seconds of H.264 (B-frames: PTS ≠ DTS) and AAC as FLV, demuxed by our demuxer. */
@@ -84,6 +85,20 @@ describe('fMP4 writer', () => {
     assert.equal(stderr, '');
     assert.equal(info.streams[0].nb_read_frames, '25');
   });
+
+  for (const codec of ['hevc', 'av1'] as const) {
+    test(`${codec.toUpperCase()} (libx265/libaom, the config record and samples an Enhanced RTMP publisher sends): ffprobe reads it with no error`, async () => {
+      const enc = await encode(codec, { seconds: 2, gop: 25 });
+      const track: Mp4Track = { id: 1, kind: 'video', codec, timescale: 90000, config: enc.config, width: enc.width, height: enc.height };
+      const samples: Mp4Sample[] = enc.samples.map((x, i) => ({ dts: x.dts * 90, cts: x.cts * 90, duration: ((enc.samples[i + 1]?.dts ?? x.dts + 40) - x.dts) * 90, key: x.key, data: x.data }));
+      const cut = samples.findIndex((x, i) => i > 0 && x.key);
+      const { stderr, info } = ffprobe(Buffer.concat([initSegment([track]), mediaSegment(1, [{ track, samples: samples.slice(0, cut) }]), mediaSegment(2, [{ track, samples: samples.slice(cut) }])]));
+      assert.equal(stderr, '');
+      assert.equal(info.streams[0].codec_name, codec === 'hevc' ? 'hevc' : 'av1');
+      assert.equal(info.streams[0].width, 320);
+      assert.equal(info.streams[0].nb_read_frames, String(enc.samples.length));
+    });
+  }
 
   const track: Mp4Track = { id: 1, kind: 'video', codec: 'avc', timescale: 90000, config: Buffer.from([1, 0x42, 0, 0x1e, 0xff, 0xe0, 0]) };
   const sample = (data: Buffer): Mp4Sample => ({ dts: 0, cts: 0, duration: 3600, key: true, data });
