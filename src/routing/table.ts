@@ -11,7 +11,7 @@ import { isApiPath } from '../http/errors.js';
  *  2. /api/, /rtc/ → a proxy route for that prefix, else the embedded API
  *  —  /metrics → Prometheus text (the gateway's own, never proxied)
  *  3. user proxy routes, longest prefix first
- *  4. /{app}/{stream}.(flv|m3u8|ts|aac|mp3) → the live origin (nothing live: the rest of the table)
+ *  4. /{app}/{stream}.(flv|m3u8|ts|m4s|aac|mp3) → the live origin (nothing live: the rest of the table)
  *  5. the players' vendor scripts, /console/, /players/
  *  6. vhost http_static mounts, longest prefix first, a Host-bound mount before an any-host one
  *  7. the `/` proxy route, if any; else http_server.dir
@@ -44,8 +44,8 @@ export interface RouteEntry<T = unknown> {
   target: T;
 }
 
-/** `/{app}/{stream}.{ext}`: NGINX's `^/.+/.*\.(flv|m3u8|ts|aac|mp3)$` from the seed layout. */
-export const STREAM_PATH = /^\/(.+)\/([^/]+)\.(flv|m3u8|ts|aac|mp3)$/;
+/** `/{app}/{stream}.{ext}`: NGINX's `^/.+/.*\.(flv|m3u8|ts|aac|mp3)$` from the seed layout, plus fMP4 HLS's `.m4s`. */
+export const STREAM_PATH = /^\/(.+)\/([^/]+)\.(flv|m3u8|ts|m4s|aac|mp3)$/;
 
 /** Whether `e` matches a request; `path` is the normalised raw path, `host` without its port. */
 export function matches(e: RouteEntry, method: string, path: string, host: string): boolean {
