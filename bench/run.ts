@@ -23,6 +23,10 @@ import { openCpuCap, type CpuCap } from './lib/cpucap.js';
 import { topFrames, type Frame } from './lib/profile.js';
 import { renderMarkdown, type FanoutStep, type Report, type Row } from './lib/report.js';
 import { REQUIRED_TOOLS } from './lib/tools.js';
+import { runLlHls } from './ll-hls.js';
+
+/** LL-HLS clients doing blocking reloads in the ll-hls row. */
+const LL_HLS_CLIENTS = 1000;
 
 /**
  * `npm run bench` — streamgate side by side with NGINX, Caddy, the seed's Koa front door and
@@ -30,7 +34,7 @@ import { REQUIRED_TOOLS } from './lib/tools.js';
  * load (and the proxy upstream, and publishers) on core 1.
  *
  *   --smoke         tiny counts: proves every peer starts and every workload runs (< 60 s)
- *   --only=a,b      run only these workloads (m3u8, ts, ts-capped, api, https-h1, https-h2, fanout, nms, hls,
+ *   --only=a,b      run only these workloads (m3u8, ts, ts-capped, api, https-h1, https-h2, fanout, nms, hls, ll-hls,
  *                   logs: the uncapped HTTP rows again with every server's access log on)
  *   --out=DIR       where latest.md/latest.json go (default bench/results; smoke: a temp dir)
  *   --no-profile    skip the --cpu-prof pass for targets not met
@@ -572,6 +576,10 @@ async function main(): Promise<void> {
         log('profiling streamgate on hls');
         profiles.hls = await profileHls(base, site, upstream.http, s);
       }
+    }
+    if (want('ll-hls')) {
+      log('LL-HLS blocking reloads');
+      rows.push(await runLlHls(base, { clients: s.smoke ? 50 : LL_HLS_CLIENTS, seconds: s.smoke ? 2 : 10 }, log));
     }
     await upstream.proc.stop();
   } finally {

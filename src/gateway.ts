@@ -24,6 +24,7 @@ import { createProxy } from './proxy/index.js';
 import { buildTable, type Table, VENDOR_FILES } from './routing/build.js';
 import { STREAM_PATH } from './routing/table.js';
 import { FileRoot } from './static/fileserver.js';
+import { Recorder } from './record/recorder.js';
 
 /*
  * The gateway builds the rooms from the config and owns their lifecycle (start, reload, close):
@@ -81,6 +82,8 @@ export class Gateway {
   readonly certs: Certificates;
   /** The front door's and the proxy lanes' answers (src/lanes/fast.ts). */
   private readonly lanes: FastLanes;
+  /** SRS's dvr: recordings and their retention (src/record/). */
+  readonly recorder: Recorder;
   /** The HTTP listeners and every open connection (src/net/servers.ts). */
   private readonly servers: HttpServers;
 
@@ -115,7 +118,9 @@ export class Gateway {
       h2Relay: () => this.servers.h2Relay,
       budgets: this.budgets,
     });
+    this.recorder = new Recorder({ hub: this.hub, vhost: (n) => this.vhost(n), vhosts: () => this.table.config.vhosts, log: this.log, finished: (r, s) => this.access.dvrFile(s.name, r.file, s.id, s.publisher) });
     this.api = createApi({
+      recordings: this.recorder,
       hub: this.hub,
       config: () => this.table.config,
       metrics: this.metrics,
@@ -166,6 +171,7 @@ export class Gateway {
   static async start(config: Config, opts: GatewayOptions = {}): Promise<Gateway> {
     const gw = new Gateway(config, opts);
     await gw.listen();
+    gw.recorder.start();
     return gw;
   }
 
@@ -307,6 +313,7 @@ export class Gateway {
     this.log.info('shutdown: no longer accepting connections');
     const closed = Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
     this.hub.closeAll();
+    await this.recorder.close();
     this.log.info('shutdown: live streams ended');
     // Graceful: streams in flight (a download) finish, then the session closes.
     this.servers.drain(servers);

@@ -4,6 +4,7 @@ import { GatewayError } from '../errors.js';
 import { clients } from './clients.js';
 import { config } from './config.js';
 import { type ApiDeps, type ApiKit, makeKit, type Resource } from './kit.js';
+import { recordings } from './recordings.js';
 import { rtcWithoutBackend } from './rtc.js';
 import { streams } from './streams.js';
 import { summaries } from './summaries.js';
@@ -24,6 +25,7 @@ const RESOURCES: ((kit: ApiKit) => Resource)[] = [
   clients,
   vhosts,
   config,
+  recordings,
 ];
 
 const READ_ONLY = 'GET, HEAD, OPTIONS';

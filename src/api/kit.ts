@@ -6,6 +6,7 @@ import type { Source } from '../live/source.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { ClientRates } from './srs.js';
+import type { RecordingList } from './recordings.js';
 
 /** What the embedded API reads: the live hub, the loaded config, the counters. */
 export interface ApiDeps {
@@ -20,6 +21,8 @@ export interface ApiDeps {
   traffic?: () => { connections: number; recvBytes: number; sendBytes: number };
   /** Each ACME domain's certificate (issuer, expiry, next renewal), for /api/v1/config. */
   certificates?: () => unknown[];
+  /** SRS dvr's files, for /api/v1/recordings (src/record/). */
+  recordings?: RecordingList;
 }
 
 /** SRS reports its own name here; tools check `server`/`service` only for presence. */

@@ -84,13 +84,17 @@ export const VHOST_SPEC = block(
     publish: block({ allow: repeated(1, 32), secret: one, takeover: one, mr: ignored, mr_latency: ignored, firstpkt_timeout: ignored, normal_timeout: ignored, parse_sps: ignored, try_annexb_first: ignored, kickoff_for_idle: ignored }),
     /** wait_publisher (streamgate): how long an RTMP play of a stream not published yet waits for it. */
     play: block({ mw_latency: one, mw_msgs: ignored, gop_cache: one, max_players: one, queue_length: ignored, time_jitter: one, atc: ignored, mix_correct: ignored, wait_publisher: one, atc_auto: ignored, gop_cache_max_frames: ignored, send_min_interval: ignored, reduce_sequence_header: ignored }),
-    /** streamgate: pull streams from an HTTP-FLV origin when nobody publishes them here. */
-    edge: block({ origin: one, idle_timeout: one, connect_timeout: one }),
+    /**
+     * streamgate: pull streams from an HTTP-FLV origin when nobody publishes them here;
+     * proxy_hls on: the origin's HLS files (.m3u8, .ts) are proxied to it (a front, as NGINX's layout).
+     */
+    edge: block({ origin: one, idle_timeout: one, connect_timeout: one, proxy_hls: one }),
     min_latency: ignored,
     tcp_nodelay: ignored,
     chunk_size: ignored,
     cluster: ignored,
-    dvr: ignored,
+    /** SRS dvr (src/record/): record streams to FLV or MP4 files; dvr_max_age/dvr_max_bytes are streamgate's. */
+    dvr: block({ enabled: one, dvr_apply: many(64), dvr_plan: one, dvr_path: one, dvr_duration: one, dvr_wait_keyframe: one, time_jitter: one, dvr_max_age: one, dvr_max_bytes: one }),
     rtc: ignored,
     /** SRS http_hooks: every URL of an event is POSTed to in order (src/auth/hooks.ts). */
     http_hooks: block({

@@ -65,7 +65,7 @@ interface FrontRoute {
   /** Who asks for the stream, for the HLS session listing; made on first use. */
   viewer?: HlsViewer;
   /** The proxy lane's upstream request and its bytes (null: the lane refused the head); made on first use. */
-  lane?: { lr: LaneRequest; wire: string } | null;
+  lane?: { lr: LaneRequest; wire: Buffer } | null;
   /** The request has Origin and crossdomain is on. */
   cors: boolean;
   /** The cached file last answered and its reply: while the cache hands back the same entry, so is the reply. */

@@ -60,6 +60,7 @@ export function renderFmp4Playlist(s: Fmp4HlsStream, skip: boolean): string {
     if (b.parts.length > 0 || s.growing) {
       if (b.discontinuity && segs.length > 0) out += '#EXT-X-DISCONTINUITY\n';
       if (b.init !== map) out += `#EXT-X-MAP:URI="${s.initUri(b.init)}"\n`;
+      out += dateLine(b.wallMs);
     }
     for (const p of b.parts) out += partLine(s, p.seq, p.index, p.durationS, p.independent);
     const g = s.growing;
@@ -69,8 +70,13 @@ export function renderFmp4Playlist(s: Fmp4HlsStream, skip: boolean): string {
   return out;
 }
 
+/** EXT-X-PROGRAM-DATE-TIME (§4.4.4.6) on every segment: players (hls.js playingDate) read the latency off it. */
+function dateLine(wallMs: number): string {
+  return `#EXT-X-PROGRAM-DATE-TIME:${new Date(wallMs).toISOString()}\n`;
+}
+
 function segmentLines(s: Fmp4HlsStream, seg: Fmp4Segment): string {
-  let out = '';
+  let out = dateLine(seg.wallMs);
   for (const p of seg.parts) out += partLine(s, p.seq, p.index, p.durationS, p.independent);
   return `${out}#EXTINF:${seg.durationS.toFixed(3)},\n${s.uri(seg.seq)}\n`;
 }

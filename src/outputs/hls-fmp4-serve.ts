@@ -104,10 +104,8 @@ export async function servePlaylist(ctx: Context, stream: Fmp4HlsStream, held: H
       }
       const msn = Number(msnArg);
       const part = partArg === undefined ? null : Number(partArg);
-      if (msn > stream.lastSeq + 2) throw new GatewayError('BAD_REQUEST', `_HLS_msn ${msn} is more than two segments ahead`);
-      const b = stream.building();
-      const have = b && b.seq === msn ? b.parts.length : 0;
-      if (part !== null && part > have - 1 + ADVANCE_PART_LIMIT) throw new GatewayError('BAD_REQUEST', `_HLS_part ${part} is more than ${ADVANCE_PART_LIMIT} parts ahead`);
+      // What is already there is answered at once, however the segment it was asked as ended.
+      if (!stream.reached(msn, part)) checkAhead(stream, msn, part);
       const ok = await hold(ctx, stream, held, holdMs(stream), () => stream.reached(msn, part));
       if (!ok) throw new GatewayError('LIMIT_REACHED', `segment ${msn} part ${part ?? '-'} did not come within ${HOLD_TARGETS} target durations`, { 'Retry-After': '1' });
     }
@@ -116,6 +114,14 @@ export async function servePlaylist(ctx: Context, stream: Fmp4HlsStream, held: H
   ctx.set('Cache-Control', 'no-cache');
   ctx.type = PLAYLIST_TYPE;
   ctx.body = stream.playlist(skip);
+}
+
+/** RFC 8216bis §6.2.5.2: a segment more than two ahead, or a part more than the advance limit ahead, is a bad request. */
+function checkAhead(stream: Fmp4HlsStream, msn: number, part: number | null): void {
+  if (msn > stream.lastSeq + 2) throw new GatewayError('BAD_REQUEST', `_HLS_msn ${msn} is more than two segments ahead`);
+  const b = stream.building();
+  const have = b && b.seq === msn ? b.parts.length : 0;
+  if (part !== null && part > have - 1 + ADVANCE_PART_LIMIT) throw new GatewayError('BAD_REQUEST', `_HLS_part ${part} is more than ${ADVANCE_PART_LIMIT} parts ahead`);
 }
 
 /** The bytes of a complete init segment, segment or part, or undefined. */

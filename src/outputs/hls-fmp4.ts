@@ -34,6 +34,8 @@ export interface Part {
 
 export interface Fmp4Segment extends Segment {
   readonly init: InitSection;
+  /** Wall clock (ms) when its first frame arrived: EXT-X-PROGRAM-DATE-TIME, for players' latency readouts. */
+  readonly wallMs: number;
   /** Its parts while it is near the live edge (listed as EXT-X-PART); emptied after. */
   parts: Part[];
 }
@@ -57,6 +59,7 @@ interface Building {
   bytes: number;
   discontinuity: boolean;
   init: InitSection;
+  wallMs: number;
 }
 
 /** Segments that just left the playlist stay fetchable this long in number (as for TS). */
@@ -168,7 +171,7 @@ export class Fmp4HlsStream {
   }
 
   /** The segment being cut, with its parts so far (LL-HLS lists them). */
-  building(): { seq: number; parts: readonly Part[]; discontinuity: boolean; init: InitSection } | null {
+  building(): { seq: number; parts: readonly Part[]; discontinuity: boolean; init: InitSection; wallMs: number } | null {
     return this.cur;
   }
 
@@ -334,7 +337,7 @@ export class Fmp4HlsStream {
     const tracks = this.rx!.tracks();
     if (!tracks) return;
     if (!this.init) this.init = { id: this.nextSeq, data: initSegment(tracks) };
-    this.cur = { seq: this.nextSeq++, startMs: ms, parts: [], bytes: 0, discontinuity: this.pendingDiscontinuity, init: this.init };
+    this.cur = { seq: this.nextSeq++, startMs: ms, parts: [], bytes: 0, discontinuity: this.pendingDiscontinuity, init: this.init, wallMs: Date.now() };
     this.pendingDiscontinuity = false;
     this.growing = newPart(this.cur.seq, 0, true, ms);
   }
@@ -359,7 +362,7 @@ export class Fmp4HlsStream {
     let durationS = 0;
     for (const p of cur.parts) durationS += p.durationS;
     const data = Buffer.concat(cur.parts.map((p) => p.data), cur.bytes);
-    const seg: Fmp4Segment = { seq: cur.seq, durationS, data, discontinuity: cur.discontinuity, init: cur.init, parts: this.ll ? cur.parts : [] };
+    const seg: Fmp4Segment = { seq: cur.seq, durationS, data, discontinuity: cur.discontinuity, init: cur.init, wallMs: cur.wallMs, parts: this.ll ? cur.parts : [] };
     this.segments.push(seg);
     this.windowBytes += data.length;
     if (durationS > this.maxDurationS) this.maxDurationS = durationS;

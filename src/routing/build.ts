@@ -52,6 +52,33 @@ export interface Makers {
 
 const NONE: Target = { proxy: null, root: null, prefix: '', file: '' };
 
+/** The HLS files of a stream (NGINX's seed location `^/.+/.*\\.(m3u8|ts)$`, less FLV and audio). */
+export const EDGE_HLS_PATH = /^\/.+\/[^/]+\.(m3u8|ts)$/;
+
+/**
+ * A front for an origin's HLS (`edge { origin URL; proxy_hls on; }`): GET and HEAD of a stream's
+ * playlist or segment go to the origin through a proxy, before the live origin's entry, as
+ * NGINX's layout proxies the whole stream pattern; FLV stays with the edge pull (one upstream
+ * request per stream, not per player). Nothing is cached here: the origin's headers (its
+ * playlists' no-cache, its segments' validators) reach the client as sent. The Host sent is the
+ * origin's, as NGINX's proxy_pass sends by default (SRS picks its vhost by it).
+ */
+function edgeHlsEntries(config: Config, make: Makers): { entries: Entry[]; proxies: Proxy[] } {
+  const entries: Entry[] = [];
+  const proxies: Proxy[] = [];
+  for (const v of config.vhosts) {
+    const origin = v.edge.origin;
+    if (!v.enabled || origin === null || !v.edge.proxyHls) continue;
+    const proxy = make.proxy({ prefix: '/', upstream: origin, host: 'upstream' });
+    proxies.push(proxy);
+    const host = v.name === DEFAULT_VHOST ? null : v.name;
+    entries.push({ name: 'edge:hls', answer: 'proxy', methods: ['GET', 'HEAD'], host, path: { kind: 'pattern', re: EDGE_HLS_PATH }, target: { ...NONE, proxy, prefix: '/' } });
+  }
+  // A Host-bound vhost before the default one, which matches any Host.
+  entries.sort((a, b) => (a.host === null ? 1 : 0) - (b.host === null ? 1 : 0));
+  return { entries, proxies };
+}
+
 export function buildTable(config: Config, make: Makers): Table {
   const entries: Entry[] = [];
   const add = (e: Omit<Entry, 'target' | 'methods' | 'host'> & Partial<Entry>) => entries.push({ methods: null, host: null, target: NONE, ...e });
@@ -69,6 +96,8 @@ export function buildTable(config: Config, make: Makers): Table {
   for (const r of routes.filter((x) => x.prefix !== '/' && !isApiRoute(x.prefix)).sort(byLength)) {
     add({ name: `proxy:${r.prefix}`, answer: 'proxy', path: { kind: 'prefix', prefix: r.prefix }, target: { ...NONE, proxy: r.proxy, prefix: r.prefix } });
   }
+  const edgeProxies = edgeHlsEntries(config, make);
+  entries.push(...edgeProxies.entries);
   add({ name: 'stream', answer: 'stream', path: { kind: 'pattern', re: STREAM_PATH } });
 
   const roots: FileRoot[] = [];
@@ -106,9 +135,9 @@ export function buildTable(config: Config, make: Makers): Table {
   return {
     config,
     entries,
-    proxies: routes.map((r) => r.proxy),
+    proxies: [...routes.map((r) => r.proxy), ...edgeProxies.proxies],
     roots,
     vhosts: new Map(config.vhosts.map((v) => [v.name, v])),
-    proxied: routes.length > 0,
+    proxied: routes.length > 0 || edgeProxies.proxies.length > 0,
   };
 }

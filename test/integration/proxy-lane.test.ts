@@ -4,6 +4,7 @@ import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
 import { once } from 'node:events';
+import { createHash } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -298,6 +299,79 @@ describe('the proxy lane', () => {
     const grew = (peak - rss0) / 1024 / 1024;
     t.diagnostic(`rss growth: ${grew.toFixed(1)} MiB for ${total / 1024 / 1024} MiB relayed`);
     assert.ok(grew < 96 * RSS_BOUND_SCALE, `RSS grew ${grew.toFixed(1)} MiB`);
+  });
+
+  test('every client gets its own bytes, in order, while clients read at different speeds (the lane reuses its read buffers)', async (t) => {
+    // Each answer's bytes depend on the request and the offset (a period of 65,521 bytes, prime, so
+    // no read or write size lines up with it): a piece of another answer, a piece repeated or a
+    // piece read over before it reached the client all change the digest. Bodies are large enough
+    // (40 MiB) to fill the kernel's buffers of a client that stops reading, so the lane's writes
+    // to it queue in Node while the lane reads on.
+    const SIZE = 40 * 1024 * 1024 + 17;
+    const PERIOD = 65_521;
+    const patternOf = (id: number) => {
+      const b = Buffer.allocUnsafe(PERIOD + 256 * 1024);
+      for (let i = 0; i < b.length; i++) b[i] = (id * 131 + (i % PERIOD) * 7 + ((i % PERIOD) >> 9)) & 0xff;
+      return b;
+    };
+    const pieces = (id: number, each: (piece: Buffer) => boolean | void) => {
+      const p = patternOf(id);
+      let at = 0;
+      return () => {
+        while (at < SIZE) {
+          const n = Math.min(SIZE - at, 3000 + ((at / 3000) % 7) * 1500);
+          const off = at % PERIOD;
+          at += n;
+          if (each(p.subarray(off, off + n)) === false) return false;
+        }
+        return true;
+      };
+    };
+    const expected = (id: number) => {
+      const h = createHash('sha256');
+      pieces(id, (piece) => void h.update(piece))();
+      return h.digest('hex');
+    };
+    up.answer = (s, head) => {
+      const id = Number(/GET \/api\/pattern\/(\d+)/.exec(head)?.[1] ?? 0);
+      s.write(`HTTP/1.1 200 OK\r\nContent-Length: ${SIZE}\r\n\r\n`);
+      // One piece per turn, so the lane reads them one by one (reads smaller than its buffer):
+      // a write to a stalled client then queues less than a socket's high-water mark, and the
+      // lane goes on reading while those bytes wait.
+      const pump = pieces(id, (piece) => {
+        s.write(piece);
+        return false;
+      });
+      const go = () => {
+        if (s.destroyed) return;
+        if (s.writableLength > 256 * 1024) return void s.once('drain', go);
+        if (!pump()) setImmediate(go);
+      };
+      go();
+    };
+    const ids = [1, 2, 3, 4];
+    const fetchOne = (id: number) => new Promise<string>((resolve, reject) => {
+      http.get({ host: '127.0.0.1', port, path: `/api/pattern/${id}`, agent: false }, (res) => {
+        const h = createHash('sha256');
+        let got = 0;
+        let nextStop = 1024 * 1024;
+        res.on('data', (c: Buffer) => {
+          h.update(c);
+          got += c.length;
+          // The slow half stops reading now and then, long enough for the kernel's buffers to fill.
+          if (id % 2 === 0 && got >= nextStop) {
+            nextStop += 8 * 1024 * 1024;
+            res.pause();
+            setTimeout(() => res.resume(), 250);
+          }
+        });
+        res.on('end', () => resolve(h.digest('hex')));
+        res.on('error', reject);
+      }).on('error', reject);
+    });
+    const got = await Promise.all(ids.map((id) => fetchOne(id)));
+    for (const [i, id] of ids.entries()) assert.equal(got[i], expected(id), `answer ${id} arrived with other bytes`);
+    t.diagnostic(`${ids.length} answers of ${SIZE} bytes, each byte where it belongs`);
   });
 
   test('the client hanging up mid-body closes that upstream connection instead of pooling it', async () => {

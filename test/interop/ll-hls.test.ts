@@ -1,6 +1,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
+import { SignJWT } from 'jose';
 import { loadConfigText } from '../../src/config/index.js';
 import { Gateway } from '../../src/gateway.js';
 import { memoryLogger } from '../../src/log.js';
@@ -126,6 +127,8 @@ describe('LL-HLS (fMP4 parts, blocking reloads, preload hints)', () => {
     assert.equal((await get(`/live/ll.m3u8?_HLS_msn=${last + 3}`)).status, 400);
     assert.equal((await get(`/live/ll.m3u8?_HLS_msn=${last + 1}&_HLS_part=40`)).status, 400);
     assert.equal((await get('/live/ll.m3u8?_HLS_part=1')).status, 400);
+    // A part named under a segment that has since ended exists (the segment does): answered, not refused.
+    assert.equal((await get(`/live/ll.m3u8?_HLS_msn=${last}&_HLS_part=9`)).status, 200);
     assert.equal((await get('/live/ll.m3u8?_HLS_msn=x')).status, 400);
   });
 
@@ -191,5 +194,38 @@ describe('fMP4 HLS without LL', () => {
     await d.exited;
     clearTimeout(timer);
     assert.equal(d.stderr(), '');
+  });
+});
+
+describe('LL-HLS behind signed tokens', () => {
+  let g: Gateway;
+  let pub: Proc;
+  after(async () => {
+    pub?.kill();
+    await g?.close();
+  });
+
+  test('the playlist token is carried into EXT-X-MAP, EXT-X-PART and EXT-X-PRELOAD-HINT URIs; init, parts and segments need it', async () => {
+    const secret = 'hs256-shared-secret-for-tests-0123456789';
+    const conf = `listen off; http_server { listen 127.0.0.1:0; dir ./public; https { enabled off; } }
+      vhost __defaultVhost__ { play { mw_latency 0; } hls { enabled on; hls_fragment 1; hls_ll on; } token { enabled on; require play; secret ${secret}; } }`;
+    g = await Gateway.start(loadConfigText(conf, 'test.conf'), { log: memoryLogger().log });
+    const base = `http://127.0.0.1:${g.port('http')}/live`;
+    pub = publish(`${base}/tok.flv`, { seconds: 20, fps: 25, gop: 25 });
+    const token = await new SignJWT({ action: 'play', app: 'live', stream: 'tok', exp: Math.floor(Date.now() / 1000) + 60 })
+      .setProtectedHeader({ alg: 'HS256' }).sign(new TextEncoder().encode(secret));
+    const text = await waitFor('an LL playlist', async () => {
+      const r = await fetch(`${base}/tok.m3u8?token=${token}`);
+      const t = await r.text();
+      return r.status === 200 && t.includes('#EXT-X-PART:') && t;
+    }, 15_000, 200);
+    const p = parseLl(text);
+    const uris = [p.map!, p.hint!, ...p.segments.flatMap((s) => [s.uri, ...s.parts.map((x) => x.uri)])];
+    for (const u of uris) assert.ok(u.endsWith(`?token=${token}`), `${u} carries the token`);
+    // Another session (User-Agent) with the URLs as listed: allowed; without the token: refused.
+    for (const u of [p.map!, p.segments[0].uri, p.segments.at(-1)!.parts[0]?.uri ?? p.segments[0].uri]) {
+      assert.equal((await fetch(`${base}/${u}`, { headers: { 'User-Agent': 'another-player' } })).status, 200, u);
+      assert.equal((await fetch(`${base}/${u.split('?')[0]}`, { headers: { 'User-Agent': 'stranger' } })).status, 401, u);
+    }
   });
 });

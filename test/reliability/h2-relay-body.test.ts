@@ -2,12 +2,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import http2 from 'node:http2';
-import net from 'node:net';
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
-import { H2Connection } from '../../src/http/h2/connection.js';
-import { Account } from '../../src/limits/budget.js';
-import { startCli } from '../helpers/h2-attack.js';
+import { ownH2Server, startCli } from '../helpers/h2-attack.js';
 import { keyPairIn } from '../helpers/tls.js';
 
 /**
@@ -79,24 +76,8 @@ test('own HTTP/2 relay: handlers that pause and resume a request body on every c
     });
     req.on('end', () => res.end(String(n)));
   });
-  const server = net.createServer((sock) => {
-    new H2Connection(sock, {
-      answer: () => null,
-      done: () => {},
-      timed: () => false,
-      relay: (inner) => node.emit('connection', inner),
-      keepAliveTimeoutMs: () => 30_000,
-      headerTimeoutMs: () => 30_000,
-      requestTimeoutMs: () => 30_000,
-      maxHeaderBytes: () => 16 * 1024,
-      notPlain: new Set(),
-      account: new Account(null, 8 * 1024 * 1024),
-      warn: (line) => t.diagnostic(line),
-    });
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const client = http2.connect(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+  const own = await ownH2Server(node, (line) => t.diagnostic(line));
+  const client = http2.connect(`http://127.0.0.1:${own.port}`);
   try {
     for (const [name, f] of [...Object.entries(RESUMES), ['by async iterator', null] as const]) {
       resume = f;
@@ -106,7 +87,7 @@ test('own HTTP/2 relay: handlers that pause and resume a request body on every c
     }
   } finally {
     client.close();
-    server.close();
+    own.close();
     node.close();
   }
 });
