@@ -5,6 +5,7 @@ import { loadConfigText } from '../../src/config/index.js';
 import { Gateway } from '../../src/gateway.js';
 import { memoryLogger } from '../../src/log.js';
 import { run, waitFor } from '../helpers/ffmpeg.js';
+import { sleep } from '../helpers/proc.js';
 import { FlvPlayer } from '../helpers/flv-player.js';
 import { RtmpTestClient } from '../helpers/rtmp-client.js';
 import { encode, enhancedTags, exVideoBody, flvBytes, type Encoded, type ExCodec, type ExTag } from '../helpers/enhanced-flv.js';
@@ -173,4 +174,30 @@ describe('Enhanced RTMP / Enhanced FLV: HEVC and AV1 in, the same tags out, HEVC
     const frames = ts.stdout().toString().split('\n').filter((l) => l && !l.startsWith('#'));
     assert.equal(frames.length, enc.samples.length, 'every HEVC frame decoded from the live .ts');
   });
+
+  for (const codec of ['hevc', 'av1'] as const) {
+    test(`${codec} from Enhanced RTMP into fMP4 HLS (hls_fmp4): ffprobe reads ${codec} with every frame and no error`, async () => {
+      const { log } = memoryLogger();
+      const fmp4 = await Gateway.start(loadConfigText(`listen 127.0.0.1:0; http_server { listen 127.0.0.1:0; dir ./public; https { enabled off; } }
+        vhost __defaultVhost__ { hls { enabled on; hls_fmp4 on; hls_fragment 1; hls_window 20; hls_dispose 30s; } }`, 'fmp4.conf'), { log });
+      try {
+        const enc = media.get(codec)!;
+        const name = `${codec}fmp4`;
+        const pub = await rtmpPublisher(fmp4.port('rtmp'), name);
+        pub.send(enhancedTags(enc));
+        await sleep(300);
+        await pub.end();
+        const url = `http://127.0.0.1:${fmp4.port('http')}/live/${name}.m3u8`;
+        await waitFor('ENDLIST', async () => (await (await fetch(url)).text()).includes('#EXT-X-ENDLIST'), 20_000);
+        const p = run('ffprobe', ['-v', 'error', '-count_frames', '-select_streams', 'v', '-show_entries', 'stream=codec_name,width,height,nb_read_frames', '-of', 'csv=p=0', url]);
+        await p.exited;
+        assert.equal(p.stderr(), '');
+        const lines = p.stdout().toString().split('\n').filter((l) => l.trim());
+        assert.ok(lines.length > 0);
+        for (const l of lines) assert.equal(l.trim(), `${codec},${enc.width},${enc.height},${enc.samples.length}`);
+      } finally {
+        await fmp4.close();
+      }
+    });
+  }
 });
