@@ -421,7 +421,7 @@ async function runFront(base: string, site: Site, s: Settings, log: (m: string) 
   try {
     const results = await runHttp(s, FRONT_WORKLOADS, new Map([['streamgate', sg], ['nginx-front', ng]]), log);
     const rows = httpRows(FRONT_WORKLOADS, results, s);
-    for (const r of rows) r.note = [r.note, 'origin: a streamgate serving the files from disk, on the load core'].filter(Boolean).join('; ');
+    for (const r of rows) r.method += '; origin: a streamgate serving the files from disk, on the load core';
     rows.push(await frontFanout(origin, [sg, ng], s, log));
     return rows;
   } finally {
@@ -455,7 +455,7 @@ async function frontFanout(origin: Peer, fronts: Peer[], s: Settings, log: (m: s
   const ngr = got[fronts[1].name];
   const cpu = (x: { best: Step | null }) => (x.best ? `${x.best.serverCpu.toFixed(0)}% CPU at ${x.best.players}` : 'no step');
   return {
-    id: 'front-flv',
+    id: 'flv-front',
     workload: 'HTTP-FLV fan-out through the front (one 0.5 Mbps stream on the origin): players kept up',
     unit: 'players',
     method: `steps ${steps.join('/')}, kept-up count as in the fan-out row; upstream requests read from the origin's API at ${steps[0]} players`,
