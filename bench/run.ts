@@ -24,6 +24,10 @@ import { renderMarkdown, type FanoutStep, type Report, type Row } from './lib/re
 import { REQUIRED_TOOLS } from './lib/tools.js';
 import { Generator } from './lib/generator.js';
 import { FRONT_FLV_PATH, originPlayers, startNginxFront, startOrigin, startSrsFront } from './lib/front.js';
+import { runLlHls } from './ll-hls.js';
+
+/** LL-HLS clients doing blocking reloads in the ll-hls row. */
+const LL_HLS_CLIENTS = 1000;
 
 /**
  * `npm run bench` — streamgate side by side with NGINX, Caddy, the seed's Koa front door and
@@ -31,7 +35,7 @@ import { FRONT_FLV_PATH, originPlayers, startNginxFront, startOrigin, startSrsFr
  * load (and the proxy upstream, and publishers) on core 1.
  *
  *   --smoke         tiny counts: proves every peer starts and every workload runs (< 60 s)
- *   --only=a,b      run only these workloads (m3u8, ts, ts-capped, api, https-h1, https-h2, fanout, nms, hls, front,
+ *   --only=a,b      run only these workloads (m3u8, ts, ts-capped, api, https-h1, https-h2, fanout, nms, hls, ll-hls, front,
  *                   logs: the uncapped HTTP rows again with every server's access log on)
  *   --out=DIR       where latest.md/latest.json go (default bench/results; smoke: a temp dir)
  *   --no-profile    skip the --cpu-prof pass for targets not met
@@ -448,8 +452,8 @@ async function frontFanout(origin: Peer, fronts: Peer[], s: Settings, log: (m: s
     });
     await gen.stop();
     got[peer.name] = { best: best(r.steps), upstream, at: steps[0] };
-    // The origin's edge connection closes idle_timeout after the last player: let it go before the next front.
-    await sleep(4000);
+    // The front's edge connection closes idle_timeout (3 s) after the last player: let it go before the next front.
+    await sleep(s.smoke ? 1000 : 4000);
   }
   const sgr = got[fronts[0].name];
   const ngr = got[fronts[1].name];
@@ -618,6 +622,10 @@ async function main(): Promise<void> {
         log('profiling streamgate on hls');
         profiles.hls = await profileHls(base, site, upstream.http, s);
       }
+    }
+    if (want('ll-hls')) {
+      log('LL-HLS blocking reloads');
+      rows.push(await runLlHls(base, { clients: s.smoke ? 50 : LL_HLS_CLIENTS, seconds: s.smoke ? 2 : 10 }, log));
     }
     await upstream.proc.stop();
   } finally {

@@ -1,7 +1,10 @@
 import type { Source } from '../live/source.js';
 import type { MediaPacket } from '../media/packet.js';
-import { AUDIO_AAC, AUDIO_MP3, VIDEO_AVC, VIDEO_HEVC } from '../media/packet.js';
-import { parseAvcSequenceHeader } from '../media/avc.js';
+import { AUDIO_AAC, AUDIO_MP3, VIDEO_AV1, VIDEO_AVC, VIDEO_HEVC } from '../media/packet.js';
+import { parseAvcConfig } from '../media/avc.js';
+import { parseHvcc } from '../media/hevc.js';
+import { parseAv1c } from '../media/av1.js';
+import { videoFrame } from '../media/video.js';
 import { FLV_AAC_PREFIX_BYTES, parseAudioSpecificConfig } from '../media/aac.js';
 import { parseMp3Header } from '../media/mp3.js';
 
@@ -29,17 +32,25 @@ const audioCache = new WeakMap<MediaPacket, AudioInfo>();
 /** FLV SoundRate (E.4.2.1) for codecs whose rate lives in the tag byte, not a config record. */
 const FLV_RATES = [5512, 11025, 22050, 44100];
 
+/** SRS's names: H264, H265 (SRS 6+), AV1. */
+const VIDEO_NAMES = new Map([[VIDEO_AVC, 'H264'], [VIDEO_HEVC, 'H265'], [VIDEO_AV1, 'AV1']]);
+
 export function videoInfo(s: Source): VideoInfo {
-  const codec = s.videoCodec === VIDEO_AVC ? 'H264' : s.videoCodec === VIDEO_HEVC ? 'H265' : s.videoCodec ? `flv-codec-${s.videoCodec}` : 'unknown';
+  const codec = VIDEO_NAMES.get(s.videoCodec) ?? (s.videoCodec ? `flv-codec-${s.videoCodec}` : 'unknown');
   const h = s.videoHeader;
-  if (!h || s.videoCodec !== VIDEO_AVC) return { codec, profile: '', level: '', width: 0, height: 0 };
+  if (!h) return { codec, profile: '', level: '', width: 0, height: 0 };
   let info = videoCache.get(h);
   if (!info) {
+    info = { codec, profile: '', level: '', width: 0, height: 0 };
+    const f = videoFrame(h);
     try {
-      const c = parseAvcSequenceHeader(h.data);
-      info = { codec, profile: c.profileName, level: c.level, width: c.width, height: c.height };
+      // Legacy and Enhanced FLV alike: videoFrame hands over the record without FLV's prefix.
+      if (f?.part === 'config') {
+        const c = f.codec === 'avc' ? parseAvcConfig(f.body) : f.codec === 'hevc' ? parseHvcc(f.body) : parseAv1c(f.body);
+        info = { codec, profile: c.profileName, level: c.level, width: c.width, height: c.height };
+      }
     } catch {
-      info = { codec, profile: '', level: '', width: 0, height: 0 };
+      // A malformed record leaves the description empty; the stream itself is not affected.
     }
     videoCache.set(h, info);
   }

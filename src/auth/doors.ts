@@ -3,7 +3,7 @@ import { clientIp } from '../live/client.js';
 import type { StreamName } from '../live/types.js';
 import { GatewayError } from '../errors.js';
 import type { AccessControl, DoorRequest, Verdict } from './policy.js';
-import { HlsGrants } from './hls-grants.js';
+import { HlsGrants, SEGMENT } from './hls-grants.js';
 import type { Action } from './types.js';
 
 /** The door request of an HTTP publish or play. */
@@ -52,7 +52,7 @@ function credentialOf(ctx: Context): string {
 
 /** An HLS playlist or segment GET on a vhost that controls play: the chain once per viewer session. */
 export async function authoriseHls(access: AccessControl, ctx: Context, name: StreamName, ext: string): Promise<void> {
-  const base = ext === 'ts' ? { ...name, stream: /^(.+)-\d{1,15}$/.exec(name.stream)?.[1] ?? name.stream } : name;
+  const base = ext === 'ts' || ext === 'm4s' ? { ...name, stream: SEGMENT.exec(name.stream)?.[1] ?? name.stream } : name;
   const v = await access.hls.check(hlsSessionKey(ctx, name, ext), doorRequest(ctx, 'play', base, 'HLS'));
   if (!v.ok) throw refusal(v, 'play');
 }
@@ -65,7 +65,9 @@ export function carryToken(playlist: string, ctx: Context): string {
   const token = typeof ctx.query.token === 'string' ? ctx.query.token : null;
   if (!token) return playlist;
   const q = `token=${encodeURIComponent(token)}`;
-  return playlist.split('\n').map((line) => (line === '' || line.startsWith('#') ? line : `${line}${line.includes('?') ? '&' : '?'}${q}`)).join('\n');
+  const carry = (uri: string) => `${uri}${uri.includes('?') ? '&' : '?'}${q}`;
+  // fMP4 and LL-HLS name URIs inside tags too: EXT-X-MAP, EXT-X-PART, EXT-X-PRELOAD-HINT (URI="…").
+  return playlist.split('\n').map((line) => (line === '' ? line : line.startsWith('#') ? line.replace(/URI="([^"]*)"/, (_, u: string) => `URI="${carry(u)}"`) : carry(line))).join('\n');
 }
 
 /** HLS PUT: the chain once per uploader (address, User-Agent, app), not once per file. */

@@ -9,8 +9,8 @@ export const HLS_GRANT_IDLE_MS = 20_000;
 /** Sessions remembered at most; past it a viewer is asked again on every playlist (bounded memory). */
 export const MAX_HLS_GRANTS = 10_000;
 
-/** `stream-12` (a segment of `stream`): SRS's default segment name. */
-const SEGMENT = /^(.+)-\d{1,15}$/;
+/** `stream-12` (a segment of `stream`): SRS's default segment name; fMP4 adds `stream-12.3` (a part) and `stream-i12` (an init segment). */
+export const SEGMENT = /^(.+)-(?:\d{1,15}(?:\.\d{1,4})?|i\d{1,15})$/;
 
 export class HlsGrants {
   private readonly granted = new Map<string, { grant: Grant; seen: number }>();
@@ -21,7 +21,7 @@ export class HlsGrants {
 
   /** The session a playlist or segment request belongs to. */
   static key(vhost: string, app: string, stream: string, ext: string, ip: string, agent: string, credential = '\n\n'): string {
-    const base = ext === 'ts' ? (SEGMENT.exec(stream)?.[1] ?? stream) : stream;
+    const base = ext === 'ts' || ext === 'm4s' ? (SEGMENT.exec(stream)?.[1] ?? stream) : stream;
     return `${vhost}/${app}/${base}\n${ip}\n${agent}\n${credential}`;
   }
 

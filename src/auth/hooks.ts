@@ -85,6 +85,14 @@ export class HookCaller {
   }
 }
 
+/**
+ * SRS's on_dvr body (srs_app_http_hooks.cpp on_dvr): the publisher's fields, then `cwd` and
+ * `file` as dvr_path made it (relative paths are relative to `cwd`), once the file is finished.
+ */
+export function onDvrBody(pub: Record<string, unknown>, name: { app: string; stream: string }, file: string, streamId: string): Record<string, unknown> {
+  return { ...pub, action: 'on_dvr', cwd: process.cwd(), file, stream_url: `/${name.app}/${name.stream}`, stream_id: streamId };
+}
+
 /** SRS 5: a body of `0`, or a JSON object whose `code` is 0. */
 export function allows(text: string): boolean {
   const t = text.trim();

@@ -3,7 +3,7 @@ import type { VhostConfig } from '../config/index.js';
 import type { StreamName } from '../live/types.js';
 import type { Logger } from '../log.js';
 import { PublishGuard } from '../ingest/access.js';
-import { HookCaller } from './hooks.js';
+import { HookCaller, onDvrBody } from './hooks.js';
 import { SecurityRules } from './security.js';
 import { TokenChecker } from './token.js';
 import type { Action, HookEvent, VhostAccess } from './types.js';
@@ -50,6 +50,9 @@ interface Compiled {
   publish: PublishGuard;
 }
 
+/** Ended publishers' hook bodies kept for a late on_dvr, at most. */
+const MAX_UNPUBLISHED_BODIES = 1024;
+
 /**
  * The one policy chain every door asks, once per publish or play: SRS's `security` rules, then
  * the publish allow/secret (or, where a token is required, the token instead), then the signed
@@ -64,6 +67,8 @@ export class AccessControl {
   readonly uploads: HlsGrants;
   /** The on_publish body of each live stream's publisher, for its on_hls calls. */
   private readonly publishers = new Map<string, Record<string, unknown>>();
+  /** The last on_publish body of streams that ended, for their last on_dvr (bounded, oldest dropped). */
+  private readonly unpublished = new Map<string, Record<string, unknown>>();
 
   constructor(private readonly deps: AccessDeps) {
     this.hooks = new HookCaller(deps.log);
@@ -116,7 +121,10 @@ export class AccessControl {
       end: () => {
         if (ended) return;
         ended = true;
-        if (this.publishers.get(key) === body) this.publishers.delete(key);
+        if (this.publishers.get(key) === body) {
+          this.publishers.delete(key);
+          this.rememberUnpublished(key, body);
+        }
         const stop: HookEvent = r.action === 'publish' ? 'on_unpublish' : 'on_stop';
         void this.hooks.call(this.deps.vhost(r.name.vhost).access.hooks, stop, key, { ...body, action: stop });
       },
@@ -137,6 +145,22 @@ export class AccessControl {
       ...pub, action: 'on_hls', duration: seg.durationS, cwd: process.cwd(), file: '', url: `${name.stream}-${seg.seq}.ts`,
       m3u8: '', m3u8_url: `${name.app}/${name.stream}.m3u8`, seq_no: seg.seq, stream_url: `/${name.app}/${name.stream}`, stream_id: streamId,
     });
+  }
+
+  /** SRS's on_dvr, a notification once per finished recording, in order with the stream's on_publish. */
+  /** A session plan's file is finished after on_unpublish: its on_dvr still carries the publisher's fields. */
+  private rememberUnpublished(key: string, body: Record<string, unknown>): void {
+    this.unpublished.delete(key);
+    this.unpublished.set(key, body);
+    if (this.unpublished.size > MAX_UNPUBLISHED_BODIES) this.unpublished.delete(this.unpublished.keys().next().value!);
+  }
+
+  dvrFile(name: StreamName, file: string, streamId: string, publisher: { id: string; ip: string; tcUrl: string } | null): void {
+    const hooks = this.deps.vhost(name.vhost).access.hooks;
+    if (!hooks.enabled || hooks.urls.on_dvr.length === 0) return;
+    const key = `pub:${name.vhost}/${name.app}/${name.stream}`;
+    const pub = this.publishers.get(key) ?? this.unpublished.get(key) ?? { ...this.ids(), client_id: publisher?.id ?? '', ip: publisher?.ip ?? '', vhost: name.vhost, app: name.app, tcUrl: publisher?.tcUrl ?? '', stream: name.stream, param: '' };
+    void this.hooks.call(hooks, 'on_dvr', key, onDvrBody(pub, name, file, streamId));
   }
 
   /** RTMP's on_connect: allowed or not (the connection is closed then). */

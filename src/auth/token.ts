@@ -1,4 +1,4 @@
-import { createRemoteJWKSet, jwtVerify, type JWTPayload } from 'jose';
+import { createRemoteJWKSet, customFetch, jwtVerify, type JWTPayload } from 'jose';
 import type { Action, TokenConfig } from './types.js';
 import type { StreamName } from '../live/types.js';
 
@@ -8,6 +8,11 @@ const JWKS_COOLDOWN_MS = 30_000;
 const JWKS_MAX_AGE_MS = 10 * 60_000;
 /** A JWKS fetch that takes longer counts as a failure (the token is refused, the fetch retried later). */
 const JWKS_TIMEOUT_MS = 3_000;
+/**
+ * A JWKS answer longer than this is refused unread past the bound: a key set holds a handful of
+ * keys (a few KiB), and a misconfigured or hostile URL must not make us buffer without end.
+ */
+export const MAX_JWKS_BYTES = 64 * 1024;
 /** A token longer than this is refused unread: nothing legitimate needs more. */
 export const MAX_TOKEN_BYTES = 4096;
 /** Clock skew tolerated on `exp`/`nbf` between the issuer and us. */
@@ -26,7 +31,12 @@ export class TokenChecker {
 
   constructor(readonly config: TokenConfig) {
     if (config.jwks) {
-      this.key = createRemoteJWKSet(config.jwks, { cooldownDuration: JWKS_COOLDOWN_MS, cacheMaxAge: JWKS_MAX_AGE_MS, timeoutDuration: JWKS_TIMEOUT_MS });
+      this.key = createRemoteJWKSet(config.jwks, {
+        cooldownDuration: JWKS_COOLDOWN_MS,
+        cacheMaxAge: JWKS_MAX_AGE_MS,
+        timeoutDuration: JWKS_TIMEOUT_MS,
+        [customFetch]: boundedFetch,
+      });
       this.algorithms = ['ES256', 'RS256'];
     } else {
       this.key = new TextEncoder().encode(config.secret ?? '');
@@ -55,4 +65,23 @@ export class TokenChecker {
     if (claims.stream !== name.stream && claims.stream !== '*') return `token is for stream ${JSON.stringify(claims.stream)}, not ${name.stream}`;
     return null;
   }
+}
+
+/** fetch for jose that reads at most MAX_JWKS_BYTES of the answer and fails past it. */
+async function boundedFetch(url: string, options: RequestInit): Promise<Response> {
+  const res = await fetch(url, options);
+  if (!res.body) return res;
+  const declared = Number(res.headers.get('content-length') ?? 0);
+  if (declared > MAX_JWKS_BYTES) {
+    await res.body.cancel();
+    throw new Error(`JWKS answer of ${declared} bytes is over the ${MAX_JWKS_BYTES}-byte bound`);
+  }
+  const parts: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of res.body as AsyncIterable<Uint8Array>) {
+    size += chunk.byteLength;
+    if (size > MAX_JWKS_BYTES) throw new Error(`JWKS answer is over the ${MAX_JWKS_BYTES}-byte bound`);
+    parts.push(chunk);
+  }
+  return new Response(Buffer.concat(parts), { status: res.status, statusText: res.statusText, headers: res.headers });
 }

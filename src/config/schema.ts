@@ -4,6 +4,7 @@ import { ConfigError, type Directive } from './tree.js';
 import { accessLogConfig, type AccessLogConfig } from './access-log.js';
 import { DEFAULT_VHOST } from './validate.js';
 import type { PublishPolicy } from '../ingest/access.js';
+import { DEFAULT_DVR_PATH, SRS1_FILE_NAME, type DvrConfig } from '../record/types.js';
 import { DEFAULT_HOOKS_TIMEOUT_MS, HOOK_EVENTS, type ApiAuth, type HookEvent, type SecurityRule, type VhostAccess } from '../auth/types.js';
 
 /**
@@ -45,7 +46,12 @@ export interface VhostConfig {
   httpRemux: { enabled: boolean; mount: string };
   /** SRS hls: segments of about `fragmentS` seconds, a playlist window of about `windowS` seconds. */
   /** `disposeMs`: how long an unpublished stream's playlist (with ENDLIST) and segments stay (SRS hls_dispose). */
-  hls: { enabled: boolean; fragmentS: number; windowS: number; disposeMs: number };
+  /**
+   * streamgate: `fmp4` (hls_fmp4, default off) cuts fMP4/CMAF segments instead of MPEG-TS; `ll`
+   * (hls_ll, default off; implies fmp4) adds LL-HLS parts of `partS` seconds (hls_part, default
+   * 0.333, 0.1 to 2 and under hls_fragment), blocking reloads, preload hints and delta updates.
+   */
+  hls: { enabled: boolean; fragmentS: number; windowS: number; disposeMs: number; fmp4: boolean; ll: boolean; partS: number };
   publish: PublishPolicy;
   /** mw_latency: merged-write window (ms); gop_cache: send the last GOP to joining players; time_jitter: player timelines (default full). */
   /** waitPublisherMs: how long an RTMP play of a stream nobody publishes yet waits for the publisher (0 = StreamNotFound at once). */
@@ -55,6 +61,8 @@ export interface VhostConfig {
   edge: { origin: URL | null; idleTimeoutMs: number; connectTimeoutMs: number; proxyHls: boolean };
   /** security, http_hooks and token blocks: who may publish and play (src/auth/). */
   access: VhostAccess;
+  /** SRS dvr: recording to files (src/record/). */
+  dvr: DvrConfig;
 }
 
 /** The default key and cert: the only pair generated (self-signed) when missing. */
@@ -105,6 +113,11 @@ export interface Limits {
   connectionMemoryBytes: number;
   /** Open connections from one address on every listener (0 = unlimited; NGINX's limit_conn). */
   maxConnectionsPerIp: number;
+  /**
+   * LL-HLS requests held at once over every stream (blocking reloads, preload hints waiting for
+   * their part; default 8192). Past it a client gets 503 with Retry-After.
+   */
+  hlsHeldRequests: number;
 }
 
 export interface Config {
@@ -228,6 +241,16 @@ function parseUrl(arg: string, d: Directive): URL {
   return u;
 }
 
+/** hls_fmp4, hls_ll, hls_part: LL-HLS is fMP4 only, and a part must fit well inside a segment. */
+function llHls(hls: View): { fmp4: boolean; ll: boolean; partS: number } {
+  const ll = hls.bool('hls_ll', false);
+  const partMs = hls.ms('hls_part', 333);
+  const d = hls.one('hls_part');
+  const fragmentMs = hls.ms('hls_fragment', 2000);
+  if (d && (partMs < 100 || partMs > 2000 || partMs >= fragmentMs)) fail(d, `"hls_part" expects 0.1 to 2 seconds and less than hls_fragment, got "${d.args[0]}"`);
+  return { fmp4: ll || hls.bool('hls_fmp4', false), ll, partS: partMs / 1000 };
+}
+
 function vhostConfig(name: string, v: View, limits: Limits): VhostConfig {
   const st = v.block('http_static');
   const remux = v.block('http_remux');
@@ -244,7 +267,7 @@ function vhostConfig(name: string, v: View, limits: Limits): VhostConfig {
     // (SRS_VHOST_HTTP_STATIC_ENABLED=on alone); /hls is what config/streamgate.conf documents.
     httpStatic: { enabled: st.bool('enabled', false), mount: st.str('mount', '[vhost]/hls'), dir: st.str('dir', './public/hls') },
     httpRemux: { enabled: remux.bool('enabled', true), mount: remux.str('mount', '[vhost]/[app]/[stream].flv') },
-    hls: { enabled: hls.bool('enabled', true), fragmentS: hls.ms('hls_fragment', 2000) / 1000, windowS: hls.ms('hls_window', 12_000) / 1000, disposeMs: hls.ms('hls_dispose', 60_000) },
+    hls: { enabled: hls.bool('enabled', true), fragmentS: hls.ms('hls_fragment', 2000) / 1000, windowS: hls.ms('hls_window', 12_000) / 1000, disposeMs: hls.ms('hls_dispose', 60_000), ...llHls(hls) },
     publish: {
       allow: pub.one('allow') ? allow : ['127.0.0.0/8', '::1'],
       secret: pub.one('secret')?.args[0] ?? null,
@@ -258,6 +281,44 @@ function vhostConfig(name: string, v: View, limits: Limits): VhostConfig {
       proxyHls: edge.bool('proxy_hls', false),
     },
     access: vhostAccess(v),
+    dvr: dvrConfig(v.block('dvr')),
+  };
+}
+
+/** dvr_max_age: seconds, or with a unit as retention is usually said (`90m`, `24h`, `7d`); 0 = kept. */
+function ageMs(d: Directive | undefined): number {
+  if (!d) return 0;
+  const m = /^(\d+(?:\.\d+)?)(s|m|h|d)?$/.exec(d.args[0]);
+  if (!m) fail(d, `"dvr_max_age" expects an age such as 3600, 90m, 24h or 7d, got "${d.args[0]}"`);
+  return Math.round(Number(m[1]) * { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] ?? 's']!);
+}
+
+/** SRS's dvr block, with SRS's defaults, plus streamgate's retention (dvr_max_age, dvr_max_bytes). */
+function dvrConfig(d: View): DvrConfig {
+  const planDir = d.one('dvr_plan');
+  const plan = planDir?.args[0] ?? 'session';
+  // SRS 2's `append` plan was removed in SRS 3: say so rather than record something else.
+  if (plan !== 'session' && plan !== 'segment') fail(planDir!, `"dvr_plan" expects session or segment, got "${plan}"`);
+  const applyDir = d.one('dvr_apply');
+  const apply = applyDir?.args ?? ['all'];
+  for (const a of apply) if (a !== 'all' && !/^[^/\s]+\/[^/\s]+$/.test(a)) fail(applyDir!, `"dvr_apply" expects all or app/stream names, got "${a}"`);
+  const pathDir = d.one('dvr_path');
+  let path = pathDir?.args[0] ?? DEFAULT_DVR_PATH;
+  if (!/\.(flv|mp4)$/.test(path)) path = `${path.replace(/\/+$/, '')}/${SRS1_FILE_NAME}`;
+  const jitter = d.str('time_jitter', 'full');
+  if (jitter !== 'full' && jitter !== 'zero' && jitter !== 'off') fail(d.one('time_jitter')!, `"time_jitter" expects full, zero or off, got "${jitter}"`);
+  const durationMs = d.ms('dvr_duration', 30_000);
+  if (durationMs < 1000) fail(d.one('dvr_duration')!, '"dvr_duration" must be at least 1 second');
+  return {
+    enabled: d.bool('enabled', false),
+    apply: apply.includes('all') ? 'all' : apply,
+    plan,
+    path,
+    durationMs,
+    waitKeyframe: d.bool('dvr_wait_keyframe', true),
+    timeJitter: jitter,
+    maxAgeMs: ageMs(d.one('dvr_max_age')),
+    maxBytes: d.bytes('dvr_max_bytes', 0),
   };
 }
 
@@ -343,12 +404,41 @@ function checkAllow(a: string, d: Directive): string {
 export function buildConfig(root: Directive[], file: string, notes: string[], warnings: string[] = []): Config {
   const r = new View(root);
   const api = r.block('http_api');
-  const hs = r.block('http_server');
-  const https = hs.block('https');
-  const px = r.block('proxy');
-  const lim = r.block('limits');
+  // In the order errors were always reported: limits, proxy routes, access_log, vhosts, then the rest.
+  const limits = limitsConfig(r.block('limits'));
+  const proxy = proxyConfig(r.block('proxy'));
+  const accessLogFile = accessLogConfig(r.one('access_log'));
+  const vhosts = vhostsConfig(r, limits);
+  const pagesDir = (name: string, dflt: string): string | null => {
+    const v = r.str(name, dflt);
+    return v === 'off' ? null : v;
+  };
+  return {
+    file,
+    // `listen off;` (streamgate): no RTMP listener, e.g. when fronting an SRS that owns 1935.
+    rtmp: { listen: rtmpListen(r) },
+    maxConnections: r.int('max_connections', 1000, 1, 10_000_000),
+    httpApi: {
+      enabled: api.bool('enabled', true),
+      listen: api.one('listen') ? api.listen('listen', []) : [],
+      auth: apiAuth(api.block('auth')),
+    },
+    httpServer: httpServerConfig(r.block('http_server')),
+    proxy,
+    consoleDir: pagesDir('console_dir', SHIPPED_PAGES.console),
+    playersDir: pagesDir('players_dir', SHIPPED_PAGES.players),
+    accessLog: accessLogFile.format,
+    accessLogFile,
+    limits,
+    vhosts,
+    notes,
+    warnings,
+  };
+}
 
-  const limits: Limits = {
+/** The `limits` block: streamgate's bounds, each with its default. */
+function limitsConfig(lim: View): Limits {
+  return {
     maxStreams: lim.int('max_streams', 0, 0, 1_000_000),
     maxPlayers: lim.int('max_players', 0, 0, 10_000_000),
     headerTimeoutMs: lim.ms('header_timeout', 10_000),
@@ -361,8 +451,32 @@ export function buildConfig(root: Directive[], file: string, notes: string[], wa
     unauthorizedMemoryBytes: lim.bytes('unauthorized_memory', 128 * 1024 * 1024),
     connectionMemoryBytes: lim.bytes('connection_memory', 1024 * 1024),
     maxConnectionsPerIp: lim.int('max_connections_per_ip', 0, 0, 1_000_000),
+    hlsHeldRequests: lim.int('hls_held_requests', 8192, 1, 1_000_000),
   };
+}
 
+/** `http_server` and its `https` block. */
+function httpServerConfig(hs: View): Config['httpServer'] {
+  const https = hs.block('https');
+  return {
+    enabled: hs.bool('enabled', true),
+    listen: hs.listen('listen', [8080]),
+    dir: hs.str('dir', './public'),
+    crossdomain: hs.bool('crossdomain', true, 'unless-off'),
+    https: {
+      enabled: https.bool('enabled', true),
+      listen: https.listen('listen', [8088]),
+      key: https.str('key', DEFAULT_TLS_KEY),
+      cert: https.str('cert', DEFAULT_TLS_CERT),
+      ownH2: https.bool('own_h2', true),
+      acme: acmeConfig(https.block('acme')),
+    },
+    httpsRedirect: hs.bool('https_redirect', false),
+  };
+}
+
+/** The `proxy` block: routes longest prefix first, one route per prefix. */
+function proxyConfig(px: View): Config['proxy'] {
   const routes: ProxyRoute[] = px.all('route').map((d) => {
     const [prefix, url, hostOpt] = d.args;
     if (!prefix.startsWith('/')) fail(d, `"route" expects a path prefix starting with "/", got "${prefix}"`);
@@ -380,59 +494,20 @@ export function buildConfig(root: Directive[], file: string, notes: string[], wa
     fail(d, `two routes for the prefix "${dupe.prefix}"`);
   }
   routes.sort((a, b) => b.prefix.length - a.prefix.length);
+  return {
+    routes,
+    timeoutMs: px.ms('timeout', 30_000),
+    connectTimeoutMs: px.ms('connect_timeout', 5_000),
+    keepAlive: px.int('keepalive', 64, 0, 100_000),
+  };
+}
 
-  const accessLogFile = accessLogConfig(r.one('access_log'));
-  const accessLog = accessLogFile.format;
-
+/** Every `vhost` block, names unique, and __defaultVhost__ whether written or not. */
+function vhostsConfig(r: View, limits: Limits): VhostConfig[] {
   const vhostDirs = r.all('vhost');
   const vhosts = vhostDirs.map((d) => vhostConfig(d.args[0], new View(d.children ?? []), limits));
   const dup = vhosts.find((x, i) => vhosts.findIndex((y) => y.name === x.name) !== i);
   if (dup) fail(vhostDirs.filter((d) => d.args[0] === dup.name)[1], `duplicate vhost "${dup.name}"`);
   if (!vhosts.some((v) => v.name === DEFAULT_VHOST)) vhosts.push(vhostConfig(DEFAULT_VHOST, new View([]), limits));
-
-  const pagesDir = (name: string, dflt: string): string | null => {
-    const v = r.str(name, dflt);
-    return v === 'off' ? null : v;
-  };
-
-  return {
-    file,
-    // `listen off;` (streamgate): no RTMP listener, e.g. when fronting an SRS that owns 1935.
-    rtmp: { listen: rtmpListen(r) },
-    maxConnections: r.int('max_connections', 1000, 1, 10_000_000),
-    httpApi: {
-      enabled: api.bool('enabled', true),
-      listen: api.one('listen') ? api.listen('listen', []) : [],
-      auth: apiAuth(api.block('auth')),
-    },
-    httpServer: {
-      enabled: hs.bool('enabled', true),
-      listen: hs.listen('listen', [8080]),
-      dir: hs.str('dir', './public'),
-      crossdomain: hs.bool('crossdomain', true, 'unless-off'),
-      https: {
-        enabled: https.bool('enabled', true),
-        listen: https.listen('listen', [8088]),
-        key: https.str('key', DEFAULT_TLS_KEY),
-        cert: https.str('cert', DEFAULT_TLS_CERT),
-        ownH2: https.bool('own_h2', true),
-        acme: acmeConfig(https.block('acme')),
-      },
-      httpsRedirect: hs.bool('https_redirect', false),
-    },
-    proxy: {
-      routes,
-      timeoutMs: px.ms('timeout', 30_000),
-      connectTimeoutMs: px.ms('connect_timeout', 5_000),
-      keepAlive: px.int('keepalive', 64, 0, 100_000),
-    },
-    consoleDir: pagesDir('console_dir', SHIPPED_PAGES.console),
-    playersDir: pagesDir('players_dir', SHIPPED_PAGES.players),
-    accessLog,
-    accessLogFile,
-    limits,
-    vhosts,
-    notes,
-    warnings,
-  };
+  return vhosts;
 }

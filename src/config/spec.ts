@@ -52,6 +52,10 @@ export const VHOST_SPEC = block(
       hls_ts_file: ignored,
       hls_cleanup: ignored,
       hls_dispose: one,
+      // streamgate: fMP4 (CMAF) segments, LL-HLS parts and blocking reloads.
+      hls_fmp4: one,
+      hls_ll: one,
+      hls_part: one,
       hls_wait_keyframe: ignored,
       hls_ctx: ignored,
       hls_ts_ctx: ignored,
@@ -89,7 +93,8 @@ export const VHOST_SPEC = block(
     tcp_nodelay: ignored,
     chunk_size: ignored,
     cluster: ignored,
-    dvr: ignored,
+    /** SRS dvr (src/record/): record streams to FLV or MP4 files; dvr_max_age/dvr_max_bytes are streamgate's. */
+    dvr: block({ enabled: one, dvr_apply: many(64), dvr_plan: one, dvr_path: one, dvr_duration: one, dvr_wait_keyframe: one, time_jitter: one, dvr_max_age: one, dvr_max_bytes: one }),
     rtc: ignored,
     /** SRS http_hooks: every URL of an event is POSTed to in order (src/auth/hooks.ts). */
     http_hooks: block({
@@ -193,6 +198,8 @@ export const ROOT_SPEC = block({
     unauthorized_memory: one,
     connection_memory: one,
     max_connections_per_ip: one,
+    // streamgate: LL-HLS blocking reloads and preload hints held at once.
+    hls_held_requests: one,
   }),
   vhost: VHOST_SPEC,
   daemon: ignored,

@@ -1,7 +1,8 @@
-import { closeSync, openSync, write, writeSync } from 'node:fs';
+import { closeSync, openSync, writeSync, writev } from 'node:fs';
 import { resolve } from 'node:path';
 import type { AccessLogConfig } from '../config/access-log.js';
 import type { Logger } from '../log.js';
+import { LineBatch, skipBytes } from './access-batch.js';
 
 /**
  * Where access lines go: a file (NGINX's `access_log … buffer=64k flush=1s`) or an inherited fd
@@ -35,8 +36,8 @@ const EAGAIN_RETRY_MS = 10;
 export class AccessSink {
   /** Lines dropped because the target could not keep up or refused them. */
   dropped = 0;
-  private pending: string[] = [];
-  private pendingBytes = 0;
+  /** Lines waiting, already encoded (src/http/access-batch.ts). */
+  private readonly pending: LineBatch;
   private inFlight = false;
   private timer: NodeJS.Timeout | null = null;
   private fd: number;
@@ -52,6 +53,7 @@ export class AccessSink {
     this.ownsFd = 'path' in opts.target;
     this.fd = 'path' in opts.target ? openSync(opts.target.path, 'a', 0o644) : opts.target.fd;
     this.maxPendingBytes = Math.max(MIN_PENDING_BYTES, PENDING_BUFFERS * opts.bufferBytes);
+    this.pending = new LineBatch(opts.bufferBytes);
   }
 
   sameBatching(cfg: { bufferBytes: number; flushMs: number }): boolean {
@@ -64,13 +66,12 @@ export class AccessSink {
 
   write(line: string): void {
     if (this.closed) return;
-    if (this.pendingBytes + line.length + 1 > this.maxPendingBytes) {
+    if (this.pending.bytes + line.length + 1 > this.maxPendingBytes) {
       this.dropped++;
       return;
     }
-    this.pending.push(line);
-    this.pendingBytes += line.length + 1;
-    if (this.pendingBytes >= this.opts.bufferBytes) this.flush();
+    this.pending.add(line);
+    if (this.pending.bytes >= this.opts.bufferBytes) this.flush();
     else if (this.timer === null) {
       this.timer = setTimeout(() => this.flush(), this.opts.flushMs);
       this.timer.unref();
@@ -83,29 +84,26 @@ export class AccessSink {
       clearTimeout(this.timer);
       this.timer = null;
     }
-    if (this.inFlight || this.pending.length === 0 || this.closed) return;
-    const data = Buffer.from(`${this.pending.join('\n')}\n`);
-    const lines = this.pending.length;
-    this.pending = [];
-    this.pendingBytes = 0;
+    if (this.inFlight || this.pending.lines === 0 || this.closed) return;
+    const { data, lines } = this.pending.take();
     this.inFlight = true;
-    this.writeAll(data, 0, lines);
+    this.writeAll(data, lines);
   }
 
-  private writeAll(data: Buffer, off: number, lines: number): void {
-    write(this.fd, data, off, data.length - off, null, (err, n) => {
+  private writeAll(data: Buffer[], lines: number): void {
+    writev(this.fd, data, null, (err, n) => {
       if (err?.code === 'EAGAIN' && !this.closed) {
         // A non-blocking pipe (stdout is one when Node made it so) whose reader is behind: try
         // again shortly; lines arriving meanwhile wait within maxPendingBytes, then are dropped.
-        setTimeout(() => this.writeAll(data, off, lines), EAGAIN_RETRY_MS).unref();
+        setTimeout(() => this.writeAll(data, lines), EAGAIN_RETRY_MS).unref();
         return;
       }
       if (err) {
         this.dropped += lines;
         if (!this.failing) this.opts.report(`access log: writing ${this.path ?? `fd ${this.fd}`} failed (${err.code ?? err.message}); lines are dropped until it works again`);
         this.failing = true;
-      } else if (off + n < data.length) {
-        this.writeAll(data, off + n, lines);
+      } else if (n < total(data)) {
+        this.writeAll(skipBytes(data, n), lines);
         return;
       } else if (this.failing) {
         this.failing = false;
@@ -118,8 +116,8 @@ export class AccessSink {
         return;
       }
       if (this.reopenWanted) this.reopenNow();
-      if (this.pendingBytes >= this.opts.bufferBytes) this.flush();
-      else if (this.pending.length > 0 && this.timer === null) {
+      if (this.pending.bytes >= this.opts.bufferBytes) this.flush();
+      else if (this.pending.lines > 0 && this.timer === null) {
         this.timer = setTimeout(() => this.flush(), this.opts.flushMs);
         this.timer.unref();
       }
@@ -162,18 +160,21 @@ export class AccessSink {
     if (this.closed) return;
     if (this.timer !== null) clearTimeout(this.timer);
     this.timer = null;
-    if (this.pending.length > 0) {
-      try {
-        writeSync(this.fd, `${this.pending.join('\n')}\n`);
-      } catch {
-        this.dropped += this.pending.length;
-      }
+    const { data, lines } = this.pending.take();
+    try {
+      for (const b of data) writeSync(this.fd, b);
+    } catch {
+      this.dropped += lines;
     }
-    this.pending = [];
-    this.pendingBytes = 0;
     this.closed = true;
     if (this.ownsFd && !this.inFlight) closeSync(this.fd);
   }
+}
+
+function total(bufs: Buffer[]): number {
+  let n = 0;
+  for (const b of bufs) n += b.length;
+  return n;
 }
 
 /**

@@ -28,15 +28,58 @@ const CREDENTIAL_PARAM_G = /(?<=[?&])(token|secret)=[^&#]*/gi;
 
 /** One access line: NGINX's combined format plus the duration in seconds, or one JSON object. */
 export function formatAccess(f: 'combined' | 'json', entry: AccessEntry): string {
+  if (f === 'combined') return combinedHead(entry) + secondsText(entry.ms);
   const e = CREDENTIAL_PARAM.test(entry.url) ? { ...entry, url: entry.url.replace(CREDENTIAL_PARAM_G, '$1=***') } : entry;
-  if (f === 'json') {
-    return JSON.stringify({
-      time: isoNow(), remote: e.ip, method: e.method, url: e.url, proto: `HTTP/${e.httpVersion}`,
-      status: e.status, bytes: e.bytes, ms: Math.round(e.ms * 10) / 10, route: e.route, referer: e.referer || null,
-      agent: e.agent || null, error: e.error,
-    });
+  return JSON.stringify({
+    time: isoNow(), remote: e.ip, method: e.method, url: e.url, proto: `HTTP/${e.httpVersion}`,
+    status: e.status, bytes: e.bytes, ms: Math.round(e.ms * 10) / 10, route: e.route, referer: e.referer || null,
+    agent: e.agent || null, error: e.error,
+  });
+}
+
+/**
+ * A combined line up to its duration, remembered for the last few requests: under load most
+ * lines repeat the one before but for the duration (the same client, URL and answer in the same
+ * second), and building one from ten fields, with the credential check on its URL, was most of
+ * the log's cost per request. A hit compares the fields and reuses the string.
+ */
+interface Head {
+  second: number;
+  ip: string;
+  method: string;
+  url: string;
+  httpVersion: string;
+  status: number;
+  bytes: number;
+  referer: string;
+  agent: string;
+  text: string;
+}
+const HEADS_KEPT = 8;
+const heads: (Head | undefined)[] = new Array(HEADS_KEPT).fill(undefined);
+let nextHead = 0;
+
+function combinedHead(e: AccessEntry): string {
+  const second = refreshStamps(), clf = stampClf;
+  for (let i = 0; i < HEADS_KEPT; i++) {
+    const h = heads[i];
+    if (h !== undefined && h.second === second && h.url === e.url && h.ip === e.ip && h.status === e.status && h.bytes === e.bytes
+      && h.method === e.method && h.agent === e.agent && h.referer === e.referer && h.httpVersion === e.httpVersion) return h.text;
   }
-  return `${e.ip} - - [${clfNow()}] "${e.method} ${e.url} HTTP/${e.httpVersion}" ${e.status} ${e.bytes} "${e.referer || '-'}" "${e.agent || '-'}" ${(e.ms / 1000).toFixed(3)}`;
+  const url = CREDENTIAL_PARAM.test(e.url) ? e.url.replace(CREDENTIAL_PARAM_G, '$1=***') : e.url;
+  const text = `${e.ip} - - [${clf}] "${e.method} ${url} HTTP/${e.httpVersion}" ${e.status} ${e.bytes} "${e.referer || '-'}" "${e.agent || '-'}" `;
+  heads[nextHead] = { second, ip: e.ip, method: e.method, url: e.url, httpVersion: e.httpVersion, status: e.status, bytes: e.bytes, referer: e.referer, agent: e.agent, text };
+  nextHead = (nextHead + 1) % HEADS_KEPT;
+  return text;
+}
+
+/** The durations of answers under a second, as the line writes them ("0.000" … "0.999"), made once. */
+const SECONDS_TEXT: string[] = Array.from({ length: 1000 }, (_, i) => `0.${String(i).padStart(3, '0')}`);
+
+/** A duration in ms as seconds with three decimals (NGINX's $request_time). */
+function secondsText(ms: number): string {
+  const n = Math.round(ms);
+  return n >= 0 && n < 1000 ? SECONDS_TEXT[n] : (ms / 1000).toFixed(3);
 }
 
 export function headerOf(req: IncomingMessage, name: 'referer' | 'user-agent'): string {
@@ -103,8 +146,8 @@ const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', '
 let stampSecond = -1;
 let stampClf = '';
 let stampIso = '';
-function refreshStamps(): number {
-  const now = Date.now();
+/** The current second (Date.now() / 1000), with its CLF and ISO texts made when it changed. */
+function refreshStamps(now = Date.now()): number {
   const sec = Math.floor(now / 1000);
   if (sec !== stampSecond) {
     stampSecond = sec;
@@ -112,17 +155,14 @@ function refreshStamps(): number {
     stampClf = clf(d);
     stampIso = d.toISOString();
   }
-  return now;
-}
-
-function clfNow(): string {
-  refreshStamps();
-  return stampClf;
+  return sec;
 }
 
 /** ISO time with milliseconds: the cached second plus this line's milliseconds. */
 function isoNow(): string {
-  const ms = refreshStamps() % 1000;
+  const now = Date.now();
+  refreshStamps(now);
+  const ms = now % 1000;
   return `${stampIso.slice(0, 20)}${String(ms).padStart(3, '0')}Z`;
 }
 

@@ -10,6 +10,8 @@ import { DEFAULT_HLS_LIMITS, HlsStream, type HlsLimits, type Segment } from './h
 import { tsTracks } from './ts.js';
 import type { FastReply } from '../http/frontdoor.js';
 import { DIRECT_MIN_BYTES, DirectBody } from '../net/sendfile.js';
+import { Fmp4HlsStream } from './hls-fmp4.js';
+import { fastM4s, HeldRequests, parseM4sName, serveM4s, servePlaylist } from './hls-fmp4-serve.js';
 
 /** The longest a playlist request waits for a just-published stream's first segment. */
 const FIRST_SEGMENT_WAIT_MAX_MS = 10_000;
@@ -77,10 +79,12 @@ export interface HlsDeps {
   onSegment?: (source: Source, seg: Segment) => void;
   /** HLS_REPUBLISH_GRACE_MS, for tests. */
   republishGraceMs?: number;
+  /** LL-HLS requests held at once (DEFAULT_MAX_HELD), for tests and benches. */
+  maxHeld?: number;
 }
 
 interface Entry {
-  stream: HlsStream;
+  stream: HlsStream | Fmp4HlsStream;
   /** Adds ENDLIST once the publisher has not come back within the grace. */
   seal: NodeJS.Timeout | null;
   /** Drops the playlist and its segments hls_dispose after the publisher left. */
@@ -105,12 +109,15 @@ export class HlsOutput {
   private readonly sessions = new Map<string, { client: CountingClient; seen: number }>();
   private sweeper: NodeJS.Timeout | null = null;
   private readonly onPublish = (source: Source) => this.follow(source);
+  /** Blocking reloads and preload hints waiting now (LL-HLS), over every stream. */
+  readonly held: HeldRequests;
 
   constructor(private readonly deps: HlsDeps) {
     deps.hub.on('publish', this.onPublish);
+    this.held = new HeldRequests(deps.maxHeld);
   }
 
-  find(name: StreamName): HlsStream | undefined {
+  find(name: StreamName): HlsStream | Fmp4HlsStream | undefined {
     return this.entries.get(streamKey(name))?.stream;
   }
 
@@ -130,11 +137,17 @@ export class HlsOutput {
   claims(name: HlsName, ext: string): boolean {
     if (ext === 'm3u8') return this.entries.has(streamKey(name));
     if (ext === 'ts') return this.segmentOf(name) !== undefined;
-    return false;
+    return ext === 'm4s' && this.m4sOf(name) !== undefined;
   }
 
   /** Answers a GET/HEAD of a playlist or segment; false if there is none, for the next output to try. */
   async serve(ctx: Context, name: HlsName, ext: string): Promise<boolean> {
+    if (ext === 'm4s') {
+      const found = this.m4sOf(name);
+      if (!found || !(await serveM4s(ctx, found.stream, found.m4s, this.held))) return false;
+      this.touch(found.name, this.viewerOf(ctx), ctx.method === 'HEAD' || !Buffer.isBuffer(ctx.body) ? 0 : ctx.body.length);
+      return true;
+    }
     if (ext === 'm3u8') {
       const stream = this.find(name);
       if (!stream) return false;
@@ -144,10 +157,13 @@ export class HlsOutput {
         const ok = await stream.ready(Math.min(FIRST_SEGMENT_WAIT_MAX_MS, 2 * fragmentMs + 1000));
         if (!ok) throw new GatewayError('STREAM_NOT_FOUND', `${name.app}/${name.stream} has no HLS segment yet`);
       }
-      ctx.status = 200;
-      ctx.set('Cache-Control', 'no-cache');
-      ctx.type = HLS_PLAYLIST_TYPE;
-      ctx.body = stream.playlist();
+      if (stream instanceof Fmp4HlsStream) await servePlaylist(ctx, stream, this.held);
+      else {
+        ctx.status = 200;
+        ctx.set('Cache-Control', 'no-cache');
+        ctx.type = HLS_PLAYLIST_TYPE;
+        ctx.body = stream.playlist();
+      }
       this.touch(name, this.viewerOf(ctx), 0);
       return true;
     }
@@ -167,10 +183,19 @@ export class HlsOutput {
    * or segment has this name (what `claims` says, without a second lookup).
    */
   fast(name: HlsName, ext: string, head: boolean, viewer: HlsViewer): FastReply | null | undefined {
+    if (ext === 'm4s') {
+      const found = this.m4sOf(name);
+      const reply = found && fastM4s(found.stream, found.m4s);
+      // A part not cut yet is held on the full path; nothing of this name is the next output's.
+      if (!reply) return found ? null : undefined;
+      this.touch(found.name, viewer, head ? 0 : reply.body.length);
+      return reply;
+    }
     if (ext === 'm3u8') {
       const stream = this.find(name);
       if (!stream) return undefined;
-      if (stream.window().length === 0) return null;
+      // LL-HLS playlists carry delivery directives in the query: the full path reads them.
+      if (stream.window().length === 0 || (stream instanceof Fmp4HlsStream && stream.ll)) return null;
       const text = stream.playlist();
       let cached = this.playlists.get(stream);
       if (cached === undefined || cached.text !== text) {
@@ -191,7 +216,7 @@ export class HlsOutput {
     return reply;
   }
 
-  private readonly playlists = new WeakMap<HlsStream, { text: string; reply: FastReply }>();
+  private readonly playlists = new WeakMap<HlsStream | Fmp4HlsStream, { text: string; reply: FastReply }>();
   private readonly segmentReplies = new WeakMap<Segment, FastReply>();
   /**
    * Segments with a memfd copy, and the key of the stream that holds them. A segment is read by
@@ -293,8 +318,18 @@ export class HlsOutput {
       parsed = name.segmentName = m ? { name: keyedName(name.vhost, name.app, m[1]), seq: Number(m[2]) } : null;
     }
     if (parsed === null) return undefined;
-    const seg = this.find(parsed.name)?.segment(parsed.seq);
+    const stream = this.find(parsed.name);
+    const seg = stream instanceof HlsStream ? stream.segment(parsed.seq) : undefined;
     return seg ? { seg, name: parsed.name } : undefined;
+  }
+
+  /** The fMP4 stream and object an `.m4s` name points at. */
+  private m4sOf(name: HlsName): { stream: Fmp4HlsStream; m4s: NonNullable<ReturnType<typeof parseM4sName>>; name: StreamName } | undefined {
+    const m4s = parseM4sName(name.stream);
+    if (!m4s) return undefined;
+    const own = keyedName(name.vhost, name.app, m4s.stream);
+    const stream = this.find(own);
+    return stream instanceof Fmp4HlsStream ? { stream, m4s, name: own } : undefined;
   }
 
   /**
@@ -330,7 +365,7 @@ export class HlsOutput {
     const entry = e;
     const onSegment = this.deps.onSegment;
     entry.stream.onSegment = onSegment ? (seg) => onSegment(source, seg) : null;
-    const sink = entry.stream.attach({ get hasVideo() { return source.hasVideo; }, tracks: () => tsTracks(source) });
+    const sink = entry.stream.attach({ get hasVideo() { return source.hasVideo; }, get hasAudio() { return source.hasAudio; }, tracks: () => tsTracks(source) });
     source.subscribe(sink, null, true);
     source.once('end', () => this.unpublished(key, entry, v));
   }
@@ -349,7 +384,7 @@ export class HlsOutput {
   }
 
   /** Remembers a disposed playlist's next number while it is ahead of the clock (bounded). */
-  private remember(key: string, stream: HlsStream): void {
+  private remember(key: string, stream: HlsStream | Fmp4HlsStream): void {
     const clock = Math.floor(Date.now() / 1000);
     if (stream.nextSequence <= clock) return;
     if (this.numbering.size >= MAX_REMEMBERED_NUMBERINGS) {
@@ -364,7 +399,8 @@ export class HlsOutput {
   private entry(source: Source, firstSeq: number): Entry {
     const v = this.deps.vhost(source.name.vhost);
     const limits: HlsLimits = { ...DEFAULT_HLS_LIMITS, ...this.deps.limits, fragmentS: v.hls.fragmentS, windowS: v.hls.windowS };
-    return { stream: new HlsStream(source.name.stream, limits, firstSeq), seal: null, expiry: null };
+    const stream = v.hls.fmp4 ? new Fmp4HlsStream(source.name.stream, { ...limits, partS: v.hls.ll ? v.hls.partS : 0 }, firstSeq) : new HlsStream(source.name.stream, limits, firstSeq);
+    return { stream, seal: null, expiry: null };
   }
 
   /** The publisher left: ENDLIST after the grace unless it comes back, the playlist gone after hls_dispose. */

@@ -16,7 +16,7 @@ import { playTs } from './ts.js';
 import { checkAudioTrack, playAudio } from './audio.js';
 import { VERSION } from '../version.js';
 
-export type StreamExt = 'flv' | 'm3u8' | 'ts' | 'aac' | 'mp3';
+export type StreamExt = 'flv' | 'm3u8' | 'ts' | 'm4s' | 'aac' | 'mp3';
 
 /** A request the routing table recognised as a stream: /{app}/{stream}.{ext} on a vhost. */
 export interface StreamRequest extends HlsName {
@@ -69,51 +69,25 @@ export function createOrigin(deps: OriginDeps): Origin {
   const { hub, log } = deps;
   const { access } = deps;
   hub.resolver = edgeResolver({ hub, log, vhost: deps.vhost });
-  const hls = new HlsOutput({ hub, vhost: deps.vhost, log, sendfile: deps.sendfile ?? false, onSegment: (source, seg) => access.hlsSegment(source.name, seg, source.id) });
+  const hls = new HlsOutput({ hub, vhost: deps.vhost, log, maxHeld: deps.config().limits.hlsHeldRequests, sendfile: deps.sendfile ?? false, onSegment: (source, seg) => access.hlsSegment(source.name, seg, source.id) });
   const uploads = new UploadStore(deps.uploads);
-
-  const notLive = async (next: Next): Promise<void> => {
-    try {
-      await next();
-    } catch (err) {
-      if (err instanceof GatewayError && err.code === 'NOT_FOUND') throw new GatewayError('STREAM_NOT_FOUND');
-      throw err;
-    }
-  };
 
   /** An HLS PUT upload is stored at this URL (no key is built while there are none, the usual case). */
   const uploaded = (req: StreamRequest): boolean => uploads.size > 0 && uploads.has(uploadKey(req));
   /** Claimed by a live stream published here or one an edge vhost may pull (the full path decides). */
   const claimsStream = (req: StreamRequest): boolean => hub.find(req) !== undefined || (req.ext !== 'm3u8' && deps.vhost(req.vhost).edge.origin !== null);
   const claims = (req: StreamRequest): boolean =>
-    ((req.ext === 'm3u8' || req.ext === 'ts') && (uploaded(req) || hls.claims(req, req.ext))) || claimsStream(req);
+    ((req.ext === 'm3u8' || req.ext === 'ts') && (uploaded(req) || hls.claims(req, req.ext))) || (req.ext === 'm4s' ? hls.claims(req, 'm4s') : claimsStream(req));
 
   return {
     async handle(ctx, req, next) {
       const name = { vhost: req.vhost, app: req.app, stream: req.stream };
       const v = deps.vhost(req.vhost);
-      if (req.ext === 'flv') {
-        if (!v.httpRemux.enabled) return next();
-        if (ctx.method === 'POST' || ctx.method === 'PUT') return publishHttpFlv(ctx, name, { hub, log, access });
-        if (ctx.method !== 'GET' && ctx.method !== 'HEAD') throw new GatewayError('METHOD_NOT_ALLOWED', undefined, { Allow: ALLOW_FLV });
-        // Authorised before acquire: on an edge vhost, acquiring starts a pull from the origin.
-        if (ctx.method === 'GET') await authorisePlay(access, ctx, name, 'HTTP-FLV', hub.find(name)?.id);
-        const source = await hub.acquire(name);
-        if (!source) return notLive(next);
-        if (!source.canAcceptPlayer()) throw new GatewayError('LIMIT_REACHED', `at most ${v.play.maxPlayers} players per stream`);
-        if (ctx.method === 'HEAD') {
-          // Headers only: SRS crashed on exactly this request (SRS #4140).
-          ctx.status = 200;
-          ctx.set({ 'Content-Type': 'video/x-flv', 'Cache-Control': 'no-cache', Server: `streamgate/${VERSION}` });
-          return;
-        }
-        // ffprobe/ffplay send `Range: bytes=0-` on live URLs: a live stream has no ranges, it is a fresh play.
-        return playHttpFlv(ctx, source, hub);
-      }
+      if (req.ext === 'flv') return handleFlv(ctx, name, v, deps, next);
       const method = ctx.method;
-      const hlsFile = req.ext === 'm3u8' || req.ext === 'ts';
+      const hlsFile = req.ext === 'm3u8' || req.ext === 'ts' || req.ext === 'm4s';
       // ffmpeg -f hls -method PUT: uploads win over everything else at their URL.
-      if (hlsFile && (method === 'PUT' || method === 'DELETE')) return handleUpload(ctx, req, { store: uploads, authorise: (c, r) => authoriseUpload(access, c, r), log });
+      if (hlsFile && req.ext !== 'm4s' && (method === 'PUT' || method === 'DELETE')) return handleUpload(ctx, req, { store: uploads, authorise: (c, r) => authoriseUpload(access, c, r), log });
       if (method !== 'GET' && method !== 'HEAD') throw new GatewayError('METHOD_NOT_ALLOWED', undefined, { Allow: hlsFile ? ALLOW_HLS : ALLOW_AUDIO });
       const uploaded = hlsFile ? uploads.get(uploadKey(req)) : undefined;
       const guarded = access.guardsPlay(req.vhost);
@@ -123,25 +97,13 @@ export function createOrigin(deps: OriginDeps): Origin {
         if (req.ext === 'm3u8' && typeof ctx.body === 'string') ctx.body = carryToken(ctx.body, ctx);
         return;
       }
-      if (req.ext === 'm3u8' || !v.httpRemux.enabled) return notLive(next);
-      const ext = req.ext as keyof typeof LIVE_TYPES;
-      if (method === 'GET') await authorisePlay(access, ctx, name, ext.toUpperCase(), hub.find(name)?.id);
-      const source = await hub.acquire(name);
-      if (!source) return notLive(next);
-      if (ext !== 'ts') checkAudioTrack(source, ext);
-      if (!source.canAcceptPlayer()) throw new GatewayError('LIMIT_REACHED', `at most ${v.play.maxPlayers} players per stream`);
-      if (method === 'HEAD') {
-        ctx.status = 200;
-        ctx.set({ 'Content-Type': LIVE_TYPES[ext], 'Cache-Control': 'no-cache', Server: `streamgate/${VERSION}` });
-        return;
-      }
-      if (ext === 'ts') return playTs(ctx, source, hub);
-      return playAudio(ctx, source, hub, ext);
+      if (req.ext === 'm3u8' || req.ext === 'm4s' || !v.httpRemux.enabled) return notLive(next);
+      return playLive(ctx, name, req.ext as keyof typeof LIVE_TYPES, v, deps, next);
     },
     fast(req, head, viewer) {
-      if (req.ext === 'm3u8' || req.ext === 'ts') {
+      if (req.ext === 'm3u8' || req.ext === 'ts' || req.ext === 'm4s') {
         // The same order as handle(): an upload at this URL wins.
-        if (uploaded(req)) return null;
+        if (req.ext !== 'm4s' && uploaded(req)) return null;
         // A controlled vhost: playlists (which may carry a token) and a session's first segment take the full path.
         if (access.guardsPlay(req.vhost) && (req.ext === 'm3u8' || !access.hls.has(HlsGrants.key(req.vhost, req.app, req.stream, req.ext, viewer.ip, viewer.agent)))) {
           return claims(req) ? null : undefined;
@@ -149,7 +111,7 @@ export function createOrigin(deps: OriginDeps): Origin {
         const reply = hls.fast(req, req.ext, head, viewer);
         if (reply !== undefined) return reply;
       }
-      return claimsStream(req) ? null : undefined;
+      return req.ext !== 'm4s' && claimsStream(req) ? null : undefined;
     },
     claims,
     close() {
@@ -160,4 +122,52 @@ export function createOrigin(deps: OriginDeps): Origin {
     hls,
     uploads,
   };
+}
+
+/** What nothing live answers goes on to files; if no file either, the answer says the stream is not live. */
+async function notLive(next: Next): Promise<void> {
+  try {
+    await next();
+  } catch (err) {
+    if (err instanceof GatewayError && err.code === 'NOT_FOUND') throw new GatewayError('STREAM_NOT_FOUND');
+    throw err;
+  }
+}
+
+/** /{app}/{stream}.flv: POST/PUT publishes (ffmpeg's FLV over HTTP), GET/HEAD plays. */
+async function handleFlv(ctx: Context, name: HlsName, v: VhostConfig, deps: OriginDeps, next: Next): Promise<void> {
+  const { hub, log, access } = deps;
+  if (!v.httpRemux.enabled) return next();
+  if (ctx.method === 'POST' || ctx.method === 'PUT') return publishHttpFlv(ctx, name, { hub, log, access });
+  if (ctx.method !== 'GET' && ctx.method !== 'HEAD') throw new GatewayError('METHOD_NOT_ALLOWED', undefined, { Allow: ALLOW_FLV });
+  // Authorised before acquire: on an edge vhost, acquiring starts a pull from the origin.
+  if (ctx.method === 'GET') await authorisePlay(access, ctx, name, 'HTTP-FLV', hub.find(name)?.id);
+  const source = await hub.acquire(name);
+  if (!source) return notLive(next);
+  if (!source.canAcceptPlayer()) throw new GatewayError('LIMIT_REACHED', `at most ${v.play.maxPlayers} players per stream`);
+  if (ctx.method === 'HEAD') {
+    // Headers only: SRS crashed on exactly this request (SRS #4140).
+    ctx.status = 200;
+    ctx.set({ 'Content-Type': 'video/x-flv', 'Cache-Control': 'no-cache', Server: `streamgate/${VERSION}` });
+    return;
+  }
+  // ffprobe/ffplay send `Range: bytes=0-` on live URLs: a live stream has no ranges, it is a fresh play.
+  return playHttpFlv(ctx, source, hub);
+}
+
+/** A live stream as one continuous MPEG-TS, or its audio track as ADTS/MP3. */
+async function playLive(ctx: Context, name: HlsName, ext: keyof typeof LIVE_TYPES, v: VhostConfig, deps: OriginDeps, next: Next): Promise<void> {
+  const { hub, access } = deps;
+  if (ctx.method === 'GET') await authorisePlay(access, ctx, name, ext.toUpperCase(), hub.find(name)?.id);
+  const source = await hub.acquire(name);
+  if (!source) return notLive(next);
+  if (ext !== 'ts') checkAudioTrack(source, ext);
+  if (!source.canAcceptPlayer()) throw new GatewayError('LIMIT_REACHED', `at most ${v.play.maxPlayers} players per stream`);
+  if (ctx.method === 'HEAD') {
+    ctx.status = 200;
+    ctx.set({ 'Content-Type': LIVE_TYPES[ext], 'Cache-Control': 'no-cache', Server: `streamgate/${VERSION}` });
+    return;
+  }
+  if (ext === 'ts') return playTs(ctx, source, hub);
+  return playAudio(ctx, source, hub, ext);
 }

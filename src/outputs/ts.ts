@@ -1,5 +1,5 @@
 import type { Context } from 'koa';
-import { AUDIO_AAC, AUDIO_MP3, VIDEO_AVC } from '../media/packet.js';
+import { AUDIO_AAC, AUDIO_MP3, VIDEO_AVC, VIDEO_HEVC } from '../media/packet.js';
 import { TsMuxer, type TsTracks } from '../media/ts/muxer.js';
 import type { Hub } from '../live/hub.js';
 import type { Source } from '../live/source.js';
@@ -8,13 +8,15 @@ import { playLive } from './live-http.js';
 /**
  * The tracks an MPEG-TS program of this source carries. Before the first packet a codec is only
  * known to be "some audio/video" from the FLV header; H.264 and AAC are what encoders send then.
- * HEVC is not remuxed to TS here, so such a stream's TS carries its audio only.
+ * H.264 and H.265 (legacy or Enhanced FLV) are remuxed; AV1 has no TS mapping here, so such a
+ * stream's TS carries its audio only.
  */
 export function tsTracks(source: Source): TsTracks {
   const audio = source.audioCodec === AUDIO_MP3 ? 'mp3' : source.audioCodec === AUDIO_AAC ? 'aac'
     : source.audioCodec === 0 && source.declared.audio ? 'aac' : null;
-  const video = source.videoCodec === VIDEO_AVC || (source.videoCodec === 0 && source.declared.video);
-  return { video, audio };
+  const hevc = source.videoCodec === VIDEO_HEVC;
+  const video = hevc || source.videoCodec === VIDEO_AVC || (source.videoCodec === 0 && source.declared.video);
+  return { video, videoCodec: hevc ? 'hevc' : 'avc', audio };
 }
 
 /**

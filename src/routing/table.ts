@@ -6,7 +6,7 @@ import { isApiPath } from '../http/errors.js';
  * front door, the HTTP/2 fast path, the proxy lanes, WebSocket upgrades — asks `decide()` the same
  * question and differs only in how it answers, so no two lanes can route one request apart.
  *
- * The order is DESIGN §1's (NGINX's `location` order in the SRS layouts it mirrors):
+ * The order is NGINX's `location` order in the SRS layouts it mirrors (so each layout translates 1:1):
  *  1. OPTIONS when crossdomain is on → the CORS answer
  *  2. /api/, /rtc/ → a proxy route for that prefix, else the embedded API
  *  —  /metrics → Prometheus text (the gateway's own, never proxied)

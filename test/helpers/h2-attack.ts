@@ -1,4 +1,6 @@
 import { spawn } from 'node:child_process';
+import http2 from 'node:http2';
+import net from 'node:net';
 import tls from 'node:tls';
 import { once } from 'node:events';
 import { mkdtempSync, writeFileSync } from 'node:fs';
@@ -6,6 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import assert from 'node:assert/strict';
+import { H2Connection } from '../../src/http/h2/connection.js';
+import { Account } from '../../src/limits/budget.js';
 import { CliGateway, MiB, openFds, percentile, rssOf, sleep, RSS_BOUND_SCALE } from './proc.js';
 
 /** The normal client's p99 over `ms` with no attack: the machine's own latency. */
@@ -22,32 +26,7 @@ export async function baselineP99(port: number, path: string, ms = 2000): Promis
  * makes: alive, RSS growth under a bound, the normal client's p99, fds back to baseline.
  */
 
-export const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
-
-export function frame(type: number, flags: number, id: number, payload: Buffer | number[] = []): Buffer {
-  const p = Buffer.from(payload);
-  const h = Buffer.alloc(9);
-  h.writeUIntBE(p.length, 0, 3);
-  h[3] = type;
-  h[4] = flags;
-  h.writeUInt32BE(id, 5);
-  return Buffer.concat([h, p]);
-}
-
-/** A request as an HPACK block written by hand: indexed :method GET and :scheme https, literal :path, :authority and extra fields. */
-export function getBlock(path: string, extra: [string, string][] = []): Buffer {
-  const lit = (name: string, value: string) => Buffer.concat([Buffer.from([0x00, name.length]), Buffer.from(name), Buffer.from([value.length]), Buffer.from(value)]);
-  return Buffer.concat([Buffer.from([0x82, 0x87, 0x04, path.length]), Buffer.from(path), Buffer.from([0x01, 1]), Buffer.from('x'), ...extra.map(([n, v]) => lit(n, v))]);
-}
-
-export function settings(pairs: [number, number][]): Buffer {
-  const b = Buffer.alloc(6 * pairs.length);
-  pairs.forEach(([k, v], i) => {
-    b.writeUInt16BE(k, 6 * i);
-    b.writeUInt32BE(v, 6 * i + 2);
-  });
-  return frame(4, 0, 0, b);
-}
+export { frame, getBlock, PREFACE, settings } from './h2-frames.js';
 
 /** A TLS connection that chose h2, for writing raw frames; `closed` resolves when the server closes it. */
 export async function rawH2(port: number, first: Buffer): Promise<{ sock: tls.TLSSocket; closed: Promise<void>; goaway: () => number | undefined }> {
@@ -177,4 +156,30 @@ export async function verdict(t: TestContext, gw: CliGateway, o: { rssBefore: nu
   t.diagnostic(`gateway fds ${o.fdsBefore} before, ${fds} after`);
   assert.ok(fds <= o.fdsBefore + slack, `fds back to baseline: ${fds} now, ${o.fdsBefore} before`);
   return { rssBeforeMiB: o.rssBefore / MiB, rssPeakMiB: o.rssPeak / MiB, p99 };
+}
+
+/**
+ * streamgate's own HTTP/2 connection on a loopback TCP port (h2 with prior knowledge, no TLS),
+ * relaying everything to `node`, a Node http2 server with the test's handler: the relay between
+ * them as the gateway runs it, with nothing answered from memory. Resolves with the port.
+ */
+export async function ownH2Server(node: http2.Http2Server, warn: (line: string) => void = () => {}): Promise<{ port: number; close: () => void }> {
+  const server = net.createServer((sock) => {
+    new H2Connection(sock, {
+      answer: () => null,
+      done: () => {},
+      timed: () => false,
+      relay: (inner) => node.emit('connection', inner),
+      keepAliveTimeoutMs: () => 30_000,
+      headerTimeoutMs: () => 30_000,
+      requestTimeoutMs: () => 30_000,
+      maxHeaderBytes: () => 16 * 1024,
+      notPlain: new Set(),
+      account: new Account(null, 8 * 1024 * 1024),
+      warn,
+    });
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return { port: (server.address() as net.AddressInfo).port, close: () => server.close() };
 }

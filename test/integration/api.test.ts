@@ -150,6 +150,30 @@ describe('embedded SRS-compatible API', () => {
     assert.equal(r.body.data.vhosts.find((v: any) => v.name === '__defaultVhost__').publish_secret_set, true);
   });
 
+  test('every resource the /api/v1/ index lists answers GET and HEAD; a malformed id is 400 whatever the method', async () => {
+    const idx = await get(port, '/api/v1/');
+    assert.equal(idx.status, 200);
+    const names = Object.keys(idx.body.urls);
+    assert.deepEqual(names.slice(0, 6), ['versions', 'summaries', 'streams', 'clients', 'vhosts', 'config']);
+    for (const n of names) {
+      const r = await get(port, `/api/v1/${n}/`);
+      assert.equal(r.status, 200, n);
+      assert.equal(r.body.code, 0, n);
+      assert.equal(r.headers.get('cache-control'), 'no-store', n);
+      const h = await fetch(`http://127.0.0.1:${port}/api/v1/${n}`, { method: 'HEAD' });
+      assert.equal(h.status, 200, `HEAD ${n}`);
+    }
+    for (const method of ['GET', 'DELETE', 'POST']) {
+      const bad = await get(port, '/api/v1/clients/%ff', { method });
+      assert.equal(bad.status, 400, method);
+      assert.equal(bad.body.error, 'BAD_REQUEST');
+    }
+    const all = await get(port, '/api/v1/clients/', { method: 'DELETE' });
+    assert.equal(all.status, 405, 'DELETE of the whole list kicks nobody');
+    assert.equal(all.headers.get('allow'), 'GET, HEAD, OPTIONS');
+    assert.equal((await get(port, '/api/v1/Streams/')).status, 404, 'paths are case-sensitive, as SRS\'s');
+  });
+
   test('unknown APIs are 404 JSON; wrong methods 405 with Allow; /rtc/ without a backend says to proxy it', async () => {
     const nf = await get(port, '/api/v1/nothing');
     assert.equal(nf.status, 404);

@@ -7,6 +7,7 @@ import { loadConfigText } from '../../src/config/index.js';
 import { Gateway } from '../../src/gateway.js';
 import { memoryLogger } from '../../src/log.js';
 import { SecurityRules } from '../../src/auth/security.js';
+import { MAX_JWKS_BYTES } from '../../src/auth/token.js';
 import { FlvPlayer } from '../helpers/flv-player.js';
 import { publish, waitFor, type Proc } from '../helpers/ffmpeg.js';
 
@@ -117,6 +118,35 @@ describe('signed tokens', () => {
       const p = new FlvPlayer(g.gw.port('http'), '/live/es.flv');
       await waitFor('open play', () => p.packets.length > 2);
       p.socket.destroy();
+    } finally {
+      jwks.close();
+    }
+  });
+  test('a JWKS answer past its bound is refused, with or without Content-Length, and the gateway carries on', async () => {
+    const { publicKey, privateKey } = await generateKeyPair('ES256');
+    const jwk = { ...(await exportJWK(publicKey)), kid: 'big', alg: 'ES256', use: 'sig' };
+    // A real key set padded with a field past the 64 KiB bound: valid JSON, so only the bound refuses it.
+    const body = JSON.stringify({ keys: [jwk], pad: 'x'.repeat(MAX_JWKS_BYTES) });
+    let sent = 0;
+    const jwks = http.createServer((req, res) => {
+      sent++;
+      if (req.url === '/declared.json') res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) }).end(body);
+      else {
+        res.writeHead(200, { 'Content-Type': 'application/json' }); // chunked: no length up front
+        res.end(body);
+      }
+    });
+    await new Promise<void>((r) => jwks.listen(0, '127.0.0.1', () => r()));
+    try {
+      for (const path of ['/declared.json', '/chunked.json']) {
+        const g = await start(`token { enabled on; require publish; jwks http://127.0.0.1:${(jwks.address() as AddressInfo).port}${path}; }`);
+        gws.push(g.gw);
+        const good = await new SignJWT({ action: '*', app: 'live', stream: 'big', exp: now() + 60 }).setProtectedHeader({ alg: 'ES256', kid: 'big' }).sign(privateKey);
+        assert.equal((await fetch(`${g.base}/live/big.flv?token=${good}`, { method: 'POST', body: 'FLV' })).status, 403, path);
+        assert.ok(g.lines.some((l) => l.includes('byte bound')), `the log says why (${path})`);
+        assert.equal((await fetch(`${g.base}/api/v1/versions`)).status, 200, 'the gateway still serves');
+      }
+      assert.equal(sent, 2, 'one fetch per gateway');
     } finally {
       jwks.close();
     }

@@ -13,7 +13,7 @@ import { keyPairIn } from '../helpers/tls.js';
 
 const run = promisify(execFile);
 
-/** The static origin (DESIGN §3) as a user sees it with curl, fetch, a raw socket and HTTP/2. */
+/** The static origin (files, ranges, conditions, MIME, CORS) as a user sees it with curl, fetch, a raw socket and HTTP/2. */
 describe('static origin', () => {
   let site: Site;
   /** No mounts: plain GETs of small files can take the fast lane. */

@@ -7,6 +7,7 @@ import { promisify } from 'node:util';
 import { makeSite, startGateway } from '../integration/site.js';
 import { rng } from '../helpers/random.js';
 import { keyPairIn } from '../helpers/tls.js';
+import { frame, getBlock, PREFACE } from '../helpers/h2-frames.js';
 
 const run = promisify(execFile);
 
@@ -14,20 +15,6 @@ const run = promisify(execFile);
 const INPUTS = 400;
 const SEED = 0x4832;
 const PARALLEL = 8;
-
-function frame(type: number, flags: number, id: number, payload: Buffer): Buffer {
-  const h = Buffer.alloc(9);
-  h.writeUIntBE(payload.length, 0, 3);
-  h[3] = type;
-  h[4] = flags;
-  h.writeUInt32BE(id >>> 0, 5);
-  return Buffer.concat([h, payload]);
-}
-
-/** A GET by hand-written HPACK: indexed :method GET and :scheme https, literal :path and :authority. */
-function getBlock(path: string): Buffer {
-  return Buffer.concat([Buffer.from([0x82, 0x87, 0x04, path.length]), Buffer.from(path), Buffer.from([0x01, 1]), Buffer.from('x')]);
-}
 
 const PATHS = ['/hello.txt', '/data.bin', '/missing', '/api/v1/versions', '/big.bin', '/dir/', '/live/none.flv'];
 
@@ -43,7 +30,7 @@ test(`${INPUTS} fuzzed HTTP/2 connections (seed ${SEED.toString(16)}): no crash,
 
   /** One input: frames that a client could send, each one possibly broken. */
   const input = (): Buffer => {
-    const parts: Buffer[] = [Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n')];
+    const parts: Buffer[] = [PREFACE];
     if (r() < 0.9) parts.push(frame(4, 0, 0, Buffer.alloc(0)));
     let id = 1;
     for (let i = 0, n = 1 + int(8); i < n; i++) {

@@ -1,10 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import http2 from 'node:http2';
+import net from 'node:net';
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { openFds, rssOf, sleep } from '../helpers/proc.js';
-import { baselineP99, frame, getBlock, normalClient, PREFACE, rawH2, rssWatch, settings, startCli, verdict } from '../helpers/h2-attack.js';
+import { baselineP99, frame, getBlock, normalClient, ownH2Server, PREFACE, rawH2, rssWatch, settings, startCli, verdict } from '../helpers/h2-attack.js';
 import { keyPairIn } from '../helpers/tls.js';
 
 /**
@@ -19,6 +21,46 @@ const CONNECTIONS = 12;
 /** Streams each connection opens and cancels, in bursts: far past any budget. */
 const STREAMS_EACH = 3000;
 const BURST = 100;
+
+test('own HTTP/2 relay: streams reset or provoked into an error in the read that opened them never reach Node; one left open does', async (t) => {
+  // What a flood's streams cost is what reaches Node's server: each is a Koa request (and, on a
+  // proxied path, an upstream request). Node's 'stream' events are counted.
+  const seen: string[] = [];
+  const node = http2.createServer((req, res) => {
+    seen.push(req.url);
+    res.end('ok');
+  });
+  const own = await ownH2Server(node);
+  const sock = net.connect(own.port, '127.0.0.1');
+  sock.on('error', () => {});
+  await once(sock, 'connect');
+  let got = Buffer.alloc(0);
+  sock.on('data', (c: Buffer) => (got = Buffer.concat([got, c])));
+  try {
+    const frames: Buffer[] = [PREFACE, settings([])];
+    for (let j = 0; j < 100; j++) {
+      const id = 2 * j + 1;
+      frames.push(frame(1, 4, id, getBlock(`/x/${j}`)));
+      frames.push(j % 2 === 0 ? frame(3, 0, id, [0, 0, 0, 8]) : frame(8, 0, id, [0, 0, 0, 0]));
+    }
+    // One more, complete and kept: it must still be answered.
+    frames.push(frame(1, 5, 201, getBlock('/kept')));
+    sock.write(Buffer.concat(frames));
+    const until = Date.now() + 5000;
+    while (seen.length === 0 && Date.now() < until) await sleep(20);
+    await sleep(300);
+    t.diagnostic(`Node saw ${seen.length} of 101 streams: ${seen.slice(0, 5).join(' ')}`);
+    assert.deepEqual(seen, ['/kept'], 'only the stream the client kept reached Node');
+    // The kept stream's answer came back to the client: a HEADERS frame on stream 201.
+    let answered = false;
+    for (let p = 0; p + 9 <= got.length; p += 9 + got.readUIntBE(p, 3)) if (got[p + 3] === 1 && got.readUInt32BE(p + 5) === 201) answered = true;
+    assert.ok(answered, 'the kept stream was answered');
+  } finally {
+    sock.destroy();
+    own.close();
+    node.close();
+  }
+});
 
 test(`own_h2 on: ${CONNECTIONS} connections of rapid reset (cancelled and provoked) on a proxied path: GOAWAY early, few upstream requests`, async (t) => {
   let upstreamRequests = 0;
@@ -70,14 +112,16 @@ test(`own_h2 on: ${CONNECTIONS} connections of rapid reset (cancelled and provok
     const perConnection = upstreamRequests / CONNECTIONS;
     t.diagnostic(`GOAWAY codes ${codes.join(',')}; upstream requests ${upstreamRequests} (${perConnection.toFixed(0)} a connection)`);
     assert.ok(codes.every((c) => c === 11), 'every attacking connection got GOAWAY ENHANCE_YOUR_CALM');
-    // Burst of 256 charged resets plus at most 32 in flight: far from nghttp2's ~1,000.
-    assert.ok(perConnection <= 300, `${perConnection} upstream requests a connection`);
+    // Cancelled in the read that opened them, the flood's streams never reach the proxy (0
+    // measured); at most the 32 a connection may have in flight to Node could.
+    assert.ok(perConnection <= 32, `${perConnection} upstream requests a connection`);
     await verdict(t, gw, { rssBefore, rssPeak: watch.peak(), fdsBefore, latencies, failures: normal.failures(), baselineP99: baseline, rssBoundMiB: 64, fdSlack: 6,
-      // Not the 100 ms the other attacks keep: measured 221 ms alone and 491 ms inside the suite
-      // (0 failed). The flood's first bursts are parsed and up to 32 streams a connection reach Koa
-      // and the proxy before the reset budget ends the connection; that CPU is what the normal
-      // client waits on. Bounded here so a regression past it fails; the gap is documented.
-      p99BoundMs: 1000 });
+      // Not the 100 ms the other attacks keep, on this shared machine: streams cancelled in the
+      // read that opened them no longer reach Koa (the test above), and the GOAWAY comes after 128
+      // resets, so what is left is 12 × 128 HPACK decodes in cold code at once; measured alone
+      // 34-450 ms at load 6-7 (629 and 867 ms with every stream dispatched to Node, 1,000 ms the
+      // bound before): a flood that reaches Koa again mostly fails it.
+      p99BoundMs: 600 });
   } finally {
     gw.kill();
     upstream.close();

@@ -7,7 +7,7 @@ import { h2Request, h2Session, makeSite, rawExchange, parseReply, SECRET, startG
 import { keyPairIn } from '../helpers/tls.js';
 
 /**
- * Path attacks against the static origin (issue 3's traversal row, issue 10's path-attack row).
+ * Path attacks against the static origin: traversal by dot-segments, encodings and mount edges.
  * Every attempt is sent byte for byte over a socket (fetch and node:http would normalise the
  * very paths under test), to http_server.dir with the fast lane on and to a vhost mount through
  * the full table. Each answer must be a 4xx or a file from inside a root, and no byte of the

@@ -109,6 +109,7 @@ function renderStats() {
   if (!session) return;
   setText('st-time', `${video.currentTime.toFixed(1)} s`);
   setText('st-buffer', `${bufferAhead().toFixed(1)} s`);
+  setText('st-latency', session.latency?.() ?? '–');
   setText('st-size', video.videoWidth ? `${video.videoWidth}×${video.videoHeight}` : '–');
   setText('st-bitrate', fmtBitrate(session.bitrate()));
   const q = video.getVideoPlaybackQuality?.();
@@ -119,7 +120,7 @@ function renderStats() {
 // ---- engines --------------------------------------------------------------------------------
 
 /**
- * @typedef {{ url: string, engine: string, bitrate: () => number, destroy: () => void }} Session
+ * @typedef {{ url: string, engine: string, bitrate: () => number, latency?: () => string, destroy: () => void }} Session
  * @type {Session | null}
  */
 let session = null;
@@ -216,7 +217,11 @@ async function startHls(url) {
     if (canNative) return startNative(url, 'native HLS');
     throw new Error('this browser can play HLS neither natively nor through Media Source Extensions');
   }
-  const hls = new Hls();
+  // lowLatencyMode (hls.js's default, said here on purpose): on an LL-HLS playlist hls.js loads
+  // parts, makes blocking reloads and sits PART-HOLD-BACK behind the live edge; elsewhere it is moot.
+  // maxLiveSyncPlaybackRate: after a stall hls.js drifts behind its target latency for good at
+  // the default rate of 1; up to 1.5× it catches up again (hls.js API docs, "Low-latency").
+  const hls = new Hls({ lowLatencyMode: true, maxLiveSyncPlaybackRate: 1.5 });
   /** @type {{ bytes: number, seconds: number }[]} */
   const recent = [];
   hls.on(Hls.Events.FRAG_LOADED, (_e, d) => {
@@ -248,12 +253,26 @@ async function startHls(url) {
       const seconds = recent.reduce((n, r) => n + r.seconds, 0);
       return seconds > 0 ? (bytes * 8) / seconds : NaN;
     },
+    latency: () => hlsLatency(hls),
     destroy() {
       hls.destroy();
       video.removeAttribute('src');
       video.load();
     },
   };
+}
+
+/**
+ * What the viewer is behind, as "1.2 s (hls.js 1.0 s)": the wall clock against the displayed
+ * frame's EXT-X-PROGRAM-DATE-TIME (the server stamps each segment when its first frame arrives),
+ * then hls.js's own estimate of the distance to the live edge. The page's latency readout.
+ */
+function hlsLatency(hls) {
+  const date = hls.playingDate;
+  const own = Number.isFinite(hls.latency) && hls.latency > 0 ? `hls.js ${hls.latency.toFixed(1)} s` : '';
+  if (!date) return own || '–';
+  const s = (Date.now() - date.getTime()) / 1000;
+  return own ? `${s.toFixed(1)} s (${own})` : `${s.toFixed(1)} s`;
 }
 
 function stop() {
@@ -267,7 +286,7 @@ function stop() {
     }
   }
   session = null;
-  for (const id of ['st-engine', 'st-protocol', 'st-size', 'st-time', 'st-buffer', 'st-bitrate', 'st-dropped']) setText(id, '–');
+  for (const id of ['st-engine', 'st-protocol', 'st-size', 'st-time', 'st-buffer', 'st-latency', 'st-bitrate', 'st-dropped']) setText(id, '–');
 }
 
 async function play(raw, format = 'auto') {

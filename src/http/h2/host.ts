@@ -25,23 +25,50 @@ export interface H2Host {
 }
 
 
-/** A pair of connected in-memory Duplex ends: what one writes, the other reads. */
+/**
+ * A pair of connected in-memory Duplex ends: what one writes, the other reads, on a later tick.
+ *
+ * Never in the writer's own call: Node's http2 session writes to its socket with a write marked in
+ * progress and stops reading from it only once that write call returns. Bytes that reach it in
+ * between (the relay answering synchronously what Node wrote: a WINDOW_UPDATE Node sends when a
+ * handler resumes its request body lets the relay pump more DATA at once) are parsed with the
+ * write in progress and reading not stopped, and node_http2.cc's OnDataChunkReceived aborts the
+ * process (`CHECK(session->is_reading_stopped())`). A real socket never delivers inside a write;
+ * neither does this link. A tick runs only once the outermost callback has returned, so no
+ * session frame is on the stack when the bytes arrive, and the order of writes (and of the end)
+ * is kept.
+ */
 export function duplexPair(): [Duplex, Duplex] {
-  const end = (peer: () => Duplex) => new Duplex({
-    read() {},
-    write(c: Buffer, _e, cb) {
-      peer().push(c);
-      cb();
-    },
-    final(cb) {
-      peer().push(null);
-      cb();
-    },
-    destroy(err, cb) {
-      peer().destroy();
-      cb(err);
-    },
-  });
+  const end = (peer: () => Duplex) => {
+    /** Chunks written and not yet handed to the peer; null is the end. */
+    let pending: (Buffer | null)[] = [];
+    const deliver = (): void => {
+      const batch = pending;
+      pending = [];
+      const p = peer();
+      for (const c of batch) if (!p.destroyed) p.push(c);
+    };
+    const queue = (c: Buffer | null): void => {
+      if (pending.length === 0) process.nextTick(deliver);
+      pending.push(c);
+    };
+    return new Duplex({
+      read() {},
+      write(c: Buffer, _e, cb) {
+        queue(c);
+        cb();
+      },
+      final(cb) {
+        queue(null);
+        cb();
+      },
+      destroy(err, cb) {
+        pending = [];
+        peer().destroy();
+        cb(err);
+      },
+    });
+  };
   const a: Duplex = end(() => b);
   const b: Duplex = end(() => a);
   return [a, b];

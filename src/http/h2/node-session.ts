@@ -1,4 +1,5 @@
 import type http2 from 'node:http2';
+import { MAX_RELAYED_IN_FLIGHT } from './calm.js';
 import type { Field } from './hpack.js';
 import { BAD_REQUEST, malformed, targetOf } from './request.js';
 
@@ -13,6 +14,12 @@ import { BAD_REQUEST, malformed, targetOf } from './request.js';
  * move, whatever PINGs and SETTINGS it sends.
  */
 export function watchSession(session: http2.ServerHttp2Session, requestTimeoutMs: () => number): void {
+  // What our relay allows a connection in flight to Node, Node's own sessions allow too: every
+  // stream they take is a Koa request holding at least a file chunk, a response and its buffers,
+  // and a client whose windows are 0 holds them all (128 streams: measured 5-7 MiB a connection,
+  // outside every budget). The SETTINGS goes out right after the server's first one; nghttp2
+  // refuses streams past the lower number at once, before the client has acknowledged it.
+  session.settings({ maxConcurrentStreams: MAX_RELAYED_IN_FLIGHT });
   let open = 0;
   let last = Date.now();
   let seen = '';

@@ -1,25 +1,21 @@
 import type { Socket } from 'node:net';
 import { DEFAULT_VHOST } from '../../config/index.js';
-import { GatewayError } from '../../errors.js';
-import { CountingClient, clientIp } from '../../live/client.js';
-import type { Consumer } from '../../live/consumer.js';
-import type { Hub } from '../../live/hub.js';
+import { clientIp } from '../../live/client.js';
 import type { StreamName } from '../../live/types.js';
-import type { Logger } from '../../log.js';
-import { Account, OBJECT_OVERHEAD_BYTES, type Budget } from '../../limits/budget.js';
-import type { Source } from '../../live/source.js';
-import { packetFromTag, TAG_SCRIPT } from '../../media/packet.js';
-import { RtmpPlaySink } from '../../outputs/rtmp-play.js';
-import { newClientId, type AccessControl, type DoorRequest, type Grant, type Verdict } from '../../auth/policy.js';
-import { startPublication, type Publication } from '../publish.js';
-import { AmfError, decodeAmf0, decodeAmf0All, EcmaArray, encodeAmf0, type AmfObject, type AmfValue } from './amf0.js';
+import { Account, OBJECT_OVERHEAD_BYTES } from '../../limits/budget.js';
+import { newClientId, type DoorRequest, type Verdict } from '../../auth/policy.js';
+import { AmfError, decodeAmf0All, encodeAmf0, type AmfValue } from './amf0.js';
 import {
   ChunkReader, ChunkWriter, MAX_PENDING_BYTES, OUT_CHUNK_SIZE, RtmpError, type OutMessage, type RtmpMessage,
   MSG_ACK, MSG_AUDIO, MSG_COMMAND_AMF0, MSG_COMMAND_AMF3, MSG_DATA_AMF0, MSG_DATA_AMF3, MSG_SET_CHUNK_SIZE,
   MSG_SET_PEER_BANDWIDTH, MSG_USER_CONTROL, MSG_VIDEO, MSG_WINDOW_ACK_SIZE,
 } from './chunk.js';
+import { hostOf, isObject, splitQuery, u16, u32, type RtmpConn, type RtmpDeps, type RtmpLimits } from './conn.js';
 import { HANDSHAKE_BYTES, HandshakeError, ServerHandshake } from './handshake.js';
-import { WAITING_PLAYER_BYTES, type PlayWaitRoom } from './play-wait.js';
+import { RtmpPlay } from './play.js';
+import { RtmpPublish } from './publisher.js';
+
+export type { RtmpDeps, RtmpLimits } from './conn.js';
 
 /**
  * A connection that sends nothing for this long before playing, or while publishing, is gone; and
@@ -39,45 +35,8 @@ const CSID_COMMAND = 3;
 const CSID_STATUS = 5;
 
 /** User Control event types (§7.1.7). */
-const UC_STREAM_BEGIN = 0;
 const UC_PING_REQUEST = 6;
 const UC_PING_RESPONSE = 7;
-
-export interface RtmpDeps {
-  hub: Hub;
-  log: Logger;
-  /** The policy chain (src/auth/policy.ts): on_connect, then each publish or play, once. */
-  access: AccessControl;
-  /** The vhost a connect names, by tcUrl host (an unknown host is the default vhost). */
-  vhostFor: (host: string) => string;
-  /** The pool that connections not yet authorised draw on (the gateway's budgets.unauthorized). */
-  pool: Budget | null;
-  /** Read at each new connection, so a reload applies to the next ones. */
-  limits: () => RtmpLimits;
-  /** Players waiting for a publisher (the listener's). */
-  waiting: PlayWaitRoom;
-}
-
-export interface RtmpLimits {
-  /** The handshake and the connect command must both arrive within this (limits.header_timeout). */
-  headerTimeoutMs: number;
-  /** Memory one connection may hold before it is authorised to publish (limits.connection_memory). */
-  connectionMemoryBytes: number;
-  /** Silence before publish or play, and time from connect to publish or play (default IDLE_TIMEOUT_MS). */
-  idleTimeoutMs: number;
-  /** How long a play waits for the stream's publisher, by vhost (play.wait_publisher; 0 = not at all). */
-  waitPublisherMs: (vhost: string) => number;
-}
-
-/** `name?a=b` split at the query, as app and stream names carry one (SRS's `?vhost=`, our `?secret=`). */
-function splitQuery(s: string): { path: string; query: URLSearchParams } {
-  const q = s.indexOf('?');
-  return q < 0 ? { path: s, query: new URLSearchParams() } : { path: s.slice(0, q), query: new URLSearchParams(s.slice(q + 1)) };
-}
-
-function isObject(v: AmfValue): v is AmfObject {
-  return typeof v === 'object' && v !== null && !(v instanceof Date) && !(v instanceof EcmaArray) && !Array.isArray(v);
-}
 
 /**
  * One RTMP connection: handshake, chunk stream, the NetConnection/NetStream commands an encoder
@@ -85,35 +44,31 @@ function isObject(v: AmfValue): v is AmfObject {
  * deleteStream), then media into the hub or out of it. Anything malformed closes this connection
  * with one log line; nothing it does can hold more than the chunk reader's bounds.
  */
-export class RtmpSession {
+export class RtmpSession implements RtmpConn {
   readonly ip: string;
   private handshake: ServerHandshake | null = new ServerHandshake();
   /** The time by which the connection must have connected, or published or played: one timer. */
   private deadline: NodeJS.Timeout | undefined;
-  private readonly limits: RtmpLimits;
+  readonly limits: RtmpLimits;
   /** Pays for what the peer makes us hold: the anonymous pool's until publishing is authorised. */
   private account: Account;
   private readonly reader: ChunkReader;
-  /** Leaves the wait for a publisher (the player went away). */
-  private cancelWait: (() => void) | null = null;
   private readonly writer = new ChunkWriter(true);
   private connected = false;
   private app = '';
-  private tcUrl = '';
-  private pageUrl = '';
+  tcUrl = '';
+  pageUrl = '';
   private vhost = DEFAULT_VHOST;
   /** tcUrl and app queries: where `?secret=` and `?vhost=` may be given at connect time. */
   private connectQuery = new URLSearchParams();
   private nextStreamId = 1;
-  private publication: Publication | null = null;
-  private playing: { consumer: Consumer; client: CountingClient; streamId: number } | null = null;
-  private acquiring = false;
-  private closing = false;
+  private readonly publish = new RtmpPublish(this);
+  private readonly play = new RtmpPlay(this);
+  acquiring = false;
+  closing = false;
   /** The connection's id in hook bodies, and its on_connect verdict (publish and play wait on it). */
   private readonly hookId = newClientId();
   private connectAllowed: Promise<boolean> = Promise.resolve(true);
-  private playGrant: Grant | null = null;
-  private playQuery = new URLSearchParams();
   /** Bytes received, and where the last acknowledgement was sent (§5.4.3). */
   private received = 0;
   private ackedAt = 0;
@@ -121,7 +76,7 @@ export class RtmpSession {
 
   constructor(
     readonly socket: Socket,
-    private readonly deps: RtmpDeps,
+    readonly deps: RtmpDeps,
   ) {
     this.ip = clientIp(socket.remoteAddress);
     socket.setNoDelay(true);
@@ -151,7 +106,7 @@ export class RtmpSession {
 
   /** Whether a stream is being published or played (the hub ends those on shutdown). */
   get busy(): boolean {
-    return this.publication !== null || this.playing !== null;
+    return this.publish.publication !== null || this.play.playing !== null;
   }
 
   /** Shutdown: a connection that neither publishes nor plays has nothing to finish. */
@@ -160,8 +115,8 @@ export class RtmpSession {
   }
 
   /** "rtmp 1.2.3.4 live/a" for log lines: who, and what it publishes (or its app, if any yet). */
-  private who(): string {
-    const what = this.publication?.label ?? this.app;
+  who(): string {
+    const what = this.publish.publication?.label ?? this.app;
     return what ? `rtmp ${this.ip} ${what}` : `rtmp ${this.ip}`;
   }
 
@@ -174,6 +129,24 @@ export class RtmpSession {
     }, ms);
   }
 
+  clearDeadline(): void {
+    clearTimeout(this.deadline);
+  }
+
+  take(bytes: number): boolean {
+    return this.account.take(bytes);
+  }
+
+  give(bytes: number): void {
+    this.account.give(bytes);
+  }
+
+  /** Back from a publish or play: silence counts again, and another must start within the idle time. */
+  idleAgain(): void {
+    this.socket.setTimeout(this.limits.idleTimeoutMs);
+    this.armIdleDeadline();
+  }
+
   /** Connected, or back from a publish or play: it must start another within the idle time. */
   private armIdleDeadline(): void {
     const ms = this.limits.idleTimeoutMs;
@@ -181,7 +154,7 @@ export class RtmpSession {
   }
 
   /** Publishing is authorised: unfinished messages are bounded by the stream's own limits, not the anonymous pool. */
-  private trusted(): void {
+  trusted(): void {
     const own = this.account.detach();
     own.limit = MAX_PENDING_BYTES;
     this.reader.moveTo(own);
@@ -193,35 +166,26 @@ export class RtmpSession {
       this.socket.destroy();
       return;
     }
-    this.deps.log.warn(`${this.who()}: nothing received for ${this.limits.idleTimeoutMs} ms ${this.publication ? 'while publishing' : 'before publish or play'}, closing`);
-    this.publication?.finish('idle timeout');
+    this.deps.log.warn(`${this.who()}: nothing received for ${this.limits.idleTimeoutMs} ms ${this.publish.publication ? 'while publishing' : 'before publish or play'}, closing`);
+    this.publish.finish('idle timeout');
     this.socket.destroy();
   }
 
-  private fail(err: unknown): void {
+  fail(err: unknown): void {
     if (this.socket.destroyed) return;
     const known = err instanceof RtmpError || err instanceof AmfError || err instanceof HandshakeError;
     const msg = err instanceof Error ? err.message : String(err);
     if (known) this.deps.log.warn(`${this.who()}: ${msg}, closing`);
     else this.deps.log.error(`${this.who()}: internal error: ${msg}, closing`);
-    this.publication?.finish('malformed RTMP');
+    this.publish.finish('malformed RTMP');
     this.socket.destroy();
   }
 
   private onClose(): void {
     clearTimeout(this.deadline);
-    this.cancelWait?.();
-    this.cancelWait = null;
+    this.play.close();
     this.account.close();
-    this.publication?.finish('connection closed');
-    this.publication = null;
-    if (this.playing) {
-      this.playing.consumer.end('closed');
-      this.deps.hub.removeClient(this.playing.client.id);
-      this.playing = null;
-    }
-    this.playGrant?.end();
-    this.playGrant = null;
+    this.publish.finish('connection closed');
     if (this.connected) this.deps.access.closed({ vhost: this.vhost, app: this.app, ip: this.ip, clientId: this.hookId, sendBytes: this.socket.bytesWritten, recvBytes: this.received });
   }
 
@@ -230,7 +194,7 @@ export class RtmpSession {
   private onData(d: Buffer): void {
     if (this.closing) return;
     this.received += d.length;
-    const client = this.publication?.client ?? this.playing?.client;
+    const client = this.publish.publication?.client ?? this.play.playing?.client;
     if (client) client.received += d.length;
     let data = d;
     if (this.handshake) {
@@ -259,12 +223,12 @@ export class RtmpSession {
     switch (msg.type) {
       case MSG_AUDIO:
       case MSG_VIDEO:
-        return this.onMedia(msg);
+        return this.publish.media(msg);
       case MSG_DATA_AMF0:
-        return this.onData0(msg, msg.payload);
+        return this.publish.data(msg, msg.payload);
       case MSG_DATA_AMF3:
         // AMF3 data and command messages open with a format byte; ffmpeg and OBS put AMF0 after it.
-        return this.onData0(msg, msg.payload.subarray(1));
+        return this.publish.data(msg, msg.payload.subarray(1));
       case MSG_COMMAND_AMF0:
         return this.onCommand(msg, decodeAmf0All(msg.payload));
       case MSG_COMMAND_AMF3:
@@ -282,29 +246,6 @@ export class RtmpSession {
         // bandwidth and aggregate messages change nothing here.
         return;
     }
-  }
-
-  private onMedia(msg: RtmpMessage): void {
-    const pub = this.publication;
-    if (!pub) return;
-    const pkt = packetFromTag(msg.type, msg.timestamp, msg.payload);
-    if (pkt) pub.source.push(pkt);
-  }
-
-  /** `@setDataFrame onMetaData {…}` from an encoder: stored as the FLV script tag `onMetaData {…}`. */
-  private onData0(msg: RtmpMessage, payload: Buffer): void {
-    const pub = this.publication;
-    if (!pub || payload.length === 0) return;
-    const first = decodeAmf0(payload);
-    const body = first.value === '@setDataFrame' ? payload.subarray(first.offset) : payload;
-    const values = decodeAmf0All(body);
-    if (values[0] === 'onMetaData') {
-      // The tracks an HTTP-FLV player's header flags announce, before their first packets arrive.
-      const meta = values[1] instanceof EcmaArray ? values[1].props : isObject(values[1]) ? values[1] : {};
-      if (meta.videocodecid !== undefined) pub.source.declared.video = true;
-      if (meta.audiocodecid !== undefined) pub.source.declared.audio = true;
-    }
-    pub.source.push(packetFromTag(TAG_SCRIPT, msg.timestamp, Buffer.from(body))!);
   }
 
   // ---- commands ----------------------------------------------------------------------------------
@@ -382,27 +323,17 @@ export class RtmpSession {
   private onPublish(streamId: number, raw: AmfValue): void {
     if (this.busy || this.acquiring) throw new RtmpError('publish on a connection that already publishes or plays');
     const { name, query } = this.streamName(raw);
-    const label = `${name.app}/${name.stream}`;
-    const refuse = (code: string, description: string) => {
-      this.deps.log.warn(`rtmp ${this.ip}: publish ${label} refused: ${description}`);
-      this.status(streamId, 'error', code, description);
-      this.closeAfterFlush();
-    };
-    if (!name.stream || !name.app) return refuse('NetStream.Publish.BadName', 'an app and a stream name are required');
-    this.acquiring = true;
-    this.authorise('publish', name, query).then((v) => {
-      this.acquiring = false;
-      if (this.socket.destroyed || this.closing) return v.ok && v.end();
-      if (!v.ok) return refuse('NetStream.Publish.Denied', new GatewayError('PUBLISH_FORBIDDEN').message);
-      this.startPublish(streamId, name, label, v, refuse);
-    }).catch((err: unknown) => {
-      this.acquiring = false;
-      this.fail(err);
-    });
+    this.publish.start(streamId, name, query);
+  }
+
+  private onPlay(streamId: number, raw: AmfValue): void {
+    if (this.busy || this.acquiring) throw new RtmpError('play on a connection that already publishes or plays');
+    const { name, query } = this.streamName(raw);
+    this.play.start(streamId, name, query);
   }
 
   /** The chain for a publish or play of this connection, after its on_connect. */
-  private async authorise(action: 'publish' | 'play', name: StreamName, query: URLSearchParams, streamId?: string): Promise<Verdict> {
+  async authorise(action: 'publish' | 'play', name: StreamName, query: URLSearchParams, streamId?: string): Promise<Verdict> {
     if (!(await this.connectAllowed)) return { ok: false, status: 403 };
     const door: DoorRequest = {
       action, name, ip: this.ip, query: new URLSearchParams([...query, ...this.connectQuery]), bearer: null,
@@ -411,189 +342,20 @@ export class RtmpSession {
     return this.deps.access.authorise(door);
   }
 
-  private startPublish(streamId: number, name: StreamName, label: string, grant: Grant, refuse: (code: string, description: string) => void): void {
-    try {
-      this.publication = startPublication(this.deps.hub, this.deps.log, {
-        type: 'fmle-publish',
-        ip: this.ip,
-        name,
-        url: `/${label}`,
-        tcUrl: this.tcUrl,
-        pageUrl: this.pageUrl,
-        kick: () => this.socket.destroy(),
-      }, 'RTMP', grant);
-    } catch (err) {
-      grant.end();
-      if (err instanceof GatewayError) return refuse('NetStream.Publish.BadName', err.message);
-      throw err;
-    }
-    const pub = this.publication;
-    pub.source.once('end', () => {
-      // Kicked through the API, taken over, or shutdown: the encoder's connection goes too.
-      if (pub.finish('stream ended')) this.socket.destroy();
-    });
-    clearTimeout(this.deadline);
-    this.trusted();
-    this.status(streamId, 'status', 'NetStream.Publish.Start', `${label} is now published.`);
-  }
-
-  private onPlay(streamId: number, raw: AmfValue): void {
-    if (this.busy || this.acquiring) throw new RtmpError('play on a connection that already publishes or plays');
-    const { name, query } = this.streamName(raw);
-    this.playQuery = query;
-    this.acquiring = true;
-    clearTimeout(this.deadline);
-    this.deps.hub.acquire(name).then((source) => {
-      this.acquiring = false;
-      if (this.socket.destroyed || this.closing) return;
-      if (!source || source.ended) return this.waitForPublisher(streamId, name);
-      this.startPlay(streamId, name, source);
-    }, (err: unknown) => {
-      this.acquiring = false;
-      this.fail(err);
-    });
-  }
-
-  /**
-   * Nobody publishes the stream yet: the player waits for the publisher (as SRS and nginx-rtmp do),
-   * up to the vhost's wait_publisher, then gets StreamNotFound. It is charged to the anonymous pool
-   * while it waits, and the wait room bounds how many wait.
-   */
-  private waitForPublisher(streamId: number, name: StreamName): void {
-    const label = `${name.app}/${name.stream}`;
-    const ms = this.limits.waitPublisherMs(name.vhost);
-    const notFound = () => {
-      this.status(streamId, 'error', 'NetStream.Play.StreamNotFound', `${label} is not live.`);
-      this.closeAfterFlush();
-    };
-    if (ms <= 0) return notFound();
-    const refuse = (why: string) => {
-      this.deps.log.warn(`${this.who()}: play of ${label} refused: ${why}`);
-      this.status(streamId, 'error', 'NetStream.Play.Failed', new GatewayError('LIMIT_REACHED', why).message);
-      this.closeAfterFlush();
-    };
-    if (!this.account.take(WAITING_PLAYER_BYTES)) return refuse('memory for connections not yet authorised is exhausted');
-    const cancel = this.deps.waiting.wait(name, ms, (source) => {
-      this.leaveWait();
-      if (this.socket.destroyed || this.closing) return;
-      this.startPlay(streamId, name, source);
-    }, () => {
-      this.leaveWait();
-      if (this.socket.destroyed || this.closing) return;
-      this.deps.log.info(`${this.who()}: play of ${label}: no publisher within ${ms} ms`);
-      notFound();
-    });
-    if (!cancel) {
-      this.account.give(WAITING_PLAYER_BYTES);
-      return refuse(`too many players waiting for a publisher`);
-    }
-    this.cancelWait = cancel;
-    this.acquiring = true;
-    // The wait is bounded by its own timer; a silent player is not idle while it waits.
-    this.socket.setTimeout(0);
-    this.deps.log.info(`${this.who()}: play of ${label} waits for its publisher (up to ${ms} ms)`);
-  }
-
-  private leaveWait(): void {
-    this.cancelWait = null;
-    this.acquiring = false;
-    this.account.give(WAITING_PLAYER_BYTES);
-  }
-
-  private startPlay(streamId: number, name: StreamName, source: Source): void {
-    const label = `${name.app}/${name.stream}`;
-    if (source.ended) {
-      this.status(streamId, 'error', 'NetStream.Play.StreamNotFound', `${label} is not live.`);
-      return this.closeAfterFlush();
-    }
-    if (!source.canAcceptPlayer()) {
-      this.status(streamId, 'error', 'NetStream.Play.Failed', new GatewayError('LIMIT_REACHED', 'too many players on this stream').message);
-      return this.closeAfterFlush();
-    }
-    this.acquiring = true;
-    this.authorise('play', name, this.playQuery, source.id).then((v) => {
-      this.acquiring = false;
-      if (this.socket.destroyed || this.closing) return v.ok && v.end();
-      if (!v.ok) {
-        this.status(streamId, 'error', 'NetStream.Play.Failed', new GatewayError('PLAY_FORBIDDEN').message);
-        return this.closeAfterFlush();
-      }
-      this.playGrant = v;
-      this.seatPlayer(streamId, name, source, label);
-    }).catch((err: unknown) => {
-      this.acquiring = false;
-      this.fail(err);
-    });
-  }
-
-  /** An authorised player: subscribed to the source and listed. */
-  private seatPlayer(streamId: number, name: StreamName, source: Source, label: string): void {
-    const client = new CountingClient(this.deps.hub, {
-      type: 'rtmp-play',
-      ip: this.ip,
-      name,
-      url: `/${label}`,
-      tcUrl: this.tcUrl,
-      pageUrl: this.pageUrl,
-      publish: false,
-      kick: () => this.socket.destroy(),
-    });
-    // A player may be silent for hours; it is the hub's backlog bound that drops a dead one.
-    this.socket.setTimeout(0);
-    this.sendControl(MSG_USER_CONTROL, Buffer.concat([u16(UC_STREAM_BEGIN), u32(streamId)]));
-    this.status(streamId, 'status', 'NetStream.Play.Reset', `Playing and resetting ${label}.`);
-    this.status(streamId, 'status', 'NetStream.Play.Start', `Started playing ${label}.`);
-    this.send([{ csid: CSID_STATUS, type: MSG_DATA_AMF0, streamId, timestamp: 0, payload: encodeAmf0('|RtmpSampleAccess', true, true) }]);
-    const conn = {
-      socket: this.socket,
-      status: (code: string, description: string) => this.status(streamId, 'status', code, description),
-      closeAfterFlush: () => this.closeAfterFlush(),
-      drop: (why: string) => {
-        this.deps.log.warn(`${this.who()}: play of ${label} dropped: ${why}`);
-        this.socket.destroy();
-      },
-    };
-    this.deps.hub.addClient(client);
-    this.playing = { consumer: source.subscribe(new RtmpPlaySink(conn, streamId, client, source), client), client, streamId };
-    this.deps.log.info(`play ${label} to ${this.ip} over RTMP (client ${client.id})`);
-  }
-
   private onStop(streamId: number): void {
-    const pub = this.publication;
-    if (pub) {
-      this.status(streamId, 'status', 'NetStream.Unpublish.Success', `${pub.label} is now unpublished.`);
-      this.publication = null;
-      pub.finish('unpublished by the client');
-      // The encoder may stay connected and publish again on the same connection.
-      this.socket.setTimeout(this.limits.idleTimeoutMs);
-      this.armIdleDeadline();
-    } else if (this.playing) {
-      this.playGrant?.end();
-      this.playGrant = null;
-      this.playing.consumer.end('closed');
-      this.deps.hub.removeClient(this.playing.client.id);
-      this.playing = null;
-      this.socket.setTimeout(this.limits.idleTimeoutMs);
-      this.armIdleDeadline();
-    } else if (this.cancelWait) {
-      // A player that gives up waiting (closeStream) may play something else.
-      this.cancelWait();
-      this.leaveWait();
-      this.socket.setTimeout(this.limits.idleTimeoutMs);
-      this.armIdleDeadline();
-    }
+    if (this.publish.stop(streamId) || this.play.stop()) this.idleAgain();
   }
 
   // ---- bytes out ---------------------------------------------------------------------------------
 
-  private send(msgs: OutMessage[]): void {
+  send(msgs: OutMessage[]): void {
     if (this.socket.destroyed) return;
     const buf = this.writer.write(msgs);
     this.socket.write(buf);
-    if (this.playing) this.playing.client.sent += buf.length;
+    if (this.play.playing) this.play.playing.client.sent += buf.length;
   }
 
-  private sendControl(type: number, payload: Buffer): void {
+  sendControl(type: number, payload: Buffer): void {
     this.send([{ csid: CSID_CONTROL, type, streamId: 0, timestamp: 0, payload }]);
   }
 
@@ -605,34 +367,16 @@ export class RtmpSession {
     this.command('_result', txn, ...values);
   }
 
-  private status(streamId: number, level: 'status' | 'error', code: string, description: string): void {
+  status(streamId: number, level: 'status' | 'error', code: string, description: string): void {
     const info = { level, code, description, clientid: 'streamgate' };
     this.send([{ csid: CSID_STATUS, type: MSG_COMMAND_AMF0, streamId, timestamp: 0, payload: encodeAmf0('onStatus', 0, null, info) }]);
   }
 
   /** Ends the connection after what is queued; a peer that never hangs up is cut after a grace period. */
-  private closeAfterFlush(): void {
+  closeAfterFlush(): void {
     if (this.closing) return;
     this.closing = true;
     this.socket.setTimeout(CLOSE_GRACE_MS);
     this.socket.end();
   }
-}
-
-function u16(v: number): Buffer {
-  const b = Buffer.allocUnsafe(2);
-  b.writeUInt16BE(v);
-  return b;
-}
-
-function u32(v: number): Buffer {
-  const b = Buffer.allocUnsafe(4);
-  b.writeUInt32BE(v);
-  return b;
-}
-
-/** The host of an rtmp:// URL, or "" when it has none. */
-function hostOf(url: string): string {
-  const m = /^[a-z][a-z0-9+.-]*:\/\/\[?([^/\]:?]*)/i.exec(url);
-  return m ? m[1] : '';
 }

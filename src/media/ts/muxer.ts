@@ -1,7 +1,11 @@
-import { AUDIO_AAC, AUDIO_MP3, VIDEO_AVC, type MediaPacket } from '../packet.js';
+import { AUDIO_AAC, AUDIO_MP3, type MediaPacket } from '../packet.js';
 import { adtsHeader, FLV_AAC_PREFIX_BYTES, parseAudioSpecificConfig, type AacConfig } from '../aac.js';
-import { FLV_AVC_PREFIX_BYTES, parseAvcConfig } from '../avc.js';
-import { crc32Mpeg2 } from './crc32.js';
+import { parseAvcConfig } from '../avc.js';
+import { hevcNalType, NAL_AUD as HEVC_AUD, NAL_IRAP_FIRST, NAL_IRAP_LAST, NAL_VPS, parseHvcc } from '../hevc.js';
+import { videoFrame } from '../video.js';
+import { pat, PID_AUDIO, PID_PAT, PID_PMT, PID_VIDEO, pmt, videoOf, type TsTracks } from './tables.js';
+
+export { PID_AUDIO, PID_PAT, PID_PMT, PID_VIDEO, STREAM_TYPE_AAC_ADTS, STREAM_TYPE_H264, STREAM_TYPE_H265, STREAM_TYPE_MPEG1_AUDIO, type TsTracks } from './tables.js';
 
 /**
  * FLV packets → MPEG-TS (ISO/IEC 13818-1), the container of HLS segments (RFC 8216 §3.2) and of
@@ -10,15 +14,6 @@ import { crc32Mpeg2 } from './crc32.js';
  */
 
 export const TS_PACKET_BYTES = 188;
-export const PID_PAT = 0x0000;
-/** SRS's and ffmpeg's PMT PID. */
-export const PID_PMT = 0x1001;
-export const PID_VIDEO = 0x100;
-export const PID_AUDIO = 0x101;
-/** stream_type values (13818-1 Table 2-34; H.264 from Amd.3, ADTS AAC from 13818-7). */
-export const STREAM_TYPE_H264 = 0x1b;
-export const STREAM_TYPE_AAC_ADTS = 0x0f;
-export const STREAM_TYPE_MPEG1_AUDIO = 0x03;
 
 const STREAM_ID_VIDEO = 0xe0;
 const STREAM_ID_AUDIO = 0xc0;
@@ -32,11 +27,11 @@ const AUD = Buffer.from([0, 0, 0, 1, 0x09, 0xf0]);
 const START_CODE = Buffer.from([0, 0, 0, 1]);
 const NAL_SPS = 7;
 const NAL_AUD = 9;
-
-export interface TsTracks {
-  video: boolean;
-  audio: 'aac' | 'mp3' | null;
-}
+/**
+ * H.265 access unit delimiter (§7.3.2.5): NAL type 35, layer 0, temporal id 1, pic_type 2 (any
+ * slice type) and the stop bit. Apple's HLS authoring spec wants one per frame as for H.264.
+ */
+const HEVC_AUD_NAL = Buffer.from([0, 0, 0, 1, HEVC_AUD << 1, 0x01, 0x50]);
 
 export class TsError extends Error {}
 
@@ -77,8 +72,9 @@ export interface TsMuxerOptions {
 export class TsMuxer {
   private readonly cc = new Map<number, number>();
   private pmtVersion = 0;
-  private avcSps: Buffer[] = [];
-  private avcPps: Buffer[] = [];
+  /** Parameter sets of the current configuration record, in the order a decoder needs them. */
+  private paramSets: Buffer[] = [];
+  private paramCodec: 'avc' | 'hevc' | null = null;
   private nalLengthSize = 4;
   private aac: AacConfig | null = null;
   private readonly clock = new TimestampUnwrapper();
@@ -98,7 +94,7 @@ export class TsMuxer {
 
   /** Changes the program's streams; the next tables() carries a new PMT version. */
   setTracks(t: TsTracks): void {
-    if (t.video === this.tracksNow.video && t.audio === this.tracksNow.audio) return;
+    if (t.video === this.tracksNow.video && t.audio === this.tracksNow.audio && videoOf(t) === videoOf(this.tracksNow)) return;
     this.tracksNow = { ...t };
     this.pmtVersion = (this.pmtVersion + 1) & 0x1f;
   }
@@ -131,41 +127,70 @@ export class TsMuxer {
   }
 
   private video(p: MediaPacket): Buffer {
-    if (p.codec !== VIDEO_AVC || p.data.length < FLV_AVC_PREFIX_BYTES) return EMPTY;
-    const body = p.data.subarray(FLV_AVC_PREFIX_BYTES);
-    if (p.header) {
-      try {
-        const c = parseAvcConfig(body);
-        this.avcSps = c.sps;
-        this.avcPps = c.pps;
-        this.nalLengthSize = c.nalLengthSize;
-      } catch {
-        this.dropped++;
-      }
+    const f = videoFrame(p);
+    if (!f || f.codec === 'av1') return EMPTY;
+    if (f.part === 'config') {
+      this.configure(f.codec, f.body);
       return EMPTY;
     }
-    if (p.data[1] !== 1 || !this.tracksNow.video) return EMPTY; // 2 = end of sequence
-    const nals = splitAvcc(body, this.nalLengthSize);
+    if (f.part !== 'frame' || !this.tracksNow.video || f.codec !== videoOf(this.tracksNow)) return EMPTY;
+    // H.264 frames before any avcC are read with the usual 4-byte lengths (as before HEVC came);
+    // an H.265 frame needs its hvcC, or a record of the other codec would give it wrong lengths.
+    const known = f.codec === this.paramCodec || (this.paramCodec === null && f.codec === 'avc');
+    const nals = known ? splitAvcc(f.body, this.nalLengthSize) : null;
     if (!nals) {
       this.dropped++;
       return EMPTY;
     }
+    const parts = f.codec === 'avc' ? this.avcAccessUnit(nals, p.keyframe) : this.hevcAccessUnit(nals);
+    const dtsMs = this.clock.unwrap(p.dts);
+    const ptsMs = dtsMs + f.cts;
+    const prefix = p.keyframe && this.options.tablesAtKeyframes ? this.tables() : EMPTY;
+    const pes = this.pes(PID_VIDEO, STREAM_ID_VIDEO, Buffer.concat(parts), ptsMs, dtsMs, p.keyframe);
+    return prefix.length > 0 ? Buffer.concat([prefix, pes]) : pes;
+  }
+
+  /** Keeps a configuration record's parameter sets and NAL length size for the frames that follow. */
+  private configure(codec: 'avc' | 'hevc', record: Buffer): void {
+    try {
+      const c = codec === 'avc' ? parseAvcConfig(record) : parseHvcc(record);
+      this.paramSets = 'vps' in c ? [...c.vps, ...c.sps, ...c.pps] : [...c.sps, ...c.pps];
+      this.nalLengthSize = c.nalLengthSize;
+      this.paramCodec = codec;
+    } catch {
+      this.dropped++;
+    }
+  }
+
+  private avcAccessUnit(nals: Buffer[], key: boolean): Buffer[] {
     const parts: Buffer[] = [AUD];
-    if (p.keyframe && !nals.some((n) => (n[0] & 0x1f) === NAL_SPS)) {
+    if (key && !nals.some((n) => (n[0] & 0x1f) === NAL_SPS)) {
       // ffmpeg's and OBS's FLV carry SPS/PPS only in the sequence header; a TS decoder joining at
       // this IDR needs them in band (Apple HLS authoring spec: parameter sets before each IDR).
-      for (const s of this.avcSps) parts.push(START_CODE, s);
-      for (const s of this.avcPps) parts.push(START_CODE, s);
+      for (const s of this.paramSets) parts.push(START_CODE, s);
     }
     for (const n of nals) {
       if ((n[0] & 0x1f) === NAL_AUD) continue;
       parts.push(START_CODE, n);
     }
-    const dtsMs = this.clock.unwrap(p.dts);
-    const ptsMs = dtsMs + p.cts;
-    const prefix = p.keyframe && this.options.tablesAtKeyframes ? this.tables() : EMPTY;
-    const pes = this.pes(PID_VIDEO, STREAM_ID_VIDEO, Buffer.concat(parts), ptsMs, dtsMs, p.keyframe);
-    return prefix.length > 0 ? Buffer.concat([prefix, pes]) : pes;
+    return parts;
+  }
+
+  /**
+   * The same for H.265: VPS, SPS and PPS from hvcC before an IRAP picture (NAL types 16..23) that
+   * does not carry them, since Enhanced FLV, like legacy FLV, keeps them in the sequence start.
+   */
+  private hevcAccessUnit(nals: Buffer[]): Buffer[] {
+    const parts: Buffer[] = [HEVC_AUD_NAL];
+    const irap = nals.some((n) => hevcNalType(n) >= NAL_IRAP_FIRST && hevcNalType(n) <= NAL_IRAP_LAST);
+    if (irap && !nals.some((n) => hevcNalType(n) === NAL_VPS)) {
+      for (const s of this.paramSets) parts.push(START_CODE, s);
+    }
+    for (const n of nals) {
+      if (hevcNalType(n) === HEVC_AUD) continue;
+      parts.push(START_CODE, n);
+    }
+    return parts;
   }
 
   private audio(p: MediaPacket): Buffer {
@@ -331,43 +356,4 @@ function writePcr(b: Buffer, at: number, base: number): void {
   b.writeUInt32BE(Math.floor(base / 2) >>> 0, at);
   b[at + 4] = ((base % 2) << 7) | 0x7e;
   b[at + 5] = 0;
-}
-
-/** A PSI section: header, body, CRC (13818-1 §2.4.4.3/§2.4.4.8). */
-function psi(tableId: number, idExt: number, version: number, body: Buffer): Buffer {
-  const sectionLength = 5 + body.length + 4;
-  const s = Buffer.allocUnsafe(3 + sectionLength);
-  s[0] = tableId;
-  s.writeUInt16BE(0xb000 | sectionLength, 1); // section_syntax_indicator, '0', reserved
-  s.writeUInt16BE(idExt, 3);
-  s[5] = 0xc1 | (version << 1); // reserved, version, current_next_indicator
-  s[6] = 0;
-  s[7] = 0;
-  body.copy(s, 8);
-  s.writeUInt32BE(crc32Mpeg2(s, 0, s.length - 4), s.length - 4);
-  return s;
-}
-
-function pat(): Buffer {
-  const body = Buffer.allocUnsafe(4);
-  body.writeUInt16BE(1, 0); // program_number
-  body.writeUInt16BE(0xe000 | PID_PMT, 2);
-  return psi(0x00, 1, 0, body);
-}
-
-function pmt(t: TsTracks, pcrPid: number, version: number): Buffer {
-  const streams: [number, number][] = [];
-  if (t.video) streams.push([STREAM_TYPE_H264, PID_VIDEO]);
-  if (t.audio) streams.push([t.audio === 'aac' ? STREAM_TYPE_AAC_ADTS : STREAM_TYPE_MPEG1_AUDIO, PID_AUDIO]);
-  const body = Buffer.allocUnsafe(4 + streams.length * 5);
-  body.writeUInt16BE(0xe000 | pcrPid, 0);
-  body.writeUInt16BE(0xf000, 2); // program_info_length 0
-  let o = 4;
-  for (const [type, pid] of streams) {
-    body[o] = type;
-    body.writeUInt16BE(0xe000 | pid, o + 1);
-    body.writeUInt16BE(0xf000, o + 3);
-    o += 5;
-  }
-  return psi(0x02, 1, version, body);
 }

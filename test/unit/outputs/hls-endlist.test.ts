@@ -72,7 +72,7 @@ async function run(seed: number, actions: number): Promise<{ publishes: number; 
   let highestSeq = -1;
   const counts = { publishes: 0, fresh: 0, sealed: 0 };
   const look = (): void => {
-    const stream = out.find(NAME);
+    const stream = out.find(NAME) as HlsStream | undefined; // a TS playlist: this vhost has no hls_fmp4
     if (!stream) {
       prev = null;
       return;

@@ -1,0 +1,186 @@
+import { after, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadConfigText } from '../../src/config/index.js';
+import { Gateway } from '../../src/gateway.js';
+import { memoryLogger } from '../../src/log.js';
+import { publish, run, waitFor } from '../helpers/ffmpeg.js';
+
+/**
+ * Recording as a user checks it: ffmpeg publishes generated media over RTMP and over HTTP-FLV,
+ * the dvr block writes files, and ffmpeg/ffprobe read them back: they decode without a word at
+ * -v error, last as long as what was published, keep audio and video together, and the segment
+ * plan cuts at key frames at dvr_duration. Published without -re: the files' timestamps come
+ * from the media, not the wall clock.
+ */
+
+const SECONDS = 12;
+const dirs: string[] = [];
+after(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+async function startGateway(dvr: string): Promise<{ gw: Gateway; dir: string; lines: string[] }> {
+  const dir = mkdtempSync(join(tmpdir(), 'sg-dvr-'));
+  dirs.push(dir);
+  const { log, lines } = memoryLogger();
+  const conf = `listen 127.0.0.1:0; http_server { listen 127.0.0.1:0; dir ./public; https { enabled off; } }
+    vhost __defaultVhost__ { dvr { enabled on; ${dvr.replaceAll('DIR', dir)} } }`;
+  const gw = await Gateway.start(loadConfigText(conf, 'test.conf'), { log });
+  return { gw, dir, lines };
+}
+
+interface Listed { file: string; state: string; duration: number | null; bytes: number; codecs: string[]; app: string; stream: string }
+
+async function recordings(gw: Gateway, query = ''): Promise<Listed[]> {
+  const r = await fetch(`http://127.0.0.1:${gw.port('http')}/api/v1/recordings${query}`);
+  assert.equal(r.status, 200);
+  return ((await r.json()) as { recordings: Listed[] }).recordings;
+}
+
+/** Waits until the stream's files are all finished (the publisher is gone and the files are renamed). */
+async function finished(gw: Gateway, n = 1): Promise<Listed[]> {
+  return waitFor('finished recordings', async () => {
+    const list = await recordings(gw);
+    return list.length >= n && list.every((r) => r.state === 'done') && list;
+  }, 20_000, 100);
+}
+
+interface Track { first: number; last: number; end: number; firstKey: boolean }
+
+/** ffprobe's packets of a file: per track, the first and last timestamps, where the last one ends, whether it opens on a key frame. */
+async function tracks(file: string): Promise<Record<'video' | 'audio', Track | undefined> & { duration: number }> {
+  const p = run('ffprobe', ['-v', 'error', '-print_format', 'json', '-show_entries', 'packet=codec_type,pts_time,duration_time,flags:format=duration', file]);
+  await p.exited;
+  const j = JSON.parse(p.stdout().toString()) as { packets: { codec_type: string; pts_time: string; duration_time?: string; flags: string }[]; format: { duration: string } };
+  const out: Record<string, Track> = {};
+  for (const k of j.packets) {
+    const t = Number(k.pts_time);
+    const end = t + Number(k.duration_time ?? 0);
+    const tr = out[k.codec_type];
+    if (!tr) out[k.codec_type] = { first: t, last: t, end, firstKey: k.flags.startsWith('K') };
+    else {
+      tr.first = Math.min(tr.first, t);
+      tr.last = Math.max(tr.last, t);
+      tr.end = Math.max(tr.end, end);
+    }
+  }
+  return { video: out.video, audio: out.audio, duration: Number(j.format.duration) };
+}
+
+async function decodesCleanly(file: string): Promise<void> {
+  const p = run('ffmpeg', ['-hide_banner', '-v', 'error', '-nostdin', '-i', file, '-f', 'null', '-']);
+  assert.equal(await p.exited, 0, p.stderr());
+  assert.equal(p.stderr(), '', `${file} decodes without errors`);
+}
+
+function assertInSync(name: string, t: { video?: Track; audio?: Track }): void {
+  assert.ok(t.video && t.audio, `${name} has both tracks`);
+  assert.ok(Math.abs(t.video.first - t.audio.first) <= 0.1, `${name}: first video ${t.video.first} and audio ${t.audio.first} within 0.1 s`);
+  assert.ok(Math.abs(t.video.end - t.audio.end) <= 0.1, `${name}: video ends at ${t.video.end}, audio at ${t.audio.end}`);
+}
+
+for (const ext of ['flv', 'mp4'] as const) describe(`dvr: ffmpeg publishes, the ${ext.toUpperCase()} files play`, () => {
+  test(`RTMP, segment plan, ${ext}: cuts at key frames every dvr_duration, the files add up to the published span`, async () => {
+    const { gw, dir } = await startGateway(`dvr_plan segment; dvr_duration 4; dvr_path DIR/[app]/[stream]/[timestamp].${ext};`);
+    try {
+      const pub = publish(`rtmp://127.0.0.1:${gw.port('rtmp')}/live/seg`, { seconds: SECONDS, fast: true, gop: 25 });
+      assert.equal(await pub.exited, 0, pub.stderr());
+      const list = await finished(gw, 3);
+      const files = readdirSync(join(dir, 'live', 'seg')).sort();
+      assert.equal(files.length, 3, `12 s in 4 s segments: ${files.join(', ')}`);
+      assert.ok(files.every((f) => f.endsWith(`.${ext}`)), 'no .tmp left once the stream ended');
+      let total = 0;
+      for (const [i, f] of files.entries()) {
+        const path = join(dir, 'live', 'seg', f);
+        await decodesCleanly(path);
+        const t = await tracks(path);
+        assertInSync(f, t);
+        assert.ok(t.video!.firstKey, `${f} opens on a key frame`);
+        assert.ok(t.video!.first <= 0.05, `${f} starts at 0 (time_jitter full), got ${t.video!.first}`);
+        const len = t.video!.end - t.video!.first;
+        if (i < files.length - 1) assert.ok(Math.abs(len - 4) <= 0.1, `${f}: a segment of dvr_duration (key frames every second), got ${len}`);
+        total += len;
+      }
+      assert.ok(Math.abs(total - SECONDS) <= 0.1, `the segments add up to ${total} s for ${SECONDS} s published`);
+      assert.deepEqual(list.map((r) => r.codecs), [['h264', 'aac'], ['h264', 'aac'], ['h264', 'aac']]);
+      assert.ok(list.every((r) => statSync(r.file).size === r.bytes), 'the API lists each file with its size');
+    } finally {
+      await gw.close();
+    }
+  });
+
+  test(`HTTP-FLV, session plan, ${ext}: one file as long as the publish, seekable to its middle; the API filters by stream`, async () => {
+    const { gw, dir } = await startGateway(`dvr_plan session; dvr_path DIR/[app]-[stream]-[2006][01][02].${ext};`);
+    try {
+      const pub = publish(`http://127.0.0.1:${gw.port('http')}/live/sess.flv`, { seconds: SECONDS, fast: true });
+      assert.equal(await pub.exited, 0, pub.stderr());
+      const [rec] = await finished(gw);
+      const files = readdirSync(dir);
+      assert.equal(files.length, 1, files.join(', '));
+      assert.match(files[0], new RegExp(`^live-sess-\\d{8}\\.${ext}$`));
+      const path = join(dir, files[0]);
+      await decodesCleanly(path);
+      const t = await tracks(path);
+      assertInSync(files[0], t);
+      assert.ok(Math.abs(t.duration - SECONDS) <= 0.1, `ffprobe says ${t.duration} s for ${SECONDS} s published`);
+      assert.ok(Math.abs(rec.duration! - SECONDS) <= 0.1, `the API says ${rec.duration} s`);
+      // A seek to the middle lands on the key frame there (one every second), as a player's would.
+      const s = run('ffprobe', ['-v', 'error', '-read_intervals', '6%+#1', '-select_streams', 'v', '-show_entries', 'packet=pts_time', '-of', 'csv=p=0', path]);
+      await s.exited;
+      const at = Number(s.stdout().toString().trim());
+      assert.ok(at >= 5 && at <= 6.05, `a seek to 6 s reads from ${at} s`);
+      assert.equal((await recordings(gw, '?app=live&stream=sess')).length, 1);
+      assert.equal((await recordings(gw, '?stream=other')).length, 0);
+    } finally {
+      await gw.close();
+    }
+  });
+});
+
+describe('dvr: on_dvr', () => {
+  test('SRS\'s on_dvr body once per finished file, after on_publish, with the publisher\'s fields', async () => {
+    const calls: Record<string, unknown>[] = [];
+    const hooks = http.createServer((req, res) => {
+      let body = '';
+      req.on('data', (d: Buffer) => (body += d.toString()));
+      req.on('end', () => {
+        calls.push(JSON.parse(body) as Record<string, unknown>);
+        res.end('0');
+      });
+    });
+    await new Promise<void>((r) => hooks.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(hooks.address() as { port: number }).port}`;
+    const { gw, dir } = await startGateway(`dvr_plan segment; dvr_duration 4; dvr_path DIR/[stream].[timestamp].flv; }
+      http_hooks { enabled on; on_publish ${url}/pub; on_dvr ${url}/dvr;`);
+    try {
+      const pub = publish(`rtmp://127.0.0.1:${gw.port('rtmp')}/live/hooked`, { seconds: 9, fast: true, gop: 25 });
+      assert.equal(await pub.exited, 0, pub.stderr());
+      await finished(gw, 3);
+      const dvr = await waitFor('three on_dvr calls', () => {
+        const d = calls.filter((c) => c.action === 'on_dvr');
+        return d.length >= 3 && d;
+      }, 10_000);
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(calls.filter((c) => c.action === 'on_dvr').length, 3, 'once per file');
+      assert.equal(calls[0].action, 'on_publish');
+      const files = readdirSync(dir).map((f) => join(dir, f)).sort();
+      assert.deepEqual(dvr.map((c) => c.file).sort(), files);
+      for (const c of dvr) {
+        assert.equal(c.cwd, process.cwd());
+        assert.equal(c.app, 'live');
+        assert.equal(c.stream, 'hooked');
+        assert.equal(c.stream_url, '/live/hooked');
+        assert.equal(c.client_id, calls[0].client_id, 'the publisher\'s client id, as in its on_publish');
+        assert.equal(c.ip, '127.0.0.1');
+        assert.equal(typeof c.stream_id, 'string');
+      }
+    } finally {
+      await gw.close();
+      hooks.close();
+    }
+  });
+});
