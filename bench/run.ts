@@ -1,7 +1,6 @@
 import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { cpus, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { h2load, wrk, type LoadResult } from './lib/load.js';
 import {
   API_PATH,
@@ -23,6 +22,8 @@ import { openCpuCap, type CpuCap } from './lib/cpucap.js';
 import { topFrames, type Frame } from './lib/profile.js';
 import { renderMarkdown, type FanoutStep, type Report, type Row } from './lib/report.js';
 import { REQUIRED_TOOLS } from './lib/tools.js';
+import { Generator } from './lib/generator.js';
+import { FRONT_FLV_PATH, originPlayers, startNginxFront, startOrigin, startSrsFront } from './lib/front.js';
 import { runLlHls } from './ll-hls.js';
 
 /** LL-HLS clients doing blocking reloads in the ll-hls row. */
@@ -34,7 +35,7 @@ const LL_HLS_CLIENTS = 1000;
  * load (and the proxy upstream, and publishers) on core 1.
  *
  *   --smoke         tiny counts: proves every peer starts and every workload runs (< 60 s)
- *   --only=a,b      run only these workloads (m3u8, ts, ts-capped, api, https-h1, https-h2, fanout, nms, hls, ll-hls,
+ *   --only=a,b      run only these workloads (m3u8, ts, ts-capped, api, https-h1, https-h2, fanout, nms, hls, ll-hls, front,
  *                   logs: the uncapped HTTP rows again with every server's access log on)
  *   --out=DIR       where latest.md/latest.json go (default bench/results; smoke: a temp dir)
  *   --no-profile    skip the --cpu-prof pass for targets not met
@@ -46,7 +47,6 @@ const LL_HLS_CLIENTS = 1000;
 const MW_LATENCY_MS = 350;
 /** Load time of a profiling run of one HTTP workload. */
 const PROFILE_SECONDS = 8;
-const FLV_LOAD = fileURLToPath(new URL('./flv-load.js', import.meta.url));
 
 interface Settings {
   smoke: boolean;
@@ -265,39 +265,6 @@ function httpRows(workloads: HttpWorkload[], results: Map<string, Map<string, Ht
 
 // ---- HTTP-FLV fan-out --------------------------------------------------------------------------------
 
-/** The player-load generator, a child on the load core, driven by request/answer messages. */
-class Generator {
-  private readonly proc: Proc;
-  private readonly waiting = new Map<number, (m: Record<string, unknown>) => void>();
-  private id = 0;
-
-  constructor() {
-    this.proc = startProc('flv-load', LOAD_CORE, process.execPath, [FLV_LOAD], { ipc: true });
-    this.proc.child.on('message', (m: { id: number }) => {
-      this.waiting.get(m.id)?.(m as Record<string, unknown>);
-      this.waiting.delete(m.id);
-    });
-  }
-
-  call<T = Record<string, unknown>>(msg: Record<string, unknown>, timeoutMs = 120_000): Promise<T> {
-    const id = ++this.id;
-    return new Promise((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error(`flv-load: no answer to ${String(msg.cmd)} in ${timeoutMs} ms\n${this.proc.tail()}`)), timeoutMs);
-      this.waiting.set(id, (m) => {
-        clearTimeout(t);
-        if (typeof m.error === 'string') reject(new Error(`flv-load: ${m.error}`));
-        else resolve(m as T);
-      });
-      this.proc.child.send({ ...msg, id });
-    });
-  }
-
-  async stop(): Promise<void> {
-    await this.call({ cmd: 'stop' }, 5000).catch(() => undefined);
-    await this.proc.stop();
-  }
-}
-
 type Step = FanoutStep;
 
 interface SampleReply {
@@ -428,6 +395,81 @@ async function runNmsFanout(base: string, s: Settings, log: (m: string) => void)
 
 function best(steps: Step[]): Step | null {
   return steps.reduce<Step | null>((b, x) => (!b || x.keptUp > b.keptUp ? x : b), null);
+}
+
+// ---- the SRS-front layout -----------------------------------------------------------------------
+
+/** Files of the origin's disk through each front: streamgate (srs-front.conf) and NGINX (the seed's nginx.proxy.conf). */
+const FRONT_WORKLOADS: HttpWorkload[] = [
+  {
+    id: 'front-m3u8',
+    title: "1 KB .m3u8 from an origin's disk through the front: srs-front.conf vs NGINX's seed nginx.proxy.conf (wrk)",
+    peers: ['nginx-front'],
+    targets: { 'nginx-front': 1.0 },
+    run: (p, s) => wrk({ url: `http://127.0.0.1:${p.http}${PLAYLIST_PATH}`, conns: s.conns, seconds: s.seconds }),
+  },
+  {
+    id: 'front-ts',
+    title: "512 KB .ts from an origin's disk through the front: srs-front.conf vs NGINX's seed nginx.proxy.conf (wrk)",
+    peers: ['nginx-front'],
+    targets: { 'nginx-front': 1.0 },
+    run: (p, s) => wrk({ url: `http://127.0.0.1:${p.http}${SEGMENT_PATH}`, conns: s.conns, seconds: s.seconds }),
+  },
+];
+
+/** One origin (a streamgate standing in for SRS, on the load core), each front in turn in front of it. */
+async function runFront(base: string, site: Site, s: Settings, log: (m: string) => void): Promise<Row[]> {
+  const origin = await startOrigin(base, site);
+  const sg = await startSrsFront(base, site, origin.http);
+  const ng = await startNginxFront(base, site, origin.http);
+  try {
+    const results = await runHttp(s, FRONT_WORKLOADS, new Map([['streamgate', sg], ['nginx-front', ng]]), log);
+    const rows = httpRows(FRONT_WORKLOADS, results, s);
+    for (const r of rows) r.method += '; origin: a streamgate serving the files from disk, on the load core';
+    rows.push(await frontFanout(origin, [sg, ng], s, log));
+    return rows;
+  } finally {
+    for (const p of [ng, sg, origin]) await p.proc.stop();
+  }
+}
+
+/**
+ * HTTP-FLV players through each front, the synthetic publisher on the origin: streamgate's edge
+ * makes one upstream request per stream, NGINX's stream location one per player (the origin's
+ * API counts them). The server's CPU is the front's (NGINX: its worker).
+ */
+async function frontFanout(origin: Peer, fronts: Peer[], s: Settings, log: (m: string) => void): Promise<Row> {
+  const steps = s.smoke ? [20] : [500, 1000, 2000];
+  const got: Record<string, { best: Step | null; upstream: number; at: number }> = {};
+  for (const peer of fronts) {
+    const gen = new Generator();
+    await gen.call({ cmd: 'start', target: { host: '127.0.0.1', port: peer.http, path: FRONT_FLV_PATH }, publish: { host: '127.0.0.1', port: origin.http, path: FRONT_FLV_PATH } });
+    const pids = treePids(peer.proc.pid);
+    const proc = { ...peer.proc, pid: pids[pids.length - 1] };
+    let upstream = -1;
+    const r = await fanoutSteps(gen, proc, steps, s.rampPerSec, s, log, async () => {
+      upstream = await originPlayers(origin, 'bench');
+    });
+    await gen.stop();
+    got[peer.name] = { best: best(r.steps), upstream, at: steps[0] };
+    // The front's edge connection closes idle_timeout (3 s) after the last player: let it go before the next front.
+    await sleep(s.smoke ? 1000 : 4000);
+  }
+  const sgr = got[fronts[0].name];
+  const ngr = got[fronts[1].name];
+  const cpu = (x: { best: Step | null }) => (x.best ? `${x.best.serverCpu.toFixed(0)}% CPU at ${x.best.players}` : 'no step');
+  return {
+    id: 'flv-front',
+    workload: 'HTTP-FLV fan-out through the front (one 0.5 Mbps stream on the origin): players kept up',
+    unit: 'players',
+    method: `steps ${steps.join('/')}, kept-up count as in the fan-out row; upstream requests read from the origin's API at ${steps[0]} players`,
+    streamgate: sgr.best?.keptUp ?? null,
+    peers: { 'nginx-front': ngr.best?.keptUp ?? null },
+    ratios: { 'nginx-front': sgr.best && ngr.best?.keptUp ? sgr.best.keptUp / ngr.best.keptUp : null },
+    target: '≥ 1.0× nginx-front',
+    met: sgr.best !== null && ngr.best !== null && sgr.best.keptUp >= ngr.best.keptUp,
+    note: `upstream requests to the origin at ${sgr.at} players: streamgate ${sgr.upstream}, NGINX ${ngr.upstream}; front CPU: streamgate ${cpu(sgr)}, NGINX ${cpu(ngr)}`,
+  };
 }
 
 // ---- profiling -------------------------------------------------------------------------------------
@@ -567,6 +609,10 @@ async function main(): Promise<void> {
         await stopForProfile(again.peer.proc);
         profiles[`fanout at ${top} players`] = topFrames(dir, REPO_ROOT);
       }
+    }
+    if (want('front')) {
+      log('SRS-front layout: srs-front.conf and NGINX (seed nginx.proxy.conf) in front of one origin');
+      rows.push(...(await runFront(base, site, s, log)));
     }
     if (want('hls')) {
       log('live HLS');

@@ -114,24 +114,9 @@ export class Proxy {
         reject(new GatewayError('BAD_REQUEST', target.reason));
         return;
       }
-      const h = req.headers;
       const http2 = req.httpVersionMajor >= 2;
-      const hasBody = h['content-length'] !== undefined ? h['content-length'] !== '0'
-        : h['transfer-encoding'] !== undefined || (http2 && !NO_BODY_METHODS.has(method));
-      const trailers = http2 || acceptsTrailers(h.te);
-      const headers = upstreamRequestHeaders(h, this.forward(target.host, req.socket?.remoteAddress, (req.socket as { encrypted?: boolean } | undefined)?.encrypted === true), false);
-      // A client that reads trailers lets the upstream know it may send them (RFC 9110 §10.1.4).
-      if (trailers) headers.te = 'trailers';
-      const opts: Dispatcher.DispatchOptions = {
-        path: this.base + target.path + target.query,
-        method: method as Dispatcher.HttpMethod,
-        headers: headers as Record<string, string | string[]>,
-        // A body of unknown length goes as an iterable: given the stream, undici sends a body that
-        // had wholly arrived by dispatch time (a small chunked upload in one packet) with a
-        // Content-Length, reframing what the client chose to stream.
-        // (undici documents AsyncIterable bodies; its DispatchOptions type does not list them.)
-        body: !hasBody ? null : h['content-length'] !== undefined ? (req as Readable) : (chunksOf(req as Readable) as unknown as Readable),
-      };
+      const trailers = http2 || acceptsTrailers(req.headers.te);
+      const { opts, hasBody } = this.dispatchOptions(req, method, target, trailers);
       let settled = false;
       let relay: Relay | null = null;
       let retried = false;
@@ -189,6 +174,27 @@ export class Proxy {
       };
       send();
     });
+  }
+
+  /** What undici sends upstream for `req`: the target as the rules read it, the forwarded headers, the body as it comes. */
+  private dispatchOptions(req: AnyRequest, method: string, target: TargetVerdict & { ok: true }, trailers: boolean): { opts: Dispatcher.DispatchOptions; hasBody: boolean } {
+    const h = req.headers;
+    const hasBody = h['content-length'] !== undefined ? h['content-length'] !== '0'
+      : h['transfer-encoding'] !== undefined || (req.httpVersionMajor >= 2 && !NO_BODY_METHODS.has(method));
+    const headers = upstreamRequestHeaders(h, this.forward(target.host, req.socket?.remoteAddress, (req.socket as { encrypted?: boolean } | undefined)?.encrypted === true), false);
+    // A client that reads trailers lets the upstream know it may send them (RFC 9110 §10.1.4).
+    if (trailers) headers.te = 'trailers';
+    const opts: Dispatcher.DispatchOptions = {
+      path: this.base + target.path + target.query,
+      method: method as Dispatcher.HttpMethod,
+      headers: headers as Record<string, string | string[]>,
+      // A body of unknown length goes as an iterable: given the stream, undici sends a body that
+      // had wholly arrived by dispatch time (a small chunked upload in one packet) with a
+      // Content-Length, reframing what the client chose to stream.
+      // (undici documents AsyncIterable bodies; its DispatchOptions type does not list them.)
+      body: !hasBody ? null : h['content-length'] !== undefined ? (req as Readable) : (chunksOf(req as Readable) as unknown as Readable),
+    };
+    return { opts, hasBody };
   }
 
   /**

@@ -20,7 +20,7 @@ import type { Report } from '../../bench/lib/report.js';
 const RUN = fileURLToPath(new URL('../../bench/run.js', import.meta.url));
 const missing = REQUIRED_TOOLS.filter((t) => !which(t));
 
-test('benchmark smoke run: every workload gives streamgate and each peer a figure', { skip: missing.length ? `needs ${missing.join(', ')} (.ci/run installs them)` : false, timeout: 150_000 }, async () => {
+test('benchmark smoke run: every workload gives streamgate and each peer a figure', { skip: missing.length ? `needs ${missing.join(', ')} (.ci/run installs them)` : false, timeout: 240_000 }, async () => {
   const out = mkdtempSync(join(tmpdir(), 'sg-bench-smoke-'));
   try {
     const child = track(spawn(process.execPath, [RUN, '--smoke', `--out=${out}`], { stdio: ['ignore', 'pipe', 'pipe'] }));
@@ -35,7 +35,7 @@ test('benchmark smoke run: every workload gives streamgate and each peer a figur
     assert.ok(readFileSync(join(out, 'latest.md'), 'utf8').includes('| workload |'));
 
     const ids = report.rows.map((r) => r.id);
-    assert.deepEqual(ids, ['m3u8', 'ts', 'ts-capped', 'api', 'https-h1', 'https-h2', 'm3u8-logs', 'ts-logs', 'api-logs', 'https-h1-logs', 'https-h2-logs', 'flv-fanout', 'flv-memory', 'flv-ttff', 'flv-latency', 'hls']);
+    assert.deepEqual(ids, ['m3u8', 'ts', 'ts-capped', 'api', 'https-h1', 'https-h2', 'm3u8-logs', 'ts-logs', 'api-logs', 'https-h1-logs', 'https-h2-logs', 'flv-fanout', 'flv-memory', 'flv-ttff', 'flv-latency', 'front-m3u8', 'front-ts', 'flv-front', 'hls', 'll-hls']);
     const capped = report.rows.find((r) => r.id === 'ts-capped')!;
     // The capped row runs wherever a CPU quota can be set (root, a cgroup cpu controller), and
     // says which; elsewhere it says why it did not run.

@@ -314,7 +314,7 @@ describe('the proxy lane', () => {
       for (let i = 0; i < b.length; i++) b[i] = (id * 131 + (i % PERIOD) * 7 + ((i % PERIOD) >> 9)) & 0xff;
       return b;
     };
-    const pieces = (id: number, each: (piece: Buffer) => boolean | void) => {
+    const pieces = (id: number, each: (piece: Buffer) => boolean | undefined) => {
       const p = patternOf(id);
       let at = 0;
       return () => {
@@ -329,7 +329,10 @@ describe('the proxy lane', () => {
     };
     const expected = (id: number) => {
       const h = createHash('sha256');
-      pieces(id, (piece) => void h.update(piece))();
+      pieces(id, (piece) => {
+        h.update(piece);
+        return undefined;
+      })();
       return h.digest('hex');
     };
     up.answer = (s, head) => {
