@@ -1,4 +1,4 @@
-import { mkdir, open, rename, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 
 /**
@@ -79,7 +79,10 @@ export class QueuedFile {
     const fh = this.fh;
     this.fh = null;
     if (fh) await fh.close().catch(() => {});
-    if (finalPath && this.created) await rename(this.path, finalPath).catch((err: NodeJS.ErrnoException) => this.fail(err));
+    if (!finalPath || !this.created) return;
+    // A file the disk took nothing of (full from the start) is removed, not kept as an empty recording.
+    if (this.written > 0) await rename(this.path, finalPath).catch((err: NodeJS.ErrnoException) => this.fail(err));
+    else await unlink(this.path).catch(() => {});
   }
 
   private async openFile(): Promise<void> {
