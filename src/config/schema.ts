@@ -134,7 +134,7 @@ export interface Config {
     crossdomain: boolean;
     /** Plain-HTTP requests answered 301 to https:// (ACME challenges, live stream paths and loopback excepted). */
     httpsRedirect: boolean;
-    /** `own_h2` (default off): h2 connections served by src/http/h2/ instead of Node's http2 server. */
+    /** `own_h2` (default on): h2 connections served by src/http/h2/ instead of Node's http2 server. */
     https: { enabled: boolean; listen: ListenAddr[]; key: string; cert: string; ownH2: boolean; acme: AcmeConfig };
   };
   proxy: { routes: ProxyRoute[]; timeoutMs: number; connectTimeoutMs: number; keepAlive: number };

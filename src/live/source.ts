@@ -3,7 +3,7 @@ import { earliestDts, PASS_THROUGH, type MediaPacket } from '../media/packet.js'
 import { Consumer, type Burst, type ConsumerLimits } from './consumer.js';
 import { JitterCorrector, type TimeJitter } from './timeline.js';
 import { RateMeter } from './rate.js';
-import { makeBatch, type Batch, type Client, type EndReason, type Sink, type StreamName } from './types.js';
+import { makeBatch, type Client, type EndReason, type Sink, type StreamName } from './types.js';
 
 export interface SourceOptions {
   /** Merged-write window (SRS's `mw_latency`): packets are handed to players this often. 0 = next tick. */

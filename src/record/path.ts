@@ -1,4 +1,4 @@
-import { dirname, join, normalize, relative, sep } from 'node:path';
+import { dirname, normalize, relative, sep } from 'node:path';
 import type { StreamName } from '../live/types.js';
 import type { DvrContainer } from './types.js';
 

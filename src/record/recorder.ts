@@ -159,7 +159,7 @@ export class Recorder {
 
   /** Retention: one pass at a time; a request during a pass runs one more after it. */
   private sweep(): void {
-    if (this.sweeping) {
+    if (this.sweeping !== null) {
       this.sweepAgain = true;
       return;
     }

@@ -9,7 +9,7 @@ import { loadConfigText } from '../../src/config/index.js';
 import { Gateway } from '../../src/gateway.js';
 import { memoryLogger } from '../../src/log.js';
 import { waitFor } from '../helpers/ffmpeg.js';
-import { percentile, sleep, timedGet } from '../helpers/proc.js';
+import { percentile, timedGet } from '../helpers/proc.js';
 
 const ATTACKERS = 1000;
 /** Long enough for 1,000 connects on a busy two-core machine (about 2 s measured): the timer runs from accept. */
