@@ -94,7 +94,7 @@ function pull(name: StreamName, deps: EdgeDeps): Promise<Source | undefined> {
         if (!source && demuxer.header) {
           try {
             source = hub.publish(name, client);
-          } catch (_err) {
+          } catch {
             req.destroy();
             settle(undefined);
             return;
