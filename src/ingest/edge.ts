@@ -28,103 +28,129 @@ export function edgeResolver(deps: EdgeDeps): (name: StreamName) => Promise<Sour
 }
 
 function pull(name: StreamName, deps: EdgeDeps): Promise<Source | undefined> {
-  const { hub, log } = deps;
   const edge = deps.vhost(name.vhost).edge;
   if (!edge.origin) return Promise.resolve(undefined);
   const url = new URL(`${edge.origin.pathname.replace(/\/$/, '')}/${name.app}/${name.stream}.flv`, edge.origin);
-  const label = `${name.app}/${name.stream}`;
-  return new Promise((resolve) => {
-    let settled = false;
-    let source: Source | null = null;
-    let idleTimer: NodeJS.Timeout | null = null;
-    const settle = (s: Source | undefined) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(headTimer);
-      resolve(s);
-    };
+  return new Promise((resolve) => new EdgePull(name, url, edge, deps, resolve));
+}
+
+/** One upstream request and the source it mounts; resolves once with the source or undefined. */
+class EdgePull {
+  private settled = false;
+  private source: Source | null = null;
+  private idleTimer: NodeJS.Timeout | null = null;
+  private readonly headTimer: NodeJS.Timeout;
+  private readonly req: http.ClientRequest;
+  private readonly label: string;
+
+  constructor(
+    private readonly name: StreamName,
+    private readonly url: URL,
+    private readonly edge: VhostConfig['edge'],
+    private readonly deps: EdgeDeps,
+    private readonly resolve: (s: Source | undefined) => void,
+  ) {
+    this.label = `${name.app}/${name.stream}`;
     const get = url.protocol === 'https:' ? https.get : http.get;
-    const req = get(url, { headers: { 'User-Agent': 'streamgate-edge', Accept: 'video/x-flv' }, agent: false });
-    const headTimer = setTimeout(() => {
-      log.warn(`edge ${label}: ${url.origin} sent no response within ${edge.connectTimeoutMs} ms, answering 404`);
-      req.destroy();
-      settle(undefined);
+    this.req = get(url, { headers: { 'User-Agent': 'streamgate-edge', Accept: 'video/x-flv' }, agent: false });
+    this.headTimer = setTimeout(() => {
+      deps.log.warn(`edge ${this.label}: ${url.origin} sent no response within ${edge.connectTimeoutMs} ms, answering 404`);
+      this.req.destroy();
+      this.settle(undefined);
     }, edge.connectTimeoutMs);
-    req.on('error', (err) => {
-      if (!settled) log.warn(`edge ${label}: ${url.origin} failed: ${(err as NodeJS.ErrnoException).code ?? err.message}`);
-      settle(undefined);
-      source?.end('unpublished');
+    this.req.on('error', (err) => {
+      if (!this.settled) deps.log.warn(`edge ${this.label}: ${url.origin} failed: ${(err as NodeJS.ErrnoException).code ?? err.message}`);
+      this.settle(undefined);
+      this.source?.end('unpublished');
     });
-    req.on('response', (res) => {
-      if (res.statusCode !== 200) {
-        res.resume();
-        settle(undefined);
+    this.req.on('response', (res) => this.response(res));
+  }
+
+  private settle(s: Source | undefined): void {
+    if (this.settled) return;
+    this.settled = true;
+    clearTimeout(this.headTimer);
+    this.resolve(s);
+  }
+
+  private response(res: http.IncomingMessage): void {
+    if (res.statusCode !== 200) {
+      res.resume();
+      this.settle(undefined);
+      return;
+    }
+    const { hub } = this.deps;
+    const client = new CountingClient(hub, {
+      type: 'edge-pull',
+      ip: this.url.hostname,
+      name: this.name,
+      url: this.url.href,
+      tcUrl: this.url.origin,
+      publish: true,
+      kick: () => this.req.destroy(),
+    });
+    const demuxer = new FlvDemuxer();
+    const finish = (why: string) => {
+      if (this.idleTimer) clearTimeout(this.idleTimer);
+      hub.removeClient(client.id);
+      if (this.source && !this.source.ended) {
+        this.deps.log.info(`edge ${this.label}: upstream closed (${why})`);
+        this.source.end('unpublished');
+      }
+      this.settle(undefined);
+    };
+    res.on('data', (chunk: Buffer) => {
+      client.received += chunk.length;
+      let packets;
+      try {
+        packets = demuxer.push(chunk);
+      } catch (err) {
+        this.deps.log.warn(`edge ${this.label}: bad FLV from ${this.url.origin}: ${(err as Error).message}`);
+        this.req.destroy();
+        finish('malformed FLV');
         return;
       }
-      const client = new CountingClient(hub, {
-        type: 'edge-pull',
-        ip: url.hostname,
-        name,
-        url: url.href,
-        tcUrl: url.origin,
-        publish: true,
-        kick: () => req.destroy(),
-      });
-      const demuxer = new FlvDemuxer();
-      const finish = (why: string) => {
-        if (idleTimer) clearTimeout(idleTimer);
-        hub.removeClient(client.id);
-        if (source && !source.ended) {
-          log.info(`edge ${label}: upstream closed (${why})`);
-          source.end('unpublished');
-        }
-        settle(undefined);
-      };
-      res.on('data', (chunk: Buffer) => {
-        client.received += chunk.length;
-        let packets;
-        try {
-          packets = demuxer.push(chunk);
-        } catch (err) {
-          log.warn(`edge ${label}: bad FLV from ${url.origin}: ${(err as Error).message}`);
-          req.destroy();
-          finish('malformed FLV');
-          return;
-        }
-        if (!source && demuxer.header) {
-          try {
-            source = hub.publish(name, client);
-          } catch {
-            req.destroy();
-            settle(undefined);
-            return;
-          }
-          hub.addClient(client);
-          source.declared = { audio: demuxer.header.hasAudio, video: demuxer.header.hasVideo };
-          log.info(`edge ${label}: pulling from ${url.href}`);
-          source.on('idle', () => {
-            if (idleTimer) clearTimeout(idleTimer);
-            idleTimer = setTimeout(() => {
-              if (source && source.playerCount === 0) {
-                log.info(`edge ${label}: no players for ${edge.idleTimeoutMs} ms, closing the upstream`);
-                req.destroy();
-                finish('idle');
-              }
-            }, edge.idleTimeoutMs);
-          });
-          source.once('end', () => req.destroy());
-          // If the player that asked is gone before it subscribes, the same idle rule applies.
-          source.emit('idle');
-        }
-        if (source) {
-          for (const p of packets) source.push(p);
-          // Players join once the stream's codecs are known, so the FLV header flags are right.
-          if (source.videoHeader || source.audioHeader || client.received > 64 * 1024) settle(source);
-        }
-      });
-      res.on('end', () => finish('end of stream'));
-      res.on('error', () => finish('connection error'));
-      res.on('close', () => finish('connection closed'));
+      if (!this.source && demuxer.header && !this.mount(client, demuxer.header, finish)) return;
+      const source = this.source;
+      if (source) {
+        for (const p of packets) source.push(p);
+        // Players join once the stream's codecs are known, so the FLV header flags are right.
+        if (source.videoHeader || source.audioHeader || client.received > 64 * 1024) this.settle(source);
+      }
     });
-  });
+    res.on('end', () => finish('end of stream'));
+    res.on('error', () => finish('connection error'));
+    res.on('close', () => finish('connection closed'));
+  }
+
+  /** Publishes the pulled stream in the hub; false (request ended) when the name is taken meanwhile. */
+  private mount(client: CountingClient, header: { hasAudio: boolean; hasVideo: boolean }, finish: (why: string) => void): boolean {
+    const { hub, log } = this.deps;
+    let source: Source;
+    try {
+      source = hub.publish(this.name, client);
+    } catch {
+      this.req.destroy();
+      this.settle(undefined);
+      return false;
+    }
+    this.source = source;
+    hub.addClient(client);
+    source.declared = { audio: header.hasAudio, video: header.hasVideo };
+    log.info(`edge ${this.label}: pulling from ${this.url.href}`);
+    source.on('idle', () => {
+      if (this.idleTimer) clearTimeout(this.idleTimer);
+      this.idleTimer = setTimeout(() => {
+        if (source.playerCount === 0) {
+          log.info(`edge ${this.label}: no players for ${this.edge.idleTimeoutMs} ms, closing the upstream`);
+          this.req.destroy();
+          finish('idle');
+        }
+      }, this.edge.idleTimeoutMs);
+    });
+    source.once('end', () => this.req.destroy());
+    // If the player that asked is gone before it subscribes, the same idle rule applies.
+    source.emit('idle');
+    return true;
+  }
 }
