@@ -206,6 +206,22 @@ function startNative(url, label) {
   };
 }
 
+/**
+ * The codec strings hls.js hands Media Source (from the init segment: hvc1.…, av01.…, avc1.…,
+ * mp4a.…) and whether this browser says it can decode each: an HEVC stream on a Chromium without
+ * an HEVC decoder shows "hvc1.1.6.L63.90 (not supported here)" instead of a silent black video.
+ */
+function showCodecs(tracks) {
+  const parts = [];
+  for (const t of tracks) {
+    if (!t?.codec) continue;
+    const type = `${t.container ?? 'video/mp4'};codecs="${t.codec}"`;
+    const ok = typeof MediaSource !== 'undefined' && MediaSource.isTypeSupported(type);
+    parts.push(ok ? t.codec : `${t.codec} (not supported here)`);
+  }
+  if (parts.length > 0) setText('st-codecs', parts.join(', '));
+}
+
 async function startHls(url) {
   // hls.js's README: prefer hls.js wherever MSE exists, because Chrome answers canPlayType "maybe"
   // for HLS yet fails on some streams; native HLS only where ManagedMediaSource says it is Safari's
@@ -240,6 +256,7 @@ async function startHls(url) {
     }
     setState('error', d.details);
   });
+  hls.on(Hls.Events.BUFFER_CODECS, (_e, d) => showCodecs([d.video, d.audio]));
   hls.on(Hls.Events.MANIFEST_PARSED, () => startVideo());
   hls.loadSource(url);
   hls.attachMedia(video);
@@ -286,7 +303,7 @@ function stop() {
     }
   }
   session = null;
-  for (const id of ['st-engine', 'st-protocol', 'st-size', 'st-time', 'st-buffer', 'st-latency', 'st-bitrate', 'st-dropped']) setText(id, '–');
+  for (const id of ['st-engine', 'st-protocol', 'st-codecs', 'st-size', 'st-time', 'st-buffer', 'st-latency', 'st-bitrate', 'st-dropped']) setText(id, '–');
 }
 
 async function play(raw, format = 'auto') {
