@@ -318,10 +318,8 @@ export class Proxy {
 
 /**
  * A request body as an async iterable: undici then frames it chunked and pulls it with
- * backpressure. Read in flowing mode with pause/resume, not through the stream's own async
- * iterator: reading an HTTP/2 request relayed by src/http/h2 that way aborted the process (Node's
- * http2 asserts `is_reading_stopped` when the relay link delivers data after a paused-mode
- * read stopped the session).
+ * backpressure. Read in flowing mode with a read-ahead, so the client's stream is paused only
+ * when undici falls BODY_QUEUE_BYTES behind, not once per chunk.
  */
 /** Request body bytes read ahead of undici's writes before the client's stream is paused. */
 const BODY_QUEUE_BYTES = 256 * 1024;
