@@ -60,7 +60,8 @@ interface FrontRoute {
   /** The URL's path, undecoded. */
   path: string;
   /** The proxy route of the path's prefix, for the proxy lane. */
-  proxy: { prefix: string; proxy: Proxy } | null;
+  /** `route` is the table entry's name, as the access log and metrics show it (proxy:/up/, edge:hls). */
+  proxy: { prefix: string; proxy: Proxy; route: string } | null;
   stream: StreamRequest | null;
   /** Who asks for the stream, for the HLS session listing; made on first use. */
   viewer?: HlsViewer;
@@ -128,7 +129,7 @@ export class FastLanes {
     const d = decide(t.entries, req.method, path, host);
     const e = d.entry;
     if (e.answer === 'proxy') {
-      r.proxy = { prefix: e.target.prefix, proxy: e.target.proxy! };
+      r.proxy = { prefix: e.target.prefix, proxy: e.target.proxy!, route: e.name };
       return r;
     }
     if (e.answer !== 'stream' && e.answer !== 'files') return r;
@@ -242,7 +243,7 @@ export class FastLanes {
         stallTimeoutMs: silent,
         date: httpDate,
         done: (o) => {
-          this.proxyDone(`proxy:${r.prefix}`, o.status, o.bytes, start, { ip: req.ip, method: req.method, url, httpVersion: '1.1', referer: req.referer, agent: req.agent }, o.error);
+          this.proxyDone(r.route, o.status, o.bytes, start, { ip: req.ip, method: req.method, url, httpVersion: '1.1', referer: req.referer, agent: req.agent }, o.error);
           finished(o.open);
         },
       });
@@ -276,7 +277,7 @@ export class FastLanes {
     const start = performance.now();
     const sock = req.socket;
     const written0 = sock.bytesWritten;
-    const route = `proxy:${r.prefix}`;
+    const route = e.name;
     const done = (status: number, error: string | null) => this.proxyDone(route, status, bodyBytes(res, sock.bytesWritten - written0), start, {
       ip: sock.remoteAddress ?? '-', method: req.method ?? '-', url, httpVersion: req.httpVersion, referer: headerOf(req, 'referer'), agent: headerOf(req, 'user-agent'),
     }, error);

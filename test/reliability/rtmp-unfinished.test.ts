@@ -105,13 +105,18 @@ async function attack(t: TestContext, a: Attack): Promise<void> {
     let failed = 0;
     const attackStart = Date.now();
     const slow: string[] = [];
-    while (attacking) {
-      const r = await timedGet(http, '/index.html');
-      if (r.ms > 100) slow.push(`${r.ms.toFixed(0)} ms at +${Date.now() - attackStart - Math.round(r.ms)} ms`);
-      if (r.status !== 200) failed++;
-      during.push(r.ms);
-      await sleep(5);
-    }
+    // Two normal clients side by side: a p99 over 4 s needs more than 100 samples to be a
+    // percentile and not simply the slowest single GET (one client gets 80-100 on a loaded CI host).
+    const client = async () => {
+      while (attacking) {
+        const r = await timedGet(http, '/index.html');
+        if (r.ms > 100) slow.push(`${r.ms.toFixed(0)} ms at +${Date.now() - attackStart - Math.round(r.ms)} ms`);
+        if (r.status !== 200) failed++;
+        during.push(r.ms);
+        await sleep(5);
+      }
+    };
+    await Promise.all([client(), client()]);
     const results = await done;
     clearInterval(sampler);
     peak = Math.max(peak, rssOf(gw.pid));
@@ -132,7 +137,7 @@ async function attack(t: TestContext, a: Attack): Promise<void> {
     assert.equal(lines, results.length, `one log line per attacking connection:\n${gw.log().split('\n').slice(-5).join('\n')}`);
     assert.ok(peak - rss0 < a.rssBoundBytes, `RSS growth ${((peak - rss0) / MiB).toFixed(1)} MiB < ${a.rssBoundBytes / MiB} MiB`);
     assert.equal(failed, 0, 'no normal request failed');
-    assert.ok(during.length >= 10, `enough normal requests measured (${during.length})`);
+    assert.ok(during.length >= 20, `enough normal requests measured (${during.length})`);
     assert.ok(p99 < bound, `normal GET p99 ${p99.toFixed(1)} ms < ${bound.toFixed(0)} ms`);
   } finally {
     gw.kill();
