@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { track } from './proc.js';
 
@@ -107,4 +108,21 @@ export async function waitFor<T>(what: string, fn: () => T | undefined | null | 
     if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, stepMs));
   }
+}
+
+/**
+ * Waits for a playlist's ENDLIST, then has ffprobe count its video frames: no `-v error` output, and
+ * every line (ffprobe lists an HLS stream once per program it finds it in) says `expect`
+ * ("codec,width,height,frames").
+ */
+export async function probeFinishedPlaylist(url: string, expect: string): Promise<void> {
+  await waitFor('ENDLIST', async () => (await (await fetch(url)).text()).includes('#EXT-X-ENDLIST'), 20_000, 200);
+  const p = run('ffprobe', ['-v', 'error', '-count_frames', '-select_streams', 'v', '-show_entries', 'stream=codec_name,width,height,nb_read_frames', '-of', 'csv=p=0', url]);
+  const timer = setTimeout(p.kill, 30_000);
+  await p.exited;
+  clearTimeout(timer);
+  assert.equal(p.stderr(), '');
+  const lines = p.stdout().toString().split('\n').filter((l) => l.trim());
+  assert.ok(lines.length > 0);
+  for (const l of lines) assert.equal(l.trim(), expect);
 }

@@ -5,7 +5,7 @@ import { SignJWT } from 'jose';
 import { loadConfigText } from '../../src/config/index.js';
 import { Gateway } from '../../src/gateway.js';
 import { memoryLogger } from '../../src/log.js';
-import { probe, publish, run, waitFor, type Proc } from '../helpers/ffmpeg.js';
+import { probe, probeFinishedPlaylist, publish, run, waitFor, type Proc } from '../helpers/ffmpeg.js';
 import { encode, enhancedTags, flvBytes } from '../helpers/enhanced-flv.js';
 import { assertAppleRules, parseLl, partNumbers, type LlPlaylist } from '../helpers/ll-hls.js';
 
@@ -250,19 +250,8 @@ describe('HEVC and AV1 from Enhanced FLV into LL-HLS', () => {
       const r = await fetch(`http://127.0.0.1:${port}/live/${codec}.flv`, { method: 'POST', body });
       assert.equal(r.status, 200);
       const url = `http://127.0.0.1:${port}/live/${codec}.m3u8`;
-      const text = await waitFor('ENDLIST', async () => {
-        const t = await (await fetch(url)).text();
-        return t.includes('#EXT-X-ENDLIST') && t;
-      }, 15_000, 200);
-      assertAppleRules(parseLl(text));
-      const p = run('ffprobe', ['-v', 'error', '-count_frames', '-select_streams', 'v', '-show_entries', 'stream=codec_name,width,height,nb_read_frames', '-of', 'csv=p=0', url]);
-      const timer = setTimeout(p.kill, 30_000);
-      await p.exited;
-      clearTimeout(timer);
-      assert.equal(p.stderr(), '');
-      const lines = p.stdout().toString().split('\n').filter((l) => l.trim());
-      assert.ok(lines.length > 0);
-      for (const l of lines) assert.equal(l.trim(), `${codec},${enc.width},${enc.height},${enc.samples.length}`);
+      await probeFinishedPlaylist(url, `${codec},${enc.width},${enc.height},${enc.samples.length}`);
+      assertAppleRules(parseLl(await (await fetch(url)).text()));
     });
   }
 });
