@@ -1,4 +1,5 @@
 import type { Writable } from 'node:stream';
+import { ClfClock, type CombinedPieces, combinedLine } from './http/access-combined.js';
 import type { AccessSink } from './http/access-sink.js';
 
 /** Access-log lines are buffered and written at most this often: a write per request would cost a syscall each. */
@@ -15,6 +16,8 @@ export class Logger {
   private timer: NodeJS.Timeout | null = null;
   /** Where access lines go when set (a file, or stdout written without blocking); else `out`. */
   private sink: AccessSink | null = null;
+  /** The CLF time of combined lines, made once a second. */
+  private readonly clf = new ClfClock();
 
   constructor(
     private readonly out: Pick<Writable, 'write'> = process.stdout,
@@ -65,6 +68,16 @@ export class Logger {
       this.timer = setTimeout(() => this.flush(), FLUSH_INTERVAL_MS);
       this.timer.unref();
     }
+  }
+
+  /**
+   * A combined line from pieces made once per request head (src/http/access-combined.ts): into
+   * the sink's batch as bytes, with no string made.
+   */
+  accessCombined(p: CombinedPieces, status: number, bytes: number, ms: number, at = Date.now()): void {
+    const time = this.clf.at(at);
+    if (this.sink !== null) this.sink.writeCombined(p, time, status, bytes, ms);
+    else this.access(combinedLine(p, time, status, bytes, ms));
   }
 
   flush(): void {

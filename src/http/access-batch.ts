@@ -17,7 +17,10 @@ export class LineBatch {
   bytes = 0;
   private chunks: Buffer[] = [];
   private cur: Buffer | null = null;
-  private used = 0;
+  /** Where the next line goes in `cur`. */
+  used = 0;
+  /** `cur` holds one long line only. */
+  private single = false;
   private readonly chunkBytes: number;
 
   constructor(bufferBytes: number) {
@@ -26,24 +29,32 @@ export class LineBatch {
 
   add(line: string): void {
     // UTF-8 takes at most 3 bytes per UTF-16 unit (a surrogate pair: 4 bytes for 2 units).
-    const worst = line.length * 3 + 1;
-    if (this.cur === null || this.used + worst > this.cur.length) {
-      this.seal();
-      if (worst > this.chunkBytes) {
-        // A line longer than a chunk (a long URL and User-Agent): a buffer of its own.
-        const b = Buffer.from(`${line}\n`);
-        this.chunks.push(b);
-        this.bytes += b.length;
-        this.lines++;
-        return;
-      }
-      this.cur = Buffer.allocUnsafeSlow(this.chunkBytes);
-    }
-    const n = this.cur.write(line, this.used, 'utf8');
-    this.cur[this.used + n] = 0x0a;
-    this.used += n + 1;
-    this.bytes += n + 1;
+    const buf = this.reserve(line.length * 3 + 1);
+    const n = buf.write(line, this.used, 'utf8');
+    buf[this.used + n] = 0x0a;
+    this.commit(this.used + n + 1);
+  }
+
+  /**
+   * Room for a line of at most `max` bytes: write it into the returned chunk from `used` on,
+   * then commit() where it ends. A line longer than a chunk (a long URL and User-Agent) gets a
+   * buffer of its own.
+   */
+  reserve(max: number): Buffer {
+    const cur = this.cur;
+    if (cur !== null && this.used + max <= cur.length) return cur;
+    this.seal();
+    this.single = max > this.chunkBytes;
+    this.cur = Buffer.allocUnsafeSlow(this.single ? max : this.chunkBytes);
+    return this.cur;
+  }
+
+  /** The line reserve() made room for ends at `end` (its newline included). */
+  commit(end: number): void {
+    this.bytes += end - this.used;
+    this.used = end;
     this.lines++;
+    if (this.single) this.seal();
   }
 
   /** Everything waiting, in order, as written; the batch is empty after. */

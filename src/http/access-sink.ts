@@ -3,6 +3,7 @@ import { resolve } from 'node:path';
 import type { AccessLogConfig } from '../config/access-log.js';
 import type { Logger } from '../log.js';
 import { LineBatch, skipBytes } from './access-batch.js';
+import type { ClfClock, CombinedPieces } from './access-combined.js';
 
 /**
  * Where access lines go: a file (NGINX's `access_log … buffer=64k flush=1s`) or an inherited fd
@@ -71,6 +72,24 @@ export class AccessSink {
       return;
     }
     this.pending.add(line);
+    this.added();
+  }
+
+  /** A combined line from its pieces (src/http/access-combined.ts), written as bytes into the batch. */
+  writeCombined(p: CombinedPieces, time: ClfClock, status: number, bytes: number, ms: number): void {
+    if (this.closed) return;
+    const pending = this.pending;
+    if (pending.bytes + p.max > this.maxPendingBytes) {
+      this.dropped++;
+      return;
+    }
+    const buf = pending.reserve(p.max);
+    pending.commit(p.write(buf, pending.used, time, status, bytes, ms));
+    this.added();
+  }
+
+  /** A line was added: flush by size now, or by time when the first line of a batch is flushMs old. */
+  private added(): void {
     if (this.pending.bytes >= this.opts.bufferBytes) this.flush();
     else if (this.timer === null) {
       this.timer = setTimeout(() => this.flush(), this.opts.flushMs);

@@ -12,13 +12,17 @@ export interface RequestRecord {
   ms: number;
 }
 
-export interface AccessEntry extends RequestRecord {
+/** What a line says of the request itself: the same for every repeat of a head. */
+export interface LineFields {
   ip: string;
   method: string;
   url: string;
   httpVersion: string;
   referer: string;
   agent: string;
+}
+
+export interface AccessEntry extends RequestRecord, LineFields {
   error: string | null;
 }
 
@@ -66,18 +70,28 @@ function combinedHead(e: AccessEntry): string {
     if (h !== undefined && h.second === second && h.url === e.url && h.ip === e.ip && h.status === e.status && h.bytes === e.bytes
       && h.method === e.method && h.agent === e.agent && h.referer === e.referer && h.httpVersion === e.httpVersion) return h.text;
   }
-  const url = CREDENTIAL_PARAM.test(e.url) ? e.url.replace(CREDENTIAL_PARAM_G, '$1=***') : e.url;
-  const text = `${e.ip} - - [${clf}] "${e.method} ${url} HTTP/${e.httpVersion}" ${e.status} ${e.bytes} "${e.referer || '-'}" "${e.agent || '-'}" `;
+  const [lead, request, tail] = combinedTexts(e);
+  const text = `${lead}${clf}${request}${e.status} ${e.bytes}${tail}`;
   heads[nextHead] = { second, ip: e.ip, method: e.method, url: e.url, httpVersion: e.httpVersion, status: e.status, bytes: e.bytes, referer: e.referer, agent: e.agent, text };
   nextHead = (nextHead + 1) % HEADS_KEPT;
   return text;
+}
+
+/**
+ * The parts of a combined line fixed by the request, around its time and its status and size:
+ * `IP - - [` TIME `] "GET /url HTTP/1.1" ` STATUS SIZE ` "referer" "agent" ` DURATION. Secrets in
+ * the query are masked here, so every writer of the format masks them.
+ */
+export function combinedTexts(e: LineFields): [string, string, string] {
+  const url = CREDENTIAL_PARAM.test(e.url) ? e.url.replace(CREDENTIAL_PARAM_G, '$1=***') : e.url;
+  return [`${e.ip} - - [`, `] "${e.method} ${url} HTTP/${e.httpVersion}" `, ` "${e.referer || '-'}" "${e.agent || '-'}" `];
 }
 
 /** The durations of answers under a second, as the line writes them ("0.000" … "0.999"), made once. */
 const SECONDS_TEXT: string[] = Array.from({ length: 1000 }, (_, i) => `0.${String(i).padStart(3, '0')}`);
 
 /** A duration in ms as seconds with three decimals (NGINX's $request_time). */
-function secondsText(ms: number): string {
+export function secondsText(ms: number): string {
   const n = Math.round(ms);
   return n >= 0 && n < 1000 ? SECONDS_TEXT[n] : (ms / 1000).toFixed(3);
 }
@@ -167,7 +181,7 @@ function isoNow(): string {
 }
 
 /** Common Log Format time: 10/Oct/2000:13:55:36 +0000. */
-function clf(d: Date): string {
+export function clf(d: Date): string {
   const p = (n: number) => String(n).padStart(2, '0');
   return `${p(d.getUTCDate())}/${MONTHS[d.getUTCMonth()]}/${d.getUTCFullYear()}:${p(d.getUTCHours())}:${p(d.getUTCMinutes())}:${p(d.getUTCSeconds())} +0000`;
 }

@@ -64,8 +64,9 @@ export interface FrontDoorOptions {
   /**
    * After a reply is written: access log and metrics. `bytes` are the body's; `direct` bytes of
    * the response went out by send/sendfile on the socket's fd, which bytesWritten does not count.
+   * `at` is the wall-clock time (Date.now()) of the answer when the caller has read it already.
    */
-  done(req: FastRequest, reply: FastReply, bytes: number, ms: number, direct: number): void;
+  done(req: FastRequest, reply: FastReply, bytes: number, ms: number, direct: number, at?: number): void;
   /** Whether done() wants `ms`, the time the answer took (an access log is on); 0 is passed when not. */
   timed(): boolean;
   /** False hands the connection over at once (shutting down, past max_connections). */

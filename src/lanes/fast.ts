@@ -2,7 +2,8 @@ import type http from 'node:http';
 import type { OutgoingHttpHeaders } from 'node:http';
 import type { Socket } from 'node:net';
 import { GatewayError } from '../errors.js';
-import { bodyBytes, formatAccess, headerOf } from '../http/accesslog.js';
+import { CombinedPieces } from '../http/access-combined.js';
+import { bodyBytes, formatAccess, headerOf, type LineFields } from '../http/accesslog.js';
 import { CORS_HEADERS } from '../http/cors.js';
 import { errorBody } from '../http/errors.js';
 import { httpDate, type FastReply, type FastRequest, type FrontDoorOptions, type ProxyRun } from '../http/frontdoor.js';
@@ -71,6 +72,8 @@ interface FrontRoute {
   cors: boolean;
   /** The cached file last answered and its reply: while the cache hands back the same entry, so is the reply. */
   file?: { entry: CachedBody; reply: FastReply };
+  /** The access log's pieces of this head's combined line; made on first use. */
+  log?: CombinedPieces;
 }
 
 export class FastLanes {
@@ -118,7 +121,7 @@ export class FastLanes {
     // Every field from the start, those filled on first use too: one object shape for every memo
     // keeps the property loads on the hot path monomorphic (measured: fields added later made them
     // miss their inline caches into the runtime, 2% of the CPU on live HLS).
-    r = { table: t, kind: FRONT_NONE, path: rawPath(req.url), proxy: null, stream: null, viewer: undefined, lane: undefined, cors: req.origin && t.config.httpServer.crossdomain, file: undefined };
+    r = { table: t, kind: FRONT_NONE, path: rawPath(req.url), proxy: null, stream: null, viewer: undefined, lane: undefined, cors: req.origin && t.config.httpServer.crossdomain, file: undefined, log: undefined };
     req.memo = r;
     if (req.url.length > t.config.limits.maxUrlBytes) return r;
     const path = r.path;
@@ -177,7 +180,7 @@ export class FastLanes {
     return {
       answer: (r, now) => this.frontAnswer(r, now),
       proxy: (r, sock) => this.proxyRun(r, sock),
-      done: (r, reply, bytes, ms, direct) => this.frontDone(r, reply, bytes, ms, direct),
+      done: (r, reply, bytes, ms, direct, at) => this.frontDone(r, reply, bytes, ms, direct, at),
       timed: () => this.h.table().config.accessLog !== 'off',
       eligible: (sock) => !this.h.closing() && !this.h.overLimit(sock),
       tracked: (sock) => this.h.guard.of(sock) ?? this.h.guard.secured(sock),
@@ -191,15 +194,39 @@ export class FastLanes {
     };
   }
 
-  private frontDone(req: FastRequest, reply: FastReply, bytes: number, ms: number, direct: number): void {
+  private frontDone(req: FastRequest, reply: FastReply, bytes: number, ms: number, direct: number, at: number | undefined): void {
     this.h.metrics.request(reply.route, reply.status, bytes);
     if (direct > 0) this.h.metrics.sendfile(direct);
     const format = this.h.table().config.accessLog;
     if (format === 'off') return;
+    if (format === 'combined') return this.h.log.accessCombined(this.linePieces(req), reply.status, bytes, ms, at);
     this.h.log.access(formatAccess(format, {
       route: reply.route, status: reply.status, bytes, ms, ip: req.ip, method: req.method, url: req.url, httpVersion: req.httpVersion,
       referer: req.referer, agent: req.agent, error: null,
     }));
+  }
+
+  /** The last pieces made for a request without a memo of its own (an HTTP/2 stream's request is new each time). */
+  private lastLine: { f: LineFields; p: CombinedPieces } | null = null;
+
+  /**
+   * The pieces of a front-door request's combined line: kept on its memo, which a keep-alive
+   * client's repeated head brings back, so they are made once per head.
+   */
+  private linePieces(req: FastRequest): CombinedPieces {
+    const r = req.memo as FrontRoute | null;
+    if (r !== null && r.log !== undefined) return r.log;
+    const last = this.lastLine;
+    let p: CombinedPieces;
+    if (last !== null && last.f.url === req.url && last.f.ip === req.ip && last.f.agent === req.agent && last.f.referer === req.referer
+      && last.f.method === req.method && last.f.httpVersion === req.httpVersion) {
+      p = last.p;
+    } else {
+      p = new CombinedPieces(req);
+      this.lastLine = { f: { ip: req.ip, method: req.method, url: req.url, httpVersion: req.httpVersion, referer: req.referer, agent: req.agent }, p };
+    }
+    if (r !== null) r.log = p;
+    return p;
   }
 
   /**
@@ -243,7 +270,7 @@ export class FastLanes {
         stallTimeoutMs: silent,
         date: httpDate,
         done: (o) => {
-          this.proxyDone(r.route, o.status, o.bytes, start, { ip: req.ip, method: req.method, url, httpVersion: '1.1', referer: req.referer, agent: req.agent }, o.error);
+          this.proxyDone(r.route, o.status, o.bytes, start, req, o.error, this.linePieces(req));
           finished(o.open);
         },
       });
@@ -251,12 +278,15 @@ export class FastLanes {
   }
 
   /** Access log line and metrics of a proxied request, on either lane. */
-  proxyDone(route: string, status: number, bytes: number, start: number,
-    r: { ip: string; method: string; url: string; httpVersion: string; referer: string; agent: string }, error: string | null): void {
+  proxyDone(route: string, status: number, bytes: number, start: number, r: LineFields, error: string | null, pieces?: CombinedPieces): void {
     this.h.metrics.request(route, status, bytes);
     const format = this.h.table().config.accessLog;
     if (format === 'off') return;
-    this.h.log.access(formatAccess(format, { route, status, bytes, ms: performance.now() - start, ...r, error }));
+    const ms = performance.now() - start;
+    if (format === 'combined' && pieces !== undefined) return this.h.log.accessCombined(pieces, status, bytes, ms);
+    this.h.log.access(formatAccess(format, {
+      route, status, bytes, ms, ip: r.ip, method: r.method, url: r.url, httpVersion: r.httpVersion, referer: r.referer, agent: r.agent, error,
+    }));
   }
 
   /**

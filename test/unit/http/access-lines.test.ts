@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { LineBatch, skipBytes } from '../../../src/http/access-batch.js';
+import { ClfClock, CombinedPieces, combinedLine } from '../../../src/http/access-combined.js';
 import { type AccessEntry, formatAccess } from '../../../src/http/accesslog.js';
 
 const entry = (over: Partial<AccessEntry> = {}): AccessEntry => ({
@@ -60,4 +61,59 @@ test('a line batch encodes lines in order across chunks, a long line in a buffer
 test('a short write continues where it stopped', () => {
   const bufs = [Buffer.from('abc'), Buffer.from('defg'), Buffer.from('h')];
   for (let n = 0; n <= 8; n++) assert.equal(Buffer.concat(skipBytes(bufs, n)).toString(), 'abcdefgh'.slice(n), `after ${n}`);
+});
+
+test('combined lines written as bytes from a head\'s pieces read exactly as the string lines do', () => {
+  const clock = new ClfClock();
+  const heads: Partial<AccessEntry>[] = [
+    {}, { referer: 'http://x/ü', agent: 'Mozilla/5.0 ✓ 😀' }, { url: '/live/a.flv?token=abc&x=1&secret=s3' }, { method: 'HEAD', httpVersion: '2.0', ip: '::1' },
+  ];
+  const answers: Partial<AccessEntry>[] = [
+    { status: 200, bytes: 1024, ms: 0.2 }, { status: 404, bytes: 0, ms: 12.6 }, { status: 200, bytes: 1024, ms: 999.4 },
+    { status: 206, bytes: 2 ** 33, ms: 1500 }, { status: 499, bytes: 7, ms: 61_234.7 }, { status: 200, bytes: 1024, ms: 0 },
+  ];
+  for (const h of heads) {
+    const p = new CombinedPieces(entry(h));
+    for (const a of answers) {
+      const e = entry({ ...h, ...a });
+      // The string line takes the time as it is written: compare within one second, retrying at its edge.
+      for (;;) {
+        const now = Date.now();
+        const buf = Buffer.alloc(p.max + 8, 0x7e);
+        const end = p.write(buf, 4, clock.at(now), e.status, e.bytes, e.ms);
+        const text = formatAccess('combined', e);
+        if (Math.floor(Date.now() / 1000) !== Math.floor(now / 1000)) continue;
+        assert.ok(end - 4 <= p.max, 'within the room it asks for');
+        assert.equal(buf.toString('utf8', 4, end), `${text}\n`, JSON.stringify(e));
+        assert.equal(combinedLine(p, clock, e.status, e.bytes, e.ms), text);
+        assert.ok(buf.subarray(0, 4).every((b) => b === 0x7e) && buf[end] === 0x7e, 'nothing written outside the line');
+        break;
+      }
+    }
+  }
+  assert.doesNotMatch(combinedLine(new CombinedPieces(entry(heads[2])), clock, 200, 1, 1), /abc|s3/);
+});
+
+test('a remembered line is remade when the second changes', () => {
+  const clock = new ClfClock();
+  const p = new CombinedPieces(entry());
+  const a = combinedLine(p, clock.at(Date.UTC(2026, 11, 6, 8, 0, 0, 500)), 200, 1024, 0);
+  const b = combinedLine(p, clock.at(Date.UTC(2026, 11, 6, 8, 0, 1, 0)), 200, 1024, 0);
+  assert.match(a, /\[06\/Dec\/2026:08:00:00 \+0000\]/);
+  assert.match(b, /\[06\/Dec\/2026:08:00:01 \+0000\]/);
+});
+
+test('a line batch gives a line longer than a chunk a buffer of its own through reserve() too', () => {
+  const b = new LineBatch(16 * 1024);
+  const long = Buffer.alloc(40_000, 0x4c);
+  for (const line of [Buffer.from('a'), long, Buffer.from('b')]) {
+    const buf = b.reserve(line.length + 1);
+    buf.set(line, b.used);
+    buf[b.used + line.length] = 0x0a;
+    b.commit(b.used + line.length + 1);
+  }
+  const { data, lines } = b.take();
+  assert.equal(lines, 3);
+  assert.deepEqual(data.map((c) => c.length), [2, 40_001, 2]);
+  assert.equal(Buffer.concat(data).toString(), `a\n${long.toString()}\nb\n`);
 });
