@@ -1,8 +1,7 @@
 import { AUDIO_AAC, type MediaPacket } from '../media/packet.js';
 import { initSegment, mediaSegment, Mp4Error, Mp4Remuxer } from '../media/mp4/index.js';
 import { videoFrame } from '../media/video.js';
-import type { Batch, EndReason, Sink } from '../live/types.js';
-import type { Segment } from './hls-segmenter.js';
+import { LiveHlsStream } from './hls-live.js';
 import { type Fmp4Limits, type Fmp4Segment, type Fmp4TrackSource, type GrowingPart, type InitSection, newPart, type Part } from './hls-fmp4-types.js';
 import { renderFmp4Playlist } from './hls-fmp4-playlist.js';
 
@@ -18,8 +17,6 @@ interface Building {
   wallMs: number;
 }
 
-/** Segments that just left the playlist stay fetchable this long in number (as for TS). */
-const RETIRED_SEGMENTS = 3;
 /**
  * A part closes before a frame that would take it past the target by more than this: frame
  * times in milliseconds jitter by one (30 fps arrives as 33, 33, 34 ms).
@@ -35,104 +32,38 @@ const PART_LISTED_TARGETS = 3;
  * is a run of chunks and a segment the run of its parts, so parts concatenate to their segment's
  * bytes by construction. The playlist's rules are those of HlsStream (appended only, ENDLIST once).
  */
-export class Fmp4HlsStream {
-  private segments: Fmp4Segment[] = [];
-  private retired: Fmp4Segment[] = [];
+export class Fmp4HlsStream extends LiveHlsStream<Fmp4Segment, Fmp4TrackSource, Fmp4Limits> {
   private cur: Building | null = null;
   /** The part being cut (null before the first key frame and after the publisher left). */
   growing: GrowingPart | null = null;
   private rx: Mp4Remuxer | null = null;
   private init: InitSection | null = null;
   private tracks: Fmp4TrackSource | null = null;
-  private nextSeq: number;
   private chunkSeq = 1;
-  private generation = 0;
-  private pendingDiscontinuity = false;
-  private publishing = false;
   private stepMs = 40;
   private lastMs = 0;
-  private windowBytes = 0;
-  discontinuitySeq = 0;
-  maxDurationS = 0;
-  ended = false;
-  oversized = 0;
-  /** Each complete segment (the on_hls hook). */
-  onSegment: ((seg: Segment) => void) | null = null;
-  /** Called after every change a waiting request may want: a part, a segment, the end. */
-  private readonly listeners = new Set<() => void>();
-  /** Bumped at every change: renderers cache by it. */
-  version = 0;
   private text: { version: number; full: string | null; delta: string | null } = { version: -1, full: null, delta: null };
-
-  constructor(
-    readonly stream: string,
-    readonly limits: Fmp4Limits,
-    firstSeq = 0,
-  ) {
-    this.nextSeq = firstSeq;
-  }
 
   get ll(): boolean {
     return this.limits.partS > 0;
   }
 
-  attach(tracks: Fmp4TrackSource): Sink {
-    if (this.ended) throw new Error(`HLS playlist ${this.stream} has ended: a playlist never loses EXT-X-ENDLIST (RFC 8216 §6.2.1)`);
-    const gen = ++this.generation;
+  protected begin(tracks: Fmp4TrackSource): void {
     this.tracks = tracks;
-    this.publishing = true;
     this.abandon();
     this.rx = new Mp4Remuxer(tracks.hasVideo, tracks.hasAudio);
     this.init = null;
-    this.pendingDiscontinuity = gen > 1;
-    this.changed();
-    return {
-      backlog: () => 0,
-      write: (batch: Batch) => {
-        if (gen !== this.generation) return;
-        for (const p of batch.packets) this.packet(p);
-      },
-      end: (_reason: EndReason) => {
-        if (gen === this.generation) this.finish();
-      },
-    };
-  }
-
-  get idle(): boolean {
-    return !this.publishing;
-  }
-
-  get nextSequence(): number {
-    return this.nextSeq;
-  }
-
-  seal(): boolean {
-    if (this.publishing) return false;
-    if (!this.ended) {
-      this.ended = true;
-      this.changed();
-    }
-    return true;
   }
 
   get bytes(): number {
-    let n = this.windowBytes + (this.cur?.bytes ?? 0) + (this.growing?.bytes ?? 0);
-    for (const s of this.retired) n += s.data.length;
+    let n = this.listedBytes() + (this.cur?.bytes ?? 0) + (this.growing?.bytes ?? 0);
     for (const s of this.segments) for (const p of s.parts) n += p.data.length;
     return n;
-  }
-
-  window(): readonly Fmp4Segment[] {
-    return this.segments;
   }
 
   /** The segment being cut, with its parts so far (LL-HLS lists them). */
   building(): { seq: number; parts: readonly Part[]; discontinuity: boolean; init: InitSection; wallMs: number } | null {
     return this.cur;
-  }
-
-  segment(seq: number): Fmp4Segment | undefined {
-    return this.segments.find((s) => s.seq === seq) ?? this.retired.find((s) => s.seq === seq);
   }
 
   /** A complete part still listed (or just unlisted), or undefined. */
@@ -183,36 +114,7 @@ export class Fmp4HlsStream {
     return (this.text.full ??= renderFmp4Playlist(this, false));
   }
 
-  listen(fn: () => void): () => void {
-    this.listeners.add(fn);
-    return () => this.listeners.delete(fn);
-  }
-
-  ready(ms: number): Promise<boolean> {
-    if (this.segments.length > 0) return Promise.resolve(true);
-    if (this.ended) return Promise.resolve(false);
-    return new Promise((resolve) => {
-      const done = () => {
-        if (this.segments.length === 0 && !this.ended && !timedOut) return;
-        clearTimeout(timer);
-        off();
-        resolve(this.segments.length > 0);
-      };
-      let timedOut = false;
-      const timer = setTimeout(() => {
-        timedOut = true;
-        done();
-      }, ms);
-      const off = this.listen(done);
-    });
-  }
-
-  private changed(): void {
-    this.version++;
-    for (const fn of [...this.listeners]) fn();
-  }
-
-  private packet(p: MediaPacket): void {
+  protected packet(p: MediaPacket): void {
     if (p.kind === 'script') return;
     const rx = this.rx!;
     const ms = rx.timeOf(p);
@@ -318,27 +220,18 @@ export class Fmp4HlsStream {
     let durationS = 0;
     for (const p of cur.parts) durationS += p.durationS;
     const data = Buffer.concat(cur.parts.map((p) => p.data), cur.bytes);
-    const seg: Fmp4Segment = { seq: cur.seq, durationS, data, discontinuity: cur.discontinuity, init: cur.init, wallMs: cur.wallMs, parts: this.ll ? cur.parts : [] };
-    this.segments.push(seg);
-    this.windowBytes += data.length;
-    if (durationS > this.maxDurationS) this.maxDurationS = durationS;
-    this.trim();
-    this.changed();
-    this.onSegment?.(seg);
+    this.add({ seq: cur.seq, durationS, data, discontinuity: cur.discontinuity, init: cur.init, wallMs: cur.wallMs, parts: this.ll ? cur.parts : [] });
   }
 
-  /** Slides the window as HlsStream does, and unlists parts older than PART_LISTED_TARGETS target durations. */
-  private trim(): void {
-    let total = this.segments.reduce((n, s) => n + s.durationS, 0);
-    while (this.segments.length > 1 && (total - this.segments[0].durationS >= this.limits.windowS || this.windowBytes > this.limits.maxWindowBytes)) {
-      const old = this.segments.shift()!;
-      total -= old.durationS;
-      this.windowBytes -= old.data.length;
-      if (old.discontinuity) this.discontinuitySeq++;
-      old.parts = [];
-      this.retired.push(old);
-      if (this.retired.length > RETIRED_SEGMENTS) this.retired.shift();
-    }
+  /** A segment out of the window lists no parts. */
+  protected override retire(old: Fmp4Segment): void {
+    old.parts = [];
+    super.retire(old);
+  }
+
+  /** Slides the window, and unlists parts older than PART_LISTED_TARGETS target durations. */
+  protected override trim(): void {
+    super.trim();
     const horizon = PART_LISTED_TARGETS * Math.max(1, Math.ceil(this.maxDurationS));
     let fromEnd = 0;
     for (let i = this.segments.length - 1; i >= 0; i--) {
@@ -356,8 +249,7 @@ export class Fmp4HlsStream {
     this.cur = null;
   }
 
-  /** The publisher stopped: what was cut so far becomes the last segment. */
-  private finish(): void {
+  protected finish(): void {
     if (this.growing && this.rx) {
       const end = this.lastMs + this.stepMs;
       this.chunk(end);
@@ -365,7 +257,5 @@ export class Fmp4HlsStream {
     }
     if (this.cur) this.close();
     this.abandon();
-    this.publishing = false;
-    this.changed();
   }
 }

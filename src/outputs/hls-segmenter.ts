@@ -1,7 +1,7 @@
 import type { MediaPacket } from '../media/packet.js';
 import { TimestampUnwrapper, TsMuxer } from '../media/ts/muxer.js';
-import type { Batch, EndReason, Sink } from '../live/types.js';
 import type { TsTracks } from '../media/ts/muxer.js';
+import { LiveHlsStream, type Segment } from './hls-live.js';
 
 /** What a segmenter needs to know about the stream it cuts: its tracks, asked at each cut. */
 export interface TrackSource {
@@ -9,37 +9,7 @@ export interface TrackSource {
   tracks(): TsTracks;
 }
 
-export interface HlsLimits {
-  /** Target segment length (hls_fragment): a segment ends at the first key frame at or after it. */
-  fragmentS: number;
-  /** Seconds of segments listed in the playlist (hls_window). */
-  windowS: number;
-  /** A segment that grows past this (no key frame in sight) is dropped, and cutting restarts at the next one. */
-  maxSegmentBytes: number;
-  /** The window holds at most this many bytes whatever its duration. */
-  maxWindowBytes: number;
-}
-
-export const DEFAULT_HLS_LIMITS: HlsLimits = {
-  fragmentS: 2,
-  windowS: 12,
-  maxSegmentBytes: 16 * 1024 * 1024,
-  maxWindowBytes: 128 * 1024 * 1024,
-};
-
-/**
- * Segments that just left the playlist stay fetchable this long in number: a player that read the
- * playlist a moment before the window moved still gets the segment it asks for.
- */
-const RETIRED_SEGMENTS = 3;
-
-export interface Segment {
-  readonly seq: number;
-  readonly durationS: number;
-  readonly data: Buffer;
-  /** A publish began here (EXT-X-DISCONTINUITY before it). */
-  readonly discontinuity: boolean;
-}
+export { DEFAULT_HLS_LIMITS, type HlsLimits, type Segment } from './hls-live.js';
 
 interface Building {
   chunks: Buffer[];
@@ -53,130 +23,37 @@ interface Building {
 
 /**
  * One stream's live HLS, in memory: MPEG-TS segments cut at key frames (by time for audio-only
- * streams) and the sliding-window playlist over them (RFC 8216). It outlives a publish, so a
- * publisher that comes back continues the playlist after an EXT-X-DISCONTINUITY, until its owner
- * ends it (`seal`: EXT-X-ENDLIST). The playlist only ever changes as RFC 8216 §6.2.1 allows:
- * lines appended, segments removed from the front, and ENDLIST added once, never taken back, so
- * an ended stream takes no publisher again. Memory is bounded by the window plus one segment.
+ * streams) and the sliding-window playlist over them (RFC 8216). Publishes, the window and the
+ * end are LiveHlsStream's (src/outputs/hls-live.ts).
  */
-export class HlsStream {
-  private segments: Segment[] = [];
-  private retired: Segment[] = [];
+export class HlsStream extends LiveHlsStream<Segment, TrackSource> {
   private cur: Building | null = null;
   private muxer: TsMuxer | null = null;
   private clock = new TimestampUnwrapper();
   private tracks: TrackSource | null = null;
-  private nextSeq: number;
-  private generation = 0;
-  private pendingDiscontinuity = false;
-  /** Discontinuities that slid out of the window (EXT-X-DISCONTINUITY-SEQUENCE, RFC 8216 §4.3.3.3). */
-  private discontinuitySeq = 0;
-  private maxDurationS = 0;
-  private windowBytes = 0;
-  private waiters = new Set<() => void>();
-  /** Called with each segment as it is cut (the on_hls hook). */
-  onSegment: ((seg: Segment) => void) | null = null;
-  /** A publisher's sink is attached (from attach to its end). */
-  private publishing = false;
-  /** EXT-X-ENDLIST: the playlist is final. */
-  ended = false;
-  /** Segments dropped for exceeding maxSegmentBytes. */
-  oversized = 0;
 
-  /**
-   * @param firstSeq where numbering starts. Names must not repeat what a cache may still hold from
-   * an earlier stream of the same name, so the owner starts from the clock rather than from 0.
-   */
-  constructor(
-    readonly stream: string,
-    private readonly limits: HlsLimits,
-    firstSeq = 0,
-  ) {
-    this.nextSeq = firstSeq;
-  }
-
-  /** A publish starts (or starts again): the returned sink receives its packets. */
-  attach(tracks: TrackSource): Sink {
-    if (this.ended) throw new Error(`HLS playlist ${this.stream} has ended: a playlist never loses EXT-X-ENDLIST (RFC 8216 §6.2.1)`);
-    const gen = ++this.generation;
+  protected begin(tracks: TrackSource): void {
     this.tracks = tracks;
-    this.publishing = true;
-    this.text = null;
     this.cur = null;
     this.muxer = new TsMuxer(tracks.tracks());
     this.clock = new TimestampUnwrapper();
-    this.pendingDiscontinuity = gen > 1;
-    return {
-      backlog: () => 0,
-      write: (batch: Batch) => {
-        if (gen !== this.generation) return;
-        for (const p of batch.packets) this.packet(p);
-      },
-      end: (_reason: EndReason) => {
-        if (gen === this.generation) this.finish();
-      },
-    };
-  }
-
-  /** No publisher is attached: a new one may continue the playlist, or the owner may seal it. */
-  get idle(): boolean {
-    return !this.publishing;
-  }
-
-  /** The number the next segment gets: a playlist that replaces this one starts above it. */
-  get nextSequence(): number {
-    return this.nextSeq;
-  }
-
-  /** No publisher is coming back: ENDLIST, for good. False while one is attached. */
-  seal(): boolean {
-    if (this.publishing) return false;
-    if (!this.ended) {
-      this.ended = true;
-      this.text = null;
-      for (const w of [...this.waiters]) w();
-    }
-    return true;
   }
 
   get bytes(): number {
-    return this.windowBytes + this.retired.reduce((n, s) => n + s.data.length, 0) + (this.cur?.bytes ?? 0);
-  }
-
-  /** Segments in the playlist now, oldest first. */
-  window(): readonly Segment[] {
-    return this.segments;
-  }
-
-  segment(seq: number): Segment | undefined {
-    return this.segments.find((s) => s.seq === seq) ?? this.retired.find((s) => s.seq === seq);
+    return this.listedBytes() + (this.cur?.bytes ?? 0);
   }
 
   uri(seq: number): string {
     return `${this.stream}-${seq}.ts`;
   }
 
-  /** Resolves true once the playlist lists a segment (or the stream ended), false after `ms`. */
-  ready(ms: number): Promise<boolean> {
-    if (this.segments.length > 0) return Promise.resolve(true);
-    if (this.ended) return Promise.resolve(false);
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        this.waiters.delete(done);
-        resolve(this.segments.length > 0);
-      };
-      const timer = setTimeout(done, ms);
-      this.waiters.add(done);
-    });
-  }
-
-  /** The playlist as last rendered; null once a segment, a publish or its end changed it. */
-  private text: string | null = null;
+  /** The playlist as last rendered, and the version it shows. */
+  private text = { version: -1, text: '' };
 
   /** Rendered once per change: every viewer polls it, and the front door compares it by identity. */
   playlist(): string {
-    return (this.text ??= this.render());
+    if (this.text.version !== this.version) this.text = { version: this.version, text: this.render() };
+    return this.text.text;
   }
 
   private render(): string {
@@ -193,7 +70,7 @@ export class HlsStream {
     return out;
   }
 
-  private packet(p: MediaPacket): void {
+  protected packet(p: MediaPacket): void {
     const muxer = this.muxer!;
     if (p.kind === 'script') return;
     if (p.header) {
@@ -240,37 +117,13 @@ export class HlsStream {
     const cur = this.cur!;
     this.cur = null;
     const durationS = Math.max(0.001, (endMs - cur.startMs) / 1000);
-    const seg: Segment = { seq: this.nextSeq++, durationS, data: Buffer.concat(cur.chunks, cur.bytes), discontinuity: cur.discontinuity };
-    this.segments.push(seg);
-    this.windowBytes += seg.data.length;
-    if (durationS > this.maxDurationS) this.maxDurationS = durationS;
-    this.trim();
-    this.text = null;
-    for (const w of [...this.waiters]) w();
-    this.onSegment?.(seg);
+    this.add({ seq: this.nextSeq++, durationS, data: Buffer.concat(cur.chunks, cur.bytes), discontinuity: cur.discontinuity });
   }
 
-  /** Slides the window: at most hls_window seconds (and maxWindowBytes), never fewer than one segment. */
-  private trim(): void {
-    let total = this.segments.reduce((n, s) => n + s.durationS, 0);
-    while (this.segments.length > 1 && (total - this.segments[0].durationS >= this.limits.windowS || this.windowBytes > this.limits.maxWindowBytes)) {
-      const old = this.segments.shift()!;
-      total -= old.durationS;
-      this.windowBytes -= old.data.length;
-      if (old.discontinuity) this.discontinuitySeq++;
-      this.retired.push(old);
-      if (this.retired.length > RETIRED_SEGMENTS) this.retired.shift();
-    }
-  }
-
-  /**
-   * The publisher stopped: the partial segment becomes the last one. ENDLIST waits for the owner
-   * (`seal`), since an encoder that reconnects continues this playlist.
-   */
-  private finish(): void {
+  /** The partial segment becomes the last one: an encoder that reconnects continues this playlist. */
+  protected finish(): void {
     const cur = this.cur;
     if (cur && cur.chunks.length > 1) this.close(cur.lastMs + cur.stepMs);
     this.cur = null;
-    this.publishing = false;
   }
 }
