@@ -48,6 +48,9 @@ export interface LaneHost {
 /** SRS's CORS headers as raw header lines, for answers the front door writes itself. */
 export const CORS_LINES = Object.entries(CORS_HEADERS).map(([k, v]) => `${k}: ${v}\r\n`).join('');
 
+/** Combined-line pieces larger than this are made per request rather than kept with the head. */
+const LINE_KEPT_MAX_BYTES = 1024;
+
 /** A front-door request the full table must answer. */
 const FRONT_NONE = 0;
 /** A stream path the origin may answer from memory; otherwise the full table. */
@@ -225,7 +228,9 @@ export class FastLanes {
       p = new CombinedPieces(req);
       this.lastLine = { f: { ip: req.ip, method: req.method, url: req.url, httpVersion: req.httpVersion, referer: req.referer, agent: req.agent }, p };
     }
-    if (r !== null) r.log = p;
+    // Kept while as small as a player's line: a head with a long URL, Referer or User-Agent is
+    // kept as read (up to 2 KiB), and its pieces, twice the line, would add more than that again.
+    if (r !== null && p.max <= LINE_KEPT_MAX_BYTES) r.log = p;
     return p;
   }
 

@@ -139,3 +139,42 @@ test('a stdout pipe nobody reads: answers keep coming, lines past the bound are 
   assert.ok(dropped > 0, `lines were dropped, and counted (${dropped})`);
   keepAlive.destroy();
 });
+
+test('a keep-alive client repeating its heads: one exact line per answer from the front door, long heads and secrets too', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'sg-alog-'));
+  const file = join(dir, 'access.log');
+  const { mkdirSync, writeFileSync } = await import('node:fs');
+  mkdirSync(join(dir, 'www'));
+  writeFileSync(join(dir, 'www', 'a.m3u8'), '#EXTM3U\n');
+  const gw = new CliGateway(`listen off;
+http_server { enabled on; listen 127.0.0.1:0; dir ${join(dir, 'www')}; https { enabled off; } }
+access_log combined ${file} flush=50ms;
+`);
+  t.after(() => gw.kill());
+  const port = await gw.port();
+  // Past the size up to which a head's line pieces are kept with it: those are made per request.
+  const longAgent = `player/1 ${'é'.repeat(700)}`;
+  const sent: { path: string; agent: string; status: number }[] = [];
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  t.after(() => agent.destroy());
+  const one = (path: string, ua: string) => new Promise<void>((resolve, reject) => {
+    http.get({ host: '127.0.0.1', port, path, agent, headers: { 'User-Agent': ua } }, (res) => {
+      res.resume();
+      res.on('end', () => {
+        sent.push({ path, agent: ua, status: res.statusCode ?? 0 });
+        resolve();
+      });
+    }).on('error', reject);
+  });
+  for (let i = 0; i < 3; i++) await one('/a.m3u8', 'player/1');
+  for (let i = 0; i < 3; i++) await one('/a.m3u8', longAgent);
+  for (let i = 0; i < 2; i++) await one('/a.m3u8?token=s3cr3t&x=1', 'player/1');
+  const got = await waitFile(file, (l) => l.length >= sent.length, 3000);
+  assert.equal(got.length, sent.length);
+  for (const [i, s] of sent.entries()) {
+    const m = /^127\.0\.0\.1 - - \[\d\d\/\w{3}\/\d{4}:\d\d:\d\d:\d\d \+0000\] "GET (\S+) HTTP\/1\.1" (\d{3}) (\d+) "-" "(.*)" \d+\.\d{3}$/.exec(got[i]);
+    assert.ok(m, got[i]);
+    assert.deepEqual([m[1], Number(m[2]), Number(m[3]), m[4]], [s.path.replace('s3cr3t', '***'), 200, 8, s.agent], `line ${i}`);
+  }
+  assert.ok(!readFileSync(file, 'utf8').includes('s3cr3t'), 'the token is not written');
+});
