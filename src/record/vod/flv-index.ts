@@ -48,8 +48,10 @@ export class FlvIndexer {
       while (at + TAG_HEAD_BYTES + PEEK_BYTES <= chunk.length || (at === 0 && at + TAG_HEAD_BYTES <= chunk.length)) {
         const size = chunk.readUIntBE(at + 1, 3);
         const end = this.pos + TAG_HEAD_BYTES + size + TAG_TRAILER_BYTES;
+        // A size past the bound is refused before waiting for bytes that would never make a tag.
+        if (size > this.limits.maxTagBytes) return this.stop(true);
         if (end > file.size) break;
-        if (size > this.limits.maxTagBytes || ++this.items > this.limits.maxItems) return this.stop(true);
+        if (++this.items > this.limits.maxItems) return this.stop(true);
         const body = chunk.subarray(at + TAG_HEAD_BYTES, Math.min(chunk.length, at + TAG_HEAD_BYTES + Math.min(size, PEEK_BYTES)));
         if (!this.tag(chunk[at] & 0x1f, this.pos, end - this.pos, timestamp(chunk, at), body)) return this.stop(true);
         at += end - this.pos;
