@@ -82,7 +82,12 @@ function bound(v: unknown, missing: number): number {
 
 async function playlist(ctx: Context, library: VodLibrary, name: { vhost: string; app: string; stream: string }): Promise<void> {
   const range = { fromMs: bound(ctx.query.start, -Infinity), toMs: bound(ctx.query.end, Infinity) };
-  const files = await library.files(name.vhost, name.app, name.stream, range.fromMs, range.toMs);
+  const id = ctx.query.id;
+  if (id !== undefined && typeof id !== 'string') throw new GatewayError('BAD_REQUEST', 'id is given once');
+  // ?id= is one recording (the API's `vod` URL of it); otherwise every file in the range.
+  const one = id === undefined ? null : await library.file(name.vhost, name.app, name.stream, id);
+  if (id !== undefined && one === null) throw new GatewayError('STREAM_NOT_FOUND', 'no such recording of this stream');
+  const files = one ? [one] : await library.files(name.vhost, name.app, name.stream, range.fromMs, range.toMs);
   const text = renderPlaylist(files, range, name.stream);
   if (text === null) throw new GatewayError('STREAM_NOT_FOUND', 'no recording of this stream in that range');
   ctx.type = 'application/vnd.apple.mpegurl';

@@ -92,6 +92,11 @@ export function idOf(file: string): string {
   return createHash('sha256').update(resolve(file)).digest('hex').slice(0, 16);
 }
 
+/** The VOD playlist of one recording: `/recordings/{app}/{stream}.m3u8?id=…` (src/record/vod/handler.ts). */
+export function vodUrl(r: RecordingInfo): string {
+  return `/recordings/${r.app.split('/').map(encodeURIComponent).join('/')}/${encodeURIComponent(r.stream)}.m3u8?id=${idOf(r.file)}`;
+}
+
 /** Updates an indexer from the file on disk; null when the file is gone (deleted, or renamed as it finished). */
 async function indexFile(path: string, indexer: FlvIndexer | Mp4Indexer, finished: boolean): Promise<VodIndex | null> {
   let fh;

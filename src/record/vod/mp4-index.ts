@@ -30,7 +30,6 @@ export class Mp4Indexer {
   private pos = 0;
   private items = 0;
   private stopped = false;
-  private tracks: Track[] = [];
   private ref: Track | null = null;
   private group: Fragment[] = [];
   readonly index: VodIndex = { container: 'mp4', init: null, segments: [], headers: [], capped: false };
@@ -120,7 +119,6 @@ export class Mp4Indexer {
         }
       }
     }
-    this.tracks = tracks;
     this.ref = tracks.find((t) => t.video) ?? tracks[0] ?? null;
   }
 
