@@ -75,7 +75,11 @@ export class StreamRecording implements Sink {
     if (this.ended) return;
     let run: Timed[] = [];
     for (const p of batch.packets) {
-      if (p.kind === 'script') continue;
+      if (p.kind === 'script') {
+        // The publisher's onMetaData, for the next FLV file's own (SRS copies it likewise).
+        this.headers = { ...this.headers, meta: p };
+        continue;
+      }
       // MP3 has no sequence header: its first frame stands for one (the track exists, this codec).
       const stands = p.kind === 'audio' && !p.header && p.codec !== AUDIO_AAC && this.headers.audio?.codec !== p.codec;
       if (p.header || stands) {

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { loadConfigText } from '../../src/config/index.js';
 import { Gateway } from '../../src/gateway.js';
 import { memoryLogger } from '../../src/log.js';
-import { publish, run, waitFor } from '../helpers/ffmpeg.js';
+import { ffmpegArgs, publish, run, waitFor } from '../helpers/ffmpeg.js';
 
 /**
  * Recording as a user checks it: ffmpeg publishes generated media over RTMP and over HTTP-FLV,
@@ -145,6 +145,43 @@ for (const ext of ['flv', 'mp4'] as const) describe(`dvr: ffmpeg publishes, the 
       assert.equal(got.status, 206, 'served from the web root with Range');
       assert.equal(got.headers.get('content-range'), `bytes 0-3/${rec.bytes}`);
       assert.equal((await recordings(gw, '?stream=other')).length, 0);
+    } finally {
+      await gw.close();
+    }
+  });
+});
+
+describe('dvr: MP3 audio and the publisher\'s metadata in FLV', () => {
+  test('RTMP with MP3 audio, FLV: decodes cleanly, in sync, as long as published; the file carries the publisher\'s onMetaData with its own duration; its VOD plays', async () => {
+    const { gw, dir } = await startGateway('dvr_plan session; dvr_path DIR/[stream].flv;');
+    try {
+      const args = ffmpegArgs(`rtmp://127.0.0.1:${gw.port('rtmp')}/live/mp3`, { seconds: SECONDS, fast: true, size: '480x270' });
+      args[args.indexOf('aac')] = 'libmp3lame';
+      const pub = run('ffmpeg', args);
+      assert.equal(await pub.exited, 0, pub.stderr());
+      const [rec] = await finished(gw);
+      assert.deepEqual(rec.codecs, ['h264', 'mp3']);
+      const path = join(dir, 'mp3.flv');
+      await decodesCleanly(path);
+      const t = await tracks(path);
+      assertInSync('mp3.flv', t);
+      assert.ok(Math.abs(t.duration - SECONDS) <= 0.1, `ffprobe says ${t.duration} s for ${SECONDS} s published`);
+      // ffprobe reads onMetaData's fields as format tags (strings) and its width/height/duration as such.
+      const p = run('ffprobe', ['-v', 'error', '-print_format', 'json', '-show_entries', 'format_tags:format=duration', path]);
+      await p.exited;
+      const f = (JSON.parse(p.stdout().toString()) as { format: { duration: string; tags?: Record<string, string> } }).format;
+      assert.match(f.tags?.encoder ?? '', /^Lavf/, `the publisher's encoder field is copied: ${JSON.stringify(f.tags)}`);
+      assert.equal(f.tags?.width ?? '480', '480');
+      assert.ok(Math.abs(Number(f.duration) - SECONDS) <= 0.1);
+      const raw = (await import('node:fs')).readFileSync(path);
+      const meta = raw.subarray(13, 13 + 11 + raw.readUIntBE(14, 3)).toString('latin1');
+      assert.ok(meta.includes('encoder') && meta.includes('width') && meta.includes('framerate'), 'the publisher\'s fields are in the file\'s onMetaData');
+      assert.equal(meta.split('duration').length - 1, 1, 'one duration: the file\'s');
+      assert.ok(!meta.includes('filesize'), 'no filesize of the publisher\'s');
+      const vod = `http://127.0.0.1:${gw.port('http')}/recordings/live/mp3.m3u8`;
+      const v = run('ffprobe', ['-v', 'error', '-show_entries', 'stream=codec_name', '-of', 'csv=p=0', vod]);
+      assert.equal(await v.exited, 0, v.stderr());
+      assert.deepEqual([...new Set(v.stdout().toString().trim().split('\n').filter(Boolean))].sort(), ['h264', 'mp3'], 'TS segments carry the MP3 track');
     } finally {
       await gw.close();
     }
