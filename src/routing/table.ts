@@ -45,8 +45,12 @@ export interface RouteEntry<T = unknown> {
   target: T;
 }
 
-/** HLS VOD of recordings (src/record/vod/): the playlist, a recording's bytes, a TS segment cut from one. */
-export const RECORDINGS_PATH = /^\/recordings\/.+\.(m3u8|mp4|flv|ts)$/;
+/**
+ * HLS VOD of recordings (src/record/vod/): `/recordings/{app}/{stream}.m3u8`, a recording's bytes
+ * `…/{stream}/{id}.mp4|.flv` and a TS segment `…/{stream}/{id}/{n}.ts` ({id}: 16 hex digits). Only
+ * these shapes: recordings that dvr_path puts under the web root at /recordings/ stay files.
+ */
+export const RECORDINGS_PATH = /^\/recordings\/.+\/[^/]+(?:\.m3u8|\/[0-9a-f]{16}\.(?:mp4|flv)|\/[0-9a-f]{16}\/\d{1,9}\.ts)$/;
 
 /** `/{app}/{stream}.{ext}`: NGINX's `^/.+/.*\.(flv|m3u8|ts|aac|mp3)$` from the seed layout, and fMP4 HLS's `.m4s`. */
 export const STREAM_PATH = /^\/(.+)\/([^/]+)\.(flv|m3u8|ts|m4s|aac|mp3)$/;

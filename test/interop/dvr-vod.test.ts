@@ -25,11 +25,11 @@ async function startGateway(ext: string, extra = ''): Promise<Gateway> {
   const dir = mkdtempSync(join(tmpdir(), 'sg-vod-'));
   dirs.push(dir);
   const conf = `listen 127.0.0.1:0; http_server { listen 127.0.0.1:0; dir ${dir}; https { enabled off; } }
-    vhost __defaultVhost__ { dvr { enabled on; dvr_plan segment; dvr_duration 4; dvr_path ${dir}/[app]/[stream].[timestamp].${ext}; } ${extra} }`;
+    vhost __defaultVhost__ { dvr { enabled on; dvr_plan segment; dvr_duration 4; dvr_path ${dir}/recordings/[app]/[stream].[timestamp].${ext}; } ${extra} }`;
   return Gateway.start(loadConfigText(conf, 'test.conf'), { log: memoryLogger().log });
 }
 
-interface Listed { state: string; start: number; end: number; duration: number }
+interface Listed { state: string; start: number; end: number; duration: number; url: string; vod: string; bytes: number }
 
 async function recorded(gw: Gateway, n: number): Promise<Listed[]> {
   const base = `http://127.0.0.1:${gw.port('http')}`;
@@ -73,9 +73,10 @@ for (const ext of ['mp4', 'flv'] as const) describe(`HLS VOD of ${ext.toUpperCas
       const frames = await playsWhole(`${base}/recordings/live/vod.m3u8`);
       assert.ok(Math.abs(frames - SECONDS) <= 0.1, `the playlist holds ${frames} s of video for ${SECONDS} s published`);
 
-      // The files of one time: the second file's span (API times) lists that file only.
-      const second = list[1];
-      const ranged = await (await fetch(`${base}/recordings/live/vod.m3u8?start=${second.start + 100}&end=${second.end - 100}`)).text();
+      // The files of one time: from the first file's start to just before the second's (API times)
+      // lists the first file only (published faster than real time, the files' media spans overlap in wall time after that).
+      const [first, second] = list;
+      const ranged = await (await fetch(`${base}/recordings/live/vod.m3u8?start=${first.start}&end=${new Date(second.start - 1).toISOString()}`)).text();
       assert.equal(ranged.split('#EXTINF:').length - 1, 1, ranged);
       assert.ok(!ranged.includes('#EXT-X-DISCONTINUITY'), ranged);
       assert.equal((await fetch(`${base}/recordings/live/vod.m3u8?start=${Date.now() + 60_000}`)).status, 404, 'nothing recorded then');
@@ -83,6 +84,15 @@ for (const ext of ['mp4', 'flv'] as const) describe(`HLS VOD of ${ext.toUpperCas
       assert.equal((await fetch(`${base}/recordings/live/other.m3u8`)).status, 404);
       assert.equal((await fetch(`${base}/recordings/live/vod/0123456789abcdef.${ext}`)).status, 404, 'an id the recorder does not list');
       assert.equal((await fetch(`${base}/recordings/live/vod.m3u8`, { method: 'DELETE' })).status, 405);
+      // The files lie under the web root at /recordings/ too: the static origin still serves them as files.
+      assert.match(second.url, /^\/recordings\/live\/vod\.\d+\.(mp4|flv)$/);
+      const file = await fetch(`${base}${second.url}`, { headers: { Range: 'bytes=0-3' } });
+      assert.equal(file.status, 206);
+      assert.equal(file.headers.get('content-range'), `bytes 0-3/${second.bytes}`);
+      // The API's vod URL: that one recording.
+      const one = await (await fetch(`${base}${second.vod}`)).text();
+      assert.equal(one.split('#EXTINF:').length - 1, 1, one);
+      assert.ok(one.endsWith('#EXT-X-ENDLIST\n'));
     } finally {
       await gw.close();
     }
