@@ -6,6 +6,12 @@ import { join } from 'node:path';
 import { loadConfigText } from '../../src/config/index.js';
 import { Gateway } from '../../src/gateway.js';
 import { memoryLogger } from '../../src/log.js';
+import { once } from 'node:events';
+import Koa from 'koa';
+import { SignJWT } from 'jose';
+import { errorResponder } from '../../src/http/errors.js';
+import { vodHandler } from '../../src/record/vod/handler.js';
+import { VodLibrary } from '../../src/record/vod/library.js';
 import { publish, run, waitFor } from '../helpers/ffmpeg.js';
 
 /**
@@ -99,6 +105,33 @@ for (const ext of ['mp4', 'flv'] as const) describe(`HLS VOD of ${ext.toUpperCas
   });
 });
 
+describe('HLS VOD: bounds', () => {
+  test('TS segments cut at once are bounded: past the bound a cut is refused with 503 and Retry-After, the playlist still answers', async () => {
+    const gw = await startGateway('flv');
+    const app = new Koa();
+    const { log } = memoryLogger();
+    app.use(errorResponder(log));
+    app.use((ctx) => vodHandler({ library: new VodLibrary((f) => gw.recorder.list(f)), access: gw.access, maxConcurrentCuts: 0 })(ctx, '__defaultVhost__'));
+    const server = app.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    try {
+      const pub = publish(`rtmp://127.0.0.1:${gw.port('rtmp')}/live/vod`, { seconds: 5, fast: true, gop: 25 });
+      assert.equal(await pub.exited, 0, pub.stderr());
+      await recorded(gw, 1);
+      const base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+      const text = await (await fetch(`${base}/recordings/live/vod.m3u8`)).text();
+      const seg = text.split('\n').find((l) => l.endsWith('.ts'))!;
+      const r = await fetch(`${base}/recordings/live/${seg}`);
+      assert.equal(r.status, 503);
+      assert.equal(r.headers.get('retry-after'), '1');
+      assert.equal((await fetch(`http://127.0.0.1:${gw.port('http')}/recordings/live/${seg}`)).status, 200, 'under the bound (the gateway\'s own) it is cut');
+    } finally {
+      server.close();
+      await gw.close();
+    }
+  });
+});
+
 describe('HLS VOD: the play policy', () => {
   test('a vhost that refuses play refuses its recordings too (playlist and segments)', async () => {
     const gw = await startGateway('mp4', 'security { enabled on; allow publish all; deny play all; }');
@@ -111,6 +144,29 @@ describe('HLS VOD: the play policy', () => {
       const [rec] = gw.recorder.list({ stream: 'vod' });
       const { idOf } = await import('../../src/record/vod/library.js');
       assert.equal((await fetch(`${base}/recordings/live/vod/${idOf(rec.file)}.mp4`)).status, 403);
+    } finally {
+      await gw.close();
+    }
+  });
+
+  test('where play needs a signed token: 401 without one; with one, every URI of the playlist carries it and plays', async () => {
+    const secret = 'vod-token-secret-0123456789abcdef';
+    const gw = await startGateway('mp4', `token { enabled on; require play; secret ${secret}; }`);
+    try {
+      const base = `http://127.0.0.1:${gw.port('http')}`;
+      const pub = publish(`rtmp://127.0.0.1:${gw.port('rtmp')}/live/vod`, { seconds: 5, fast: true, gop: 25 });
+      assert.equal(await pub.exited, 0, pub.stderr());
+      await recorded(gw, 1);
+      assert.equal((await fetch(`${base}/recordings/live/vod.m3u8`)).status, 401);
+      const token = await new SignJWT({ action: 'play', app: 'live', stream: 'vod', exp: Math.floor(Date.now() / 1000) + 120 })
+        .setProtectedHeader({ alg: 'HS256' }).sign(new TextEncoder().encode(secret));
+      const text = await (await fetch(`${base}/recordings/live/vod.m3u8?token=${token}`)).text();
+      const uris = [...text.matchAll(/URI="([^"]+)"/g)].map((m) => m[1]).concat(text.split('\n').filter((l) => l !== '' && !l.startsWith('#')));
+      assert.ok(uris.length >= 2 && uris.every((u) => u.endsWith(`?token=${token}`)), text);
+      // Another viewer (another User-Agent: another session) with no token is refused a segment.
+      assert.equal((await fetch(`${base}/recordings/live/${uris[0].split('?')[0]}`, { headers: { 'User-Agent': 'other' } })).status, 401);
+      const frames = await playsWhole(`${base}/recordings/live/vod.m3u8?token=${token}`);
+      assert.ok(Math.abs(frames - 5) <= 0.1, `${frames} s`);
     } finally {
       await gw.close();
     }
