@@ -6,7 +6,7 @@ import type { AccessControl } from '../../auth/policy.js';
 import { GatewayError } from '../../errors.js';
 import { parseRange } from '../../static/range.js';
 import type { VodLibrary } from './library.js';
-import { renderPlaylist } from './playlist.js';
+import { MAX_PLAYLIST_SEGMENTS, renderPlaylist } from './playlist.js';
 import { cutTs } from './ts-cut.js';
 
 /** The prefix of every VOD URL (the routing table's entry matches it). */
@@ -87,7 +87,7 @@ async function playlist(ctx: Context, library: VodLibrary, name: { vhost: string
   // ?id= is one recording (the API's `vod` URL of it); otherwise every file in the range.
   const one = id === undefined ? null : await library.file(name.vhost, name.app, name.stream, id);
   if (id !== undefined && one === null) throw new GatewayError('STREAM_NOT_FOUND', 'no such recording of this stream');
-  const files = one ? [one] : await library.files(name.vhost, name.app, name.stream, range.fromMs, range.toMs);
+  const files = one ? [one] : await library.files(name.vhost, name.app, name.stream, range.fromMs, range.toMs, MAX_PLAYLIST_SEGMENTS);
   const text = renderPlaylist(files, range, name.stream);
   if (text === null) throw new GatewayError('STREAM_NOT_FOUND', 'no recording of this stream in that range');
   ctx.type = 'application/vnd.apple.mpegurl';

@@ -43,14 +43,22 @@ export class VodLibrary {
     private readonly limits: IndexLimits = DEFAULT_INDEX_LIMITS,
   ) {}
 
-  /** The stream's recordings that may overlap [fromMs, toMs] (wall clock), indexed, oldest first. */
-  async files(vhost: string, app: string, stream: string, fromMs = -Infinity, toMs = Infinity): Promise<VodFile[]> {
+  /**
+   * The stream's recordings that may overlap [fromMs, toMs] (wall clock), indexed, oldest first;
+   * no more once they hold `maxSegments` (a playlist lists no more, so a request for a stream's
+   * whole history reads no more files than one playlist can show).
+   */
+  async files(vhost: string, app: string, stream: string, fromMs = -Infinity, toMs = Infinity, maxSegments = Infinity): Promise<VodFile[]> {
     const out: VodFile[] = [];
+    let segments = 0;
     for (const info of this.recordings({ vhost, app, stream })) {
+      if (segments >= maxSegments) break;
       // A finished file ends by its modification time; one that started after the range cannot overlap it.
       if ((info.endMs !== null && info.endMs < fromMs) || (info.startMs !== null && info.startMs > toMs)) continue;
       const f = await this.load(info);
-      if (f !== null) out.push(f);
+      if (f === null) continue;
+      out.push(f);
+      segments += f.index.segments.length;
     }
     return out;
   }
