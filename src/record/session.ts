@@ -61,6 +61,7 @@ export class StreamRecording implements Sink {
   private ended = false;
   private readonly closing = new Set<Promise<void>>();
   private readonly now: () => number;
+  private lastStartMs = -1;
 
   constructor(private readonly deps: SessionDeps) {
     this.jitter = deps.config.timeJitter === 'full' ? new JitterCorrector() : null;
@@ -159,7 +160,11 @@ export class StreamRecording implements Sink {
       this.deps.warn(`dvr: ${label(this.deps.name)} is not recorded: ${container.toUpperCase()} cannot hold its codecs (${codecNames(this.headers).join(', ')})`);
       return false;
     }
-    const startMs = this.now();
+    // Never the same millisecond as the file before: [timestamp] names the file, and a batch that
+    // spans two segment cuts (a publisher faster than real time, or a stalled event loop) opened
+    // both in one millisecond, the second file overwriting the first under the same name.
+    const startMs = Math.max(this.now(), this.lastStartMs + 1);
+    this.lastStartMs = startMs;
     const finalPath = expandPath(cfg.path, this.deps.name, new Date(startMs));
     const info: RecordingInfo = {
       vhost: this.deps.name.vhost, app: this.deps.name.app, stream: this.deps.name.stream, file: finalPath, container,
