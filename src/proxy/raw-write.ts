@@ -61,7 +61,7 @@ export const RAW_WRITES = binding !== null;
 export const WRITTEN = 1;
 /** Part of it waits in libuv's queue: `done` is called when it has gone (or failed). */
 export const QUEUED = 0;
-/** Not attempted (no handle, bytes already waiting in Node, closing): the caller uses `socket.write`. */
+/** Not attempted (TLS, no handle, bytes already waiting in Node, closing): the caller uses `socket.write`. */
 export const NOT_RAW = -1;
 
 function onComplete(this: WriteReq, status: number): void {
@@ -100,27 +100,47 @@ export function queued(sock: Socket): boolean {
  * `socket.write`. A failed write destroys the socket with the error, as Node's own write does.
  */
 export function rawWrite(sock: Socket, data: Buffer | Buffer[], done: ((status: number) => void) | null): number {
-  if (binding === null || sock.destroyed || sock.connecting || !sock.writable) return NOT_RAW;
+  // Plain TCP only: a TLS socket's handle encrypts and completes its writes on its own schedule.
+  if (binding === null || sock.destroyed || sock.connecting || !sock.writable || (sock as Socket & { encrypted?: boolean }).encrypted === true) return NOT_RAW;
   const h = handleOf(sock);
   if (h === null || sock.writableLength > 0 || h.writeQueueSize > 0) return NOT_RAW;
-  const req = new binding.WriteWrap();
+  // A write libuv completes at once never touches its request object (node's StreamBase::Write
+  // tries the write first), so one spare serves them all; a write that is queued takes it over
+  // (node binds its request to it until completion), and the next write gets a new spare.
+  const req = spare ?? newRequest(binding);
   req.handle = h;
+  const err = Array.isArray(data) ? h.writev(req, data, true) : h.writeBuffer(req, data);
+  if (BYTES_WRITTEN !== null) (sock as unknown as Record<symbol, number>)[BYTES_WRITTEN] += Array.isArray(data) ? totalLength(data) : data.length;
+  if (err !== 0) {
+    // Node may have bound the request before the write failed: it is not used again.
+    spare = null;
+    sock.destroy(Object.assign(new Error(`write ${getSystemErrorName(err)}`), { code: getSystemErrorName(err), errno: err, syscall: 'write' }));
+    return WRITTEN;
+  }
+  if (binding.streamBaseState[binding.kLastWriteWasAsync] === 0) {
+    req.handle = null;
+    spare = req;
+    return WRITTEN;
+  }
+  spare = null;
+  req.async = true;
+  req.buffer = data;
+  req.done = done;
+  return QUEUED;
+}
+
+/** The request object for the next write; null once a queued write has taken it. */
+let spare: WriteReq | null = null;
+
+function newRequest(b: StreamWrapBinding): WriteReq {
+  const req = new b.WriteWrap();
+  req.handle = null;
   req.oncomplete = onComplete;
   req.async = false;
   req.bytes = 0;
   req.buffer = null;
   req.done = null;
-  const err = Array.isArray(data) ? h.writev(req, data, true) : h.writeBuffer(req, data);
-  if (BYTES_WRITTEN !== null) (sock as unknown as Record<symbol, number>)[BYTES_WRITTEN] += Array.isArray(data) ? totalLength(data) : data.length;
-  if (err !== 0) {
-    sock.destroy(Object.assign(new Error(`write ${getSystemErrorName(err)}`), { code: getSystemErrorName(err), errno: err, syscall: 'write' }));
-    return WRITTEN;
-  }
-  if (binding.streamBaseState[binding.kLastWriteWasAsync] === 0) return WRITTEN;
-  req.async = true;
-  req.buffer = data;
-  req.done = done;
-  return QUEUED;
+  return req;
 }
 
 function totalLength(parts: Buffer[]): number {
