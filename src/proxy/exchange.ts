@@ -5,7 +5,7 @@ import { ChunkedBody, CHUNKS_BROKEN, CHUNKS_MORE } from './chunked.js';
 import type { LaneHooks, LaneRequest } from './lane.js';
 import type { Conn, ConnUser, UpstreamPool } from './pool.js';
 import { Body, framing, parseResponseHead, type HeadMemo, type UpstreamHead } from './response-head.js';
-import { NOT_RAW, queued, rawWrite, WRITTEN } from './raw-write.js';
+import { NOT_RAW, queued, rawWrite, WRITTEN, type WriteOwner } from './raw-write.js';
 import { sameTurn, writeTurn } from './turn.js';
 
 /** A response head longer than this is refused as a 502 (undici's default, Node's max header size). */
@@ -48,7 +48,7 @@ function unwatch(client: Socket): void {
  * fresh connection: the upstream may have closed the idle connection as we picked it, and GET and
  * HEAD are idempotent (NGINX's proxy_next_upstream does the same).
  */
-export class Exchange implements ConnUser {
+export class Exchange implements ConnUser, WriteOwner {
   private conn: Conn | null = null;
   private retried = false;
   private settled = false;
@@ -73,7 +73,10 @@ export class Exchange implements ConnUser {
   private chunks: ChunkedBody | null = null;
   /** The client's response head while it waits to leave with the first body bytes. */
   private headOut: Buffer | null = null;
-  private readonly relayPart = (b: Buffer): void => this.write(b);
+  /** The client's 'drain' listener, made only for a client that stopped reading. */
+  private drainListener: (() => void) | null = null;
+  /** Made for chunked bodies only: most answers have a length. */
+  private relayPart: ((b: Buffer) => void) | null = null;
 
   constructor(
     private readonly pool: UpstreamPool,
@@ -189,7 +192,7 @@ export class Exchange implements ConnUser {
         break;
       }
       case Body.Chunked: {
-        const end = this.chunks!.walk(b, from, this.relayPart);
+        const end = this.chunks!.walk(b, from, (this.relayPart ??= (part: Buffer): void => this.write(part)));
         if (end === CHUNKS_BROKEN) return this.fail('UPSTREAM_ERROR', 'invalid chunked encoding', true);
         if (end === CHUNKS_MORE) break;
         // The last chunk's size line was relayed; its trailer section goes to a client that reads
@@ -240,7 +243,7 @@ export class Exchange implements ConnUser {
     if (Array.isArray(data)) for (let i = 0; i < data.length; i++) n += data[i].length;
     else n = data.length;
     this.bytes += n;
-    const r = rawWrite(client, data, this.onWritten);
+    const r = rawWrite(client, data, this);
     if (r === WRITTEN) return;
     let ok = false;
     if (r === NOT_RAW) {
@@ -261,23 +264,23 @@ export class Exchange implements ConnUser {
       this.conn.sock.setTimeout(0);
       if (this.client.timeout !== this.hooks.stallTimeoutMs) this.client.setTimeout(this.hooks.stallTimeoutMs);
       // A write queued on the handle says itself when it has gone (onWritten); the stream says 'drain'.
-      if (r === NOT_RAW) this.client.once('drain', this.onDrain);
+      if (r === NOT_RAW) this.client.once('drain', (this.drainListener ??= (): void => this.onDrain()));
     }
   }
 
   /** A write queued on the client's handle went out (status 0) or failed (the socket is closing). */
-  private readonly onWritten = (status: number): void => {
+  written(status: number): void {
     if (status < 0) return void this.client.destroy();
     if (this.waitingDrain) this.onDrain();
-  };
+  }
 
-  private readonly onDrain = (): void => {
+  private onDrain(): void {
     this.waitingDrain = false;
     const c = this.conn;
     if (c === null || this.settled) return;
     c.sock.setTimeout(this.pool.opts.timeoutMs);
     c.sock.resume();
-  };
+  }
 
   onEnd(): void {
     if (this.headSent && this.body === Body.Close) {
@@ -381,7 +384,7 @@ export class Exchange implements ConnUser {
     if (this.settled) return;
     this.settled = true;
     unwatch(this.client);
-    if (this.waitingDrain) this.client.off('drain', this.onDrain);
+    if (this.drainListener !== null) this.client.off('drain', this.drainListener);
     if (!open && this.hooks.close && !this.client.destroyed) this.client.end();
     this.hooks.done({ status, error, bytes: this.bytes - this.headBytes, open });
   }

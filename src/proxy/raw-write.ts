@@ -33,7 +33,12 @@ interface WriteReq {
   /** What libuv still reads from: kept alive until the write completes. */
   buffer: Buffer | Buffer[] | null;
   /** Ours: told when a queued write completed (0) or failed (a negative errno). */
-  done: ((status: number) => void) | null;
+  done: WriteOwner | null;
+}
+
+/** Whoever wrote: told when a write libuv queued has gone (status 0) or failed (a negative errno). */
+export interface WriteOwner {
+  written(status: number): void;
 }
 
 interface StreamWrapBinding {
@@ -69,7 +74,7 @@ function onComplete(this: WriteReq, status: number): void {
   this.done = null;
   this.buffer = null;
   this.handle = null;
-  done?.(status);
+  done?.written(status);
 }
 
 /**
@@ -96,10 +101,10 @@ export function queued(sock: Socket): boolean {
 
 /**
  * Writes `data` (one buffer, or several in one writev) on `sock`'s handle when nothing is waiting
- * ahead of it: WRITTEN, QUEUED (then `done` follows), or NOT_RAW for the caller to use
+ * ahead of it: WRITTEN, QUEUED (then `done.written` follows), or NOT_RAW for the caller to use
  * `socket.write`. A failed write destroys the socket with the error, as Node's own write does.
  */
-export function rawWrite(sock: Socket, data: Buffer | Buffer[], done: ((status: number) => void) | null): number {
+export function rawWrite(sock: Socket, data: Buffer | Buffer[], done: WriteOwner | null): number {
   // Plain TCP only: a TLS socket's handle encrypts and completes its writes on its own schedule.
   if (binding === null || sock.destroyed || sock.connecting || !sock.writable || (sock as Socket & { encrypted?: boolean }).encrypted === true) return NOT_RAW;
   const h = handleOf(sock);
