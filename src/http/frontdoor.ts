@@ -1,6 +1,7 @@
 import type { Server, Socket } from 'node:net';
 import { NOT_DIRECT, SEND_FAILED, sendDirect } from '../net/sendfile.js';
 import { BUSY, IDLE, type Tracked } from '../net/guard.js';
+import { hookReads, type ReadHook } from '../net/raw-read.js';
 import { queued } from '../proxy/raw-write.js';
 import { NOT_PLAIN, type ParsedHead, parseHead } from './front-head.js';
 import { type FastReply, type FrontDoorOptions, type ProxyRun, startClock, took, wireOf } from './front-reply.js';
@@ -101,6 +102,8 @@ class FrontConnection {
   private gone = false;
   /** The client sent its FIN. */
   private ended = false;
+  /** Chunks read come to onData straight from the socket's handle (src/net/raw-read.ts); null: as 'data' events. */
+  private reads: ReadHook | null = null;
   private readonly onTimeout = () => this.sock.destroy();
   private readonly onError = () => this.sock.destroy();
   // HTTP servers accept half-open sockets: a client's FIN is ours to answer with our own, once
@@ -128,6 +131,7 @@ class FrontConnection {
     sock.on('error', this.onError);
     sock.on('data', this.onData);
     sock.on('end', this.onEnd);
+    this.reads = hookReads(sock, this.onData);
   }
 
   /** From here on Node's HTTP server owns the connection, starting with the bytes not yet answered. */
@@ -143,6 +147,8 @@ class FrontConnection {
     sock.off('data', this.onData);
     sock.off('error', this.onError);
     sock.off('end', this.onEnd);
+    this.reads?.release();
+    this.reads = null;
     if (pending && pending.length > 0) sock.unshift(pending);
     for (const l of door.nodeListeners) l.call(door.server, sock);
   }

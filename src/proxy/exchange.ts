@@ -263,7 +263,7 @@ export class Exchange implements ConnUser, WriteOwner {
       this.conn.sock.pause();
       this.conn.sock.setTimeout(0);
       if (this.client.timeout !== this.hooks.stallTimeoutMs) this.client.setTimeout(this.hooks.stallTimeoutMs);
-      // A write queued on the handle says itself when it has gone (onWritten); the stream says 'drain'.
+      // A write queued on the handle says itself when it has gone (written); the stream says 'drain'.
       if (r === NOT_RAW) this.client.once('drain', (this.drainListener ??= (): void => this.onDrain()));
     }
   }
