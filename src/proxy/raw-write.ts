@@ -1,4 +1,4 @@
-import net, { type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { getSystemErrorName } from 'node:util';
 
 /**
@@ -7,7 +7,8 @@ import { getSystemErrorName } from 'node:util';
  * twice (the request upstream, the answer to the client); through the stream each write also
  * ran the Writable state machine, a write-request object, a socket-timer refresh and a deferred
  * callback (measured on the /api/ row: about a tenth of the lane's JavaScript time). Here a write
- * is one call on the handle; libuv writes at once what the socket buffer takes and queues the rest
+ * is one call on the handle (which counts its bytes for the socket's `bytesWritten`, as for Node's
+ * own writes); libuv writes at once what the socket buffer takes and queues the rest
  * in order, so a later `socket.write` (or `end`, whose shutdown waits for the queue) still goes
  * out after it.
  *
@@ -77,17 +78,6 @@ function onComplete(this: WriteReq, status: number): void {
   done?.written(status);
 }
 
-/**
- * The key of a socket's count of bytes handed to its handle, which its `bytesWritten` (the traffic
- * totals of the API and /metrics) is made of: a write that bypasses the stream adds its bytes
- * there. Found on a probe socket; without it those totals miss the lane's bytes, nothing else.
- */
-const BYTES_WRITTEN: symbol | null = (() => {
-  const probe = new net.Socket();
-  const key = Object.getOwnPropertySymbols(probe).find((k) => k.description === 'kBytesWritten');
-  return key !== undefined && typeof (probe as unknown as Record<symbol, unknown>)[key] === 'number' ? key : null;
-})();
-
 function handleOf(sock: Socket): StreamHandle | null {
   return ((sock as Socket & { _handle?: StreamHandle | null })._handle ?? null);
 }
@@ -115,7 +105,6 @@ export function rawWrite(sock: Socket, data: Buffer | Buffer[], done: WriteOwner
   const req = spare ?? newRequest(binding);
   req.handle = h;
   const err = Array.isArray(data) ? h.writev(req, data, true) : h.writeBuffer(req, data);
-  if (BYTES_WRITTEN !== null) (sock as unknown as Record<symbol, number>)[BYTES_WRITTEN] += Array.isArray(data) ? totalLength(data) : data.length;
   if (err !== 0) {
     // Node may have bound the request before the write failed: it is not used again.
     spare = null;
@@ -146,10 +135,4 @@ function newRequest(b: StreamWrapBinding): WriteReq {
   req.buffer = null;
   req.done = null;
   return req;
-}
-
-function totalLength(parts: Buffer[]): number {
-  let n = 0;
-  for (let i = 0; i < parts.length; i++) n += parts[i].length;
-  return n;
 }
