@@ -173,6 +173,36 @@ describe('the proxy lane', () => {
     assert.equal(during.recvBytes - before.recvBytes, ask.length * 3, 'the requests read, counted once');
   });
 
+  test('requests pipelined past the front door\'s buffer are answered in order, each with its own answer', async () => {
+    // The upstream holds the first answer back, so the client's requests pile up while it is in
+    // flight: the front door pauses the socket (past max_header_size waiting), and what arrives
+    // meanwhile waits in Node's stream until the answer is over.
+    up.answer = (s, head) => {
+      const path = head.slice(4, head.indexOf(' ', 4));
+      setTimeout(() => s.write(`HTTP/1.1 200 OK\r\nContent-Length: ${path.length}\r\n\r\n${path}`), path === '/api/pipe/0' ? 500 : 0);
+    };
+    const n = 600;
+    let ask = '';
+    for (let i = 0; i < n; i++) ask += `GET /api/pipe/${i} HTTP/1.1\r\nHost: x\r\n\r\n`;
+    assert.ok(ask.length > 16 * 1024, 'more than a head buffer waits');
+    // In twelve parts: the last ones arrive while the socket is paused.
+    const s = net.connect(port, '127.0.0.1');
+    let got = '';
+    s.on('data', (c: Buffer) => (got += c.toString('latin1')));
+    const part = Math.ceil(ask.length / 12);
+    for (let at = 0; at < ask.length; at += part) {
+      s.write(ask.slice(at, at + part));
+      await sleep(20);
+    }
+    await waitFor('every answer', () => got.endsWith(`/api/pipe/${n - 1}`), 20_000);
+    const bodies = [...got.matchAll(/\r\n\r\n(\/api\/pipe\/\d+)/g)].map((m) => m[1]);
+    assert.equal(bodies.length, n);
+    bodies.forEach((b, i) => assert.equal(b, `/api/pipe/${i}`));
+    const closed = once(s, 'close').then(() => true);
+    assert.equal(await Promise.race([closed, sleep(100).then(() => false)]), false, 'the connection stays open');
+    s.destroy();
+  });
+
   test('chunked: relayed as it comes, trailers dropped, and the connection carries the next request', async () => {
     up.answer = (s) => {
       s.write('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: text/plain\r\n\r\n5;ext=1\r\nhello\r\n');
