@@ -21,6 +21,7 @@ import { sendfileBuilt } from './net/sendfile.js';
 import { HttpServers } from './net/servers.js';
 import { createOrigin, type Origin } from './outputs/origin.js';
 import { createProxy } from './proxy/index.js';
+import { RAW_WRITES } from './proxy/raw-write.js';
 import { buildTable, type Table, VENDOR_FILES } from './routing/build.js';
 import { STREAM_PATH } from './routing/table.js';
 import { FileRoot } from './static/fileserver.js';
@@ -258,6 +259,7 @@ export class Gateway {
     for (const n of c.notes) this.log.info(`config: ${n}`);
     this.log.info(this.sendfile ? 'sendfile: on (native addon): large cached files go out zero-copy'
       : `sendfile: off (${sendfileBuilt ? 'STREAMGATE_NO_SENDFILE' : 'native addon not built'}): large files go out with write(2)`);
+    if (c.proxy.routes.length > 0 && !RAW_WRITES) this.log.warn('proxy lane: this Node has no process.binding(\'stream_wrap\'): proxied answers are written through socket.write (slower, same bytes)');
   }
 
   /** Open connections and bytes in and out on every connection since start (the API's summaries). */

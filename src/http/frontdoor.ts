@@ -1,6 +1,8 @@
 import type { Server, Socket } from 'node:net';
 import { NOT_DIRECT, SEND_FAILED, sendDirect } from '../net/sendfile.js';
 import { BUSY, IDLE, type Tracked } from '../net/guard.js';
+import { hookReads, type ReadHook } from '../net/raw-read.js';
+import { queued } from '../proxy/raw-write.js';
 import { NOT_PLAIN, type ParsedHead, parseHead } from './front-head.js';
 import { type FastReply, type FrontDoorOptions, type ProxyRun, startClock, took, wireOf } from './front-reply.js';
 import { serveH2, type H2Connection } from './h2/index.js';
@@ -75,7 +77,8 @@ export function installFrontDoor(server: Server, opts: FrontDoorOptions, event: 
   });
   return {
     closeIdle() {
-      for (const s of door.idle) if (s.writableLength === 0) s.destroy();
+      // Not one whose last answer is still leaving (the proxy lane writes on the handle too).
+      for (const s of door.idle) if (!queued(s)) s.destroy();
       for (const c of h2) c.shutdown();
     },
   };
@@ -99,6 +102,8 @@ class FrontConnection {
   private gone = false;
   /** The client sent its FIN. */
   private ended = false;
+  /** Chunks read come to onData straight from the socket's handle (src/net/raw-read.ts); null: as 'data' events. */
+  private reads: ReadHook | null = null;
   private readonly onTimeout = () => this.sock.destroy();
   private readonly onError = () => this.sock.destroy();
   // HTTP servers accept half-open sockets: a client's FIN is ours to answer with our own, once
@@ -126,6 +131,7 @@ class FrontConnection {
     sock.on('error', this.onError);
     sock.on('data', this.onData);
     sock.on('end', this.onEnd);
+    this.reads = hookReads(sock, this.onData);
   }
 
   /** From here on Node's HTTP server owns the connection, starting with the bytes not yet answered. */
@@ -141,6 +147,8 @@ class FrontConnection {
     sock.off('data', this.onData);
     sock.off('error', this.onError);
     sock.off('end', this.onEnd);
+    this.reads?.release();
+    this.reads = null;
     if (pending && pending.length > 0) sock.unshift(pending);
     for (const l of door.nodeListeners) l.call(door.server, sock);
   }
@@ -222,28 +230,31 @@ class FrontConnection {
 
   /** Consumes a request the proxy lane takes and waits for its answer to be over. */
   private proxied(run: ProxyRun, req: ParsedHead, headEnd: number): void {
-    const { sock, door } = this;
     this.consume(headEnd);
     this.waiting = true;
     // Not idle while an answer is in flight: shutdown must not cut it.
-    door.idle.delete(sock);
-    run(req.close, (open) => {
-      this.waiting = false;
-      if (!open || this.gone) return;
-      if (this.tr !== null && this.buf === null) {
-        this.tr.state = IDLE;
-        this.tr.since = Date.now();
-      }
-      // Shutdown began during the answer: the connection it was keeping for the next request goes.
-      if (this.buf === null && !door.opts.eligible(sock)) return void sock.end();
-      door.idle.add(sock);
-      const keepAlive = door.opts.keepAliveTimeoutMs();
-      if (sock.timeout !== keepAlive) sock.setTimeout(keepAlive);
-      sock.resume();
-      this.serve();
-      if (this.ended && !this.waiting) sock.end();
-    });
+    this.door.idle.delete(this.sock);
+    run(req.close, this.proxyOver);
   }
+
+  /** The proxied answer is over (`open`: the connection carries on); one function per connection, not one per request. */
+  private readonly proxyOver = (open: boolean): void => {
+    const { sock, door } = this;
+    this.waiting = false;
+    if (!open || this.gone) return;
+    if (this.tr !== null && this.buf === null) {
+      this.tr.state = IDLE;
+      this.tr.since = Date.now();
+    }
+    // Shutdown began during the answer: the connection it was keeping for the next request goes.
+    if (this.buf === null && !door.opts.eligible(sock)) return void sock.end();
+    door.idle.add(sock);
+    const keepAlive = door.opts.keepAliveTimeoutMs();
+    if (sock.timeout !== keepAlive) sock.setTimeout(keepAlive);
+    sock.resume();
+    this.serve();
+    if (this.ended && !this.waiting) sock.end();
+  };
 
   /** Drops the request just taken (its head, up to and with the blank line) from the buffer. */
   private consume(headEnd: number): void {

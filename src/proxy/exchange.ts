@@ -5,6 +5,7 @@ import { ChunkedBody, CHUNKS_BROKEN, CHUNKS_MORE } from './chunked.js';
 import type { LaneHooks, LaneRequest } from './lane.js';
 import type { Conn, ConnUser, UpstreamPool } from './pool.js';
 import { Body, framing, parseResponseHead, type HeadMemo, type UpstreamHead } from './response-head.js';
+import { NOT_RAW, queued, rawWrite, WRITTEN, type WriteOwner } from './raw-write.js';
 import { sameTurn, writeTurn } from './turn.js';
 
 /** A response head longer than this is refused as a 502 (undici's default, Node's max header size). */
@@ -13,6 +14,7 @@ const MAX_RESPONSE_HEAD_BYTES = 16 * 1024;
 const CRLFCRLF = Buffer.from('\r\n\r\n');
 const CRLF = Buffer.from('\r\n');
 const LAST_CHUNK = Buffer.from('0\r\n\r\n');
+const EMPTY = Buffer.alloc(0);
 
 /**
  * The exchange a client socket is waiting on, if any. One pair of listeners per client socket
@@ -46,7 +48,7 @@ function unwatch(client: Socket): void {
  * fresh connection: the upstream may have closed the idle connection as we picked it, and GET and
  * HEAD are idempotent (NGINX's proxy_next_upstream does the same).
  */
-export class Exchange implements ConnUser {
+export class Exchange implements ConnUser, WriteOwner {
   private conn: Conn | null = null;
   private retried = false;
   private settled = false;
@@ -69,7 +71,12 @@ export class Exchange implements ConnUser {
   /** The answer began before the whole request was written: the connection is not reused. */
   private early = false;
   private chunks: ChunkedBody | null = null;
-  private readonly relayPart = (b: Buffer): void => this.write(b);
+  /** The client's response head while it waits to leave with the first body bytes. */
+  private headOut: Buffer | null = null;
+  /** The client's 'drain' listener, made only for a client that stopped reading. */
+  private drainListener: (() => void) | null = null;
+  /** Made for chunked bodies only: most answers have a length. */
+  private relayPart: ((b: Buffer) => void) | null = null;
 
   constructor(
     private readonly pool: UpstreamPool,
@@ -88,7 +95,8 @@ export class Exchange implements ConnUser {
   private attach(c: Conn): void {
     this.conn = c;
     c.ex = this;
-    c.sock.write(this.wire);
+    // A connection still connecting takes the request through its stream, which holds it until then.
+    if (rawWrite(c.sock, this.wire, null) === NOT_RAW) c.sock.write(this.wire);
     if (c.reused) this.sentTurn = writeTurn();
   }
 
@@ -98,7 +106,7 @@ export class Exchange implements ConnUser {
       // Read in the turn the request went out: these bytes were sent before the upstream could
       // read it (a stray response, or the rest of an earlier one). Nobody's answer.
       if (c.reused && sameTurn(this.sentTurn)) return this.stray();
-      if (c.sock.writableLength > 0) this.early = true;
+      if (queued(c.sock)) this.early = true;
     }
     this.gotByte = true;
     if (this.headSent) return this.relay(b, 0);
@@ -152,27 +160,22 @@ export class Exchange implements ConnUser {
     this.headBytes = out.length;
     const restLen = buf.length - at;
     if (this.body === Body.Length && restLen >= this.left) {
-      // The usual small answer, whole in one read: one buffer, one write.
+      // The usual small answer, whole in one read: head and body in one writev.
       const n = this.left;
-      const one = Buffer.allocUnsafe(out.length + n);
-      one.write(out, 0, 'latin1');
-      buf.copy(one, out.length, at, at + n);
       this.left = 0;
       if (restLen > n) this.reusable = false;
-      this.write(one, false);
+      this.write([out, at === 0 && n === buf.length ? buf : buf.subarray(at, at + n)]);
       return this.complete();
     }
-    // The head and the body bytes that came with it leave in one write.
-    this.client.cork();
-    this.write(out);
+    // The head leaves with the first body bytes (those that came with it, if any), in one write.
+    this.headOut = out;
     if (this.body === Body.None) {
       if (restLen > 0) this.reusable = false;
-      this.complete();
     } else if (restLen > 0) {
       this.relay(buf, at);
     }
-    this.client.uncork();
-    this.lendIfHeld();
+    if (this.headOut !== null) this.write(EMPTY);
+    if (this.body === Body.None) this.complete();
   }
 
   /** Relays body bytes from `b[from]` on, tracking the framing to know where the response ends. */
@@ -189,12 +192,12 @@ export class Exchange implements ConnUser {
         break;
       }
       case Body.Chunked: {
-        const end = this.chunks!.walk(b, from, this.relayPart);
+        const end = this.chunks!.walk(b, from, (this.relayPart ??= (part: Buffer): void => this.write(part)));
         if (end === CHUNKS_BROKEN) return this.fail('UPSTREAM_ERROR', 'invalid chunked encoding', true);
         if (end === CHUNKS_MORE) break;
         // The last chunk's size line was relayed; its trailer section goes to a client that reads
         // trailers (TE: trailers), filtered; to others the body just ends (RFC 9112 §7.1.2).
-        this.write(this.chunks!.trailerSection());
+        this.write(Buffer.from(this.chunks!.trailerSection(), 'latin1'));
         if (end < b.length) this.reusable = false;
         this.complete();
         break;
@@ -203,11 +206,7 @@ export class Exchange implements ConnUser {
         const part = from === 0 ? b : b.subarray(from);
         if (part.length === 0) return;
         if (this.rechunk) {
-          this.client.cork();
-          this.write(`${part.length.toString(16)}\r\n`);
-          this.write(part);
-          this.write(CRLF);
-          this.client.uncork();
+          this.write([Buffer.from(`${part.length.toString(16)}\r\n`, 'latin1'), part, CRLF]);
         } else {
           this.write(part);
         }
@@ -220,18 +219,43 @@ export class Exchange implements ConnUser {
 
   /**
    * Bytes read from the upstream went to the client by reference: if the client's socket did not
-   * take them at once (a backlog, a partial write, a cork), its queue still points into the
-   * connection's read buffer, which must then not be read into again (Conn.lend).
+   * take them at once (a backlog, a partial write), its queue still points into the connection's
+   * read buffer, which must then not be read into again (Conn.lend).
    */
   private lendIfHeld(): void {
-    if (this.client.writableLength > 0) this.conn?.lend();
+    if (queued(this.client)) this.conn?.lend();
   }
 
-  /** Writes to the client; strings are latin1 (a head read off the wire goes back byte for byte). */
-  private write(b: Buffer | string, lent = true): void {
-    this.bytes += b.length;
-    const ok = typeof b === 'string' ? this.client.write(b, 'latin1') : this.client.write(b);
-    if (lent && typeof b !== 'string' && this.client.writableLength > 0) this.conn?.lend();
+  /**
+   * Writes to the client: one buffer, or pieces in one writev; the response head, when it has not
+   * gone yet, goes in front. Straight on the socket's handle where it can (raw-write.ts), else
+   * through the socket's stream, corked, which writes the pieces in one writev too.
+   */
+  private write(b: Buffer | Buffer[]): void {
+    let data = b;
+    const head = this.headOut;
+    if (head !== null) {
+      this.headOut = null;
+      data = Array.isArray(b) ? [head, ...b] : b.length === 0 ? head : [head, b];
+    }
+    const client = this.client;
+    let n = 0;
+    if (Array.isArray(data)) for (let i = 0; i < data.length; i++) n += data[i].length;
+    else n = data.length;
+    this.bytes += n;
+    const r = rawWrite(client, data, this);
+    if (r === WRITTEN) return;
+    let ok = false;
+    if (r === NOT_RAW) {
+      if (Array.isArray(data)) {
+        client.cork();
+        for (let i = 0; i < data.length; i++) ok = client.write(data[i]);
+        client.uncork();
+      } else {
+        ok = client.write(data);
+      }
+    }
+    this.lendIfHeld();
     if (!ok && !this.waitingDrain && this.conn !== null) {
       // A slow client: stop reading the upstream until it catches up, and stop the upstream's
       // idle timer meanwhile (the client's own timeout bounds a client that never reads).
@@ -239,17 +263,24 @@ export class Exchange implements ConnUser {
       this.conn.sock.pause();
       this.conn.sock.setTimeout(0);
       if (this.client.timeout !== this.hooks.stallTimeoutMs) this.client.setTimeout(this.hooks.stallTimeoutMs);
-      this.client.once('drain', this.onDrain);
+      // A write queued on the handle says itself when it has gone (written); the stream says 'drain'.
+      if (r === NOT_RAW) this.client.once('drain', (this.drainListener ??= (): void => this.onDrain()));
     }
   }
 
-  private readonly onDrain = (): void => {
+  /** A write queued on the client's handle went out (status 0) or failed (the socket is closing). */
+  written(status: number): void {
+    if (status < 0) return void this.client.destroy();
+    if (this.waitingDrain) this.onDrain();
+  }
+
+  private onDrain(): void {
     this.waitingDrain = false;
     const c = this.conn;
     if (c === null || this.settled) return;
     c.sock.setTimeout(this.pool.opts.timeoutMs);
     c.sock.resume();
-  };
+  }
 
   onEnd(): void {
     if (this.headSent && this.body === Body.Close) {
@@ -323,7 +354,7 @@ export class Exchange implements ConnUser {
     const payload = Buffer.from(`HTTP/1.1 ${ge.status} ${STATUS_CODES[ge.status]}\r\nContent-Type: ${type}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n`
       + `${this.hooks.cors}${this.hooks.date()}${this.hooks.close ? 'Connection: close' : 'Connection: keep-alive'}\r\n\r\n${this.req.method === 'HEAD' ? '' : body}`);
     this.status = ge.status;
-    this.write(payload, false);
+    this.write(payload);
     this.settle(ge.status, code, !this.hooks.close);
   }
 
@@ -339,7 +370,7 @@ export class Exchange implements ConnUser {
     this.conn = null;
     c.ex = null;
     // Whatever went to the client by reference and is still queued keeps the read buffer.
-    if (this.client.writableLength > 0) c.lend();
+    if (queued(this.client)) c.lend();
     if (this.waitingDrain) {
       // The upstream's read timeout was off while the client caught up: the next exchange on
       // this connection needs it again (acquire does not re-arm it).
@@ -353,7 +384,7 @@ export class Exchange implements ConnUser {
     if (this.settled) return;
     this.settled = true;
     unwatch(this.client);
-    if (this.waitingDrain) this.client.off('drain', this.onDrain);
+    if (this.drainListener !== null) this.client.off('drain', this.drainListener);
     if (!open && this.hooks.close && !this.client.destroyed) this.client.end();
     this.hooks.done({ status, error, bytes: this.bytes - this.headBytes, open });
   }

@@ -167,7 +167,7 @@ export class HeadMemo {
   private raw: Buffer | null = null;
   private head: UpstreamHead | null = null;
   private ask: HeadAsk | null = null;
-  private out = '';
+  private out: Buffer = Buffer.alloc(0);
 
   /** The parse of the head at the start of `buf` if it is byte for byte the one kept, with its length. */
   match(buf: Buffer): UpstreamHead | null {
@@ -190,11 +190,14 @@ export class HeadMemo {
     this.ask = null;
   }
 
-  /** clientHead(u, a), rendered again only when the head or one of the asks changed. */
-  render(u: UpstreamHead, a: HeadAsk): string {
+  /**
+   * clientHead(u, a) as bytes, rendered again only when the head or one of the asks changed. The
+   * bytes are shared by every answer that uses them: written, never modified.
+   */
+  render(u: UpstreamHead, a: HeadAsk): Buffer {
     const k = this.ask;
     if (u === this.head && k !== null && k.body === a.body && k.trailers === a.trailers && k.close === a.close && k.cors === a.cors && (u.hasDate || k.date === a.date)) return this.out;
-    const out = clientHead(u, a);
+    const out = Buffer.from(clientHead(u, a), 'latin1');
     if (u === this.head) {
       this.ask = a;
       this.out = out;

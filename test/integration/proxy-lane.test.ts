@@ -149,6 +149,60 @@ describe('the proxy lane', () => {
     assert.equal(await laneCount(port), n0 + 3, 'a request with a body stays on the long path');
   });
 
+  test("the gateway's traffic totals count the bytes the lane reads and writes on a client connection", async () => {
+    up.answer = (s) => s.write('HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n' + 'x'.repeat(1000));
+    const before = gw.traffic();
+    const ask = 'GET /api/traffic HTTP/1.1\r\nHost: x\r\n\r\n';
+    // Three answers on one keep-alive connection, the next request sent once the last answer is whole.
+    const s = net.connect(port, '127.0.0.1');
+    let got = '';
+    s.on('data', (c: Buffer) => {
+      got += c.toString('latin1');
+      const n = got.split('HTTP/1.1 200 OK').length - 1;
+      if (got.endsWith('x'.repeat(1000)) && n < 3) s.write(ask);
+    });
+    s.write(ask);
+    await waitFor('three answers', () => got.split('HTTP/1.1 200 OK').length - 1 === 3 && got.endsWith('x'.repeat(1000)), 5000);
+    const during = gw.traffic();
+    s.end();
+    await waitFor('the connection closed', () => gw.traffic().connections === during.connections - 1, 5000);
+    const after = gw.traffic();
+    assert.equal(after.sendBytes, during.sendBytes, 'a closed connection keeps its count');
+    // Exactly: bytes the lane writes on the socket's handle are counted once, as Node's own writes.
+    assert.equal(during.sendBytes - before.sendBytes, got.length, 'every byte the client read, counted once');
+    assert.equal(during.recvBytes - before.recvBytes, ask.length * 3, 'the requests read, counted once');
+  });
+
+  test('requests pipelined past the front door\'s buffer are answered in order, each with its own answer', async () => {
+    // The upstream holds the first answer back, so the client's requests pile up while it is in
+    // flight: the front door pauses the socket (past max_header_size waiting), and what arrives
+    // meanwhile waits in Node's stream until the answer is over.
+    up.answer = (s, head) => {
+      const path = head.slice(4, head.indexOf(' ', 4));
+      setTimeout(() => s.write(`HTTP/1.1 200 OK\r\nContent-Length: ${path.length}\r\n\r\n${path}`), path === '/api/pipe/0' ? 500 : 0);
+    };
+    const n = 600;
+    let ask = '';
+    for (let i = 0; i < n; i++) ask += `GET /api/pipe/${i} HTTP/1.1\r\nHost: x\r\n\r\n`;
+    assert.ok(ask.length > 16 * 1024, 'more than a head buffer waits');
+    // In twelve parts: the last ones arrive while the socket is paused.
+    const s = net.connect(port, '127.0.0.1');
+    let got = '';
+    s.on('data', (c: Buffer) => (got += c.toString('latin1')));
+    const part = Math.ceil(ask.length / 12);
+    for (let at = 0; at < ask.length; at += part) {
+      s.write(ask.slice(at, at + part));
+      await sleep(20);
+    }
+    await waitFor('every answer', () => got.endsWith(`/api/pipe/${n - 1}`), 20_000);
+    const bodies = [...got.matchAll(/\r\n\r\n(\/api\/pipe\/\d+)/g)].map((m) => m[1]);
+    assert.equal(bodies.length, n);
+    bodies.forEach((b, i) => assert.equal(b, `/api/pipe/${i}`));
+    const closed = once(s, 'close').then(() => true);
+    assert.equal(await Promise.race([closed, sleep(100).then(() => false)]), false, 'the connection stays open');
+    s.destroy();
+  });
+
   test('chunked: relayed as it comes, trailers dropped, and the connection carries the next request', async () => {
     up.answer = (s) => {
       s.write('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: text/plain\r\n\r\n5;ext=1\r\nhello\r\n');
