@@ -7,7 +7,7 @@ import {
   Out, PING, PREFACE, PRIORITY, PRIORITY_FLAG, PROTOCOL_ERROR, PUSH_PROMISE, REFUSED_STREAM, RST_STREAM, S_MAX_CONCURRENT_STREAMS,
   S_MAX_HEADER_LIST_SIZE, SETTINGS, settingsPayload, STREAM_CLOSED, u32, WINDOW_UPDATE,
 } from './frames.js';
-import { BACKLOG_PAUSE_BYTES, MAX_CONCURRENT_STREAMS, MAX_RELAYED_IN_FLIGHT, ProgressTimer, ResetBudget } from './calm.js';
+import { BACKLOG_PAUSE_BYTES, MAX_CONCURRENT_STREAMS, MAX_RELAYED_IN_FLIGHT, ProgressTimer, ResetBudget, TURN_WORK, UNSENT_RESET_COST } from './calm.js';
 import type { H2Host } from './host.js';
 import { Relay } from './relay.js';
 import { BAD_REQUEST, loggedRequest, malformed, plainRequest, targetOf, TOO_LARGE, withPath } from './request.js';
@@ -34,6 +34,11 @@ import { answerFast, answerOwn, onClientData, onSettings, onWindowUpdate, pump, 
  */
 const CLIENT_CONN_WINDOW = 256 * 1024;
 
+/** The socket is not read: its output waits to drain. */
+const BACKLOG = 1;
+/** The socket is not read: frames of the last read wait for the next turn. */
+const HELD = 2;
+
 export class H2Connection {
   readonly streams = new Map<number, Stream>();
   readonly out = new Out();
@@ -59,7 +64,9 @@ export class H2Connection {
   private headerTimer: NodeJS.Timeout | null = null;
   private draining = false;
   private dead = false;
-  private paused = false;
+  /** Why the socket is not read: BACKLOG, HELD or both. */
+  private pausedFor = 0;
+  private turnTimer: NodeJS.Immediate | null = null;
   private readonly resets = new ResetBudget();
   /** Streams we reset before the client had ended its side: it may still send their trailers (the last few kept). */
   readonly resetByUs = new Set<number>();
@@ -69,9 +76,9 @@ export class H2Connection {
   constructor(readonly sock: Socket, readonly host: H2Host) {
     this.account = host.account;
     this.header = new HeaderBlock(this.account);
-    this.reader = new FrameReader(MIN_MAX_FRAME_SIZE, (t, f, id, p) => this.onFrame(t, f, id, p), (len) => this.fail(FRAME_SIZE_ERROR, `frame of ${len} octets`));
+    this.reader = new FrameReader(MIN_MAX_FRAME_SIZE, (t, f, id, p) => this.onFrame(t, f, id, p), (len) => this.fail(FRAME_SIZE_ERROR, `frame of ${len} octets`), TURN_WORK);
     this.relay = new Relay({
-      streams: this.streams, out: this.out, account: this.account, isDead: () => this.dead, connect: (inner) => host.relay(inner),
+      streams: this.streams, out: this.out, account: this.account, isDead: () => this.dead, framesHeld: () => this.reader.held, connect: (inner) => host.relay(inner),
       pump: (s) => this.pump(s), forget: (s) => this.forget(s), closeIfDone: (s) => this.closeIfDone(s), shutdown: () => this.shutdown(),
       flush: () => this.flush(), overBudget: (what) => this.calm(`memory budget: ${what}`),
     });
@@ -116,6 +123,35 @@ export class H2Connection {
     }
     this.reader.push(chunk);
     this.flush();
+    this.holdIfSpent();
+  }
+
+  /**
+   * The turn's work is spent with frames left: the socket stops being read and the rest is handled
+   * on the next turn, after every other connection's reads (setImmediate runs after the poll).
+   */
+  private holdIfSpent(): void {
+    if (!this.reader.held || this.dead || this.turnTimer !== null) return;
+    this.pause(HELD);
+    this.turnTimer = setImmediate(() => {
+      this.turnTimer = null;
+      if (this.dead) return;
+      this.reader.resume();
+      this.flush();
+      if (this.reader.held) this.holdIfSpent();
+      else this.unpause(HELD);
+    });
+  }
+
+  private pause(why: number): void {
+    if (this.pausedFor === 0) this.sock.pause();
+    this.pausedFor |= why;
+  }
+
+  private unpause(why: number): void {
+    if (this.pausedFor === 0) return;
+    this.pausedFor &= ~why;
+    if (this.pausedFor === 0 && !this.dead) this.sock.resume();
   }
 
   private onFrame(type: number, flags: number, id: number, p: Buffer): void {
@@ -159,7 +195,7 @@ export class H2Connection {
     if (id > this.lastId) return this.fail(PROTOCOL_ERROR, 'RST_STREAM on an idle stream');
     const s = this.streams.get(id);
     if (s === undefined) return;
-    if (!this.resets.spend()) return this.calm('too many stream resets');
+    if (!this.resets.spend(this.relay.unsent(id) ? UNSENT_RESET_COST : 1)) return this.calm('too many stream resets');
     if (s.relayed && !s.nodeDone) this.relay.reset(id, p.readUInt32BE(0));
     this.forget(s);
   }
@@ -305,6 +341,7 @@ export class H2Connection {
   streamError(id: number, code: number): void {
     this.out.frame(RST_STREAM, 0, id, u32(code));
     const s = this.streams.get(id);
+    const cost = this.relay.unsent(id) ? UNSENT_RESET_COST : 1;
     if (s === undefined || !s.remoteClosed) {
       this.resetByUs.add(id);
       if (this.resetByUs.size > MAX_CONCURRENT_STREAMS) this.resetByUs.delete(this.resetByUs.values().next().value!);
@@ -313,7 +350,7 @@ export class H2Connection {
       if (s.relayed && !s.nodeDone) this.relay.reset(id, CANCEL);
       this.forget(s);
     }
-    if (!this.resets.spend()) this.calm('too many stream errors');
+    if (!this.resets.spend(cost)) this.calm('too many stream errors');
   }
 
   /** Over a budget: GOAWAY ENHANCE_YOUR_CALM and one log line. */
@@ -360,10 +397,7 @@ export class H2Connection {
   }
 
   private onDrain(): void {
-    if (this.paused) {
-      this.paused = false;
-      this.sock.resume();
-    }
+    this.unpause(BACKLOG);
     this.pumpAll();
     this.flush();
   }
@@ -373,10 +407,7 @@ export class H2Connection {
     if (b !== null && !this.sock.destroyed) this.sock.write(b);
     this.relay.flush();
     // A client that sends faster than it reads is not read until it catches up.
-    if (!this.paused && !this.dead && this.sock.writableLength > BACKLOG_PAUSE_BYTES) {
-      this.paused = true;
-      this.sock.pause();
-    }
+    if ((this.pausedFor & BACKLOG) === 0 && !this.dead && this.sock.writableLength > BACKLOG_PAUSE_BYTES) this.pause(BACKLOG);
   }
 
   /** Everything held goes back: the relay link, timers, the account. */
@@ -385,6 +416,8 @@ export class H2Connection {
     this.progress.stop();
     if (this.headerTimer !== null) clearTimeout(this.headerTimer);
     this.headerTimer = null;
+    if (this.turnTimer !== null) clearImmediate(this.turnTimer);
+    this.turnTimer = null;
     this.header.release();
     this.account.close();
   }

@@ -52,6 +52,8 @@ export interface RelayOwner {
   readonly account: Account;
   /** The client's connection is closed or closing for good. */
   isDead(): boolean;
+  /** Frames of the client's last read wait for a later turn (the connection's per-turn bound). */
+  framesHeld(): boolean;
   /** Gives Node's http2 server the inner end, as a new h2 connection. */
   connect(inner: Duplex): void;
   pump(s: Stream): void;
@@ -100,26 +102,35 @@ export class Relay {
     return n;
   }
 
-  /** Sends the request's head to Node; false when the link cannot be opened. */
+  /** Sends the request's head to Node (on a later turn); false when the connection is closing or over budget. */
   open(s: Stream, fields: Field[]): boolean {
-    if (!this.owner.account.take(RELAYED_STREAM_BYTES)) return false;
+    if (this.owner.isDead() || !this.owner.account.take(RELAYED_STREAM_BYTES)) return false;
     s.nodeCharge = RELAYED_STREAM_BYTES;
-    if (!this.connectInner()) return false;
     s.relayed = true;
-    s.nodeWindow = this.initialWindow;
     s.sentEnd = s.remoteClosed;
     this.waiting.set(s.id, { s, fields });
     this.dispatchTimer ??= setImmediate(() => this.dispatch());
     return true;
   }
 
-  /** The streams opened on an earlier turn and still wanted go to Node, in the order they came. */
+  /**
+   * The streams opened on an earlier turn and still wanted go to Node, in the order they came. Not
+   * while the client's connection still holds frames of the read that opened them (their resets
+   * may be among those), and the link to Node is made only now: a flood whose every stream is
+   * reset never costs a Node session.
+   */
   private dispatch(): void {
     this.dispatchTimer = null;
-    if (this.inner === null) return this.waiting.clear();
+    if (this.waiting.size === 0) return;
+    if (this.owner.framesHeld()) {
+      this.dispatchTimer = setImmediate(() => this.dispatch());
+      return;
+    }
+    if (!this.connectInner()) return this.waiting.clear();
     for (const { s, fields } of this.waiting.values()) {
       this.waiting.delete(s.id);
       if (this.owner.streams.get(s.id) !== s || s.nodeDone) continue;
+      s.nodeWindow = this.initialWindow;
       // END_STREAM on the HEADERS when the request had no body (set when it was opened).
       this.out.headers(s.id, encode(fields), s.sentEnd, this.maxFrame);
       this.pumpToNode(s);
@@ -181,6 +192,11 @@ export class Relay {
       }
     }
     this.owner.flush();
+  }
+
+  /** The stream is relayed and has not left for Node yet. */
+  unsent(id: number): boolean {
+    return this.waiting.has(id);
   }
 
   /** The client cancelled a relayed stream, or we reset it: Node's stream is cancelled too. */
