@@ -48,6 +48,42 @@ export const RESET_PER_S = 33;
  */
 export const UNSENT_RESET_COST = 2;
 
+/**
+ * Streams the client cancelled that Node may still be working on (they count against
+ * MAX_RELAYED_IN_FLIGHT): counted until a PING sent after their RST_STREAM comes back, Node having
+ * then seen the reset and closed the stream. One PING is out at a time.
+ */
+export class CancelsInFlight {
+  private sincePing = 0;
+  private inPing = 0;
+  private pingOut = false;
+
+  get count(): number {
+    return this.sincePing + this.inPing;
+  }
+
+  /** A cancel went to Node; true when a PING is to follow it now. */
+  add(): boolean {
+    this.sincePing++;
+    return this.pingDue();
+  }
+
+  /** The PING came back: what it covered is closed; true when another is to go. */
+  acked(): boolean {
+    this.pingOut = false;
+    this.inPing = 0;
+    return this.pingDue();
+  }
+
+  private pingDue(): boolean {
+    if (this.pingOut || this.sincePing === 0) return false;
+    this.pingOut = true;
+    this.inPing = this.sincePing;
+    this.sincePing = 0;
+    return true;
+  }
+}
+
 /** A token bucket of resets. */
 export class ResetBudget {
   private tokens = RESET_BURST;

@@ -3,11 +3,12 @@ import { startClock } from '../frontdoor.js';
 import { Decoder, encode, HpackError, TABLE_SIZE_ZERO, type Field } from './hpack.js';
 import {
   ACK, CANCEL, COMPRESSION_ERROR, CONTINUATION, DATA, DEFAULT_WINDOW, END_HEADERS, END_STREAM, ENHANCE_YOUR_CALM,
-  FRAME_SIZE_ERROR, FrameReader, GOAWAY, goawayPayload, HEADERS, MIN_MAX_FRAME_SIZE, NO_ERROR,
-  Out, PING, PREFACE, PRIORITY, PRIORITY_FLAG, PROTOCOL_ERROR, PUSH_PROMISE, REFUSED_STREAM, RST_STREAM, S_MAX_CONCURRENT_STREAMS,
+  FRAME_SIZE_ERROR, GOAWAY, goawayPayload, HEADERS, MIN_MAX_FRAME_SIZE, NO_ERROR,
+  Out, PING, PRIORITY, PRIORITY_FLAG, PROTOCOL_ERROR, PUSH_PROMISE, REFUSED_STREAM, RST_STREAM, S_MAX_CONCURRENT_STREAMS,
   S_MAX_HEADER_LIST_SIZE, SETTINGS, settingsPayload, STREAM_CLOSED, u32, WINDOW_UPDATE,
 } from './frames.js';
-import { BACKLOG_PAUSE_BYTES, MAX_CONCURRENT_STREAMS, MAX_RELAYED_IN_FLIGHT, ProgressTimer, ResetBudget, TURN_WORK, UNSENT_RESET_COST } from './calm.js';
+import { BACKLOG_PAUSE_BYTES, MAX_CONCURRENT_STREAMS, MAX_RELAYED_IN_FLIGHT, ProgressTimer, ResetBudget, UNSENT_RESET_COST } from './calm.js';
+import { ClientReads } from './reading.js';
 import type { H2Host } from './host.js';
 import { Relay } from './relay.js';
 import { BAD_REQUEST, loggedRequest, malformed, plainRequest, targetOf, TOO_LARGE, withPath } from './request.js';
@@ -34,21 +35,14 @@ import { answerFast, answerOwn, onClientData, onSettings, onWindowUpdate, pump, 
  */
 const CLIENT_CONN_WINDOW = 256 * 1024;
 
-/** The socket is not read: its output waits to drain. */
-const BACKLOG = 1;
-/** The socket is not read: frames of the last read wait for the next turn. */
-const HELD = 2;
-
 export class H2Connection {
   readonly streams = new Map<number, Stream>();
   readonly out = new Out();
   readonly account: H2Host['account'];
   /** Output waiting for window or for the socket to drain. */
   readonly blocked = new Set<Stream>();
-  private readonly reader: FrameReader;
+  private readonly reads: ClientReads;
   private readonly decoder = new Decoder();
-  private preface = true;
-  private prefaceBuf: Buffer | null = null;
   gotSettings = false;
   /** Highest client stream id seen: ids at or below it that are not in `streams` are closed. */
   lastId = 0;
@@ -64,9 +58,6 @@ export class H2Connection {
   private headerTimer: NodeJS.Timeout | null = null;
   private draining = false;
   private dead = false;
-  /** Why the socket is not read: BACKLOG, HELD or both. */
-  private pausedFor = 0;
-  private turnTimer: NodeJS.Immediate | null = null;
   private readonly resets = new ResetBudget();
   /** Streams we reset before the client had ended its side: it may still send their trailers (the last few kept). */
   readonly resetByUs = new Set<number>();
@@ -76,9 +67,10 @@ export class H2Connection {
   constructor(readonly sock: Socket, readonly host: H2Host) {
     this.account = host.account;
     this.header = new HeaderBlock(this.account);
-    this.reader = new FrameReader(MIN_MAX_FRAME_SIZE, (t, f, id, p) => this.onFrame(t, f, id, p), (len) => this.fail(FRAME_SIZE_ERROR, `frame of ${len} octets`), TURN_WORK);
+    this.reads = new ClientReads(sock, (t, f, id, p) => this.onFrame(t, f, id, p), (len) => this.fail(FRAME_SIZE_ERROR, `frame of ${len} octets`),
+      () => this.fail(PROTOCOL_ERROR, 'bad connection preface'), () => this.flush());
     this.relay = new Relay({
-      streams: this.streams, out: this.out, account: this.account, isDead: () => this.dead, framesHeld: () => this.reader.held, connect: (inner) => host.relay(inner),
+      streams: this.streams, out: this.out, account: this.account, isDead: () => this.dead, framesHeld: () => this.reads.held, connect: (inner) => host.relay(inner),
       pump: (s) => this.pump(s), forget: (s) => this.forget(s), closeIfDone: (s) => this.closeIfDone(s), shutdown: () => this.shutdown(),
       flush: () => this.flush(), overBudget: (what) => this.calm(`memory budget: ${what}`),
     });
@@ -108,50 +100,9 @@ export class H2Connection {
 
   private onData(chunk: Buffer): void {
     if (this.dead) return;
-    if (this.preface) {
-      const got = this.prefaceBuf === null ? chunk : Buffer.concat([this.prefaceBuf, chunk]);
-      const n = Math.min(got.length, PREFACE.length);
-      if (got.compare(PREFACE, 0, n, 0, n) !== 0) return this.fail(PROTOCOL_ERROR, 'bad connection preface');
-      if (got.length < PREFACE.length) {
-        this.prefaceBuf = got;
-        return;
-      }
-      this.preface = false;
-      this.prefaceBuf = null;
-      chunk = got.subarray(PREFACE.length);
-      if (chunk.length === 0) return;
-    }
-    this.reader.push(chunk);
+    this.reads.push(chunk);
     this.flush();
-    this.holdIfSpent();
-  }
-
-  /**
-   * The turn's work is spent with frames left: the socket stops being read and the rest is handled
-   * on the next turn, after every other connection's reads (setImmediate runs after the poll).
-   */
-  private holdIfSpent(): void {
-    if (!this.reader.held || this.dead || this.turnTimer !== null) return;
-    this.pause(HELD);
-    this.turnTimer = setImmediate(() => {
-      this.turnTimer = null;
-      if (this.dead) return;
-      this.reader.resume();
-      this.flush();
-      if (this.reader.held) this.holdIfSpent();
-      else this.unpause(HELD);
-    });
-  }
-
-  private pause(why: number): void {
-    if (this.pausedFor === 0) this.sock.pause();
-    this.pausedFor |= why;
-  }
-
-  private unpause(why: number): void {
-    if (this.pausedFor === 0) return;
-    this.pausedFor &= ~why;
-    if (this.pausedFor === 0 && !this.dead) this.sock.resume();
+    this.reads.holdIfSpent();
   }
 
   private onFrame(type: number, flags: number, id: number, p: Buffer): void {
@@ -364,7 +315,7 @@ export class H2Connection {
   fail(code: number, _why: string): void {
     if (this.dead) return;
     this.out.frame(GOAWAY, 0, 0, goawayPayload(this.lastId, code));
-    this.reader.stopped = true;
+    this.reads.stop();
     this.flush();
     this.dead = true;
     this.sock.end();
@@ -397,7 +348,7 @@ export class H2Connection {
   }
 
   private onDrain(): void {
-    this.unpause(BACKLOG);
+    this.reads.backlog(false);
     this.pumpAll();
     this.flush();
   }
@@ -407,7 +358,7 @@ export class H2Connection {
     if (b !== null && !this.sock.destroyed) this.sock.write(b);
     this.relay.flush();
     // A client that sends faster than it reads is not read until it catches up.
-    if ((this.pausedFor & BACKLOG) === 0 && !this.dead && this.sock.writableLength > BACKLOG_PAUSE_BYTES) this.pause(BACKLOG);
+    if (!this.reads.backlogged && !this.dead && this.sock.writableLength > BACKLOG_PAUSE_BYTES) this.reads.backlog(true);
   }
 
   /** Everything held goes back: the relay link, timers, the account. */
@@ -416,15 +367,14 @@ export class H2Connection {
     this.progress.stop();
     if (this.headerTimer !== null) clearTimeout(this.headerTimer);
     this.headerTimer = null;
-    if (this.turnTimer !== null) clearImmediate(this.turnTimer);
-    this.turnTimer = null;
+    this.reads.stop();
     this.header.release();
     this.account.close();
   }
 
   private destroy(): void {
     this.dead = true;
-    this.reader.stopped = true;
+    this.reads.stop();
     this.streams.clear();
     this.blocked.clear();
     this.release();

@@ -143,9 +143,10 @@ export class FrameReader {
 }
 
 /**
- * What handling one frame costs, in units of a small control frame: a header block fragment is
- * decoded (HPACK) and usually opens a stream, measured at about 8 times a RST_STREAM or a
- * WINDOW_UPDATE; a DATA frame is copied, one more unit a 4 KiB.
+ * What handling one frame costs, in units of a small control frame. A header block fragment is
+ * decoded (HPACK) and usually opens a stream that may go on to Node: 8 (measured on a fresh
+ * gateway, whose code is cold when a flood comes: 135 µs for a HEADERS and its RST_STREAM, 12-31
+ * µs for a PING and its ACK). A DATA frame is copied: one more unit a 4 KiB.
  */
 export function frameWork(type: number, len: number): number {
   if (type === HEADERS || type === CONTINUATION) return HEADER_WORK;

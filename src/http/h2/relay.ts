@@ -7,7 +7,8 @@ import {
   S_INITIAL_WINDOW_SIZE, S_MAX_FRAME_SIZE, SETTINGS, settingsPayload, u32, WINDOW_UPDATE,
 } from './frames.js';
 import { duplexPair } from './host.js';
-import { HeaderBlock, type Stream } from './stream.js';
+import { HeaderBlock, holdAnswer, type Stream } from './stream.js';
+import { CancelsInFlight } from './calm.js';
 
 /**
  * The relay to Node's http2 server: an in-process HTTP/2 connection (a Duplex pair whose inner end
@@ -30,11 +31,6 @@ const RELAY_STREAM_WINDOW = 256 * 1024;
  * streams in flight, header blocks and request bodies), and never below the protocol's 65,535.
  */
 const RELAY_CONN_WINDOW = 1024 * 1024;
-/**
- * Node writes a live stream in small DATA frames (an FLV tag each). Queued behind a closed window,
- * frames smaller than this are joined to the one before, so the objects held stay few.
- */
-const JOIN_BELOW = 4096;
 /**
  * What Node and Koa hold for a relayed stream in flight whose client reads nothing, charged to
  * the account while the stream is open on the relay: a file answer's read chunk (16 KiB on
@@ -75,13 +71,7 @@ export class Relay {
   private maxFrame = MIN_MAX_FRAME_SIZE;
   /** Node's header block being assembled. */
   private header = new HeaderBlock();
-  /**
-   * Streams the client cancelled that Node may still be working on: counted until a PING sent
-   * after their RST_STREAM comes back (Node has then seen the reset and closed the stream).
-   */
-  private cancelsUnsent = 0;
-  private cancelsInPing = 0;
-  private pingOut = false;
+  private cancels = new CancelsInFlight();
   /**
    * Streams opened and not yet sent to Node, with their header blocks: a stream goes to Node on
    * the event-loop turn after the one that read its HEADERS. One the client resets (or that
@@ -97,7 +87,7 @@ export class Relay {
 
   /** Streams open on the relay or cancelled and not yet known closed by Node. */
   get inFlight(): number {
-    let n = this.cancelsUnsent + this.cancelsInPing;
+    let n = this.cancels.count;
     for (const s of this.owner.streams.values()) if (s.relayed && !s.nodeDone) n++;
     return n;
   }
@@ -148,6 +138,7 @@ export class Relay {
     this.initialWindow = DEFAULT_WINDOW;
     this.maxFrame = MIN_MAX_FRAME_SIZE;
     this.header = new HeaderBlock();
+    this.cancels = new CancelsInFlight();
     this.reader = new FrameReader(MIN_MAX_FRAME_SIZE, (t, f, id, p) => this.onFrame(t, f, id, p), () => this.failed());
     outer.on('data', (c: Buffer) => {
       if (this.inner !== outer) return;
@@ -205,16 +196,7 @@ export class Relay {
     if (this.waiting.delete(id)) return;
     if (this.inner === null) return;
     this.out.frame(RST_STREAM, 0, id, u32(code));
-    this.cancelsUnsent++;
-    this.ping();
-  }
-
-  private ping(): void {
-    if (this.pingOut || this.cancelsUnsent === 0 || this.inner === null) return;
-    this.pingOut = true;
-    this.cancelsInPing = this.cancelsUnsent;
-    this.cancelsUnsent = 0;
-    this.out.frame(PING, 0, 0, Buffer.alloc(8));
+    if (this.cancels.add()) this.out.frame(PING, 0, 0, Buffer.alloc(8));
   }
 
   /**
@@ -291,11 +273,7 @@ export class Relay {
       }
       case PING:
         if ((flags & ACK) === 0) this.out.frame(PING, ACK, 0, Buffer.from(p));
-        else {
-          this.pingOut = false;
-          this.cancelsInPing = 0;
-          this.ping();
-        }
+        else if (this.cancels.acked()) this.out.frame(PING, 0, 0, Buffer.alloc(8));
         return;
       case HEADERS: {
         let frag = p;
@@ -361,7 +339,7 @@ export class Relay {
       return;
     }
     if (p.length > body.length) this.credit(s, p.length - body.length);
-    if (body.length > 0 && !this.hold(s, body)) return;
+    if (body.length > 0 && !holdAnswer(s, body, this.owner.account)) return this.refuse(s);
     if (flags & END_STREAM) {
       s.endQueued = true;
       this.nodeEnd(s);
@@ -369,27 +347,11 @@ export class Relay {
     this.owner.pump(s);
   }
 
-  /** Queues a piece of Node's answer, charged to the account; false after cutting the client off. */
-  private hold(s: Stream, body: Buffer): boolean {
-    const last = s.queue.length > 0 ? s.queue[s.queue.length - 1] : undefined;
-    if (Buffer.isBuffer(last) && last.length + body.length <= JOIN_BELOW * 4 && (last.length < JOIN_BELOW || body.length < JOIN_BELOW)) {
-      if (!this.owner.account.take(body.length)) return this.refuse(s);
-      s.queued += body.length;
-      s.queue[s.queue.length - 1] = Buffer.concat([last, body]);
-      return true;
-    }
-    const n = body.length + OBJECT_OVERHEAD_BYTES;
-    if (!this.owner.account.take(n)) return this.refuse(s);
-    s.queued += n;
-    s.queue.push(Buffer.from(body));
-    return true;
-  }
-
-  private refuse(s: Stream): false {
+  /** Over the budget with a piece of Node's answer: the stream and the client are cut off. */
+  private refuse(s: Stream): void {
     this.reset(s.id, CANCEL);
     s.nodeDone = true;
     this.owner.overBudget(`relayed answer on stream ${s.id}`);
-    return false;
   }
 
   private endHeaders(): void {
