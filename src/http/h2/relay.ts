@@ -1,12 +1,12 @@
 import type { Duplex } from 'node:stream';
-import { OBJECT_OVERHEAD_BYTES, type Account } from '../../limits/budget.js';
+import { OBJECT_OVERHEAD_BYTES } from '../../limits/budget.js';
 import { Decoder, encode, type Field } from './hpack.js';
 import {
   ACK, CANCEL, CONTINUATION, DATA, DEFAULT_WINDOW, END_HEADERS, END_STREAM, FrameReader, GOAWAY, HEADERS, INTERNAL_ERROR,
   MIN_MAX_FRAME_SIZE, NO_ERROR, Out, PADDED, PING, PREFACE, PRIORITY_FLAG, REFUSED_STREAM, RST_STREAM, S_ENABLE_PUSH,
   S_INITIAL_WINDOW_SIZE, S_MAX_FRAME_SIZE, SETTINGS, settingsPayload, u32, WINDOW_UPDATE,
 } from './frames.js';
-import { duplexPair } from './host.js';
+import { duplexPair, type RelayOwner } from './host.js';
 import { HeaderBlock, holdAnswer, type Stream } from './stream.js';
 import { CancelsInFlight } from './calm.js';
 
@@ -39,27 +39,6 @@ const RELAY_CONN_WINDOW = 1024 * 1024;
  * Node's session and is per connection.
  */
 export const RELAYED_STREAM_BYTES = 16 * 1024;
-
-/** What the relay needs of the client-facing connection. */
-export interface RelayOwner {
-  readonly streams: Map<number, Stream>;
-  /** Frames to the client. */
-  readonly out: Out;
-  readonly account: Account;
-  /** The client's connection is closed or closing for good. */
-  isDead(): boolean;
-  /** Frames of the client's last read wait for a later turn (the connection's per-turn bound). */
-  framesHeld(): boolean;
-  /** Gives Node's http2 server the inner end, as a new h2 connection. */
-  connect(inner: Duplex): void;
-  pump(s: Stream): void;
-  forget(s: Stream): void;
-  closeIfDone(s: Stream): void;
-  shutdown(): void;
-  flush(): void;
-  /** Over the memory budget: the client is cut off. */
-  overBudget(what: string): void;
-}
 
 export class Relay {
   private inner: Duplex | null = null;
