@@ -25,6 +25,7 @@ import { REQUIRED_TOOLS } from './lib/tools.js';
 import { Generator } from './lib/generator.js';
 import { FRONT_FLV_PATH, originPlayers, startNginxFront, startOrigin, startSrsFront } from './lib/front.js';
 import { runLlHls } from './ll-hls.js';
+import { runDvr } from './lib/dvr.js';
 
 /** LL-HLS clients doing blocking reloads in the ll-hls row. */
 const LL_HLS_CLIENTS = 1000;
@@ -35,7 +36,7 @@ const LL_HLS_CLIENTS = 1000;
  * load (and the proxy upstream, and publishers) on core 1.
  *
  *   --smoke         tiny counts: proves every peer starts and every workload runs (< 60 s)
- *   --only=a,b      run only these workloads (m3u8, ts, ts-capped, api, https-h1, https-h2, fanout, nms, hls, ll-hls, front,
+ *   --only=a,b      run only these workloads (m3u8, ts, ts-capped, api, https-h1, https-h2, fanout, nms, hls, ll-hls, dvr, front,
  *                   logs: the uncapped HTTP rows again with every server's access log on)
  *   --out=DIR       where latest.md/latest.json go (default bench/results; smoke: a temp dir)
  *   --no-profile    skip the --cpu-prof pass for targets not met
@@ -626,6 +627,10 @@ async function main(): Promise<void> {
     if (want('ll-hls')) {
       log('LL-HLS blocking reloads');
       rows.push(await runLlHls(base, { clients: s.smoke ? 50 : LL_HLS_CLIENTS, seconds: s.smoke ? 2 : 10 }, log));
+    }
+    if (want('dvr')) {
+      log('dvr: recording on against off');
+      rows.push(await runDvr(base, { seconds: s.smoke ? 2 : 10, settleSeconds: s.smoke ? 1 : 3 }, log));
     }
     await upstream.proc.stop();
   } finally {

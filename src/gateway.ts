@@ -25,6 +25,8 @@ import { buildTable, type Table, VENDOR_FILES } from './routing/build.js';
 import { STREAM_PATH } from './routing/table.js';
 import { FileRoot } from './static/fileserver.js';
 import { Recorder } from './record/recorder.js';
+import { vodHandler } from './record/vod/handler.js';
+import { VodLibrary } from './record/vod/library.js';
 
 /*
  * The gateway builds the rooms from the config and owns their lifecycle (start, reload, close):
@@ -145,6 +147,7 @@ export class Gateway {
       api: this.api,
       lanes: this.lanes,
       vhostFor: (h) => this.vhostFor(h),
+      recordings: vodHandler({ library: new VodLibrary((f) => this.recorder.list(f)), access: this.access }),
     });
     const node = new NodeLane({
       table: () => this.table,

@@ -1,5 +1,6 @@
 import { isAbsolute, relative, resolve, sep } from 'node:path';
 import type { RecordingInfo } from '../record/types.js';
+import { vodUrl } from '../record/vod/library.js';
 import { GatewayError } from '../errors.js';
 import type { ApiKit, Resource } from './kit.js';
 
@@ -12,7 +13,8 @@ export interface RecordingList {
  * `GET /api/v1/recordings[?vhost=&app=&stream=&start=&count=]`: finished and in-progress
  * recordings, oldest first, in the API's envelope, with `total` before paging. Times are ms since
  * 1970, durations seconds; `file` is the path dvr_path made, `url` where http_server.dir serves it
- * (null when the file lies outside it; an http_static mount may still serve it).
+ * (null when the file lies outside it; an http_static mount may still serve it), `vod` the HLS
+ * VOD playlist of this one recording (src/record/vod/), which plays wherever the file lies.
  */
 export function recordings(kit: ApiKit): Resource {
   return {
@@ -37,7 +39,7 @@ function urlOf(root: string, file: string): string | null {
 
 function json(r: RecordingInfo, url: string | null): Record<string, unknown> {
   return {
-    vhost: r.vhost, app: r.app, stream: r.stream, file: r.file, url, container: r.container, state: r.state,
+    vhost: r.vhost, app: r.app, stream: r.stream, file: r.file, url, vod: vodUrl(r), container: r.container, state: r.state,
     start: r.startMs, end: r.endMs, duration: r.durationMs === null ? null : r.durationMs / 1000, bytes: r.bytes, codecs: r.codecs,
   };
 }

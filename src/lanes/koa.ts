@@ -27,6 +27,8 @@ export interface KoaLaneHost {
   api: Middleware;
   lanes: FastLanes;
   vhostFor(hostname: string): string;
+  /** HLS VOD of recordings (src/record/vod/). */
+  recordings?: (ctx: Context, vhost: string) => Promise<void>;
 }
 
 /**
@@ -104,6 +106,9 @@ async function answer(h: KoaLaneHost, ctx: Context, next: Next, e: Entry): Promi
       return;
     case 'proxy':
       return proxy!.handle(ctx, h.lanes.proxyCors);
+    case 'recordings':
+      if (!h.recordings) throw new GatewayError('NOT_FOUND');
+      return h.recordings(ctx, h.vhostFor(ctx.hostname));
     case 'vendor':
       return root!.serve(ctx, file, raw);
     case 'pages':

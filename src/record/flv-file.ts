@@ -1,5 +1,6 @@
 import { flvHeader, flvTags } from '../media/flv/muxer.js';
 import { PASS_THROUGH, type MediaPacket } from '../media/packet.js';
+import { AmfError, type AmfValue, decodeAmf0All, EcmaArray, encodeAmf0 } from '../ingest/rtmp/amf0.js';
 
 /** A packet at its time in the file (ms from the file's 0, or the publisher's clock with time_jitter off). */
 export interface Timed {
@@ -7,10 +8,11 @@ export interface Timed {
   t: number;
 }
 
-/** The codec headers a file starts with. */
+/** The codec headers a file starts with, and the publisher's last onMetaData (a script packet). */
 export interface Headers {
   video: MediaPacket | null;
   audio: MediaPacket | null;
+  meta?: MediaPacket | null;
 }
 
 /** A container's view of one file: bytes to start it, bytes per run of packets, bytes to end it. */
@@ -29,10 +31,11 @@ const AMF_ECMA_ARRAY = 0x08;
 const AMF_OBJECT_END = 0x09;
 
 /**
- * FLV as SRS records it: the header, an onMetaData whose duration is filled in when the file
- * closes (SRS rewrites it the same way, so players show the length and can seek), the sequence
- * headers at 0, then the tags. The publisher's own onMetaData is not copied: its duration (0 for
- * a live encoder, or the whole session's length) is wrong for a segment.
+ * FLV as SRS records it: the header, the publisher's onMetaData (its fields: encoder, size, frame
+ * rate, bitrates …) less its duration and filesize, which are wrong for a file (0 from a live
+ * encoder, or the whole session's length), with a duration that is filled in when the file
+ * closes (SRS rewrites it the same way, so players show the length and can seek); then the
+ * sequence headers at 0, then the tags.
  */
 export class FlvFileEncoder implements FileEncoder {
   /** Position of the duration's 8 bytes in the file. */
@@ -45,7 +48,7 @@ export class FlvFileEncoder implements FileEncoder {
     const fields: [string, number][] = [['duration', 0]];
     if (video) fields.push(['videocodecid', video.codec]);
     if (audio) fields.push(['audiocodecid', audio.codec]);
-    const meta = onMetaData(fields);
+    const meta = publisherMeta(this.headers.meta ?? null, fields) ?? onMetaData(fields);
     const head = flvHeader(audio !== null, video !== null);
     // 11-byte tag header, then the body: the duration's number is the first field's value.
     this.durationAt = head.length + 11 + meta.durationOffset;
@@ -87,6 +90,36 @@ function onMetaData(fields: [string, number][]): { body: Buffer; durationOffset:
   }
   parts.push(Buffer.from([0, 0, AMF_OBJECT_END]));
   return { body: Buffer.concat(parts), durationOffset };
+}
+
+/** Fields of the publisher's onMetaData a file's would contradict: the file's own duration and size. */
+const FILE_FIELDS = new Set(['duration', 'filesize']);
+
+/**
+ * The publisher's onMetaData as the file's: its fields less FILE_FIELDS, with ours first (the
+ * duration first of all, where end() patches it). Null when it is not an onMetaData the AMF0
+ * reader takes whole (then the file gets only ours).
+ */
+function publisherMeta(p: MediaPacket | null, ours: [string, number][]): { body: Buffer; durationOffset: number } | null {
+  if (p === null || p.kind !== 'script') return null;
+  let props: Record<string, AmfValue>;
+  try {
+    const [name, value] = decodeAmf0All(p.data);
+    if (name !== 'onMetaData') return null;
+    if (value instanceof EcmaArray) props = value.props;
+    else if (value !== null && typeof value === 'object' && !Array.isArray(value) && !(value instanceof Date)) props = value;
+    else return null;
+  } catch (err) {
+    if (err instanceof AmfError) return null;
+    throw err;
+  }
+  const merged: Record<string, AmfValue> = Object.fromEntries(ours);
+  for (const [k, v] of Object.entries(props)) if (!FILE_FIELDS.has(k) && !(k in merged)) merged[k] = v;
+  const body = encodeAmf0('onMetaData', new EcmaArray(merged));
+  // 'onMetaData' (3 + 10 bytes), the array's marker and count (5), the key "duration" (2 + 8), the number's marker.
+  const durationOffset = 13 + 5 + 10 + 1;
+  if (body.toString('latin1', durationOffset - 9, durationOffset - 1) !== 'duration' || body[durationOffset - 1] !== AMF_NUMBER) return null;
+  return { body, durationOffset };
 }
 
 function amfString(s: string): Buffer {

@@ -61,6 +61,7 @@ export class StreamRecording implements Sink {
   private ended = false;
   private readonly closing = new Set<Promise<void>>();
   private readonly now: () => number;
+  private lastStartMs = -1;
 
   constructor(private readonly deps: SessionDeps) {
     this.jitter = deps.config.timeJitter === 'full' ? new JitterCorrector() : null;
@@ -75,7 +76,11 @@ export class StreamRecording implements Sink {
     if (this.ended) return;
     let run: Timed[] = [];
     for (const p of batch.packets) {
-      if (p.kind === 'script') continue;
+      if (p.kind === 'script') {
+        // The publisher's onMetaData, for the next FLV file's own (SRS copies it likewise).
+        this.headers = { ...this.headers, meta: p };
+        continue;
+      }
       // MP3 has no sequence header: its first frame stands for one (the track exists, this codec).
       const stands = p.kind === 'audio' && !p.header && p.codec !== AUDIO_AAC && this.headers.audio?.codec !== p.codec;
       if (p.header || stands) {
@@ -155,7 +160,11 @@ export class StreamRecording implements Sink {
       this.deps.warn(`dvr: ${label(this.deps.name)} is not recorded: ${container.toUpperCase()} cannot hold its codecs (${codecNames(this.headers).join(', ')})`);
       return false;
     }
-    const startMs = this.now();
+    // Never the same millisecond as the file before: [timestamp] names the file, and a batch that
+    // spans two segment cuts (a publisher faster than real time, or a stalled event loop) opened
+    // both in one millisecond, the second file overwriting the first under the same name.
+    const startMs = Math.max(this.now(), this.lastStartMs + 1);
+    this.lastStartMs = startMs;
     const finalPath = expandPath(cfg.path, this.deps.name, new Date(startMs));
     const info: RecordingInfo = {
       vhost: this.deps.name.vhost, app: this.deps.name.app, stream: this.deps.name.stream, file: finalPath, container,

@@ -4,7 +4,7 @@ import { DEFAULT_VHOST, type Config, type VhostConfig } from '../config/index.js
 import type { Proxy } from '../proxy/index.js';
 import type { FileRoot } from '../static/fileserver.js';
 import { isApiPath } from '../http/errors.js';
-import { STREAM_PATH, type RouteEntry } from './table.js';
+import { RECORDINGS_PATH, STREAM_PATH, type RouteEntry } from './table.js';
 
 /**
  * Builds the routing table (src/routing/table.ts) from a config. Rebuilt on SIGHUP and swapped
@@ -96,6 +96,8 @@ export function buildTable(config: Config, make: Makers): Table {
   for (const r of routes.filter((x) => x.prefix !== '/' && !isApiRoute(x.prefix)).sort(byLength)) {
     add({ name: `proxy:${r.prefix}`, answer: 'proxy', path: { kind: 'prefix', prefix: r.prefix }, target: { ...NONE, proxy: r.proxy, prefix: r.prefix } });
   }
+  // Before the live origin's pattern, which would take /recordings/{app} for an app; only where something records.
+  if (config.vhosts.some((v) => v.enabled && v.dvr.enabled)) add({ name: 'recordings', answer: 'recordings', path: { kind: 'pattern', re: RECORDINGS_PATH } });
   const edgeProxies = edgeHlsEntries(config, make);
   entries.push(...edgeProxies.entries);
   add({ name: 'stream', answer: 'stream', path: { kind: 'pattern', re: STREAM_PATH } });

@@ -11,6 +11,7 @@ import { isApiPath } from '../http/errors.js';
  *  2. /api/, /rtc/ → a proxy route for that prefix, else the embedded API
  *  —  /metrics → Prometheus text (the gateway's own, never proxied)
  *  3. user proxy routes, longest prefix first
+ *  —  /recordings/{app}/{stream}.m3u8 and its segments → HLS VOD of recordings (when a vhost records)
  *  4. /{app}/{stream}.(flv|m3u8|ts|m4s|aac|mp3) → the live origin (nothing live: the rest of the table)
  *  5. the players' vendor scripts, /console/, /players/
  *  6. vhost http_static mounts, longest prefix first, a Host-bound mount before an any-host one
@@ -18,7 +19,7 @@ import { isApiPath } from '../http/errors.js';
  */
 
 /** What answers a request the entry matches. */
-export type Answer = 'cors' | 'api' | 'metrics' | 'proxy' | 'stream' | 'vendor' | 'pages' | 'mount' | 'files';
+export type Answer = 'cors' | 'api' | 'metrics' | 'proxy' | 'recordings' | 'stream' | 'vendor' | 'pages' | 'mount' | 'files';
 
 /** How an entry matches the path (still percent-encoded, dot-segments already removed). */
 export type PathMatch =
@@ -43,6 +44,13 @@ export interface RouteEntry<T = unknown> {
   /** What answers: a proxy, a file root, a vendor file … (the gateway's objects; the table does not look). */
   target: T;
 }
+
+/**
+ * HLS VOD of recordings (src/record/vod/): `/recordings/{app}/{stream}.m3u8`, a recording's bytes
+ * `…/{stream}/{id}.mp4|.flv` and a TS segment `…/{stream}/{id}/{n}.ts` ({id}: 16 hex digits). Only
+ * these shapes: recordings that dvr_path puts under the web root at /recordings/ stay files.
+ */
+export const RECORDINGS_PATH = /^\/recordings\/.+\/[^/]+(?:\.m3u8|\/[0-9a-f]{16}\.(?:mp4|flv)|\/[0-9a-f]{16}\/\d{1,9}\.ts)$/;
 
 /** `/{app}/{stream}.{ext}`: NGINX's `^/.+/.*\.(flv|m3u8|ts|aac|mp3)$` from the seed layout, and fMP4 HLS's `.m4s`. */
 export const STREAM_PATH = /^\/(.+)\/([^/]+)\.(flv|m3u8|ts|m4s|aac|mp3)$/;

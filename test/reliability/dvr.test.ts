@@ -128,9 +128,8 @@ describe('dvr: the disk fails, the stream does not', () => {
 });
 
 describe('dvr: a crash mid-recording', () => {
-  test('SIGKILL 10 s into an MP4 recording: the file plays to within one fragment of the kill; the next start recovers it', async () => {
-    // 10 s rather than 20: the whole file stays under a minute on a 2-core machine, and a
-    // fragment is a GOP (1 s here) however long the recording has run.
+  test('SIGKILL 20 s into an MP4 recording: its VOD playlist grows meanwhile; the file, and its VOD after the restart, play to within one fragment of the kill', async () => {
+    // A fragment is a GOP (1 s here) however long the recording has run.
     const dir = tempDir();
     const conf = `listen 127.0.0.1:0; http_server { listen 127.0.0.1:0; dir ./public; https { enabled off; } }
       vhost __defaultVhost__ { dvr { enabled on; dvr_path ${dir}/[app]/[stream].mp4; } }`;
@@ -141,6 +140,13 @@ describe('dvr: a crash mid-recording', () => {
       await gw.waitLine(/publish live\/crash/, 15_000);
       const from = Date.now();
       await sleep(10_000);
+      // Half way: the recording in progress is an EVENT playlist of its whole fragments so far (a player reloads it).
+      const growing = await (await fetch(`http://127.0.0.1:${await gw.port('http')}/recordings/live/crash.m3u8`)).text();
+      assert.match(growing, /#EXT-X-PLAYLIST-TYPE:EVENT\n/);
+      assert.ok(!growing.includes('#EXT-X-ENDLIST'), growing);
+      const listed = growing.match(/#EXTINF:([\d.]+)/g)!.map((l) => Number(l.slice(8))).reduce((a, b) => a + b, 0);
+      assert.ok(listed >= 10 - 1.6 - 4 && listed <= 10.5, `${listed} s listed 10 s in (up to one 4 s segment behind)`);
+      await sleep(from + 20_000 - Date.now());
       gw.kill();
       killedAfterS = (Date.now() - from) / 1000;
       await gw.exited;
@@ -161,6 +167,15 @@ describe('dvr: a crash mid-recording', () => {
     try {
       await again.waitLine(/dvr: recovered .*crash\.mp4/, 15_000);
       assert.ok(existsSync(join(dir, 'live', 'crash.mp4')) && !existsSync(tmp), 'the next start renames it to the recording it was');
+      // Its VOD: finished now, and as long as the file (to within one 4 s segment: the last fragments make up a short one).
+      const vod = `http://127.0.0.1:${await again.port('http')}/recordings/live/crash.m3u8`;
+      const text = await (await fetch(vod)).text();
+      assert.match(text, /#EXT-X-PLAYLIST-TYPE:VOD\n/);
+      assert.ok(text.endsWith('#EXT-X-ENDLIST\n'), text);
+      const v = run('ffprobe', ['-v', 'error', '-show_entries', 'packet=pts_time,duration_time', '-select_streams', 'v', '-of', 'csv=p=0', vod]);
+      assert.equal(await v.exited, 0, v.stderr());
+      const vodEnd = Math.max(...v.stdout().toString().trim().split('\n').map((l) => l.split(',').map(Number)).map(([t, d]) => t + (d || 0)));
+      assert.ok(Math.abs(vodEnd - playable) <= 0.1, `the VOD plays to ${vodEnd} s, the file to ${playable} s`);
     } finally {
       again.kill();
       await again.exited;

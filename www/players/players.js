@@ -285,6 +285,8 @@ async function startHls(url) {
  * then hls.js's own estimate of the distance to the live edge. The page's latency readout.
  */
 function hlsLatency(hls) {
+  // A VOD playlist (a recording) has no live edge to be behind.
+  if (hls.levels?.[hls.currentLevel]?.details?.live === false) return '–';
   const date = hls.playingDate;
   const own = Number.isFinite(hls.latency) && hls.latency > 0 ? `hls.js ${hls.latency.toFixed(1)} s` : '';
   if (!date) return own || '–';

@@ -1,5 +1,7 @@
-// The recordings list of the players page: GET /api/v1/recordings, each finished file that the
-// web root serves gets a link that plays it here (?url=…), as a shared link would.
+// The recordings list of the players page: GET /api/v1/recordings. Each recording gets a "Play"
+// link to its HLS VOD playlist (hls.js plays and seeks it, also while it is still being recorded),
+// and a finished file that the web root serves a link to the file itself; both play here
+// (?url=…), as a shared link would.
 
 const REFRESH_MS = 10_000;
 
@@ -26,6 +28,14 @@ function item(r) {
   info.textContent = parts.filter(Boolean).join(' · ');
   const links = document.createElement('span');
   links.className = 'links';
+  if (r.vod) {
+    const play = document.createElement('a');
+    play.href = `?url=${encodeURIComponent(r.vod)}`;
+    play.textContent = 'Play';
+    play.className = 'play';
+    play.setAttribute('aria-label', `Play: the recording of ${r.app}/${r.stream} from ${when ? new Date(when).toLocaleString() : 'an unknown time'} over HLS`);
+    links.append(play);
+  }
   if (r.url && r.state === 'done') {
     const a = document.createElement('a');
     a.href = `?url=${encodeURIComponent(r.url)}`;

@@ -19,7 +19,7 @@ after(() => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
-function recording(cfg: Partial<DvrConfig>): { rec: StreamRecording; done: RecordingInfo[]; warnings: string[]; dir: string } {
+function recording(cfg: Partial<DvrConfig>, frozenClock = false): { rec: StreamRecording; done: RecordingInfo[]; warnings: string[]; dir: string } {
   const dir = mkdtempSync(join(tmpdir(), 'sg-dvr-unit-'));
   dirs.push(dir);
   const done: RecordingInfo[] = [];
@@ -35,7 +35,7 @@ function recording(cfg: Partial<DvrConfig>): { rec: StreamRecording; done: Recor
     opened: () => {},
     finished: (r) => done.push(r),
     // Each file gets its own [timestamp].
-    now: () => (clock += 1000),
+    now: () => (frozenClock ? clock : (clock += 1000)),
   });
   return { rec, done, warnings, dir };
 }
@@ -63,6 +63,16 @@ describe('dvr plans', () => {
     // Files finish as their writes drain, so the second (shorter) can finish first: order by start.
     const byStart = [...done].sort((a, b) => a.startMs! - b.startMs!);
     assert.ok(Math.abs(byStart[0].durationMs! - 3000) <= 50 && Math.abs(byStart[1].durationMs! - 2000) <= 50, `${byStart.map((d) => d.durationMs)}`);
+  });
+
+  test('segment cuts in one batch (one millisecond) still make files of their own names: none overwrites another', async () => {
+    const { rec, done, dir } = recording({ plan: 'segment', durationMs: 1000 }, true);
+    rec.write(makeBatch([...syntheticStream(6000, { gop: 25 })]));
+    rec.end('unpublished');
+    await rec.settled();
+    assert.equal(done.length, 6, `${done.map((d) => d.file)}`);
+    assert.equal(new Set(done.map((d) => d.file)).size, 6, 'six names');
+    assert.equal(readdirSync(dir).length, 6, readdirSync(dir).join(', '));
   });
 
   test('segment plan with dvr_wait_keyframe off cuts at dvr_duration whatever the frame; on waits for the key frame', async () => {
