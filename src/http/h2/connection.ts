@@ -334,6 +334,8 @@ export class H2Connection {
   }
 
   private onPeerEnd(): void {
+    this.reads.finish();
+    this.flush();
     this.draining = true;
     if (this.streams.size === 0) this.sock.end();
   }

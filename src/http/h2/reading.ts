@@ -68,6 +68,14 @@ export class ClientReads {
     });
   }
 
+  /**
+   * The peer sent its FIN (announced even while the socket is paused): frames held for later
+   * turns are handled now, before the connection acts on the end.
+   */
+  finish(): void {
+    while (this.frames.held && !this.stopped) this.frames.resume();
+  }
+
   /** The output backlog is over its bound (true) or has drained (false). */
   backlog(over: boolean): void {
     if (over) this.pause(BACKLOG);

@@ -144,4 +144,12 @@ export function readFairly(socket: Socket, onData: (d: Buffer) => void): void {
     if (rest !== null) rest = Buffer.concat([rest, d]);
     else handle(d);
   });
+  // The peer's FIN is announced even while the socket is paused, and the socket closes soon
+  // after: what is held (a publisher's last media) is handled now, before the session closes,
+  // and before Node's own 'end' listener makes the socket refuse writes (an acknowledgement).
+  socket.prependListener('end', () => {
+    const d = rest;
+    rest = null;
+    if (d !== null && !socket.destroyed) onData(d);
+  });
 }
