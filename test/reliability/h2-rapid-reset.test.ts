@@ -1,4 +1,4 @@
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import http2 from 'node:http2';
@@ -38,24 +38,25 @@ test('own HTTP/2 relay: streams reset or provoked into an error in the read that
   sock.on('data', (c: Buffer) => (got = Buffer.concat([got, c])));
   try {
     const frames: Buffer[] = [PREFACE, settings([])];
-    for (let j = 0; j < 100; j++) {
+    // 50 such streams: each costs two of the reset budget's 128.
+    for (let j = 0; j < 50; j++) {
       const id = 2 * j + 1;
       frames.push(frame(1, 4, id, getBlock(`/x/${j}`)));
       frames.push(j % 2 === 0 ? frame(3, 0, id, [0, 0, 0, 8]) : frame(8, 0, id, [0, 0, 0, 0]));
     }
     // One more, complete and kept: it must still be answered.
-    frames.push(frame(1, 5, 201, getBlock('/kept')));
+    frames.push(frame(1, 5, 101, getBlock('/kept')));
     sock.write(Buffer.concat(frames));
-    // The kept stream's answer comes back to the client: a HEADERS frame on stream 201.
+    // The kept stream's answer comes back to the client: a HEADERS frame on stream 101.
     const answered = (): boolean => {
-      for (let p = 0; p + 9 <= got.length; p += 9 + got.readUIntBE(p, 3)) if (got[p + 3] === 1 && got.readUInt32BE(p + 5) === 201) return true;
+      for (let p = 0; p + 9 <= got.length; p += 9 + got.readUIntBE(p, 3)) if (got[p + 3] === 1 && got.readUInt32BE(p + 5) === 101) return true;
       return false;
     };
     // A bound, not a speed check: the suite shares two cores (load averages of 50 seen).
     const until = Date.now() + 10_000;
     while (!answered() && Date.now() < until) await sleep(20);
     await sleep(300);
-    t.diagnostic(`Node saw ${seen.length} of 101 streams: ${seen.slice(0, 5).join(' ')}`);
+    t.diagnostic(`Node saw ${seen.length} of 51 streams: ${seen.slice(0, 5).join(' ')}`);
     assert.deepEqual(seen, ['/kept'], 'only the stream the client kept reached Node');
     assert.ok(answered(), 'the kept stream was answered');
   } finally {
@@ -65,7 +66,28 @@ test('own HTTP/2 relay: streams reset or provoked into an error in the read that
   }
 });
 
-test(`own_h2 on: ${CONNECTIONS} connections of rapid reset (cancelled and provoked) on a proxied path: GOAWAY early, few upstream requests`, async (t) => {
+/**
+ * The normal client asks every 10 ms: the flood is over within a few hundred ms, and a p99 must
+ * be a percentile of the GETs made while it lasts, not the slowest one or two of 40.
+ */
+const NORMAL_EVERY_MS = 10;
+/**
+ * Each connection's frames do at most one turn's work before every other connection's (calm.ts
+ * TURN_WORK), and a stream reset in the turn that opened it costs two of the reset budget, so the
+ * flood's 12 connections cost the gateway 60-90 ms of CPU in stretches of 10-30 ms. Measured
+ * alone at load 3-10, p99 13-74 ms (the same flood before: 130-430 ms); among ten other h2 test
+ * files at load 6-8, 139 ms once. The target is 100 ms; the bound leaves room for such a machine.
+ */
+const P99_BOUND_MS = 150;
+/**
+ * Node's own session (own_h2 off) takes each read whole in nghttp2, and the streams the flood
+ * provokes into an error (WINDOW_UPDATE 0) still reach Koa, and start an upstream connect, before
+ * nghttp2 resets them, so its stretches are longer: measured alone at load 3.5-10, p99 15-127 ms;
+ * among other test files at load 6-8, 353 ms once. What that path holds, not the target.
+ */
+const NODE_SESSION_P99_BOUND_MS = 400;
+
+async function flood(t: TestContext, ownH2: boolean): Promise<void> {
   let upstreamRequests = 0;
   const upstream = http.createServer((req, res) => {
     upstreamRequests++;
@@ -77,23 +99,25 @@ test(`own_h2 on: ${CONNECTIONS} connections of rapid reset (cancelled and provok
   await once(upstream, 'listening');
   const up = (upstream.address() as AddressInfo).port;
   const { gw, https } = await startCli((d) => `listen off; access_log off; max_connections 5000;
-    http_server { listen 127.0.0.1:0; dir ${d}; https { enabled on; listen 127.0.0.1:0; ${keyPairIn(d)} } }
+    http_server { listen 127.0.0.1:0; dir ${d}; https { enabled on; listen 127.0.0.1:0; ${keyPairIn(d)} own_h2 ${ownH2 ? 'on' : 'off'}; } }
     proxy { route /up/ http://127.0.0.1:${up}; }`);
   try {
-    const baseline = await baselineP99(https, '/hello.txt');
+    const baseline = await baselineP99(https, '/hello.txt', 2000, NORMAL_EVERY_MS);
     await sleep(300);
     const rssBefore = rssOf(gw.pid);
     const fdsBefore = openFds(gw.pid);
     const watch = rssWatch(gw.pid);
-    const normal = normalClient(https, '/hello.txt');
+    const normal = normalClient(https, '/hello.txt', NORMAL_EVERY_MS);
     // The normal client's process and session are up before the attack starts, and it keeps asking
     // for a second after: an attack cut off within a few hundred ms would otherwise leave it no
     // window to measure in.
     await sleep(1000);
-    const codes: (number | undefined)[] = [];
+    const ends: { code: number | undefined; closed: boolean }[] = [];
     const attacker = async (n: number) => {
       const a = await rawH2(https, Buffer.concat([PREFACE, settings([])]));
-      for (let i = 0; i < STREAMS_EACH && !a.sock.destroyed && a.goaway() === undefined; i += BURST) {
+      let closed = false;
+      void a.closed.then(() => (closed = true));
+      for (let i = 0; i < STREAMS_EACH && !closed && a.goaway() === undefined; i += BURST) {
         const frames: Buffer[] = [];
         for (let j = i; j < i + BURST; j++) {
           const id = 2 * j + 1;
@@ -106,7 +130,7 @@ test(`own_h2 on: ${CONNECTIONS} connections of rapid reset (cancelled and provok
       }
       // The GOAWAY may take seconds to come back on a machine at load 50.
       await Promise.race([a.closed, sleep(8000)]);
-      codes.push(a.goaway());
+      ends.push({ code: a.goaway(), closed });
       a.sock.destroy();
     };
     await Promise.all(Array.from({ length: CONNECTIONS }, (_, i) => attacker(i)));
@@ -114,21 +138,24 @@ test(`own_h2 on: ${CONNECTIONS} connections of rapid reset (cancelled and provok
     watch.stop();
     const latencies = await normal.stop();
     const perConnection = upstreamRequests / CONNECTIONS;
-    t.diagnostic(`GOAWAY codes ${codes.join(',')}; upstream requests ${upstreamRequests} (${perConnection.toFixed(0)} a connection)`);
-    assert.ok(codes.every((c) => c === 11), 'every attacking connection got GOAWAY ENHANCE_YOUR_CALM');
+    t.diagnostic(`GOAWAY codes ${ends.map((e) => e.code ?? '-').join(',')}; upstream requests ${upstreamRequests} (${perConnection.toFixed(0)} a connection)`);
+    if (ownH2) {
+      assert.ok(ends.every((e) => e.code === 11), 'every attacking connection got GOAWAY ENHANCE_YOUR_CALM');
+    } else {
+      // Node's session (nghttp2) ends a flood with GOAWAY INTERNAL_ERROR, or closes it outright.
+      assert.ok(ends.every((e) => e.code !== undefined || e.closed), 'every attacking connection was closed by the gateway');
+    }
     // Cancelled in the read that opened them, the flood's streams never reach the proxy (0
-    // measured); at most the 32 a connection may have in flight to Node could.
+    // measured, on both paths); at most the 32 a connection may have in flight to Node could.
     assert.ok(perConnection <= 32, `${perConnection} upstream requests a connection`);
-    await verdict(t, gw, { rssBefore, rssPeak: watch.peak(), fdsBefore, latencies, failures: normal.failures(), baselineP99: baseline, rssBoundMiB: 64, fdSlack: 6,
-      // Not the 100 ms the other attacks keep, on this shared machine: streams cancelled in the
-      // read that opened them no longer reach Koa (the test above), and the GOAWAY comes after 128
-      // resets, so what is left is 12 × 128 HPACK decodes in cold code at once; measured alone
-      // 34-450 ms at load 6-7 (629 and 867 ms with every stream dispatched to Node, 1,000 ms the
-      // bound before): a flood that reaches Koa again mostly fails it.
-      p99BoundMs: 600 });
+    await verdict(t, gw, { rssBefore, rssPeak: watch.peak(), fdsBefore, latencies, failures: normal.failures(), baselineP99: baseline, rssBoundMiB: 64, fdSlack: 6, p99BoundMs: ownH2 ? P99_BOUND_MS : NODE_SESSION_P99_BOUND_MS });
   } finally {
     gw.kill();
     upstream.close();
     upstream.closeAllConnections();
   }
-});
+}
+
+test(`own_h2 on: ${CONNECTIONS} connections of rapid reset (cancelled and provoked) on a proxied path: GOAWAY early, few upstream requests, others keep their p99`, (t) => flood(t, true));
+
+test(`own_h2 off (Node's session): the same ${CONNECTIONS} connections: closed, few upstream requests, others keep their p99`, (t) => flood(t, false));

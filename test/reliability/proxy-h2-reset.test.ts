@@ -77,7 +77,7 @@ async function settle(until: () => boolean, ms: number): Promise<number> {
   return performance.now() - start;
 }
 
-test(`HTTP/2 streams reset by the client abort their upstream requests at once (${STREAMS} streams, held then reset; then ${STREAMS} rapid resets)`, async (t) => {
+test(`HTTP/2 streams reset by the client abort their upstream requests at once (${STREAMS} streams, held then reset; then ${STREAMS / 2} rapid resets)`, async (t) => {
   // The gateway relays at most 32 streams of one connection at a time (REFUSED_STREAM beyond, a
   // bound of its own): the held streams are spread over enough connections to all be in flight.
   const sessions = Array.from({ length: Math.ceil(STREAMS / 25) }, () => http2.connect(`https://127.0.0.1:${port}`, { rejectUnauthorized: false }));
@@ -105,16 +105,18 @@ test(`HTTP/2 streams reset by the client abort their upstream requests at once (
     assert.ok(tookHeld < 3000, `aborted at once, not at the 30 s read timeout (${tookHeld.toFixed(0)} ms)`);
     assert.equal(up.requests, requestsAfter, 'nothing was sent again');
 
-    // Rapid: each stream reset as soon as it is sent.
+    // Rapid: each stream reset as soon as it is sent. Such resets cost the connection twice an
+    // ordinary one (its budget is 128): half as many keep the session open.
     const requests0 = up.requests;
-    for (let i = 0; i < STREAMS; i++) {
+    const RAPID = STREAMS / 2;
+    for (let i = 0; i < RAPID; i++) {
       const s = client.request({ ':path': `/up/rapid-${i}` });
       s.on('error', () => {});
       s.close(http2.constants.NGHTTP2_CANCEL);
     }
     await sleep(300);
     const tookRapid = await settle(() => up.busy.size === 0, 5_000);
-    t.diagnostic(`rapid: ${up.requests - requests0} of ${STREAMS} reset streams reached the upstream; none in flight ${(300 + tookRapid).toFixed(0)} ms after`);
+    t.diagnostic(`rapid: ${up.requests - requests0} of ${RAPID} reset streams reached the upstream; none in flight ${(300 + tookRapid).toFixed(0)} ms after`);
     assert.equal(up.busy.size, 0, 'no upstream request left running by a reset stream');
     // The session is still good for a real request (the upstream stays silent, so it ends by reset too).
     assert.equal(client.destroyed, false);

@@ -3,11 +3,12 @@ import { startClock } from '../frontdoor.js';
 import { Decoder, encode, HpackError, TABLE_SIZE_ZERO, type Field } from './hpack.js';
 import {
   ACK, CANCEL, COMPRESSION_ERROR, CONTINUATION, DATA, DEFAULT_WINDOW, END_HEADERS, END_STREAM, ENHANCE_YOUR_CALM,
-  FRAME_SIZE_ERROR, FrameReader, GOAWAY, goawayPayload, HEADERS, MIN_MAX_FRAME_SIZE, NO_ERROR,
-  Out, PING, PREFACE, PRIORITY, PRIORITY_FLAG, PROTOCOL_ERROR, PUSH_PROMISE, REFUSED_STREAM, RST_STREAM, S_MAX_CONCURRENT_STREAMS,
+  FRAME_SIZE_ERROR, GOAWAY, goawayPayload, HEADERS, MIN_MAX_FRAME_SIZE, NO_ERROR,
+  Out, PING, PRIORITY, PRIORITY_FLAG, PROTOCOL_ERROR, PUSH_PROMISE, REFUSED_STREAM, RST_STREAM, S_MAX_CONCURRENT_STREAMS,
   S_MAX_HEADER_LIST_SIZE, SETTINGS, settingsPayload, STREAM_CLOSED, u32, WINDOW_UPDATE,
 } from './frames.js';
-import { BACKLOG_PAUSE_BYTES, MAX_CONCURRENT_STREAMS, MAX_RELAYED_IN_FLIGHT, ProgressTimer, ResetBudget } from './calm.js';
+import { BACKLOG_PAUSE_BYTES, MAX_CONCURRENT_STREAMS, MAX_RELAYED_IN_FLIGHT, ProgressTimer, ResetBudget, UNSENT_RESET_COST } from './calm.js';
+import { ClientReads } from './reading.js';
 import type { H2Host } from './host.js';
 import { Relay } from './relay.js';
 import { BAD_REQUEST, loggedRequest, malformed, plainRequest, targetOf, TOO_LARGE, withPath } from './request.js';
@@ -40,10 +41,8 @@ export class H2Connection {
   readonly account: H2Host['account'];
   /** Output waiting for window or for the socket to drain. */
   readonly blocked = new Set<Stream>();
-  private readonly reader: FrameReader;
+  private readonly reads: ClientReads;
   private readonly decoder = new Decoder();
-  private preface = true;
-  private prefaceBuf: Buffer | null = null;
   gotSettings = false;
   /** Highest client stream id seen: ids at or below it that are not in `streams` are closed. */
   lastId = 0;
@@ -59,7 +58,6 @@ export class H2Connection {
   private headerTimer: NodeJS.Timeout | null = null;
   private draining = false;
   private dead = false;
-  private paused = false;
   private readonly resets = new ResetBudget();
   /** Streams we reset before the client had ended its side: it may still send their trailers (the last few kept). */
   readonly resetByUs = new Set<number>();
@@ -69,9 +67,10 @@ export class H2Connection {
   constructor(readonly sock: Socket, readonly host: H2Host) {
     this.account = host.account;
     this.header = new HeaderBlock(this.account);
-    this.reader = new FrameReader(MIN_MAX_FRAME_SIZE, (t, f, id, p) => this.onFrame(t, f, id, p), (len) => this.fail(FRAME_SIZE_ERROR, `frame of ${len} octets`));
+    this.reads = new ClientReads(sock, (t, f, id, p) => this.onFrame(t, f, id, p), (len) => this.fail(FRAME_SIZE_ERROR, `frame of ${len} octets`),
+      () => this.fail(PROTOCOL_ERROR, 'bad connection preface'), () => this.flush());
     this.relay = new Relay({
-      streams: this.streams, out: this.out, account: this.account, isDead: () => this.dead, connect: (inner) => host.relay(inner),
+      streams: this.streams, out: this.out, account: this.account, isDead: () => this.dead, framesHeld: () => this.reads.held, connect: (inner) => host.relay(inner),
       pump: (s) => this.pump(s), forget: (s) => this.forget(s), closeIfDone: (s) => this.closeIfDone(s), shutdown: () => this.shutdown(),
       flush: () => this.flush(), overBudget: (what) => this.calm(`memory budget: ${what}`),
     });
@@ -101,21 +100,9 @@ export class H2Connection {
 
   private onData(chunk: Buffer): void {
     if (this.dead) return;
-    if (this.preface) {
-      const got = this.prefaceBuf === null ? chunk : Buffer.concat([this.prefaceBuf, chunk]);
-      const n = Math.min(got.length, PREFACE.length);
-      if (got.compare(PREFACE, 0, n, 0, n) !== 0) return this.fail(PROTOCOL_ERROR, 'bad connection preface');
-      if (got.length < PREFACE.length) {
-        this.prefaceBuf = got;
-        return;
-      }
-      this.preface = false;
-      this.prefaceBuf = null;
-      chunk = got.subarray(PREFACE.length);
-      if (chunk.length === 0) return;
-    }
-    this.reader.push(chunk);
+    this.reads.push(chunk);
     this.flush();
+    this.reads.holdIfSpent();
   }
 
   private onFrame(type: number, flags: number, id: number, p: Buffer): void {
@@ -159,7 +146,7 @@ export class H2Connection {
     if (id > this.lastId) return this.fail(PROTOCOL_ERROR, 'RST_STREAM on an idle stream');
     const s = this.streams.get(id);
     if (s === undefined) return;
-    if (!this.resets.spend()) return this.calm('too many stream resets');
+    if (!this.resets.spend(this.relay.unsent(id) ? UNSENT_RESET_COST : 1)) return this.calm('too many stream resets');
     if (s.relayed && !s.nodeDone) this.relay.reset(id, p.readUInt32BE(0));
     this.forget(s);
   }
@@ -305,6 +292,7 @@ export class H2Connection {
   streamError(id: number, code: number): void {
     this.out.frame(RST_STREAM, 0, id, u32(code));
     const s = this.streams.get(id);
+    const cost = this.relay.unsent(id) ? UNSENT_RESET_COST : 1;
     if (s === undefined || !s.remoteClosed) {
       this.resetByUs.add(id);
       if (this.resetByUs.size > MAX_CONCURRENT_STREAMS) this.resetByUs.delete(this.resetByUs.values().next().value!);
@@ -313,7 +301,7 @@ export class H2Connection {
       if (s.relayed && !s.nodeDone) this.relay.reset(id, CANCEL);
       this.forget(s);
     }
-    if (!this.resets.spend()) this.calm('too many stream errors');
+    if (!this.resets.spend(cost)) this.calm('too many stream errors');
   }
 
   /** Over a budget: GOAWAY ENHANCE_YOUR_CALM and one log line. */
@@ -327,7 +315,7 @@ export class H2Connection {
   fail(code: number, _why: string): void {
     if (this.dead) return;
     this.out.frame(GOAWAY, 0, 0, goawayPayload(this.lastId, code));
-    this.reader.stopped = true;
+    this.reads.stop();
     this.flush();
     this.dead = true;
     this.sock.end();
@@ -346,6 +334,8 @@ export class H2Connection {
   }
 
   private onPeerEnd(): void {
+    this.reads.finish();
+    this.flush();
     this.draining = true;
     if (this.streams.size === 0) this.sock.end();
   }
@@ -360,10 +350,7 @@ export class H2Connection {
   }
 
   private onDrain(): void {
-    if (this.paused) {
-      this.paused = false;
-      this.sock.resume();
-    }
+    this.reads.backlog(false);
     this.pumpAll();
     this.flush();
   }
@@ -373,10 +360,7 @@ export class H2Connection {
     if (b !== null && !this.sock.destroyed) this.sock.write(b);
     this.relay.flush();
     // A client that sends faster than it reads is not read until it catches up.
-    if (!this.paused && !this.dead && this.sock.writableLength > BACKLOG_PAUSE_BYTES) {
-      this.paused = true;
-      this.sock.pause();
-    }
+    if (!this.reads.backlogged && !this.dead && this.sock.writableLength > BACKLOG_PAUSE_BYTES) this.reads.backlog(true);
   }
 
   /** Everything held goes back: the relay link, timers, the account. */
@@ -385,13 +369,14 @@ export class H2Connection {
     this.progress.stop();
     if (this.headerTimer !== null) clearTimeout(this.headerTimer);
     this.headerTimer = null;
+    this.reads.stop();
     this.header.release();
     this.account.close();
   }
 
   private destroy(): void {
     this.dead = true;
-    this.reader.stopped = true;
+    this.reads.stop();
     this.streams.clear();
     this.blocked.clear();
     this.release();

@@ -1,8 +1,10 @@
 import { Duplex } from 'node:stream';
 import type { Account } from '../../limits/budget.js';
 import type { FastReply, FastRequest } from '../frontdoor.js';
+import type { Out } from './frames.js';
+import type { Stream } from './stream.js';
 
-/** What an HTTP/2 connection needs from the gateway, and the in-memory link of its relay to Node. */
+/** What an HTTP/2 connection needs from the gateway, what its relay to Node needs of it, and that relay's in-memory link. */
 
 export interface H2Host {
   answer(req: FastRequest, now: number): FastReply | null | Promise<FastReply | null>;
@@ -24,6 +26,26 @@ export interface H2Host {
   warn(line: string): void;
 }
 
+/** What the relay needs of the client-facing connection. */
+export interface RelayOwner {
+  readonly streams: Map<number, Stream>;
+  /** Frames to the client. */
+  readonly out: Out;
+  readonly account: Account;
+  /** The client's connection is closed or closing for good. */
+  isDead(): boolean;
+  /** Frames of the client's last read wait for a later turn (the connection's per-turn bound). */
+  framesHeld(): boolean;
+  /** Gives Node's http2 server the inner end, as a new h2 connection. */
+  connect(inner: Duplex): void;
+  pump(s: Stream): void;
+  forget(s: Stream): void;
+  closeIfDone(s: Stream): void;
+  shutdown(): void;
+  flush(): void;
+  /** Over the memory budget: the client is cut off. */
+  overBudget(what: string): void;
+}
 
 /**
  * A pair of connected in-memory Duplex ends: what one writes, the other reads, on a later tick.

@@ -1,13 +1,14 @@
 import type { Duplex } from 'node:stream';
-import { OBJECT_OVERHEAD_BYTES, type Account } from '../../limits/budget.js';
+import { OBJECT_OVERHEAD_BYTES } from '../../limits/budget.js';
 import { Decoder, encode, type Field } from './hpack.js';
 import {
   ACK, CANCEL, CONTINUATION, DATA, DEFAULT_WINDOW, END_HEADERS, END_STREAM, FrameReader, GOAWAY, HEADERS, INTERNAL_ERROR,
   MIN_MAX_FRAME_SIZE, NO_ERROR, Out, PADDED, PING, PREFACE, PRIORITY_FLAG, REFUSED_STREAM, RST_STREAM, S_ENABLE_PUSH,
   S_INITIAL_WINDOW_SIZE, S_MAX_FRAME_SIZE, SETTINGS, settingsPayload, u32, WINDOW_UPDATE,
 } from './frames.js';
-import { duplexPair } from './host.js';
-import { HeaderBlock, type Stream } from './stream.js';
+import { duplexPair, type RelayOwner } from './host.js';
+import { HeaderBlock, holdAnswer, type Stream } from './stream.js';
+import { CancelsInFlight } from './calm.js';
 
 /**
  * The relay to Node's http2 server: an in-process HTTP/2 connection (a Duplex pair whose inner end
@@ -31,11 +32,6 @@ const RELAY_STREAM_WINDOW = 256 * 1024;
  */
 const RELAY_CONN_WINDOW = 1024 * 1024;
 /**
- * Node writes a live stream in small DATA frames (an FLV tag each). Queued behind a closed window,
- * frames smaller than this are joined to the one before, so the objects held stay few.
- */
-const JOIN_BELOW = 4096;
-/**
  * What Node and Koa hold for a relayed stream in flight whose client reads nothing, charged to
  * the account while the stream is open on the relay: a file answer's read chunk (16 KiB on
  * HTTP/2), the stream's write buffer, the request and response objects. Measured: 50 connections
@@ -43,25 +39,6 @@ const JOIN_BELOW = 4096;
  * Node's session and is per connection.
  */
 export const RELAYED_STREAM_BYTES = 16 * 1024;
-
-/** What the relay needs of the client-facing connection. */
-export interface RelayOwner {
-  readonly streams: Map<number, Stream>;
-  /** Frames to the client. */
-  readonly out: Out;
-  readonly account: Account;
-  /** The client's connection is closed or closing for good. */
-  isDead(): boolean;
-  /** Gives Node's http2 server the inner end, as a new h2 connection. */
-  connect(inner: Duplex): void;
-  pump(s: Stream): void;
-  forget(s: Stream): void;
-  closeIfDone(s: Stream): void;
-  shutdown(): void;
-  flush(): void;
-  /** Over the memory budget: the client is cut off. */
-  overBudget(what: string): void;
-}
 
 export class Relay {
   private inner: Duplex | null = null;
@@ -73,13 +50,7 @@ export class Relay {
   private maxFrame = MIN_MAX_FRAME_SIZE;
   /** Node's header block being assembled. */
   private header = new HeaderBlock();
-  /**
-   * Streams the client cancelled that Node may still be working on: counted until a PING sent
-   * after their RST_STREAM comes back (Node has then seen the reset and closed the stream).
-   */
-  private cancelsUnsent = 0;
-  private cancelsInPing = 0;
-  private pingOut = false;
+  private cancels = new CancelsInFlight();
   /**
    * Streams opened and not yet sent to Node, with their header blocks: a stream goes to Node on
    * the event-loop turn after the one that read its HEADERS. One the client resets (or that
@@ -95,31 +66,40 @@ export class Relay {
 
   /** Streams open on the relay or cancelled and not yet known closed by Node. */
   get inFlight(): number {
-    let n = this.cancelsUnsent + this.cancelsInPing;
+    let n = this.cancels.count;
     for (const s of this.owner.streams.values()) if (s.relayed && !s.nodeDone) n++;
     return n;
   }
 
-  /** Sends the request's head to Node; false when the link cannot be opened. */
+  /** Sends the request's head to Node (on a later turn); false when the connection is closing or over budget. */
   open(s: Stream, fields: Field[]): boolean {
-    if (!this.owner.account.take(RELAYED_STREAM_BYTES)) return false;
+    if (this.owner.isDead() || !this.owner.account.take(RELAYED_STREAM_BYTES)) return false;
     s.nodeCharge = RELAYED_STREAM_BYTES;
-    if (!this.connectInner()) return false;
     s.relayed = true;
-    s.nodeWindow = this.initialWindow;
     s.sentEnd = s.remoteClosed;
     this.waiting.set(s.id, { s, fields });
     this.dispatchTimer ??= setImmediate(() => this.dispatch());
     return true;
   }
 
-  /** The streams opened on an earlier turn and still wanted go to Node, in the order they came. */
+  /**
+   * The streams opened on an earlier turn and still wanted go to Node, in the order they came. Not
+   * while the client's connection still holds frames of the read that opened them (their resets
+   * may be among those), and the link to Node is made only now: a flood whose every stream is
+   * reset never costs a Node session.
+   */
   private dispatch(): void {
     this.dispatchTimer = null;
-    if (this.inner === null) return this.waiting.clear();
+    if (this.waiting.size === 0) return;
+    if (this.owner.framesHeld()) {
+      this.dispatchTimer = setImmediate(() => this.dispatch());
+      return;
+    }
+    if (!this.connectInner()) return this.waiting.clear();
     for (const { s, fields } of this.waiting.values()) {
       this.waiting.delete(s.id);
       if (this.owner.streams.get(s.id) !== s || s.nodeDone) continue;
+      s.nodeWindow = this.initialWindow;
       // END_STREAM on the HEADERS when the request had no body (set when it was opened).
       this.out.headers(s.id, encode(fields), s.sentEnd, this.maxFrame);
       this.pumpToNode(s);
@@ -137,6 +117,7 @@ export class Relay {
     this.initialWindow = DEFAULT_WINDOW;
     this.maxFrame = MIN_MAX_FRAME_SIZE;
     this.header = new HeaderBlock();
+    this.cancels = new CancelsInFlight();
     this.reader = new FrameReader(MIN_MAX_FRAME_SIZE, (t, f, id, p) => this.onFrame(t, f, id, p), () => this.failed());
     outer.on('data', (c: Buffer) => {
       if (this.inner !== outer) return;
@@ -183,22 +164,18 @@ export class Relay {
     this.owner.flush();
   }
 
+  /** The stream is relayed and has not left for Node yet. */
+  unsent(id: number): boolean {
+    return this.waiting.has(id);
+  }
+
   /** The client cancelled a relayed stream, or we reset it: Node's stream is cancelled too. */
   reset(id: number, code: number): void {
     // Never sent: Node has nothing to cancel.
     if (this.waiting.delete(id)) return;
     if (this.inner === null) return;
     this.out.frame(RST_STREAM, 0, id, u32(code));
-    this.cancelsUnsent++;
-    this.ping();
-  }
-
-  private ping(): void {
-    if (this.pingOut || this.cancelsUnsent === 0 || this.inner === null) return;
-    this.pingOut = true;
-    this.cancelsInPing = this.cancelsUnsent;
-    this.cancelsUnsent = 0;
-    this.out.frame(PING, 0, 0, Buffer.alloc(8));
+    if (this.cancels.add()) this.out.frame(PING, 0, 0, Buffer.alloc(8));
   }
 
   /**
@@ -275,11 +252,7 @@ export class Relay {
       }
       case PING:
         if ((flags & ACK) === 0) this.out.frame(PING, ACK, 0, Buffer.from(p));
-        else {
-          this.pingOut = false;
-          this.cancelsInPing = 0;
-          this.ping();
-        }
+        else if (this.cancels.acked()) this.out.frame(PING, 0, 0, Buffer.alloc(8));
         return;
       case HEADERS: {
         let frag = p;
@@ -345,7 +318,7 @@ export class Relay {
       return;
     }
     if (p.length > body.length) this.credit(s, p.length - body.length);
-    if (body.length > 0 && !this.hold(s, body)) return;
+    if (body.length > 0 && !holdAnswer(s, body, this.owner.account)) return this.refuse(s);
     if (flags & END_STREAM) {
       s.endQueued = true;
       this.nodeEnd(s);
@@ -353,27 +326,11 @@ export class Relay {
     this.owner.pump(s);
   }
 
-  /** Queues a piece of Node's answer, charged to the account; false after cutting the client off. */
-  private hold(s: Stream, body: Buffer): boolean {
-    const last = s.queue.length > 0 ? s.queue[s.queue.length - 1] : undefined;
-    if (Buffer.isBuffer(last) && last.length + body.length <= JOIN_BELOW * 4 && (last.length < JOIN_BELOW || body.length < JOIN_BELOW)) {
-      if (!this.owner.account.take(body.length)) return this.refuse(s);
-      s.queued += body.length;
-      s.queue[s.queue.length - 1] = Buffer.concat([last, body]);
-      return true;
-    }
-    const n = body.length + OBJECT_OVERHEAD_BYTES;
-    if (!this.owner.account.take(n)) return this.refuse(s);
-    s.queued += n;
-    s.queue.push(Buffer.from(body));
-    return true;
-  }
-
-  private refuse(s: Stream): false {
+  /** Over the budget with a piece of Node's answer: the stream and the client are cut off. */
+  private refuse(s: Stream): void {
     this.reset(s.id, CANCEL);
     s.nodeDone = true;
     this.owner.overBudget(`relayed answer on stream ${s.id}`);
-    return false;
   }
 
   private endHeaders(): void {

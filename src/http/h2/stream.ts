@@ -53,6 +53,31 @@ export function newStream(id: number, window: number, nodeWindow: number): Strea
   };
 }
 
+/**
+ * Node writes a live stream in small DATA frames (an FLV tag each). Queued behind a closed window,
+ * frames smaller than this are joined to the one before, so the objects held stay few.
+ */
+const JOIN_BELOW = 4096;
+
+/**
+ * Queues a piece of a relayed answer for the client, charged to `account` first (its bytes, and
+ * the object when it is not joined to the one before); false, holding nothing, when over budget.
+ */
+export function holdAnswer(s: Stream, body: Buffer, account: Account): boolean {
+  const last = s.queue.length > 0 ? s.queue[s.queue.length - 1] : undefined;
+  if (Buffer.isBuffer(last) && last.length + body.length <= JOIN_BELOW * 4 && (last.length < JOIN_BELOW || body.length < JOIN_BELOW)) {
+    if (!account.take(body.length)) return false;
+    s.queued += body.length;
+    s.queue[s.queue.length - 1] = Buffer.concat([last, body]);
+    return true;
+  }
+  const n = body.length + OBJECT_OVERHEAD_BYTES;
+  if (!account.take(n)) return false;
+  s.queued += n;
+  s.queue.push(Buffer.from(body));
+  return true;
+}
+
 /** What holding `b` costs the account: its bytes and the object. */
 export function cost(b: Buffer): number {
   return b.length + OBJECT_OVERHEAD_BYTES;

@@ -99,3 +99,57 @@ export function hostOf(url: string): string {
   const m = /^[a-z][a-z0-9+.-]*:\/\/\[?([^/\]:?]*)/i.exec(url);
   return m ? m[1] : '';
 }
+
+/**
+ * What one connection's bytes may make the chunk reader do in one event-loop turn before the rest
+ * waits for the next. libuv reads a ready socket up to 32 times (64 KiB each) in one go, so one
+ * peer with megabytes in flight made a turn parse up to 2 MiB of 128-byte chunks while every
+ * other client waited; 64 flooding connections at 64 KiB each still stalled others by 40-75 ms
+ * of CPU a turn. 16 KiB is a few hundred chunks at worst; a 5 Mbit/s publisher needs 40 turns a
+ * second, a few microseconds each.
+ */
+export const TURN_BYTES = 16 * 1024;
+
+/**
+ * Hands the socket's bytes to `onData` at most TURN_BYTES a turn: past that, the socket is paused
+ * and the rest of its read handled on setImmediate, after the other connections' reads.
+ */
+export function readFairly(socket: Socket, onData: (d: Buffer) => void): void {
+  /** Bytes handed on since the last turn boundary, and what waits for the next turn. */
+  let used = 0;
+  let rest: Buffer | null = null;
+  let timer: NodeJS.Immediate | null = null;
+  const handle = (d: Buffer): void => {
+    const room = TURN_BYTES - used;
+    const now = d.length > room ? d.subarray(0, room) : d;
+    used += now.length;
+    if (now.length > 0) onData(now);
+    if (now.length < d.length) rest = d.subarray(now.length);
+    if (used >= TURN_BYTES && timer === null && !socket.destroyed) {
+      socket.pause();
+      timer = setImmediate(nextTurn);
+    }
+  };
+  const nextTurn = (): void => {
+    timer = null;
+    used = 0;
+    const d = rest;
+    rest = null;
+    if (socket.destroyed) return;
+    if (d !== null) handle(d);
+    if (timer === null && !socket.destroyed) socket.resume();
+  };
+  socket.on('data', (d: Buffer) => {
+    // A read that was under way when the socket paused waits behind what is held.
+    if (rest !== null) rest = Buffer.concat([rest, d]);
+    else handle(d);
+  });
+  // The peer's FIN is announced even while the socket is paused, and the socket closes soon
+  // after: what is held (a publisher's last media) is handled now, before the session closes,
+  // and before Node's own 'end' listener makes the socket refuse writes (an acknowledgement).
+  socket.prependListener('end', () => {
+    const d = rest;
+    rest = null;
+    if (d !== null && !socket.destroyed) onData(d);
+  });
+}

@@ -10,7 +10,7 @@ import {
   MSG_ACK, MSG_AUDIO, MSG_COMMAND_AMF0, MSG_COMMAND_AMF3, MSG_DATA_AMF0, MSG_DATA_AMF3, MSG_SET_CHUNK_SIZE,
   MSG_SET_PEER_BANDWIDTH, MSG_USER_CONTROL, MSG_VIDEO, MSG_WINDOW_ACK_SIZE,
 } from './chunk.js';
-import { hostOf, isObject, splitQuery, u16, u32, type RtmpConn, type RtmpDeps, type RtmpLimits } from './conn.js';
+import { hostOf, isObject, readFairly, splitQuery, u16, u32, type RtmpConn, type RtmpDeps, type RtmpLimits } from './conn.js';
 import { HANDSHAKE_BYTES, HandshakeError, ServerHandshake } from './handshake.js';
 import { RtmpPlay } from './play.js';
 import { RtmpPublish } from './publisher.js';
@@ -93,7 +93,7 @@ export class RtmpSession implements RtmpConn {
     }
     socket.setTimeout(this.limits.idleTimeoutMs);
     socket.on('timeout', () => this.onTimeout());
-    socket.on('data', (d: Buffer) => {
+    readFairly(socket, (d) => {
       try {
         this.onData(d);
       } catch (err) {
