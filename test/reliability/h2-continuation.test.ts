@@ -13,6 +13,13 @@ import { keyPairIn } from '../helpers/tls.js';
  */
 
 const ATTACKERS = 2;
+/**
+ * The attackers reconnect over a thousand times in header_timeout, and TLS connections that only
+ * connect and close already grow the heap to its working size: +52 MiB over 5,400 of them. With the
+ * flood on top, peak growth measured +40-52 MiB here, and it levels off (+98 MiB after 5,900
+ * connections, +106 MiB after 14,900), where a held CONTINUATION would grow it by 2.7 GB.
+ */
+const CHURN_BOUND_MIB = 64;
 const HEADER_TIMEOUT_MS = 4000;
 /** Zero-length CONTINUATIONs written per burst (9 octets each). */
 const BURST = 4096;
@@ -54,7 +61,7 @@ for (const ownH2 of ['on', 'off'] as const) {
       // of 8) with INTERNAL_ERROR or a bare close.
       assert.ok(codes.length > ATTACKERS, 'the attackers were cut off and came back');
       if (ownH2 === 'on') assert.ok(codes.filter((c) => c === 11).length >= codes.length - ATTACKERS, `GOAWAY ENHANCE_YOUR_CALM: ${codes.join(',')}`);
-      await verdict(t, gw, { rssBefore, rssPeak: watch.peak(), fdsBefore, latencies, failures: normal.failures(), baselineP99: baseline, rssBoundMiB: 48 });
+      await verdict(t, gw, { rssBefore, rssPeak: watch.peak(), fdsBefore, latencies, failures: normal.failures(), baselineP99: baseline, rssBoundMiB: CHURN_BOUND_MIB });
     } finally {
       gw.kill();
     }
