@@ -345,7 +345,9 @@ async function play(raw, format = 'auto') {
 }
 
 // The <video>'s own events drive the state shown; the engines add "ended" and "error" from the network side.
-video.addEventListener('playing', () => setState('playing'));
+// Once the server has ended the stream, the buffered tail may still stall and play again: the
+// state stays "ended" rather than going back to "playing" for a stream that is gone.
+video.addEventListener('playing', () => !streamEnded && setState('playing'));
 video.addEventListener('waiting', () => session && !streamEnded && setState('buffering'));
 video.addEventListener('ended', () => {
   streamEnded = true;
