@@ -1,6 +1,7 @@
 import { AUDIO_AAC, type MediaPacket } from '../media/packet.js';
 import { videoFrame } from '../media/video.js';
 import type { FileEncoder, Headers, Timed } from './flv-file.js';
+import { childBoxes } from '../media/mp4/box.js';
 
 /**
  * The fMP4 writer (src/media/mp4/) as this file uses it, by shape: tracks and samples in, init
@@ -140,17 +141,6 @@ export class Mp4FileEncoder implements FileEncoder {
   }
 }
 
-/** Child boxes of a box's payload: [type, start, end] (offsets in `buf`). */
-function* children(buf: Buffer, from: number, to: number): Generator<[string, number, number]> {
-  let o = from;
-  while (o + 8 <= to) {
-    const size = buf.readUInt32BE(o);
-    if (size < 8 || o + size > to) return;
-    yield [buf.toString('latin1', o + 4, o + 8), o, o + size];
-    o += size;
-  }
-}
-
 /**
  * The moov's durations (mvhd and tkhd in the movie timescale, mdhd in each track's), which a
  * fragmented file leaves 0 while it grows, as rewrites of the init segment's bytes at close.
@@ -163,24 +153,24 @@ export function durationPatches(init: Buffer, durationMs: number): { at: number;
     else d.writeUInt32BE(Math.min(0xffffffff, Math.round(value)));
     out.push({ at, data: d });
   };
-  for (const [type, s, e] of children(init, 0, init.length)) {
+  for (const [type, s, e] of childBoxes(init, 0, init.length)) {
     if (type !== 'moov') continue;
     let movieScale = 1000;
-    for (const [t, ms] of children(init, s + 8, e)) {
+    for (const [t, ms] of childBoxes(init, s + 8, e)) {
       if (t !== 'mvhd') continue;
       const v1 = init[ms + 8] === 1;
       movieScale = init.readUInt32BE(ms + (v1 ? 28 : 20));
       field(ms + (v1 ? 32 : 24), v1, (durationMs * movieScale) / 1000);
     }
-    for (const [t, ts, te] of children(init, s + 8, e)) {
+    for (const [t, ts, te] of childBoxes(init, s + 8, e)) {
       if (t !== 'trak') continue;
-      for (const [c, cs, ce] of children(init, ts + 8, te)) {
+      for (const [c, cs, ce] of childBoxes(init, ts + 8, te)) {
         if (c === 'tkhd') {
           const v1 = init[cs + 8] === 1;
           field(cs + (v1 ? 36 : 28), v1, (durationMs * movieScale) / 1000);
         }
         if (c !== 'mdia') continue;
-        for (const [m, mds] of children(init, cs + 8, ce)) {
+        for (const [m, mds] of childBoxes(init, cs + 8, ce)) {
           if (m !== 'mdhd') continue;
           const v1 = init[mds + 8] === 1;
           const scale = init.readUInt32BE(mds + (v1 ? 28 : 20));

@@ -51,3 +51,18 @@ export function zeros(n: number): Buffer {
 
 /** The unity transformation matrix of mvhd/tkhd (§8.2.2.3): 16.16 fixed, 2.30 for the last column. */
 export const UNITY_MATRIX = u32(0x00010000, 0, 0, 0, 0x00010000, 0, 0, 0, 0x40000000);
+
+/**
+ * The boxes laid end to end in `buf` between `from` and `to` (a file's top level, or a box's payload):
+ * type, start and end offsets. Stops at the first box that does not fit, so a truncated or hostile
+ * size never reads past `to`.
+ */
+export function* childBoxes(buf: Buffer, from: number, to: number): Generator<[string, number, number]> {
+  let o = from;
+  while (o + 8 <= to) {
+    const size = buf.readUInt32BE(o);
+    if (size < 8 || o + size > to) return;
+    yield [buf.toString('latin1', o + 4, o + 8), o, o + size];
+    o += size;
+  }
+}

@@ -1,3 +1,4 @@
+import { childBoxes } from '../../media/mp4/box.js';
 import { SEGMENT_TARGET_MS, type FileReader, type IndexLimits, type VodIndex } from './types.js';
 
 /** tfhd flags (ISO/IEC 14496-12 §8.8.7.1). */
@@ -96,13 +97,13 @@ export class Mp4Indexer {
   /** trak → tkhd's id, mdhd's timescale, hdlr's type; mvex/trex → the fragments' defaults. */
   private moov(b: Buffer): void {
     const tracks: Track[] = [];
-    for (const [t, s, e] of boxes(b, 8, b.length)) {
+    for (const [t, s, e] of childBoxes(b, 8, b.length)) {
       if (t === 'trak') {
         const tr: Track = { id: 0, timescale: 1000, video: false, defaultDuration: 0, defaultFlags: 0 };
-        for (const [c, cs, ce] of boxes(b, s + 8, e)) {
+        for (const [c, cs, ce] of childBoxes(b, s + 8, e)) {
           if (c === 'tkhd' && ce - cs >= 24) tr.id = b.readUInt32BE(cs + (b[cs + 8] === 1 ? 28 : 20));
           if (c !== 'mdia') continue;
-          for (const [m, ms, me] of boxes(b, cs + 8, ce)) {
+          for (const [m, ms, me] of childBoxes(b, cs + 8, ce)) {
             if (m === 'mdhd' && me - ms >= 32) tr.timescale = b.readUInt32BE(ms + (b[ms + 8] === 1 ? 28 : 20)) || 1000;
             if (m === 'hdlr' && me - ms >= 20) tr.video = b.toString('latin1', ms + 16, ms + 20) === 'vide';
           }
@@ -110,7 +111,7 @@ export class Mp4Indexer {
         tracks.push(tr);
       }
       if (t !== 'mvex') continue;
-      for (const [c, cs, ce] of boxes(b, s + 8, e)) {
+      for (const [c, cs, ce] of childBoxes(b, s + 8, e)) {
         if (c !== 'trex' || ce - cs < 32) continue;
         const tr = tracks.find((x) => x.id === b.readUInt32BE(cs + 12));
         if (tr) {
@@ -126,7 +127,7 @@ export class Mp4Indexer {
   private fragment(b: Buffer, offset: number, length: number): boolean {
     const ref = this.ref;
     if (ref === null) return true;
-    for (const [t, s, e] of boxes(b, 8, b.length)) {
+    for (const [t, s, e] of childBoxes(b, 8, b.length)) {
       if (t !== 'traf') continue;
       const f = trafTiming(b, s + 8, e, ref);
       if (f === null) continue;
@@ -161,7 +162,7 @@ function trafTiming(b: Buffer, from: number, to: number, ref: Track): { dts: num
   let dts = 0;
   let duration = 0;
   let firstFlags: number | null = null;
-  for (const [t, s, e] of boxes(b, from, to)) {
+  for (const [t, s, e] of childBoxes(b, from, to)) {
     const flags = e - s >= 12 ? b.readUInt32BE(s + 8) & 0xffffff : 0;
     if (t === 'tfhd' && e - s >= 16) {
       id = b.readUInt32BE(s + 12);
@@ -191,15 +192,4 @@ function trafTiming(b: Buffer, from: number, to: number, ref: Track): { dts: num
   }
   if (id !== ref.id) return null;
   return { dts, duration, sync: ((firstFlags ?? defFlags) & NON_SYNC) === 0 };
-}
-
-/** Child boxes of [from, to): type, start, end; stops at the first box that does not fit. */
-function* boxes(buf: Buffer, from: number, to: number): Generator<[string, number, number]> {
-  let o = from;
-  while (o + 8 <= to) {
-    const size = buf.readUInt32BE(o);
-    if (size < 8 || o + size > to) return;
-    yield [buf.toString('latin1', o + 4, o + 8), o, o + size];
-    o += size;
-  }
 }
