@@ -156,7 +156,10 @@ const LOG_OFF = 'streamgate-log-off';
 
 function withLogs(w: HttpWorkload): HttpWorkload {
   // streamgate with its log off runs in the same rounds: the log's cost is then a per-round ratio of
-  // two runs seconds apart, not of two passes minutes apart on a machine whose speed drifts.
+  // two runs seconds apart, not of two passes minutes apart on a machine whose speed drifts. It is
+  // the same process with its log switched off by a reload, not a second one: two streamgates
+  // started alike differed by up to 40% on the HTTP/2 row (measured: 97k against 140k req/s, log
+  // off in both, for as long as both ran), which would read as the log's cost.
   const peers = [...w.peers.filter((p) => p !== 'seed-koa'), LOG_OFF];
   const targets = Object.fromEntries(Object.entries(w.targets).filter(([p]) => p !== 'seed-koa'));
   return { ...w, id: `${w.id}-logs`, title: `${w.title}, access logs on`, peers, targets };
@@ -169,12 +172,16 @@ function median(xs: number[]): number {
 
 async function startHttpPeers(base: string, site: Site, upstream: number, names: Set<string>, logs = false): Promise<Map<string, Peer>> {
   const peers = new Map<string, Peer>();
-  peers.set('streamgate', await startStreamgate(base, site, upstream, { logs }));
+  const sg = await startStreamgate(base, site, upstream, { logs });
+  peers.set('streamgate', sg);
   if (names.has('nginx')) peers.set('nginx', await startNginx(base, site, upstream, false, undefined, logs));
   if (names.has('nginx-keepalive')) peers.set('nginx-keepalive', await startNginx(base, site, upstream, true, undefined, logs));
   if (names.has('caddy')) peers.set('caddy', await startCaddy(base, site, upstream, logs));
   if (names.has('seed-koa')) peers.set('seed-koa', await startSeedKoa(site, upstream));
-  if (names.has(LOG_OFF)) peers.set(LOG_OFF, await startStreamgate(join(base, LOG_OFF), site, upstream, { logs: false }));
+  if (names.has(LOG_OFF)) {
+    sg.before = () => sg.setLog(true);
+    peers.set(LOG_OFF, { ...sg, name: LOG_OFF, before: () => sg.setLog(false) });
+  }
   return peers;
 }
 
@@ -200,7 +207,13 @@ async function runHttp(s: Settings, workloads: HttpWorkload[], peers: Map<string
   if (s.warmupSeconds > 0) {
     // Only the Node servers need it (JIT, lazy modules); NGINX and Caddy serve at full speed from the start.
     log(`warm-up: ${s.warmupSeconds}s per Node server and workload`);
-    for (const w of workloads) for (const name of ['streamgate', ...w.peers].filter((n) => n === 'streamgate' || n === LOG_OFF || n === 'seed-koa')) await w.run(peers.get(name)!, { ...s, seconds: s.warmupSeconds });
+    for (const w of workloads) {
+      for (const name of ['streamgate', ...w.peers].filter((n) => n === 'streamgate' || n === LOG_OFF || n === 'seed-koa')) {
+        const peer = peers.get(name)!;
+        await peer.before?.();
+        await w.run(peer, { ...s, seconds: s.warmupSeconds });
+      }
+    }
   }
   for (let r = 0; r < s.reps; r++) {
     for (const w of workloads) {
@@ -208,6 +221,7 @@ async function runHttp(s: Settings, workloads: HttpWorkload[], peers: Map<string
       const order = names.map((_, i) => names[(i + r) % names.length]);
       for (const name of order) {
         const peer = peers.get(name)!;
+        await peer.before?.();
         const release = w.capped && cap ? cap.hold(treePids(peer.proc.pid)) : null;
         const c0 = treeCpuSeconds(peer.proc.pid);
         const t0 = performance.now();

@@ -1,5 +1,6 @@
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { generateSelfSigned } from '../../src/net/selfsigned.js';
 import { freePort, freePorts, startProc, waitPort, LOAD_CORE, SERVER_CORE, type Proc } from './procs.js';
@@ -33,6 +34,13 @@ export interface Peer {
   http: number;
   https: number | null;
   proc: Proc;
+  /** Runs before each of its runs (the log pass's streamgate switches its log on or off). */
+  before?: () => Promise<void>;
+}
+
+/** A streamgate peer whose access log can be switched by a config reload, in the same process. */
+export interface SwitchablePeer extends Peer {
+  setLog(on: boolean): Promise<void>;
 }
 
 /** Writes the site's files and a self-signed certificate (the same for every HTTPS peer). */
@@ -205,14 +213,12 @@ export interface StreamgateOptions {
  * streamgate from dist/ with the same layout: files from the root, `/api/` as a proxy route,
  * access log off (the other peers log nothing either), RTMP off, limits raised for fan-out.
  */
-export async function startStreamgate(base: string, site: Site, upstream: number, o: StreamgateOptions = {}): Promise<Peer> {
+export async function startStreamgate(base: string, site: Site, upstream: number, o: StreamgateOptions = {}): Promise<SwitchablePeer> {
   const dir = join(base, o.logs ? 'streamgate-logs' : 'streamgate');
   mkdirSync(dir, { recursive: true });
   const [http, https] = await freePorts(2);
   const file = join(dir, 'streamgate.conf');
-  writeFileSync(
-    file,
-    `listen off;
+  const conf = (logs: boolean) => `listen off;
 max_connections 20000;
 http_server {
     enabled on;
@@ -222,17 +228,29 @@ http_server {
 }
 http_api { enabled off; }
 proxy { route /api/ http://127.0.0.1:${upstream}; route /rtc/ http://127.0.0.1:${upstream}; }
-access_log ${o.logs ? `combined ${join(dir, 'access.log')}` : 'off'};
+access_log ${logs ? `combined ${join(dir, 'access.log')}` : 'off'};
 limits { max_streams 0; max_players 0; }
 vhost __defaultVhost__ {
     # 0 = no limit on players per stream.
     play { max_players 0; mw_latency ${o.mwLatencyMs ?? 350}ms; gop_cache on; }
 }
-`,
-  );
+`;
+  let logs = o.logs === true;
+  writeFileSync(file, conf(logs));
   const proc = startProc('streamgate', SERVER_CORE, process.execPath, [...(o.nodeArgs ?? []), CLI, '-c', file], { cwd: dir });
   await waitPort(http, proc);
-  return { name: 'streamgate', http, https, proc };
+  const setLog = async (on: boolean): Promise<void> => {
+    if (on === logs) return;
+    const applied = () => proc.output().split('reload: ').length;
+    const before = applied();
+    writeFileSync(file, conf(on));
+    process.kill(proc.pid, 'SIGHUP');
+    for (const t0 = Date.now(); applied() === before; await sleep(10)) {
+      if (Date.now() - t0 > 10_000) throw new Error(`streamgate did not apply its reload: ${proc.tail()}`);
+    }
+    logs = on;
+  };
+  return { name: 'streamgate', http, https, proc, setLog };
 }
 
 /** node-media-server v4 with its admin console off; RTMP for ffmpeg's publish, HTTP-FLV to play. */

@@ -23,6 +23,8 @@ export interface Proc {
   pid: number;
   /** The last lines it printed (for error messages). */
   tail(): string;
+  /** Everything it printed so far. */
+  output(): string;
   stop(): Promise<void>;
 }
 
@@ -40,20 +42,21 @@ export function startProc(name: string, core: number, cmd: string, args: string[
   const stdio: StdioOptions = o.ipc ? ['ignore', fd, fd, 'ipc'] : ['ignore', fd, fd];
   const child = spawn('taskset', ['-c', String(core), cmd, ...args], { cwd: o.cwd, env: o.env ?? process.env, detached: true, stdio });
   closeSync(fd);
-  const tail = () => {
+  const output = () => {
     try {
-      const text = readFileSync(logFile, 'utf8');
-      return text.slice(-4000);
+      return readFileSync(logFile, 'utf8');
     } catch {
       return '';
     }
   };
+  const tail = () => output().slice(-4000);
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
   const p: Proc = {
     name,
     child,
     pid: child.pid!,
     tail,
+    output,
     async stop() {
       running.delete(p);
       if (child.exitCode === null && child.signalCode === null) {

@@ -43,8 +43,12 @@ interface Door {
   opts: FrontDoorOptions;
   /** Node's own listeners for the connection event: they take a connection handed over. */
   nodeListeners: ((s: Socket) => void)[];
-  /** Connections between requests, which shutdown may close. */
-  idle: Set<Socket>;
+  /**
+   * Connections the front door owns. Shutdown closes those between requests; one whose proxied
+   * answer is in flight says so with a flag rather than leaving the set and coming back (a set's
+   * delete and add per request cost about 2% of a proxied request's CPU, measured on /api/).
+   */
+  conns: Set<FrontConnection>;
 }
 
 /**
@@ -54,7 +58,7 @@ interface Door {
  * ALPN. Returns a function that closes idle front-door connections (shutdown).
  */
 export function installFrontDoor(server: Server, opts: FrontDoorOptions, event: 'connection' | 'secureConnection' = 'connection'): { closeIdle(): void } {
-  const door: Door = { server, opts, nodeListeners: server.listeners(event) as ((s: Socket) => void)[], idle: new Set() };
+  const door: Door = { server, opts, nodeListeners: server.listeners(event) as ((s: Socket) => void)[], conns: new Set() };
   server.removeAllListeners(event);
   const h2 = new Set<H2Connection>();
   server.on(event, (sock: Socket) => {
@@ -77,8 +81,7 @@ export function installFrontDoor(server: Server, opts: FrontDoorOptions, event: 
   });
   return {
     closeIdle() {
-      // Not one whose last answer is still leaving (the proxy lane writes on the handle too).
-      for (const s of door.idle) if (!queued(s)) s.destroy();
+      for (const c of door.conns) c.closeIfIdle();
       for (const c of h2) c.shutdown();
     },
   };
@@ -100,6 +103,8 @@ class FrontConnection {
   private waiting = false;
   /** Closed, or handed over to Node. */
   private gone = false;
+  /** A proxied answer is in flight: not idle, whatever else it waits for. */
+  private proxying = false;
   /** The client sent its FIN. */
   private ended = false;
   /** Chunks read come to onData straight from the socket's handle (src/net/raw-read.ts); null: as 'data' events. */
@@ -123,15 +128,20 @@ class FrontConnection {
     this.ip = sock.remoteAddress ?? '-';
     sock.setNoDelay(true);
     sock.setTimeout(door.opts.keepAliveTimeoutMs(), this.onTimeout);
-    door.idle.add(sock);
+    door.conns.add(this);
     sock.once('close', () => {
       this.gone = true;
-      door.idle.delete(sock);
+      door.conns.delete(this);
     });
     sock.on('error', this.onError);
     sock.on('data', this.onData);
     sock.on('end', this.onEnd);
     this.reads = hookReads(sock, this.onData);
+  }
+
+  /** Shutdown: closed unless an answer is in flight or its last one is still leaving (the proxy lane writes on the handle too). */
+  closeIfIdle(): void {
+    if (!this.proxying && !queued(this.sock)) this.sock.destroy();
   }
 
   /** From here on Node's HTTP server owns the connection, starting with the bytes not yet answered. */
@@ -141,7 +151,7 @@ class FrontConnection {
     this.gone = true;
     // This object lives as long as the socket (a player's hours): what it kept goes now.
     this.kept = null;
-    door.idle.delete(sock);
+    door.conns.delete(this);
     sock.setTimeout(0);
     sock.off('timeout', this.onTimeout);
     sock.off('data', this.onData);
@@ -233,7 +243,7 @@ class FrontConnection {
     this.consume(headEnd);
     this.waiting = true;
     // Not idle while an answer is in flight: shutdown must not cut it.
-    this.door.idle.delete(this.sock);
+    this.proxying = true;
     run(req.close, this.proxyOver);
   }
 
@@ -248,7 +258,7 @@ class FrontConnection {
     }
     // Shutdown began during the answer: the connection it was keeping for the next request goes.
     if (this.buf === null && !door.opts.eligible(sock)) return void sock.end();
-    door.idle.add(sock);
+    this.proxying = false;
     const keepAlive = door.opts.keepAliveTimeoutMs();
     if (sock.timeout !== keepAlive) sock.setTimeout(keepAlive);
     sock.resume();

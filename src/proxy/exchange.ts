@@ -70,6 +70,13 @@ export class Exchange implements ConnUser, WriteOwner {
   private sentTurn = -1;
   /** The answer began before the whole request was written: the connection is not reused. */
   private early = false;
+  /** The request went to the kernel whole in one write: no queue to ask about when the answer comes. */
+  private sentWhole = false;
+  /**
+   * A write to the client was queued (by libuv or Node's stream): only then can bytes lent from
+   * the upstream's read buffer still be waiting, so only then is the queue asked (a call into Node).
+   */
+  private clientQueued = false;
   private chunks: ChunkedBody | null = null;
   /** The client's response head while it waits to leave with the first body bytes. */
   private headOut: Buffer | null = null;
@@ -96,7 +103,9 @@ export class Exchange implements ConnUser, WriteOwner {
     this.conn = c;
     c.ex = this;
     // A connection still connecting takes the request through its stream, which holds it until then.
-    if (rawWrite(c.sock, this.wire, null) === NOT_RAW) c.sock.write(this.wire);
+    const r = rawWrite(c.sock, this.wire, null);
+    if (r === NOT_RAW) c.sock.write(this.wire);
+    this.sentWhole = r === WRITTEN;
     if (c.reused) this.sentTurn = writeTurn();
   }
 
@@ -106,7 +115,7 @@ export class Exchange implements ConnUser, WriteOwner {
       // Read in the turn the request went out: these bytes were sent before the upstream could
       // read it (a stray response, or the rest of an earlier one). Nobody's answer.
       if (c.reused && sameTurn(this.sentTurn)) return this.stray();
-      if (queued(c.sock)) this.early = true;
+      if (!this.sentWhole && queued(c.sock)) this.early = true;
     }
     this.gotByte = true;
     if (this.headSent) return this.relay(b, 0);
@@ -223,7 +232,7 @@ export class Exchange implements ConnUser, WriteOwner {
    * read buffer, which must then not be read into again (Conn.lend).
    */
   private lendIfHeld(): void {
-    if (queued(this.client)) this.conn?.lend();
+    if (this.clientQueued && queued(this.client)) this.conn?.lend();
   }
 
   /**
@@ -245,6 +254,7 @@ export class Exchange implements ConnUser, WriteOwner {
     this.bytes += n;
     const r = rawWrite(client, data, this);
     if (r === WRITTEN) return;
+    this.clientQueued = true;
     let ok = false;
     if (r === NOT_RAW) {
       if (Array.isArray(data)) {
@@ -370,7 +380,7 @@ export class Exchange implements ConnUser, WriteOwner {
     this.conn = null;
     c.ex = null;
     // Whatever went to the client by reference and is still queued keeps the read buffer.
-    if (queued(this.client)) c.lend();
+    if (this.clientQueued && queued(this.client)) c.lend();
     if (this.waitingDrain) {
       // The upstream's read timeout was off while the client caught up: the next exchange on
       // this connection needs it again (acquire does not re-arm it).

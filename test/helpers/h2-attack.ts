@@ -175,7 +175,6 @@ export async function ownH2Server(node: http2.Http2Server, warn: (line: string) 
     new H2Connection(sock, {
       answer: () => null,
       done: () => {},
-      timed: () => false,
       relay: (inner) => node.emit('connection', inner),
       keepAliveTimeoutMs: () => 30_000,
       headerTimeoutMs: () => 30_000,

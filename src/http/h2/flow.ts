@@ -1,5 +1,5 @@
 import { OBJECT_OVERHEAD_BYTES } from '../../limits/budget.js';
-import { took, type FastReply, type FastRequest } from '../frontdoor.js';
+import type { FastReply, FastRequest } from '../frontdoor.js';
 import {
   ACK, DATA, END_STREAM, STREAM_CLOSED, u32, WINDOW_UPDATE, FLOW_CONTROL_ERROR, FRAME_SIZE_ERROR, MAX_MAX_FRAME_SIZE, MAX_WINDOW, MIN_MAX_FRAME_SIZE, PADDED,
   PROTOCOL_ERROR, S_ENABLE_PUSH, S_HEADER_TABLE_SIZE, S_INITIAL_WINDOW_SIZE, S_MAX_FRAME_SIZE, SETTINGS,
@@ -182,7 +182,7 @@ function endData(s: Stream, c: H2Connection): void {
   s.localClosed = true;
 }
 
-export function answerFast(c: H2Connection, s: Stream, req: FastRequest, r: FastReply, now: number, start: number): void {
+export function answerFast(c: H2Connection, s: Stream, req: FastRequest, r: FastReply, now: number): void {
   const withBody = req.method === 'GET' && r.body.length > 0;
   c.writeHeaders(s.id, blockOf(r, now), !withBody);
   if (withBody) {
@@ -193,7 +193,7 @@ export function answerFast(c: H2Connection, s: Stream, req: FastRequest, r: Fast
     s.localClosed = true;
     c.closeIfDone(s);
   }
-  c.host.done(req, r, withBody ? r.body.length : 0, took(start), 0);
+  c.host.done(req, r, withBody ? r.body.length : 0, 0, 0, now);
 }
 
 /**

@@ -9,8 +9,7 @@ import type { Stream } from './stream.js';
 export interface H2Host {
   answer(req: FastRequest, now: number): FastReply | null | Promise<FastReply | null>;
   /** As the front door's: `direct` (bytes sent by sendfile) is always 0 here, TLS encrypts in user space. */
-  done(req: FastRequest, reply: FastReply, bytes: number, ms: number, direct: number): void;
-  timed(): boolean;
+  done(req: FastRequest, reply: FastReply, bytes: number, ms: number, direct: number, at?: number): void;
   /** Gives Node's http2 server the inner end of a relay link, as if it were a new h2 connection. */
   relay(inner: Duplex): void;
   keepAliveTimeoutMs(): number;

@@ -66,7 +66,6 @@ export function serveH2(server: Server, nodeListeners: ((s: Socket) => void)[], 
   return new H2Connection(sock, {
     answer: opts.answer,
     done: opts.done,
-    timed: opts.timed,
     keepAliveTimeoutMs: opts.keepAliveTimeoutMs,
     headerTimeoutMs: opts.headerTimeoutMs ?? opts.keepAliveTimeoutMs,
     requestTimeoutMs: opts.requestTimeoutMs ?? opts.keepAliveTimeoutMs,

@@ -99,6 +99,37 @@ export function plainRequest(fields: readonly Field[], url: string, notPlain: Re
   return { method, url, host: h, origin, referer, agent, ip, httpVersion: '2.0', head: '', memo: null };
 }
 
+/** Requests remembered per connection: a player's master playlist, media playlists, the last segment (as on HTTP/1.1). */
+const RECENT_KEPT = 4;
+/** Requests larger than this (URL, Referer and User-Agent together) are not kept: a connection's memory stays small. */
+const RECENT_MAX_CHARS = 2048;
+
+/**
+ * A connection's last few plain requests. Each HTTP/2 request arrives as a new header block,
+ * but a client repeats them (a player polls its playlists, a load tool one URL): handing back the
+ * object of an equal earlier request lets the answerer's memo on it (its route, its reply, its
+ * access-log pieces) serve again, as a repeated HTTP/1.1 head does. Measured on the HTTP/2 row,
+ * routing each request afresh was about a tenth of its CPU.
+ */
+export class RecentRequests {
+  private readonly kept: FastRequest[] = [];
+  private next = 0;
+
+  /** `r`, or an equal request kept earlier (with its memo). */
+  same(r: FastRequest): FastRequest {
+    const kept = this.kept;
+    for (let i = 0; i < kept.length; i++) {
+      const k = kept[i];
+      if (k.url === r.url && k.method === r.method && k.host === r.host && k.origin === r.origin && k.agent === r.agent && k.referer === r.referer && k.ip === r.ip) return k;
+    }
+    if (r.url.length + r.agent.length + r.referer.length + r.host.length <= RECENT_MAX_CHARS) {
+      kept[this.next] = r;
+      this.next = (this.next + 1) % RECENT_KEPT;
+    }
+    return r;
+  }
+}
+
 /** The fields with `:path` replaced by the routed target. */
 export function withPath(fields: Field[], url: string): Field[] {
   return fields.map((f) => (f[0] === ':path' ? [':path', url] : f));
