@@ -61,7 +61,7 @@ export async function runLlHls(base: string, s: LlHlsSettings, log: (m: string) 
   const conf = join(dir, 'streamgate.conf');
   writeFileSync(conf, `listen off;
 max_connections 20000;
-http_server { enabled on; listen 127.0.0.1:${port}; dir ${dir}; }
+http_server { enabled on; listen 127.0.0.1:${port}; dir ${dir}; https { enabled off; } }
 http_api { enabled off; }
 access_log off;
 limits { max_streams 0; max_players 0; hls_held_requests ${Math.max(8192, s.clients * 2)}; }

@@ -22,7 +22,7 @@ export async function startOrigin(base: string, site: Site): Promise<Peer> {
   const file = join(dir, 'origin.conf');
   writeFileSync(file, `listen off;
 max_connections 20000;
-http_server { enabled on; listen 127.0.0.1:${http}; dir ${site.root}; }
+http_server { enabled on; listen 127.0.0.1:${http}; dir ${site.root}; https { enabled off; } }
 http_api { enabled on; }
 access_log off;
 limits { max_streams 0; max_players 0; }

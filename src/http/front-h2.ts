@@ -1,5 +1,6 @@
 import type http2 from 'node:http2';
 import { refuseNodeStream, relaySessions } from './h2/index.js';
+import { RecentRequests } from './h2/request.js';
 import { NOT_PLAIN } from './front-head.js';
 import { type FastReply, type FastRequest, type FrontDoorOptions, replyFields } from './front-reply.js';
 
@@ -30,7 +31,10 @@ export function installH2FrontDoor(server: http2.Http2SecureServer, opts: Pick<F
     const relayed = stream.session !== undefined && relaySessions.has(stream.session);
     // The relay's streams were judged by our own connection; Node's own by the same rules here.
     if (!relayed && refuseNodeStream(stream, headers, raw)) return;
-    const req = relayed ? null : plainH2(headers, stream.session?.socket?.remoteAddress ?? '-');
+    const session = stream.session;
+    const plain = relayed || session === undefined ? null : plainH2(headers, session.socket?.remoteAddress ?? '-');
+    // A repeated request keeps its memo, as on our own connections (RecentRequests).
+    const req = plain === null ? null : recentOf(session!).same(plain);
     const now = Date.now();
     const answer = req === null ? null : opts.answer(req, now);
     if (req === null || answer === null || answer instanceof Promise) {
@@ -47,6 +51,17 @@ export function installH2FrontDoor(server: http2.Http2SecureServer, opts: Pick<F
     // From memory, in the turn that read the request: logged as 0.000, as on every lane.
     opts.done(req, answer, withBody ? answer.body.length : 0, 0, 0, now);
   });
+}
+
+const recent = new WeakMap<http2.Http2Session, RecentRequests>();
+
+function recentOf(session: http2.Http2Session): RecentRequests {
+  let r = recent.get(session);
+  if (r === undefined) {
+    r = new RecentRequests();
+    recent.set(session, r);
+  }
+  return r;
 }
 
 function plainH2(h: http2.IncomingHttpHeaders, ip: string): FastRequest | null {

@@ -174,50 +174,7 @@ describe('HTTPS over HTTP/2', () => {
     }
   });
 
-  test('one connection repeating and varying its requests: each answer and access line is its own request\'s (the connection keeps its last 4)', async () => {
-    // Warm the cache, so every answer below comes from memory, where repeated requests are kept.
-    for (const p of ['/hello.txt', '/data.bin']) await run('curl', ['-sk', '--http2', '-o', '/dev/null', `${base}${p}`]);
-    const session = http2.connect(base, { rejectUnauthorized: false });
-    const tag = `kept-${Date.now()}`;
-    const mark = lines.length;
-    // Six kinds of request, more than the connection keeps, each asked three times in turn.
-    const kinds = [0, 1, 2, 3, 4, 5].map((k) => ({
-      path: k % 2 === 0 ? `/hello.txt?k=${k}` : '/data.bin',
-      agent: `${tag}-agent-${k}`,
-      referer: k === 3 ? `https://r.test/${k}` : '',
-      origin: k === 1 || k === 4 ? 'https://player.test' : null,
-    }));
-    try {
-      for (let round = 0; round < 3; round++) {
-        for (const k of kinds) {
-          const headers: http2.OutgoingHttpHeaders = { ':path': k.path, 'user-agent': k.agent };
-          if (k.referer) headers.referer = k.referer;
-          if (k.origin) headers.origin = k.origin;
-          const req = session.request(headers);
-          const [res] = (await once(req, 'response')) as [http2.IncomingHttpHeaders];
-          req.resume();
-          await once(req, 'end');
-          assert.equal(res[':status'], 200, k.path);
-          // CORS comes with Origin only: a kept request's memo must not lend it to another.
-          assert.equal(res['access-control-allow-origin'], k.origin ? '*' : undefined, `${k.agent} ${k.path}`);
-        }
-      }
-    } finally {
-      session.close();
-    }
-    await waitFor('18 access lines', () => lines.slice(mark).filter((l) => l.includes(tag)).length === 18);
-    const mine = lines.slice(mark).filter((l) => l.includes(tag));
-    for (const k of kinds) {
-      const of = mine.filter((l) => l.includes(`"${k.agent}"`));
-      assert.equal(of.length, 3, k.agent);
-      for (const l of of) {
-        assert.ok(l.includes(`"GET ${k.path} HTTP/2.0" 200`), l);
-        assert.ok(l.includes(` "${k.referer || '-'}" "${k.agent}" `), l);
-        // From memory, in the turn that read it: 0.000, as on HTTP/1.1.
-        assert.ok(l.endsWith(' 0.000'), l);
-      }
-    }
-  });
+  test('one connection repeating and varying its requests: each answer and access line is its own request\'s (the connection keeps its last 4)', () => repeatedRequests(base, lines));
 
   test('SETTINGS_HEADER_TABLE_SIZE 0: the next header block starts with a table size update, and no block needs a dynamic table', async () => {
     const settings = frame(4, 0, 0, [0, 1, 0, 0, 0, 0]);
@@ -369,7 +326,68 @@ describe('HTTP/2 rapid reset (CVE-2023-44487)', () => {
   });
 });
 
+/**
+ * One HTTP/2 connection asks six kinds of request (more than a connection keeps), three times
+ * each: every answer and access line must be its own request's, whatever a kept one memoised.
+ */
+async function repeatedRequests(base: string, lines: string[]): Promise<void> {
+  // Warm the cache, so every answer below comes from memory, where repeated requests are kept.
+  for (const p of ['/hello.txt', '/data.bin']) await run('curl', ['-sk', '--http2', '-o', '/dev/null', `${base}${p}`]);
+  const session = http2.connect(base, { rejectUnauthorized: false });
+  const tag = `kept-${Date.now()}`;
+  const mark = lines.length;
+  // Six kinds of request, more than the connection keeps, each asked three times in turn.
+  const kinds = [0, 1, 2, 3, 4, 5].map((k) => ({
+    path: k % 2 === 0 ? `/hello.txt?k=${k}` : '/data.bin',
+    agent: `${tag}-agent-${k}`,
+    referer: k === 3 ? `https://r.test/${k}` : '',
+    origin: k === 1 || k === 4 ? 'https://player.test' : null,
+  }));
+  try {
+    for (let round = 0; round < 3; round++) {
+      for (const k of kinds) {
+        const headers: http2.OutgoingHttpHeaders = { ':path': k.path, 'user-agent': k.agent };
+        if (k.referer) headers.referer = k.referer;
+        if (k.origin) headers.origin = k.origin;
+        const req = session.request(headers);
+        const [res] = (await once(req, 'response')) as [http2.IncomingHttpHeaders];
+        req.resume();
+        await once(req, 'end');
+        assert.equal(res[':status'], 200, k.path);
+        // CORS comes with Origin only: a kept request's memo must not lend it to another.
+        assert.equal(res['access-control-allow-origin'], k.origin ? '*' : undefined, `${k.agent} ${k.path}`);
+      }
+    }
+  } finally {
+    session.close();
+  }
+  await waitFor('18 access lines', () => lines.slice(mark).filter((l) => l.includes(tag)).length === 18);
+  const mine = lines.slice(mark).filter((l) => l.includes(tag));
+  for (const k of kinds) {
+    const of = mine.filter((l) => l.includes(`"${k.agent}"`));
+    assert.equal(of.length, 3, k.agent);
+    for (const l of of) {
+      assert.ok(l.includes(`"GET ${k.path} HTTP/2.0" 200`), l);
+      assert.ok(l.includes(` "${k.referer || '-'}" "${k.agent}" `), l);
+      // From memory, in the turn that read it: 0.000, as on HTTP/1.1.
+      assert.ok(l.endsWith(' 0.000'), l);
+    }
+  }
+}
+
 describe("Node's own HTTP/2 (https.own_h2 off)", () => {
+  test('repeated and varied requests on one connection: each answer and access line is its own request\'s', async () => {
+    const site = makeSite();
+    const { gw, lines } = await startGateway(`listen off;
+      http_server { listen 127.0.0.1:0; dir ${site.root}; https { enabled on; listen 127.0.0.1:0; ${keyPairIn(site.base)} own_h2 off; } }`);
+    try {
+      await repeatedRequests(`https://127.0.0.1:${gw.port('https')}`, lines);
+    } finally {
+      await gw.close();
+      site.remove();
+    }
+  });
+
   test('a stream reset in the same packet as its HEADERS, on a file answered from memory, does not end the process', async () => {
     const site = makeSite();
     const { gw } = await startGateway(`listen off;

@@ -233,7 +233,7 @@ describe('static origin', () => {
     writeFileSync(join(dir, 'memo.txt'), 'first');
     const upstream = http.createServer((req, res) => res.end(`upstream saw ${req.url}`));
     await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
-    const conf = (extra: string) => `listen off; console_dir off; players_dir off; http_server { listen 127.0.0.1:0; dir ${dir}; } ${extra}`;
+    const conf = (extra: string) => `listen off; console_dir off; players_dir off; http_server { listen 127.0.0.1:0; dir ${dir}; https { enabled off; } } ${extra}`;
     const g = await startGateway(conf(''));
     const conn = keepAlive(g.http);
     try {
