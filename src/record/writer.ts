@@ -9,6 +9,15 @@ import { dirname } from 'node:path';
 export const DVR_QUEUE_MAX_BYTES = 8 * 1024 * 1024;
 /** Buffers handed to one writev(2) at most (Linux's IOV_MAX is 1024). */
 const WRITEV_MAX_BUFFERS = 256;
+/**
+ * Appends wait this long for more to join them in one write, unless this many bytes are queued.
+ * Each write is a round trip to the thread pool (a futex wake each way): written as each batch of
+ * media arrived, 20 streams at 2 Mbps made about 500 writes a second, and recording cost 6–9% of a
+ * core on top of serving them (measured on the bench's dvr row). What waits is at most this much
+ * of the stream more than the disk already holds, should the process be killed.
+ */
+export const COALESCE_MS = 100;
+const COALESCE_BYTES = 256 * 1024;
 
 interface Op {
   data: Buffer;
@@ -28,6 +37,8 @@ export class QueuedFile {
   private readonly ops: Op[] = [];
   private queuedBytes = 0;
   private running = false;
+  /** Appends are waiting for more to join them (COALESCE_MS). */
+  private waiting: NodeJS.Timeout | null = null;
   private readonly opened: Promise<void>;
   private idle: (() => void) | null = null;
   /** Bytes of the file (appends that reached the disk). */
@@ -57,7 +68,8 @@ export class QueuedFile {
     this.ops.push({ data });
     this.queuedBytes += data.length;
     this.length += data.length;
-    this.pump();
+    if (this.queuedBytes >= COALESCE_BYTES) this.pump();
+    else if (this.waiting === null && !this.running) this.waiting = setTimeout(() => this.pump(), COALESCE_MS);
     return true;
   }
 
@@ -75,7 +87,11 @@ export class QueuedFile {
    */
   async close(finalPath?: string): Promise<void> {
     await this.opened.catch(() => {});
-    if (this.running || this.ops.length > 0) await new Promise<void>((r) => (this.idle = r));
+    if (this.running || this.ops.length > 0) {
+      const done = new Promise<void>((r) => (this.idle = r));
+      this.pump();
+      await done;
+    }
     const fh = this.fh;
     this.fh = null;
     if (fh) await fh.close().catch(() => {});
@@ -97,6 +113,10 @@ export class QueuedFile {
   }
 
   private pump(): void {
+    if (this.waiting !== null) {
+      clearTimeout(this.waiting);
+      this.waiting = null;
+    }
     if (this.running || !this.fh) return;
     this.running = true;
     void this.drain().finally(() => {
