@@ -106,30 +106,32 @@ for (const ext of ['mp4', 'flv'] as const) describe(`HLS VOD of ${ext.toUpperCas
 });
 
 describe('HLS VOD: bounds', () => {
-  test('TS segments cut at once are bounded: past the bound a cut is refused with 503 and Retry-After, the playlist still answers', async () => {
-    const gw = await startGateway('flv');
-    const app = new Koa();
-    const { log } = memoryLogger();
-    app.use(errorResponder(log));
-    app.use((ctx) => vodHandler({ library: new VodLibrary((f) => gw.recorder.list(f)), access: gw.access, maxConcurrentCuts: 0 })(ctx, '__defaultVhost__'));
-    const server = app.listen(0, '127.0.0.1');
-    await once(server, 'listening');
-    try {
-      const pub = publish(`rtmp://127.0.0.1:${gw.port('rtmp')}/live/vod`, { seconds: 5, fast: true, gop: 25 });
-      assert.equal(await pub.exited, 0, pub.stderr());
-      await recorded(gw, 1);
-      const base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
-      const text = await (await fetch(`${base}/recordings/live/vod.m3u8`)).text();
-      const seg = text.split('\n').find((l) => l.endsWith('.ts'))!;
-      const r = await fetch(`${base}/recordings/live/${seg}`);
-      assert.equal(r.status, 503);
-      assert.equal(r.headers.get('retry-after'), '1');
-      assert.equal((await fetch(`http://127.0.0.1:${gw.port('http')}/recordings/live/${seg}`)).status, 200, 'under the bound (the gateway\'s own) it is cut');
-    } finally {
-      server.close();
-      await gw.close();
-    }
-  });
+  for (const bound of [{ maxConcurrentCuts: 0 }, { maxCutBytes: 1 }]) {
+    test(`TS segments cut at once are bounded (${JSON.stringify(bound)}): past the bound a cut is refused with 503 and Retry-After, the playlist still answers`, async () => {
+      const gw = await startGateway('flv');
+      const app = new Koa();
+      const { log } = memoryLogger();
+      app.use(errorResponder(log));
+      app.use((ctx) => vodHandler({ library: new VodLibrary((f) => gw.recorder.list(f)), access: gw.access, ...bound })(ctx, '__defaultVhost__'));
+      const server = app.listen(0, '127.0.0.1');
+      await once(server, 'listening');
+      try {
+        const pub = publish(`rtmp://127.0.0.1:${gw.port('rtmp')}/live/vod`, { seconds: 5, fast: true, gop: 25 });
+        assert.equal(await pub.exited, 0, pub.stderr());
+        await recorded(gw, 1);
+        const base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+        const text = await (await fetch(`${base}/recordings/live/vod.m3u8`)).text();
+        const seg = text.split('\n').find((l) => l.endsWith('.ts'))!;
+        const r = await fetch(`${base}/recordings/live/${seg}`);
+        assert.equal(r.status, 503);
+        assert.equal(r.headers.get('retry-after'), '1');
+        assert.equal((await fetch(`http://127.0.0.1:${gw.port('http')}/recordings/live/${seg}`)).status, 200, 'under the bound (the gateway\'s own) it is cut');
+      } finally {
+        server.close();
+        await gw.close();
+      }
+    });
+  }
 });
 
 describe('HLS VOD: the play policy', () => {

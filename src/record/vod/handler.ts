@@ -19,11 +19,19 @@ const VOD_FILE = /^\/recordings\/(.+)\/([^/]+)\/([0-9a-f]{16})\.(mp4|flv)$/;
 const VOD_TS = /^\/recordings\/(.+)\/([^/]+)\/([0-9a-f]{16})\/(\d{1,9})\.ts$/;
 /** TS segments being cut at once, at most (each holds its segment's bytes, up to the index's maxSegmentBytes); past it 503. */
 export const MAX_CONCURRENT_CUTS = 8;
+/**
+ * The recording bytes all cuts in flight may hold between them (each also holds its TS, about as
+ * much again): past it 503. Room for any one segment the index allows (32 MiB and a tag), so
+ * every segment can be cut; eight of the largest at once would otherwise hold over 600 MiB for
+ * whoever asks for them.
+ */
+export const MAX_CUT_BYTES = 64 * 1024 * 1024;
 
 export interface VodDeps {
   library: VodLibrary;
   access: AccessControl;
   maxConcurrentCuts?: number;
+  maxCutBytes?: number;
 }
 
 /**
@@ -33,7 +41,9 @@ export interface VodDeps {
  */
 export function vodHandler(deps: VodDeps): (ctx: Context, vhost: string) => Promise<void> {
   let cutting = 0;
+  let cutBytes = 0;
   const maxCuts = deps.maxConcurrentCuts ?? MAX_CONCURRENT_CUTS;
+  const maxBytes = deps.maxCutBytes ?? MAX_CUT_BYTES;
   return async (ctx, vhost) => {
     if (ctx.method !== 'GET' && ctx.method !== 'HEAD') throw new GatewayError('METHOD_NOT_ALLOWED', undefined, { Allow: 'GET, HEAD' });
     const path = ctx.path;
@@ -52,7 +62,9 @@ export function vodHandler(deps: VodDeps): (ctx: Context, vhost: string) => Prom
     const seg = f.index.container === 'flv' ? f.index.segments[Number(m[4])] : undefined;
     if (seg === undefined) throw new GatewayError('NOT_FOUND');
     if (cutting >= maxCuts) throw new GatewayError('LIMIT_REACHED', `at most ${maxCuts} recording segments are cut at once`, { 'Retry-After': '1' });
+    if (cutBytes + seg.length > maxBytes) throw new GatewayError('LIMIT_REACHED', 'recording segments being cut hold all the memory they may', { 'Retry-After': '1' });
     cutting++;
+    cutBytes += seg.length;
     try {
       const fh = await open(f.path, 'r');
       try {
@@ -66,6 +78,7 @@ export function vodHandler(deps: VodDeps): (ctx: Context, vhost: string) => Prom
       }
     } finally {
       cutting--;
+      cutBytes -= seg.length;
     }
     ctx.type = 'video/mp2t';
   };

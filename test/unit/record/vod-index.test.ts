@@ -8,6 +8,7 @@ import { FlvIndexer } from '../../../src/record/vod/flv-index.js';
 import { Mp4Indexer } from '../../../src/record/vod/mp4-index.js';
 import { renderPlaylist } from '../../../src/record/vod/playlist.js';
 import { DEFAULT_INDEX_LIMITS, type FileReader, type IndexLimits } from '../../../src/record/vod/types.js';
+import { MAX_CUT_BYTES } from '../../../src/record/vod/handler.js';
 
 /**
  * The recordings' indexes from bytes alone: where segments are cut, that a growing file's index
@@ -150,4 +151,9 @@ describe('VOD index of fMP4 recordings', () => {
     const h = await new Mp4Indexer(DEFAULT_INDEX_LIMITS).update(reader(hostile), true);
     assert.equal(h.segments.length, 0, 'a 64-bit size past the end is waited for, never read');
   });
+});
+
+test('the bytes all cuts in flight may hold leave room for the largest segment the index allows', () => {
+  // A segment closes at the first frame past maxSegmentBytes: at most that and one tag.
+  assert.ok(MAX_CUT_BYTES >= DEFAULT_INDEX_LIMITS.maxSegmentBytes + DEFAULT_INDEX_LIMITS.maxTagBytes);
 });
