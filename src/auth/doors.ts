@@ -35,6 +35,8 @@ export function refusal(v: Verdict & { ok: false }, action: Action): GatewayErro
 export async function authorisePlay(access: AccessControl, ctx: Context, name: StreamName, protocol: string, streamId?: string): Promise<void> {
   const v = await access.authorise(doorRequest(ctx, 'play', name, protocol, streamId));
   if (!v.ok) throw refusal(v, 'play');
+  // The player the API lists is this grant's client (the id its hooks were told).
+  ctx.state.clientId = v.clientId;
   ctx.res.once('close', () => v.end());
 }
 

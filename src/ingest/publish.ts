@@ -17,8 +17,8 @@ export interface Publication {
  * Mounts `init.name` for a new publisher and logs it. Throws what `hub.publish` throws
  * (STREAM_BUSY for a second publisher, LIMIT_REACHED): nothing is registered then.
  */
-export function startPublication(hub: Hub, log: Logger, init: Omit<ClientInit, 'publish'>, protocol: string, grant?: { end(): void }): Publication {
-  const client = new CountingClient(hub, { ...init, publish: true });
+export function startPublication(hub: Hub, log: Logger, init: Omit<ClientInit, 'publish'>, protocol: string, grant?: { end(): void; clientId?: string }): Publication {
+  const client = new CountingClient(hub, { ...init, publish: true, id: grant?.clientId });
   const source = hub.publish(init.name, client);
   hub.addClient(client);
   const label = `${init.name.app}/${init.name.stream}`;

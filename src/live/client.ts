@@ -10,6 +10,12 @@ export interface ClientInit {
   pageUrl?: string;
   publish: boolean;
   kick: () => void;
+  /**
+   * The id the access chain gave this client (its hooks' client_id): the API lists and kicks it
+   * by the same id, as SRS does. A new one when absent or already taken (an RTMP connection that
+   * publishes and plays is one hook client, two API clients).
+   */
+  id?: string;
 }
 
 /** A Client whose byte counts the connection code bumps as it reads and writes. */
@@ -30,7 +36,7 @@ export class CountingClient implements Client {
   private readonly onKick: () => void;
 
   constructor(hub: Hub, init: ClientInit) {
-    this.id = hub.newId();
+    this.id = init.id !== undefined && init.id !== '' && hub.client(init.id) === undefined ? init.id : hub.newId();
     this.type = init.type;
     this.ip = init.ip;
     this.vhost = init.name.vhost;

@@ -50,6 +50,7 @@ export function playLive(ctx: Context, source: Source, hub: Hub, play: LivePlay)
     pageUrl: ctx.get('Referer'),
     publish: false,
     kick: () => abortRequest(ctx),
+    id: ctx.state.clientId as string | undefined,
   });
   ctx.respond = false;
   const sink = isHttp2(ctx)

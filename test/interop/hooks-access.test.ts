@@ -110,6 +110,29 @@ describe('http_hooks with real clients', () => {
     assert.ok(order.indexOf('on_unpublish') > order.lastIndexOf('on_publish'), `on_unpublish after on_publish: ${order}`);
   });
 
+  test('the client_id the hooks are told is the id the API lists and kicks, as on SRS', async () => {
+    const g = await gateway(`on_publish ${base}/allow; on_play ${base}/allow;`);
+    gws.push(g.gw);
+    const pub = publish(`rtmp://127.0.0.1:${g.rtmp}/live/ids`, { seconds: 20 });
+    procs.push(pub);
+    await waitFor('ids live', () => live(g.gw, 'ids'), 15_000);
+    const player = new FlvPlayer(g.http, '/live/ids.flv');
+    await waitFor('media', () => player.packets.length > 2);
+    const of = (a: string) => hooks.bodies.find((b) => b.action === a && b.stream === 'ids')?.client_id as string;
+    const api = `http://127.0.0.1:${g.http}/api/v1/clients`;
+    const listed = ((await (await fetch(`${api}?count=100`)).json()) as { clients: { id: string; type: string; url: string }[] }).clients;
+    const byId = (id: string) => listed.find((c) => c.id === id);
+    assert.equal(byId(of('on_publish'))?.url, '/live/ids', `the publisher under its hook id: ${JSON.stringify(listed)}`);
+    assert.equal(byId(of('on_play'))?.type, 'flv-play', `the player under its hook id: ${JSON.stringify(listed)}`);
+    const kicked = await fetch(`${api}/${of('on_play')}`, { method: 'DELETE' });
+    assert.equal(kicked.status, 200);
+    let gone = false;
+    void player.done.then(() => (gone = true));
+    await waitFor('the kicked player\'s connection to end', () => gone, 5_000);
+    assert.ok(live(g.gw, 'ids'), 'the publisher is still live');
+    pub.kill();
+  });
+
   test('denials: RTMP publish Denied, HTTP-FLV publish 403, and play refused on FLV, TS, HLS and RTMP', async () => {
     hooks.bodies.length = 0;
     const g = await gateway(`on_publish ${base}/allow; on_play ${base}/deny;`, 'hls { hls_fragment 1; }');

@@ -131,6 +131,7 @@ export class RtmpPlay {
       pageUrl: c.pageUrl,
       publish: false,
       kick: () => c.socket.destroy(),
+      id: this.grant?.clientId,
     });
     // A player may be silent for hours; it is the hub's backlog bound that drops a dead one.
     c.socket.setTimeout(0);
