@@ -1,5 +1,5 @@
 import type { Context } from 'koa';
-import { clientIp } from '../live/client.js';
+import { clientIp } from '../net/address.js';
 import type { StreamName } from '../live/types.js';
 import { GatewayError } from '../errors.js';
 import type { AccessControl, DoorRequest, Verdict } from './policy.js';

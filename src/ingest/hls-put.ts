@@ -1,6 +1,6 @@
 import type { Context } from 'koa';
 import { GatewayError } from '../errors.js';
-import { clientIp } from '../live/client.js';
+import { clientIp } from '../net/address.js';
 import type { Logger } from '../log.js';
 import { abortRequest, closeAfterResponse } from '../http/connection.js';
 import type { Verdict } from '../auth/policy.js';

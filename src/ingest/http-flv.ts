@@ -1,7 +1,7 @@
 import type { Context } from 'koa';
 import { GatewayError } from '../errors.js';
 import { FlvDemuxer } from '../media/flv/demuxer.js';
-import { clientIp } from '../live/client.js';
+import { clientIp } from '../net/address.js';
 import type { Hub } from '../live/hub.js';
 import type { Logger } from '../log.js';
 import type { AccessControl } from '../auth/policy.js';

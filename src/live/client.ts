@@ -61,9 +61,3 @@ export class CountingClient implements Client {
     this.onKick();
   }
 }
-
-/** The client address without the IPv4-mapped prefix, as SRS shows it. */
-export function clientIp(addr: string | undefined): string {
-  if (!addr) return '';
-  return addr.startsWith('::ffff:') ? addr.slice(7) : addr;
-}

@@ -1,7 +1,7 @@
 import type { Context } from 'koa';
 import type { VhostConfig } from '../config/index.js';
 import type { Hub } from '../live/hub.js';
-import { clientIp } from '../live/client.js';
+import { clientIp } from '../net/address.js';
 import { HlsSessions } from './hls-sessions.js';
 import type { Source } from '../live/source.js';
 import { keyedName, streamKey, type StreamName } from '../live/types.js';

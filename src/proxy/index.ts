@@ -12,7 +12,7 @@ import { acceptsTrailers, clientResponseHeaders, rawHead, upstreamRequestHeaders
 import { Relay, StrayResponse } from './relay.js';
 import { badFieldValue, checkTarget, type TargetVerdict } from '../http/request-rules.js';
 import { ProxyLane } from './lane.js';
-import { clientIp } from '../live/client.js';
+import { clientIp } from '../net/address.js';
 
 export interface ProxyOptions {
   /** Upstream idle timeout: no byte from the upstream for this long is a 504 (NGINX's proxy_read_timeout). */

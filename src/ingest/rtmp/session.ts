@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net';
 import { DEFAULT_VHOST } from '../../config/index.js';
-import { clientIp } from '../../live/client.js';
+import { clientIp } from '../../net/address.js';
 import type { StreamName } from '../../live/types.js';
 import { Account, OBJECT_OVERHEAD_BYTES } from '../../limits/budget.js';
 import { newClientId, type DoorRequest, type Verdict } from '../../auth/policy.js';
