@@ -72,10 +72,7 @@ export class Exchange implements ConnUser, WriteOwner {
   private early = false;
   /** The request went to the kernel whole in one write: no queue to ask about when the answer comes. */
   private sentWhole = false;
-  /**
-   * A write to the client was queued (by libuv or Node's stream): only then can bytes lent from
-   * the upstream's read buffer still be waiting, so only then is the queue asked (a call into Node).
-   */
+  /** A client write was queued (libuv or Node's stream): only then is its queue asked, a call into Node. */
   private clientQueued = false;
   private chunks: ChunkedBody | null = null;
   /** The client's response head while it waits to leave with the first body bytes. */
