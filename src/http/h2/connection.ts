@@ -313,7 +313,7 @@ export class H2Connection {
   /** Over a budget: GOAWAY ENHANCE_YOUR_CALM and one log line. */
   calm(why: string): void {
     if (this.dead) return;
-    this.host.warn(`h2 ${this.sock.remoteAddress ?? '-'}: ${why}: GOAWAY ENHANCE_YOUR_CALM`);
+    this.host.warn(`h2 ${this.ip}: ${why}: GOAWAY ENHANCE_YOUR_CALM`);
     this.fail(ENHANCE_YOUR_CALM, why);
   }
 
