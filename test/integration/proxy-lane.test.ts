@@ -473,6 +473,21 @@ async function httpUpstream(handler: http.RequestListener): Promise<{ port: numb
   };
 }
 
+/** An upstream whose /api/slow sends "first, " and holds "last" until `release()`; anything else is "quick". */
+async function gatedUpstream(): Promise<{ upstream: Awaited<ReturnType<typeof httpUpstream>>; release: () => void }> {
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  const upstream = await httpUpstream((req, res) => {
+    if (req.url === '/api/slow') {
+      res.write('first, ');
+      void gate.then(() => res.end('last'));
+    } else {
+      res.end('quick');
+    }
+  });
+  return { upstream, release };
+}
+
 describe('the proxy lane against node:http upstreams', () => {
   test('a silent upstream on a reused pooled connection (after an answer relayed in pieces) is a 504 after the read timeout', async () => {
     const upstream = await httpUpstream((req, res) => {
@@ -497,16 +512,7 @@ describe('the proxy lane against node:http upstreams', () => {
   });
 
   test('a reload retires the old pool: the answer in flight completes, its connection then closes', async () => {
-    let release!: () => void;
-    const gate = new Promise<void>((r) => (release = r));
-    const upstream = await httpUpstream((req, res) => {
-      if (req.url === '/api/slow') {
-        res.write('first, ');
-        void gate.then(() => res.end('last'));
-      } else {
-        res.end('quick');
-      }
-    });
+    const { upstream, release } = await gatedUpstream();
     const { port: upPort, conns: upConns } = upstream;
     const { gw, port } = await gateway(`route /api/ http://127.0.0.1:${upPort};`, 'timeout 5s;');
     try {
@@ -521,6 +527,30 @@ describe('the proxy lane against node:http upstreams', () => {
       assert.equal(upConns.size, 1);
       await gw.close();
       await waitFor('shutdown to close the idle pooled connection', () => upConns.size === 0);
+    } finally {
+      await gw.close();
+      upstream.close();
+    }
+  });
+
+  test('shutdown closes an idle keep-alive connection at once and lets a proxied answer in flight finish whole', async () => {
+    const { upstream, release } = await gatedUpstream();
+    const { gw, port } = await gateway(`route /api/ http://127.0.0.1:${upstream.port};`, 'timeout 5s;');
+    try {
+      const slow = request(port, '/api/slow');
+      await waitFor('the slow answer to start', () => upstream.conns.size === 1);
+      // A keep-alive client that had its answer and now waits between requests.
+      const idle = net.connect(port, '127.0.0.1');
+      let got = '';
+      idle.on('data', (d: Buffer) => (got += d.toString('latin1')));
+      const idleClosed = once(idle, 'close');
+      idle.write('GET /api/quick HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
+      await waitFor('the idle client\'s answer', () => got.endsWith('quick'));
+      const closing = gw.close();
+      await idleClosed;
+      release();
+      assert.equal((await slow).body, 'first, last', 'the answer in flight at shutdown is whole');
+      await closing;
     } finally {
       await gw.close();
       upstream.close();

@@ -1,6 +1,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Hub } from '../../../src/live/hub.js';
+import { CountingClient } from '../../../src/live/client.js';
 import { DEFAULT_SOURCE_OPTIONS, type SourceOptions } from '../../../src/live/source.js';
 import type { Batch, EndReason, Sink } from '../../../src/live/types.js';
 import { GatewayError } from '../../../src/errors.js';
@@ -193,4 +194,20 @@ describe('hub and sources', () => {
     const firsts = arrivals.map((a) => a[1]).sort((a, b) => a - b);
     assert.ok(firsts[firsts.length - 1] - firsts[0] >= WINDOW / 4, `first flushes spread over ${(firsts[firsts.length - 1] - firsts[0]).toFixed(1)} ms`);
   });
+});
+
+test('a client is listed under the id its access grant gave it, or a new one when that id is taken or absent', () => {
+  const h = hub();
+  const init = { type: 'rtmp-play', ip: '127.0.0.1', name: { vhost: '__defaultVhost__', app: 'live', stream: 's' }, url: '/live/s', publish: false, kick: () => {} };
+  const first = new CountingClient(h, { ...init, id: 'hook1234' });
+  assert.equal(first.id, 'hook1234');
+  h.addClient(first);
+  // One RTMP connection that publishes and plays is one hook client: its second role gets an id of its own.
+  const second = new CountingClient(h, { ...init, id: 'hook1234' });
+  assert.notEqual(second.id, 'hook1234');
+  h.addClient(second);
+  assert.equal(h.client('hook1234'), first);
+  assert.equal(h.client(second.id), second);
+  assert.notEqual(new CountingClient(h, { ...init, id: '' }).id, '');
+  assert.notEqual(new CountingClient(h, init).id, undefined);
 });
