@@ -1,4 +1,4 @@
-import { AUDIO_AAC, type MediaPacket } from '../media/packet.js';
+import { AUDIO_AAC, AUDIO_MP3, type MediaPacket } from '../media/packet.js';
 import { videoFrame } from '../media/video.js';
 import type { FileEncoder, Headers, Timed } from './flv-file.js';
 import { childBoxes } from '../media/mp4/box.js';
@@ -15,6 +15,8 @@ export interface Mp4RemuxerLike {
   take(untilMs?: number): Mp4RunLike[];
   tracks(): Mp4TrackLike[] | null;
   readonly holding: boolean;
+  /** MP3's track from its first frame (it has no configuration record); false when its header cannot be read. */
+  setMp3(frame: Buffer): boolean;
 }
 export interface Mp4Writer {
   initSegment(tracks: readonly never[]): Buffer;
@@ -56,9 +58,13 @@ export class Mp4FileEncoder implements FileEncoder {
   private constructor(private readonly writer: Mp4Writer, headers: Headers) {
     this.remux = writer.remuxer(headers.video !== null, headers.audio?.codec === AUDIO_AAC);
     for (const h of [headers.video, headers.audio]) if (h?.header) this.remux.push(h, 0);
+    // MP3's first frame stands for its header (session.ts); it comes again as the first sample.
+    // A header that cannot be read leaves the audio out, the video is still recorded.
+    const a = headers.audio;
+    if (a?.codec === AUDIO_MP3 && a.data.length > 1) this.remux.setMp3(a.data.subarray(1));
   }
 
-  /** Null when the tracks cannot go in MP4 here (no AVC/HEVC video and no AAC audio). */
+  /** Null when the tracks cannot go in MP4 here (no AVC/HEVC video and no AAC or readable MP3 audio). */
   static create(writer: Mp4Writer, headers: Headers): Mp4FileEncoder | null {
     const e = new Mp4FileEncoder(writer, headers);
     const tracks = e.remux.tracks();

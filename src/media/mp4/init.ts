@@ -25,13 +25,20 @@ export function initSegment(tracks: readonly Mp4Track[]): Buffer {
 function checkTrack(t: Mp4Track): void {
   if (!Number.isInteger(t.id) || t.id < 1 || t.id > 0xffffffff) throw new Mp4Error(`track_ID ${t.id} is not in 1..2^32-1`);
   if (!Number.isInteger(t.timescale) || t.timescale < 1 || t.timescale > 0xffffffff) throw new Mp4Error(`timescale ${t.timescale} is not in 1..2^32-1`);
-  if (t.config.length === 0 || t.config.length > MAX_CONFIG_BYTES) throw new Mp4Error(`codec configuration of ${t.config.length} bytes (1..${MAX_CONFIG_BYTES})`);
-  if ((t.kind === 'audio') !== (t.codec === 'aac')) throw new Mp4Error(`codec ${t.codec} is not a ${t.kind} codec`);
+  if (t.codec === 'mp3' ? t.config.length !== 0 : t.config.length === 0 || t.config.length > MAX_CONFIG_BYTES) throw new Mp4Error(`codec configuration of ${t.config.length} bytes (1..${MAX_CONFIG_BYTES}; none for MP3)`);
+  if ((t.kind === 'audio') !== (t.codec === 'aac' || t.codec === 'mp3')) throw new Mp4Error(`codec ${t.codec} is not a ${t.kind} codec`);
+  if (t.codec === 'mp3' && !MP3_RATES.has(t.timescale)) throw new Mp4Error(`MP3 timescale ${t.timescale} is not an MPEG audio sample rate`);
 }
 
-/** CMAF brands: 'cmfc' (CMAF), 'iso6' (the boxes used here), 'av01' when AV1 is carried (AV1-ISOBMFF §2.1). */
+/** The MPEG-1, 2 and 2.5 audio sample rates: an MP3 track's timescale is its rate. */
+const MP3_RATES = new Set([48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000]);
+
+/**
+ * Brands: 'cmfc' (CMAF; not with MP3, which no CMAF media profile of ISO/IEC 23000-19 names), 'iso6'
+ * (the boxes used here), 'av01' when AV1 is carried (AV1-ISOBMFF §2.1).
+ */
 function ftyp(tracks: readonly Mp4Track[]): Buffer {
-  const brands = ['iso6', 'cmfc', 'isom', 'mp41'];
+  const brands = tracks.some((t) => t.codec === 'mp3') ? ['iso6', 'isom', 'mp41'] : ['iso6', 'cmfc', 'isom', 'mp41'];
   if (tracks.some((t) => t.codec === 'av1')) brands.push('av01');
   return box('ftyp', Buffer.from('iso6', 'latin1'), u32(0), ...brands.map((b) => Buffer.from(b, 'latin1')));
 }
@@ -81,7 +88,7 @@ function visualEntry(t: Mp4Track): Buffer {
   );
 }
 
-/** AudioSampleEntry mp4a (§12.2.3) with esds (ISO/IEC 14496-14 §5.6). */
+/** AudioSampleEntry mp4a (§12.2.3) with esds (ISO/IEC 14496-14 §5.6), for AAC and MP3 alike. */
 function audioEntry(t: Mp4Track): Buffer {
   const rate = t.sampleRate ?? t.timescale;
   return box(
@@ -95,10 +102,18 @@ function audioEntry(t: Mp4Track): Buffer {
   );
 }
 
-/** ES_Descriptor → DecoderConfigDescriptor (MPEG-4 Audio 0x40, AudioStream) → DecoderSpecificInfo (the ASC), SLConfig 2. */
+/**
+ * ES_Descriptor → DecoderConfigDescriptor (objectTypeIndication, streamType AudioStream 0x05 with
+ * the reserved bit) → DecoderSpecificInfo, then SLConfig predefined 2 (the value 14496-14 fixes for files).
+ * AAC: MPEG-4 Audio (0x40) with its AudioSpecificConfig. MP3: 0x6B (11172-3, the MPEG-1 rates) or
+ * 0x69 (13818-3, the lower ones; 2.5's too, as ffmpeg's movenc writes them), and no
+ * DecoderSpecificInfo, since every frame's header configures the decoder.
+ */
 function esds(t: Mp4Track): Buffer {
-  const dsi = descriptor(0x05, t.config);
-  const dcd = descriptor(0x04, Buffer.concat([u8(0x40, (0x05 << 2) | 1), u8(0, 0, 0), u32(0, 0), dsi]));
+  const mp3 = t.codec === 'mp3';
+  const objectType = !mp3 ? 0x40 : t.timescale > 24000 ? 0x6b : 0x69;
+  const dsi = mp3 ? Buffer.alloc(0) : descriptor(0x05, t.config);
+  const dcd = descriptor(0x04, Buffer.concat([u8(objectType, (0x05 << 2) | 1), u8(0, 0, 0), u32(0, 0), dsi]));
   const es = descriptor(0x03, Buffer.concat([u16(t.id & 0xffff), u8(0), dcd, descriptor(0x06, u8(0x02))]));
   return fullBox('esds', 0, 0, es);
 }

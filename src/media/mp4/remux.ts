@@ -1,15 +1,16 @@
 /**
  * From hub packets to fMP4 tracks and samples: video read through `videoFrame` (whatever FLV
- * flavour carried it), AAC through its AudioSpecificConfig. A sample's duration is the distance
+ * flavour carried it), AAC through its AudioSpecificConfig, MP3 (opt-in) through its first frame. A sample's duration is the distance
  * to the next one of its track, so the last sample of each track waits until the next arrives or
- * the caller cuts (`take`), where the cut time (video) or the codec's frame length (AAC) gives
+ * the caller cuts (`take`), where the cut time (video) or the codec's frame length (audio) gives
  * it. Pure: packets in, samples out.
  */
 import { AacError, FLV_AAC_PREFIX_BYTES, parseAudioSpecificConfig } from '../aac.js';
 import { Av1Error, parseAv1c } from '../av1.js';
 import { AvcError, parseAvcConfig } from '../avc.js';
 import { HevcError, parseHvcc } from '../hevc.js';
-import { AUDIO_AAC, type MediaPacket } from '../packet.js';
+import { wholeLayer3Frame } from '../mp3.js';
+import { AUDIO_AAC, AUDIO_MP3, type MediaPacket } from '../packet.js';
 import { TimestampUnwrapper } from '../ts/muxer.js';
 import { videoFrame } from '../video.js';
 import type { Mp4Run, Mp4Sample, Mp4Track } from './types.js';
@@ -80,13 +81,42 @@ export class Mp4Remuxer {
       this.add(this.video, { dts, cts: Math.round(f.cts * (VIDEO_TIMESCALE / 1000)), duration: 0, key: f.key, data: f.body });
       return true;
     }
-    if (p.kind !== 'audio' || p.codec !== AUDIO_AAC || p.data.length <= FLV_AAC_PREFIX_BYTES) return false;
+    if (p.kind !== 'audio') return false;
+    if (p.codec === AUDIO_MP3) return this.pushMp3(p, ms);
+    if (p.codec !== AUDIO_AAC || p.data.length <= FLV_AAC_PREFIX_BYTES) return false;
     const body = p.data.subarray(FLV_AAC_PREFIX_BYTES);
     if (p.header) {
       this.setAudio(body);
       return false;
     }
-    if (!this.audio) return false;
+    if (this.audio?.track.codec !== 'aac') return false;
+    const dts = Math.round((ms * this.audio.track.timescale) / 1000);
+    this.add(this.audio, { dts, cts: 0, duration: 0, key: true, data: body });
+    return true;
+  }
+
+  /**
+   * MP3 has no configuration record: the first frame's header gives the track (rate, channels).
+   * Opt-in: only a caller that hands a frame here gets MP3 samples; until then MP3 packets are
+   * ignored, as before (HLS fMP4 does not call it: players' MP3-in-fMP4 support is untested there).
+   * False when the frame is not a whole Layer III frame with a known length: no track then.
+   */
+  setMp3(frame: Buffer): boolean {
+    const h = wholeLayer3Frame(frame);
+    if (!h) return false;
+    const old = this.audio?.track;
+    if (old?.codec === 'mp3' && old.timescale === h.sampleRate && old.channels === h.channels) return true;
+    const track: Mp4Track = { id: 2, kind: 'audio', codec: 'mp3', timescale: h.sampleRate, config: Buffer.alloc(0), sampleRate: h.sampleRate, channels: h.channels };
+    if (this.audio) this.configChanged = true;
+    this.audio = { track, done: [], last: null, step: h.samplesPerFrame };
+    return true;
+  }
+
+  /** An MP3 frame (after FLV's one-byte prefix) into an MP3 track: frames a decoder would choke on are left out. */
+  private pushMp3(p: MediaPacket, ms: number): boolean {
+    if (this.audio?.track.codec !== 'mp3') return false;
+    const body = p.data.subarray(1);
+    if (!wholeLayer3Frame(body)) return false;
     const dts = Math.round((ms * this.audio.track.timescale) / 1000);
     this.add(this.audio, { dts, cts: 0, duration: 0, key: true, data: body });
     return true;

@@ -4,10 +4,10 @@ export interface Mp4Track {
   /** track_ID, from 1. */
   id: number;
   kind: 'video' | 'audio';
-  codec: 'avc' | 'hevc' | 'av1' | 'aac';
+  codec: 'avc' | 'hevc' | 'av1' | 'aac' | 'mp3';
   /** Units per second of this track's times: e.g. 90000 for video, the sample rate for audio. */
   timescale: number;
-  /** avcC / hvcC / av1C record contents, or AAC's AudioSpecificConfig. */
+  /** avcC / hvcC / av1C record contents, or AAC's AudioSpecificConfig; empty for MP3, which has none. */
   config: Buffer;
   width?: number;
   height?: number;
@@ -22,7 +22,7 @@ export interface Mp4Sample {
   cts: number;
   duration: number;
   key: boolean;
-  /** Length-prefixed NAL units (avc/hevc), OBUs (av1), one raw AAC frame. */
+  /** Length-prefixed NAL units (avc/hevc), OBUs (av1), one raw AAC frame, MP3 frame(s) header included. */
   data: Buffer;
 }
 
