@@ -188,6 +188,63 @@ describe('dvr: MP3 audio and the publisher\'s metadata in FLV', () => {
   });
 });
 
+/** ffprobe's streams of a file: codec, sample rate, channels. */
+async function streams(file: string): Promise<{ codec_name: string; sample_rate?: string; channels?: number }[]> {
+  const p = run('ffprobe', ['-v', 'error', '-print_format', 'json', '-show_entries', 'stream=codec_name,sample_rate,channels', file]);
+  assert.equal(await p.exited, 0, p.stderr());
+  return (JSON.parse(p.stdout().toString()) as { streams: { codec_name: string }[] }).streams;
+}
+
+describe('dvr: MP3 audio in MP4', () => {
+  test('RTMP with H.264 + MP3, MP4: both tracks (h264, mp3), decodes cleanly, in sync, as long as published; the API says mp3; its VOD plays both', async () => {
+    const { gw, dir } = await startGateway('dvr_plan session; dvr_path DIR/[stream].mp4;');
+    try {
+      const args = ffmpegArgs(`rtmp://127.0.0.1:${gw.port('rtmp')}/live/mp3mp4`, { seconds: SECONDS, fast: true });
+      args[args.indexOf('aac')] = 'libmp3lame';
+      const pub = run('ffmpeg', args);
+      assert.equal(await pub.exited, 0, pub.stderr());
+      const [rec] = await finished(gw);
+      assert.deepEqual(rec.codecs, ['h264', 'mp3']);
+      const path = join(dir, 'mp3mp4.mp4');
+      assert.deepEqual((await streams(path)).map((s) => [s.codec_name, s.sample_rate, s.channels]), [['h264', undefined, undefined], ['mp3', '44100', 1]]);
+      await decodesCleanly(path);
+      const t = await tracks(path);
+      assertInSync('mp3mp4.mp4', t);
+      assert.ok(Math.abs(t.duration - SECONDS) <= 0.1, `ffprobe says ${t.duration} s for ${SECONDS} s published`);
+      assert.ok(Math.abs(t.audio!.end - t.audio!.first - SECONDS) <= 0.1, `the audio lasts ${t.audio!.end - t.audio!.first} s`);
+      const vod = `http://127.0.0.1:${gw.port('http')}/recordings/live/mp3mp4.m3u8`;
+      const v = run('ffprobe', ['-v', 'error', '-show_entries', 'stream=codec_name', '-of', 'csv=p=0', vod]);
+      assert.equal(await v.exited, 0, v.stderr());
+      assert.deepEqual([...new Set(v.stdout().toString().trim().split('\n').filter(Boolean))].sort(), ['h264', 'mp3'], 'the byte-range VOD of the file carries the MP3 track');
+    } finally {
+      await gw.close();
+    }
+  });
+
+  test('RTMP with MP3 alone (22.05 kHz, MPEG-2), MP4: one mp3 track, decodes cleanly, as long as published', async () => {
+    const { gw, dir, lines } = await startGateway('dvr_plan session; dvr_path DIR/[stream].mp4;');
+    try {
+      const args = ffmpegArgs(`rtmp://127.0.0.1:${gw.port('rtmp')}/live/radio`, { seconds: SECONDS, fast: true, video: false });
+      args[args.indexOf('aac')] = 'libmp3lame';
+      args.splice(args.indexOf('-f', args.indexOf('libmp3lame')), 0, '-ar', '22050');
+      const pub = run('ffmpeg', args);
+      assert.equal(await pub.exited, 0, pub.stderr());
+      const [rec] = await finished(gw);
+      assert.deepEqual(rec.codecs, ['mp3']);
+      const path = join(dir, 'radio.mp4');
+      assert.deepEqual((await streams(path)).map((s) => [s.codec_name, s.sample_rate, s.channels]), [['mp3', '22050', 1]]);
+      await decodesCleanly(path);
+      const t = await tracks(path);
+      assert.equal(t.video, undefined);
+      assert.ok(t.audio && Math.abs(t.audio.end - t.audio.first - SECONDS) <= 0.1, `the audio lasts ${t.audio && t.audio.end - t.audio.first} s`);
+      assert.ok(Math.abs(t.duration - SECONDS) <= 0.1, `ffprobe says ${t.duration} s for ${SECONDS} s published`);
+      assert.ok(!lines.some((l) => l.includes('cannot hold its codecs')), lines.join('\n'));
+    } finally {
+      await gw.close();
+    }
+  });
+});
+
 describe('dvr: on_dvr', () => {
   test('SRS\'s on_dvr body once per finished file, after on_publish, with the publisher\'s fields', async () => {
     const calls: Record<string, unknown>[] = [];
