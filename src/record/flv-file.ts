@@ -22,6 +22,8 @@ export interface FileEncoder {
   add(run: readonly Timed[]): Buffer;
   /** Bytes that end the file, and rewrites of bytes written earlier (durations known only now). */
   end(durationMs: number): { tail: Buffer; patches: { at: number; data: Buffer }[] };
+  /** The publisher's audio is not in the file (MP4 cannot hold that codec, or its header cannot be read). */
+  readonly withoutAudio?: boolean;
 }
 
 /** AMF0 markers (AMF0 spec §2.1). */

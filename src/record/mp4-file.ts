@@ -54,6 +54,7 @@ export class Mp4FileEncoder implements FileEncoder {
   private readonly timescales = new Map<number, number>();
   /** Fragments are cut at video key frames; without video, every AUDIO_FRAGMENT_MS. */
   private video = false;
+  withoutAudio = false;
 
   private constructor(private readonly writer: Mp4Writer, headers: Headers) {
     this.remux = writer.remuxer(headers.video !== null, headers.audio?.codec === AUDIO_AAC);
@@ -71,6 +72,7 @@ export class Mp4FileEncoder implements FileEncoder {
     if (!tracks) return null;
     for (const t of tracks) e.timescales.set(t.id, t.timescale);
     e.video = tracks.some((t) => t.kind === 'video');
+    e.withoutAudio = headers.audio !== null && !tracks.some((t) => t.kind === 'audio');
     e.init = writer.initSegment(tracks as never[]);
     return e;
   }

@@ -62,6 +62,8 @@ export class StreamRecording implements Sink {
   private readonly closing = new Set<Promise<void>>();
   private readonly now: () => number;
   private lastStartMs = -1;
+  /** "Recorded without its audio" was logged (once per publish, not once per segment). */
+  private warnedAudio = false;
 
   constructor(private readonly deps: SessionDeps) {
     this.jitter = deps.config.timeJitter === 'full' ? new JitterCorrector() : null;
@@ -160,6 +162,11 @@ export class StreamRecording implements Sink {
       this.deps.warn(`dvr: ${label(this.deps.name)} is not recorded: ${container.toUpperCase()} cannot hold its codecs (${codecNames(this.headers).join(', ')})`);
       return false;
     }
+    const held = enc.withoutAudio ? { ...this.headers, audio: null } : this.headers;
+    if (enc.withoutAudio && !this.warnedAudio) {
+      this.warnedAudio = true;
+      this.deps.warn(`dvr: ${label(this.deps.name)} is recorded without its audio: ${container.toUpperCase()} cannot hold it (${codecNames(this.headers).join(', ')})`);
+    }
     // Never the same millisecond as the file before: [timestamp] names the file, and a batch that
     // spans two segment cuts (a publisher faster than real time, or a stalled event loop) opened
     // both in one millisecond, the second file overwriting the first under the same name.
@@ -168,7 +175,7 @@ export class StreamRecording implements Sink {
     const finalPath = expandPath(cfg.path, this.deps.name, new Date(startMs));
     const info: RecordingInfo = {
       vhost: this.deps.name.vhost, app: this.deps.name.app, stream: this.deps.name.stream, file: finalPath, container,
-      state: 'recording', startMs, durationMs: 0, bytes: 0, codecs: codecNames(this.headers), endMs: null,
+      state: 'recording', startMs, durationMs: 0, bytes: 0, codecs: codecNames(held), endMs: null,
     };
     const file = new QueuedFile(tmpPathOf(finalPath), (err) => this.failed(file, err));
     const origin = cfg.timeJitter === 'off' ? 0 : raw;

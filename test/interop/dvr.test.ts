@@ -1,10 +1,12 @@
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import http from 'node:http';
 import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfigText } from '../../src/config/index.js';
+import { AUDIO_MP3 } from '../../src/media/packet.js';
 import { Gateway } from '../../src/gateway.js';
 import { memoryLogger } from '../../src/log.js';
 import { ffmpegArgs, publish, run, waitFor } from '../helpers/ffmpeg.js';
@@ -239,6 +241,57 @@ describe('dvr: MP3 audio in MP4', () => {
       assert.ok(t.audio && Math.abs(t.audio.end - t.audio.first - SECONDS) <= 0.1, `the audio lasts ${t.audio && t.audio.end - t.audio.first} s`);
       assert.ok(Math.abs(t.duration - SECONDS) <= 0.1, `ffprobe says ${t.duration} s for ${SECONDS} s published`);
       assert.ok(!lines.some((l) => l.includes('cannot hold its codecs')), lines.join('\n'));
+    } finally {
+      await gw.close();
+    }
+  });
+
+  /** FLV bytes of H.264 (unless audio only) and MP3 from ffmpeg, with each MP3 frame (after the tag's sound byte) through `edit`. */
+  function mp3Flv(seconds: number, video: boolean, edit: (frame: Buffer, i: number) => Buffer): Buffer {
+    const args = ffmpegArgs('pipe:1', { seconds, fast: true, video });
+    args[args.indexOf('aac')] = 'libmp3lame';
+    const r = spawnSync('ffmpeg', args, { maxBuffer: 64 * 1024 * 1024 });
+    assert.equal(r.status, 0, r.stderr.toString());
+    const flv = r.stdout;
+    const out: Buffer[] = [flv.subarray(0, 13)];
+    let n = 0;
+    for (let at = 13; at + 11 <= flv.length;) {
+      const size = flv.readUIntBE(at + 1, 3);
+      const tag = flv.subarray(at, at + 11 + size);
+      let body = tag.subarray(11);
+      if (tag[0] === 8 && (body[0] >> 4) === AUDIO_MP3) body = Buffer.concat([body.subarray(0, 1), edit(body.subarray(1), n++)]);
+      const head = Buffer.from(tag.subarray(0, 11));
+      head.writeUIntBE(body.length, 1, 3);
+      const prev = Buffer.alloc(4);
+      prev.writeUInt32BE(11 + body.length);
+      out.push(head, body, prev);
+      at += 11 + size + 4;
+    }
+    return Buffer.concat(out);
+  }
+
+  test('a broken MP3 publisher (HTTP-FLV): a first frame with a reserved rate leaves a video-only MP4, or none without video; broken later frames are left out; the process goes on', async () => {
+    const { gw, dir, lines } = await startGateway('dvr_plan session; dvr_path DIR/[stream].mp4;');
+    try {
+      const reserved = (f: Buffer) => Buffer.concat([f.subarray(0, 2), Buffer.from([f[2] | 0x0c]), f.subarray(3)]);
+      // Every 5th frame after the first: cut short, free format, no sync word, in turn.
+      const later = (f: Buffer, i: number) => (i === 0 || i % 5 ? f : [f.subarray(0, 40), Buffer.concat([f.subarray(0, 2), Buffer.from([f[2] & 0x0f]), f.subarray(3)]), Buffer.from(f).fill(0, 0, 2)][i % 3]);
+      const post = async (stream: string, body: Buffer) => {
+        const r = await fetch(`http://127.0.0.1:${gw.port('http')}/live/${stream}.flv`, { method: 'POST', body });
+        assert.equal(r.status, 200, await r.text());
+      };
+      await post('firstbad', mp3Flv(10, true, (f, i) => (i === 0 ? reserved(f) : f)));
+      await post('laterbad', mp3Flv(10, true, later));
+      await post('radiobad', mp3Flv(10, false, (f, i) => (i === 0 ? reserved(f) : f)));
+      const list = await finished(gw, 2);
+      assert.deepEqual(list.map((r) => r.file.slice(dir.length + 1)).sort(), ['firstbad.mp4', 'laterbad.mp4']);
+      assert.deepEqual((await streams(join(dir, 'firstbad.mp4'))).map((s) => s.codec_name), ['h264'], 'video only, as before MP3 went into MP4');
+      assert.deepEqual(list.map((r) => r.codecs.join('+')).sort(), ['h264', 'h264+mp3'], 'the API lists what each file holds');
+      assert.equal(lines.filter((l) => l.includes('live/firstbad is recorded without its audio: MP4 cannot hold it (h264, mp3)')).length, 1, lines.join('\n'));
+      assert.deepEqual((await streams(join(dir, 'laterbad.mp4'))).map((s) => s.codec_name), ['h264', 'mp3']);
+      for (const f of ['firstbad.mp4', 'laterbad.mp4']) await decodesCleanly(join(dir, f));
+      assert.ok(lines.some((l) => l.includes('live/radiobad is not recorded: MP4 cannot hold its codecs (mp3)')), lines.join('\n'));
+      assert.equal((await fetch(`http://127.0.0.1:${gw.port('http')}/api/v1/recordings`)).status, 200, 'still serving');
     } finally {
       await gw.close();
     }
