@@ -9,7 +9,7 @@ import { loadConfigText } from '../../src/config/index.js';
 import { AUDIO_MP3 } from '../../src/media/packet.js';
 import { Gateway } from '../../src/gateway.js';
 import { memoryLogger } from '../../src/log.js';
-import { ffmpegArgs, publish, run, waitFor } from '../helpers/ffmpeg.js';
+import { ffmpegArgs, publish, type PublishOptions, run, waitFor } from '../helpers/ffmpeg.js';
 
 /**
  * Recording as a user checks it: ffmpeg publishes generated media over RTMP and over HTTP-FLV,
@@ -153,14 +153,30 @@ for (const ext of ['flv', 'mp4'] as const) describe(`dvr: ffmpeg publishes, the 
   });
 });
 
+/** ffmpeg's publish arguments with MP3 (libmp3lame) for AAC, as old encoders and some hardware boxes send. */
+function mp3Args(url: string, o: PublishOptions): string[] {
+  const args = ffmpegArgs(url, o);
+  args[args.indexOf('aac')] = 'libmp3lame';
+  return args;
+}
+
+/** The codecs ffprobe finds in the HLS VOD playlist of a stream's recordings. */
+async function vodCodecs(gw: Gateway, stream: string): Promise<string[]> {
+  const v = run('ffprobe', ['-v', 'error', '-show_entries', 'stream=codec_name', '-of', 'csv=p=0', `http://127.0.0.1:${gw.port('http')}/recordings/live/${stream}.m3u8`]);
+  assert.equal(await v.exited, 0, v.stderr());
+  return [...new Set(v.stdout().toString().trim().split('\n').filter(Boolean))].sort();
+}
+
+async function publishMp3(args: string[]): Promise<void> {
+  const pub = run('ffmpeg', args);
+  assert.equal(await pub.exited, 0, pub.stderr());
+}
+
 describe('dvr: MP3 audio and the publisher\'s metadata in FLV', () => {
   test('RTMP with MP3 audio, FLV: decodes cleanly, in sync, as long as published; the file carries the publisher\'s onMetaData with its own duration; its VOD plays', async () => {
     const { gw, dir } = await startGateway('dvr_plan session; dvr_path DIR/[stream].flv;');
     try {
-      const args = ffmpegArgs(`rtmp://127.0.0.1:${gw.port('rtmp')}/live/mp3`, { seconds: SECONDS, fast: true, size: '480x270' });
-      args[args.indexOf('aac')] = 'libmp3lame';
-      const pub = run('ffmpeg', args);
-      assert.equal(await pub.exited, 0, pub.stderr());
+      await publishMp3(mp3Args(`rtmp://127.0.0.1:${gw.port('rtmp')}/live/mp3`, { seconds: SECONDS, fast: true, size: '480x270' }));
       const [rec] = await finished(gw);
       assert.deepEqual(rec.codecs, ['h264', 'mp3']);
       const path = join(dir, 'mp3.flv');
@@ -180,10 +196,7 @@ describe('dvr: MP3 audio and the publisher\'s metadata in FLV', () => {
       assert.ok(meta.includes('encoder') && meta.includes('width') && meta.includes('framerate'), 'the publisher\'s fields are in the file\'s onMetaData');
       assert.equal(meta.split('duration').length - 1, 1, 'one duration: the file\'s');
       assert.ok(!meta.includes('filesize'), 'no filesize of the publisher\'s');
-      const vod = `http://127.0.0.1:${gw.port('http')}/recordings/live/mp3.m3u8`;
-      const v = run('ffprobe', ['-v', 'error', '-show_entries', 'stream=codec_name', '-of', 'csv=p=0', vod]);
-      assert.equal(await v.exited, 0, v.stderr());
-      assert.deepEqual([...new Set(v.stdout().toString().trim().split('\n').filter(Boolean))].sort(), ['h264', 'mp3'], 'TS segments carry the MP3 track');
+      assert.deepEqual(await vodCodecs(gw, 'mp3'), ['h264', 'mp3'], 'TS segments carry the MP3 track');
     } finally {
       await gw.close();
     }
@@ -201,10 +214,7 @@ describe('dvr: MP3 audio in MP4', () => {
   test('RTMP with H.264 + MP3, MP4: both tracks (h264, mp3), decodes cleanly, in sync, as long as published; the API says mp3; its VOD plays both', async () => {
     const { gw, dir } = await startGateway('dvr_plan session; dvr_path DIR/[stream].mp4;');
     try {
-      const args = ffmpegArgs(`rtmp://127.0.0.1:${gw.port('rtmp')}/live/mp3mp4`, { seconds: SECONDS, fast: true });
-      args[args.indexOf('aac')] = 'libmp3lame';
-      const pub = run('ffmpeg', args);
-      assert.equal(await pub.exited, 0, pub.stderr());
+      await publishMp3(mp3Args(`rtmp://127.0.0.1:${gw.port('rtmp')}/live/mp3mp4`, { seconds: SECONDS, fast: true }));
       const [rec] = await finished(gw);
       assert.deepEqual(rec.codecs, ['h264', 'mp3']);
       const path = join(dir, 'mp3mp4.mp4');
@@ -214,10 +224,7 @@ describe('dvr: MP3 audio in MP4', () => {
       assertInSync('mp3mp4.mp4', t);
       assert.ok(Math.abs(t.duration - SECONDS) <= 0.1, `ffprobe says ${t.duration} s for ${SECONDS} s published`);
       assert.ok(Math.abs(t.audio!.end - t.audio!.first - SECONDS) <= 0.1, `the audio lasts ${t.audio!.end - t.audio!.first} s`);
-      const vod = `http://127.0.0.1:${gw.port('http')}/recordings/live/mp3mp4.m3u8`;
-      const v = run('ffprobe', ['-v', 'error', '-show_entries', 'stream=codec_name', '-of', 'csv=p=0', vod]);
-      assert.equal(await v.exited, 0, v.stderr());
-      assert.deepEqual([...new Set(v.stdout().toString().trim().split('\n').filter(Boolean))].sort(), ['h264', 'mp3'], 'the byte-range VOD of the file carries the MP3 track');
+      assert.deepEqual(await vodCodecs(gw, 'mp3mp4'), ['h264', 'mp3'], 'the byte-range VOD of the file carries the MP3 track');
     } finally {
       await gw.close();
     }
@@ -226,11 +233,9 @@ describe('dvr: MP3 audio in MP4', () => {
   test('RTMP with MP3 alone (22.05 kHz, MPEG-2), MP4: one mp3 track, decodes cleanly, as long as published', async () => {
     const { gw, dir, lines } = await startGateway('dvr_plan session; dvr_path DIR/[stream].mp4;');
     try {
-      const args = ffmpegArgs(`rtmp://127.0.0.1:${gw.port('rtmp')}/live/radio`, { seconds: SECONDS, fast: true, video: false });
-      args[args.indexOf('aac')] = 'libmp3lame';
+      const args = mp3Args(`rtmp://127.0.0.1:${gw.port('rtmp')}/live/radio`, { seconds: SECONDS, fast: true, video: false });
       args.splice(args.indexOf('-f', args.indexOf('libmp3lame')), 0, '-ar', '22050');
-      const pub = run('ffmpeg', args);
-      assert.equal(await pub.exited, 0, pub.stderr());
+      await publishMp3(args);
       const [rec] = await finished(gw);
       assert.deepEqual(rec.codecs, ['mp3']);
       const path = join(dir, 'radio.mp4');
@@ -248,9 +253,7 @@ describe('dvr: MP3 audio in MP4', () => {
 
   /** FLV bytes of H.264 (unless audio only) and MP3 from ffmpeg, with each MP3 frame (after the tag's sound byte) through `edit`. */
   function mp3Flv(seconds: number, video: boolean, edit: (frame: Buffer, i: number) => Buffer): Buffer {
-    const args = ffmpegArgs('pipe:1', { seconds, fast: true, video });
-    args[args.indexOf('aac')] = 'libmp3lame';
-    const r = spawnSync('ffmpeg', args, { maxBuffer: 64 * 1024 * 1024 });
+    const r = spawnSync('ffmpeg', mp3Args('pipe:1', { seconds, fast: true, video }), { maxBuffer: 64 * 1024 * 1024 });
     assert.equal(r.status, 0, r.stderr.toString());
     const flv = r.stdout;
     const out: Buffer[] = [flv.subarray(0, 13)];
