@@ -1,9 +1,9 @@
 /**
  * From hub packets to fMP4 tracks and samples: video read through `videoFrame` (whatever FLV
- * flavour carried it), AAC through its AudioSpecificConfig, MP3 (opt-in) through its first frame. A sample's duration is the distance
- * to the next one of its track, so the last sample of each track waits until the next arrives or
- * the caller cuts (`take`), where the cut time (video) or the codec's frame length (audio) gives
- * it. Pure: packets in, samples out.
+ * flavour carried it), AAC through its AudioSpecificConfig, MP3 (opt-in) through its first frame.
+ * A sample's duration is the distance to the next one of its track, so the last sample of each
+ * track waits until the next arrives or the caller cuts (`take`), where the cut time (video) or
+ * the codec's frame length (audio) gives it. Pure: packets in, samples out.
  */
 import { AacError, FLV_AAC_PREFIX_BYTES, parseAudioSpecificConfig } from '../aac.js';
 import { Av1Error, parseAv1c } from '../av1.js';
