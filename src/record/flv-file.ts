@@ -24,6 +24,8 @@ export interface FileEncoder {
   end(durationMs: number): { tail: Buffer; patches: { at: number; data: Buffer }[] };
   /** The publisher's audio is not in the file (MP4 cannot hold that codec, or its header cannot be read). */
   readonly withoutAudio?: boolean;
+  /** A track that appeared just after the file began (a sequence header, or MP3's first frame): whether the file takes it. FLV always does. */
+  join?(p: MediaPacket): boolean;
 }
 
 /** AMF0 markers (AMF0 spec §2.1). */

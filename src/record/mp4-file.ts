@@ -2,6 +2,7 @@ import { AUDIO_AAC, AUDIO_MP3, type MediaPacket } from '../media/packet.js';
 import { videoFrame } from '../media/video.js';
 import type { FileEncoder, Headers, Timed } from './flv-file.js';
 import { childBoxes } from '../media/mp4/box.js';
+import { LATE_TRACK_MS } from './session.js';
 
 /**
  * The fMP4 writer (src/media/mp4/) as this file uses it, by shape: tracks and samples in, init
@@ -23,6 +24,9 @@ export interface Mp4Writer {
   mediaSegment(sequence: number, runs: readonly never[]): Buffer;
   remuxer(wantVideo: boolean, wantAudio: boolean): Mp4RemuxerLike;
 }
+
+/** A track that appears this soon after a file began joins it (session.ts): the moov of video alone waits this long. */
+const JOIN_WINDOW_MS = LATE_TRACK_MS;
 
 /** Audio-only fragments (no key frames to cut at) are cut this often; issue's "one moof+mdat per GOP or per second". */
 const AUDIO_FRAGMENT_MS = 1000;
@@ -55,6 +59,12 @@ export class Mp4FileEncoder implements FileEncoder {
   /** Fragments are cut at video key frames; without video, every AUDIO_FRAGMENT_MS. */
   private video = false;
   withoutAudio = false;
+  /**
+   * Video without audio yet: the moov (and with it the first fragment) waits up to JOIN_WINDOW_MS
+   * for an audio track that joins the file (MP3's first frame can come after the first key frame).
+   */
+  private joinable = false;
+  private initOut = false;
 
   private constructor(private readonly writer: Mp4Writer, headers: Headers) {
     this.remux = writer.remuxer(headers.video !== null, headers.audio?.codec === AUDIO_AAC);
@@ -70,14 +80,40 @@ export class Mp4FileEncoder implements FileEncoder {
     const e = new Mp4FileEncoder(writer, headers);
     const tracks = e.remux.tracks();
     if (!tracks) return null;
-    for (const t of tracks) e.timescales.set(t.id, t.timescale);
+    e.setTracks(tracks);
     e.video = tracks.some((t) => t.kind === 'video');
-    e.withoutAudio = headers.audio !== null && !tracks.some((t) => t.kind === 'audio');
-    e.init = writer.initSegment(tracks as never[]);
+    const audio = tracks.some((t) => t.kind === 'audio');
+    e.withoutAudio = headers.audio !== null && !audio;
+    e.joinable = e.video && !audio;
     return e;
   }
 
   begin(): Buffer {
+    return this.joinable ? Buffer.alloc(0) : this.writeInit();
+  }
+
+  /**
+   * An audio track that appears just after the file began (AAC's sequence header, or MP3's first
+   * frame): true when it is in the file, which it can be while the moov is not written yet.
+   */
+  join(p: MediaPacket): boolean {
+    if (!this.joinable || this.initOut || p.kind !== 'audio') return false;
+    if (p.codec === AUDIO_MP3 && p.data.length > 1) this.remux.setMp3(p.data.subarray(1));
+    else if (p.header) this.remux.push(p, 0);
+    const tracks = this.remux.tracks();
+    if (!tracks?.some((t) => t.kind === 'audio')) return false;
+    this.setTracks(tracks);
+    this.joinable = false;
+    return true;
+  }
+
+  private setTracks(tracks: Mp4TrackLike[]): void {
+    for (const t of tracks) this.timescales.set(t.id, t.timescale);
+    this.init = this.writer.initSegment(tracks as never[]);
+  }
+
+  private writeInit(): Buffer {
+    this.initOut = true;
     this.length = this.init.length;
     return this.init;
   }
@@ -88,7 +124,8 @@ export class Mp4FileEncoder implements FileEncoder {
     for (const { p, t } of run) {
       const key = this.video && p.kind === 'video' && videoFrame(p)?.key === true;
       const due = this.fragStartMs >= 0 && (key || t - this.fragStartMs >= limit);
-      if (due && this.remux.holding) out.push(this.fragment(t));
+      const waiting = this.joinable && !this.initOut && t - this.fragStartMs < JOIN_WINDOW_MS;
+      if (due && !waiting && this.remux.holding) out.push(this.fragment(t));
       if (this.remux.push(p, t) && this.fragStartMs < 0) this.fragStartMs = t;
     }
     return out.length === 1 ? out[0] : Buffer.concat(out);
@@ -96,12 +133,14 @@ export class Mp4FileEncoder implements FileEncoder {
 
   end(durationMs: number): { tail: Buffer; patches: { at: number; data: Buffer }[] } {
     const parts: Buffer[] = [];
+    if (!this.initOut) parts.push(this.writeInit());
     if (this.remux.holding) parts.push(this.fragment());
     parts.push(this.mfra());
     return { tail: Buffer.concat(parts), patches: durationPatches(this.init, durationMs) };
   }
 
   private fragment(untilMs?: number): Buffer {
+    const head = this.initOut ? null : this.writeInit();
     const runs = this.remux.take(untilMs);
     const times = new Map<number, number>();
     for (const r of runs) if (r.samples.length > 0) times.set(r.track.id, r.samples[0].dts);
@@ -110,7 +149,7 @@ export class Mp4FileEncoder implements FileEncoder {
     if (this.index.length < MAX_INDEXED_FRAGMENTS) this.index.push({ times, moofAt: this.length });
     this.length += frag.length;
     this.fragStartMs = untilMs ?? -1;
-    return frag;
+    return head ? Buffer.concat([head, frag]) : frag;
   }
 
   /** mfra: per track a tfra (v1: 64-bit time and offset; traf, trun and sample number 1 each, in 1 byte), then mfro. */

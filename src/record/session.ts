@@ -16,7 +16,7 @@ export const DVR_RETRY_MS = 2000;
 const BEFORE_ORIGIN = 0xc0000000;
 
 /** A track first seen this far into a file starts a new file (see header()). */
-const LATE_TRACK_MS = 1000;
+export const LATE_TRACK_MS = 1000;
 
 export interface SessionDeps {
   name: StreamName;
@@ -63,7 +63,7 @@ export class StreamRecording implements Sink {
   private readonly now: () => number;
   private lastStartMs = -1;
   /** "Recorded without its audio" was logged (once per publish, not once per segment). */
-  private warnedAudio = false;
+  private warnedTrack = false;
 
   constructor(private readonly deps: SessionDeps) {
     this.jitter = deps.config.timeJitter === 'full' ? new JitterCorrector() : null;
@@ -121,16 +121,28 @@ export class StreamRecording implements Sink {
     const slot = p.kind === 'video' ? 'video' : 'audio';
     const old = this.headers[slot];
     this.headers = { ...this.headers, [slot]: p };
-    if (this.current && old && !old.data.equals(p.data)) {
-      this.flush(run);
-      this.finish();
-    } else if (this.current && !old && this.current.lastT - this.current.firstT >= LATE_TRACK_MS) {
-      // A track that appears after the file began is not in its header (FLV flags, MP4 moov):
-      // a new file has it. One that appears at once (MP3's first frame after the first key
-      // frame) is written into the file it joins.
-      this.flush(run);
-      this.finish();
-    }
+    if (!this.current) return;
+    // What came before the header belongs to the file as it is (the caller starts a new run).
+    this.flush(run);
+    if (old && !old.data.equals(p.data)) this.finish();
+    // A track that appears after the file began is not in its header (FLV flags, MP4 moov):
+    // a new file has it. One that appears at once (MP3's first frame after the first key
+    // frame) is written into the file it joins.
+    else if (!old && this.current.lastT - this.current.firstT >= LATE_TRACK_MS) this.finish();
+    else if (!old) this.joinTrack(p);
+  }
+
+  /** A track that appears at once joins the file: the API then lists its codec, or a line says the file goes on without it. */
+  private joinTrack(p: MediaPacket): void {
+    const cur = this.current!;
+    if (cur.enc.join?.(p) ?? true) cur.info.codecs = codecNames(this.headers);
+    else this.warnWithout(p.kind === 'video' ? 'video' : 'audio', `it came after the ${cur.info.container.toUpperCase()} file began`);
+  }
+
+  private warnWithout(kind: 'video' | 'audio', why: string): void {
+    if (this.warnedTrack) return;
+    this.warnedTrack = true;
+    this.deps.warn(`dvr: ${label(this.deps.name)} is recorded without its ${kind}: ${why}`);
   }
 
   private shouldCut(p: MediaPacket, raw: number): boolean {
@@ -163,10 +175,7 @@ export class StreamRecording implements Sink {
       return false;
     }
     const held = enc.withoutAudio ? { ...this.headers, audio: null } : this.headers;
-    if (enc.withoutAudio && !this.warnedAudio) {
-      this.warnedAudio = true;
-      this.deps.warn(`dvr: ${label(this.deps.name)} is recorded without its audio: ${container.toUpperCase()} cannot hold it (${codecNames(this.headers).join(', ')})`);
-    }
+    if (enc.withoutAudio) this.warnWithout('audio', `${container.toUpperCase()} cannot hold it (${codecNames(this.headers).join(', ')})`);
     // Never the same millisecond as the file before: [timestamp] names the file, and a batch that
     // spans two segment cuts (a publisher faster than real time, or a stalled event loop) opened
     // both in one millisecond, the second file overwriting the first under the same name.
@@ -181,7 +190,8 @@ export class StreamRecording implements Sink {
     const origin = cfg.timeJitter === 'off' ? 0 : raw;
     const t0 = cfg.timeJitter === 'off' ? raw : 0;
     this.current = { file, enc, finalPath, info, origin, firstT: t0, lastT: t0 };
-    file.write(enc.begin());
+    const head = enc.begin();
+    if (head.length > 0) file.write(head);
     this.deps.opened(info);
     return true;
   }

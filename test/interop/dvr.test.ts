@@ -230,6 +230,25 @@ describe('dvr: MP3 audio in MP4', () => {
     }
   });
 
+  test('MP3 that starts 400 ms after the video (its first frame after the first key frame): the MP4 still has both tracks, the audio from 0.4 s', async () => {
+    const { gw, dir, lines } = await startGateway('dvr_plan session; dvr_path DIR/[stream].mp4;');
+    try {
+      const args = mp3Args(`rtmp://127.0.0.1:${gw.port('rtmp')}/live/late`, { seconds: 10, fast: true });
+      args.splice(args.indexOf('sine=frequency=440:sample_rate=44100') - 3, 0, '-itsoffset', '0.4');
+      await publishMp3(args);
+      const [rec] = await finished(gw);
+      assert.deepEqual(rec.codecs, ['h264', 'mp3']);
+      const path = join(dir, 'late.mp4');
+      await decodesCleanly(path);
+      const t = await tracks(path);
+      assert.ok(t.video && t.audio, `both tracks: ${lines.join('\n')}`);
+      assert.ok(t.video.first <= 0.05 && Math.abs(t.audio.first - 0.4) <= 0.05, `video from ${t.video.first} s, audio from ${t.audio.first} s`);
+      assert.ok(Math.abs(t.video.end - t.audio.end) <= 0.1, `video ends at ${t.video.end}, audio at ${t.audio.end}`);
+    } finally {
+      await gw.close();
+    }
+  });
+
   test('RTMP with MP3 alone (22.05 kHz, MPEG-2), MP4: one mp3 track, decodes cleanly, as long as published', async () => {
     const { gw, dir, lines } = await startGateway('dvr_plan session; dvr_path DIR/[stream].mp4;');
     try {

@@ -118,7 +118,8 @@ describe('MP3 in fMP4 (recordings)', () => {
     for (const b of broken) {
       const enc = mp4Encoder({ video, audio: mp3(b) });
       assert.ok(enc, 'the video is still recorded');
-      const init = enc.begin();
+      // Video alone holds its moov back for a track that may join (up to 1 s): the file's bytes, begin to end.
+      const init = Buffer.concat([enc.begin(), enc.end(0).tail]);
       assert.equal(init.toString('latin1').split('trak').length - 1, 1, 'one track: video');
       assert.equal(mp4Encoder({ video: null, audio: mp3(b) }), null, 'MP3 alone with a broken header: no file');
     }
@@ -126,5 +127,26 @@ describe('MP3 in fMP4 (recordings)', () => {
     assert.equal(rx.setMp3(good), true);
     for (const b of broken) assert.equal(rx.push(mp3(b), 0), false, 'a broken frame is no sample');
     assert.equal(rx.push(mp3(good), 0), true);
+  });
+
+  test('MP3 that joins a video-only file: taken while the moov waits (its first second), refused once the moov is out', () => {
+    const pkts = flvPackets(44100, 2);
+    const video = pkts.find((p) => p.header)!;
+    const firstAudio = pkts.find((p) => p.kind === 'audio')!;
+    const frames = pkts.filter((p) => p.kind === 'video' && !p.header);
+    const enc = mp4Encoder({ video, audio: null })!;
+    assert.equal(enc.begin().length, 0, 'no moov yet');
+    // Half a second of video (a key frame at 0 only): no fragment while a track may still join.
+    assert.equal(enc.add(frames.slice(0, 13).map((p, i) => ({ p, t: i * 40 }))).length, 0);
+    assert.equal(enc.join!(firstAudio), true);
+    const out = Buffer.concat([enc.add(frames.slice(13, 40).map((p, i) => ({ p, t: (13 + i) * 40 }))), enc.end(1600).tail]);
+    assert.equal(out.toString('latin1').split('trak').length - 1, 2, 'video and MP3 in the moov');
+    assert.equal(enc.join!(firstAudio), false, 'the moov is written: too late');
+
+    const late = mp4Encoder({ video, audio: null })!;
+    late.begin();
+    const first = late.add(frames.slice(0, 40).map((p, i) => ({ p, t: i * 40 })));
+    assert.ok(first.length > 0 && first.toString('latin1', 4, 8) === 'ftyp', 'past the first second the moov and the first fragment are out');
+    assert.equal(late.join!(firstAudio), false);
   });
 });

@@ -4,7 +4,7 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { makeBatch } from '../../../src/live/types.js';
-import type { MediaPacket } from '../../../src/media/packet.js';
+import { AUDIO_MP3, type MediaPacket } from '../../../src/media/packet.js';
 import { FlvDemuxer } from '../../../src/media/flv/demuxer.js';
 import { FlvFileEncoder } from '../../../src/record/flv-file.js';
 import { StreamRecording } from '../../../src/record/session.js';
@@ -83,5 +83,30 @@ describe('dvr plans', () => {
       await rec.settled();
       for (const d of done.slice(0, -1)) assert.ok(Math.abs(d.durationMs! - expect) <= 80, `wait ${wait}: ${done.map((x) => x.durationMs)}`);
     }
+  });
+
+  test('a header inside a batch (a repeated one, or MP3\'s first frame joining) costs none of the packets before it; the joined codec is listed', async () => {
+    const { rec, done, dir } = recording({ plan: 'session' });
+    const pkts = [...syntheticStream(3000, { gop: 25 })];
+    const aacHeader = pkts.find((p) => p.kind === 'audio' && p.header)!;
+    const middle = pkts.findIndex((p) => p.dts >= 1500);
+    // One batch: the encoder repeats its AAC header halfway (OBS does at a reconnect).
+    rec.write(makeBatch([...pkts.slice(0, middle), aacHeader, ...pkts.slice(middle)]));
+    rec.end('unpublished');
+    await rec.settled();
+    const frames = (list: MediaPacket[]) => list.filter((p) => p.kind !== 'script' && !p.header).length;
+    assert.equal(frames(new FlvDemuxer().push(readFileSync(join(dir, readdirSync(dir)[0])))), frames(pkts), 'every frame is in the file');
+    assert.deepEqual(done[0].codecs, ['h264', 'aac']);
+
+    const late = recording({ plan: 'session' });
+    const video = [...syntheticStream(3000, { gop: 25, audio: false })];
+    const at = video.findIndex((p) => p.dts >= 300);
+    const mp3: MediaPacket = { kind: 'audio', codec: AUDIO_MP3, dts: 300, cts: 0, keyframe: false, header: false, data: Buffer.from([0x2f, 0xff, 0xfb, 0x90, 0x44, 0, 0]) };
+    late.rec.write(makeBatch([...video.slice(0, at), mp3, ...video.slice(at)]));
+    late.rec.end('unpublished');
+    await late.rec.settled();
+    const got = new FlvDemuxer().push(readFileSync(join(late.dir, readdirSync(late.dir)[0])));
+    assert.equal(frames(got), frames(video) + 1, 'every video frame and the MP3 frame');
+    assert.deepEqual(late.done[0].codecs, ['h264', 'mp3'], 'a track that joins the file is listed');
   });
 });
