@@ -12,6 +12,7 @@ import {
   startNginx,
   startNms,
   startSeedKoa,
+  startNodeFloor,
   startStreamgate,
   startUpstream,
   type Peer,
@@ -127,7 +128,9 @@ const HTTP_WORKLOADS: HttpWorkload[] = [
   {
     id: 'api',
     title: '/api/ proxied to a small upstream (wrk)',
-    peers: ['nginx', 'nginx-keepalive', 'caddy', 'seed-koa'],
+    // node-floor: bytes relayed verbatim by Node, no HTTP at all (peers/node-floor.ts), the
+    // least any proxy on this runtime can cost; no target, it is there to be read against.
+    peers: ['nginx', 'nginx-keepalive', 'caddy', 'seed-koa', 'node-floor'],
     targets: { caddy: 1.0, nginx: 1.0, 'seed-koa': 3 },
     run: (p, s) => wrk({ url: `http://127.0.0.1:${p.http}${API_PATH}`, conns: s.conns, seconds: s.seconds }),
   },
@@ -153,6 +156,8 @@ const HTTP_WORKLOADS: HttpWorkload[] = [
  * default batching. The seed Koa app has no access log, so it is left out.
  */
 const LOG_OFF = 'streamgate-log-off';
+/** Peers with no access log to turn on: the seed's Koa app and Node's floor. */
+const UNLOGGED = new Set(['seed-koa', 'node-floor']);
 
 function withLogs(w: HttpWorkload): HttpWorkload {
   // streamgate with its log off runs in the same rounds: the log's cost is then a per-round ratio of
@@ -160,8 +165,8 @@ function withLogs(w: HttpWorkload): HttpWorkload {
   // the same process with its log switched off by a reload, not a second one: two streamgates
   // started alike differed by up to 40% on the HTTP/2 row (measured: 97k against 140k req/s, log
   // off in both, for as long as both ran), which would read as the log's cost.
-  const peers = [...w.peers.filter((p) => p !== 'seed-koa'), LOG_OFF];
-  const targets = Object.fromEntries(Object.entries(w.targets).filter(([p]) => p !== 'seed-koa'));
+  const peers = [...w.peers.filter((p) => !UNLOGGED.has(p)), LOG_OFF];
+  const targets = Object.fromEntries(Object.entries(w.targets).filter(([p]) => !UNLOGGED.has(p)));
   return { ...w, id: `${w.id}-logs`, title: `${w.title}, access logs on`, peers, targets };
 }
 
@@ -178,6 +183,7 @@ async function startHttpPeers(base: string, site: Site, upstream: number, names:
   if (names.has('nginx-keepalive')) peers.set('nginx-keepalive', await startNginx(base, site, upstream, true, undefined, logs));
   if (names.has('caddy')) peers.set('caddy', await startCaddy(base, site, upstream, logs));
   if (names.has('seed-koa')) peers.set('seed-koa', await startSeedKoa(site, upstream));
+  if (names.has('node-floor')) peers.set('node-floor', await startNodeFloor(upstream));
   if (names.has(LOG_OFF)) {
     sg.before = () => sg.setLog(true);
     peers.set(LOG_OFF, { ...sg, name: LOG_OFF, before: () => sg.setLog(false) });
@@ -208,7 +214,7 @@ async function runHttp(s: Settings, workloads: HttpWorkload[], peers: Map<string
     // Only the Node servers need it (JIT, lazy modules); NGINX and Caddy serve at full speed from the start.
     log(`warm-up: ${s.warmupSeconds}s per Node server and workload`);
     for (const w of workloads) {
-      for (const name of ['streamgate', ...w.peers].filter((n) => n === 'streamgate' || n === LOG_OFF || n === 'seed-koa')) {
+      for (const name of ['streamgate', ...w.peers].filter((n) => n === 'streamgate' || n === LOG_OFF || n === 'seed-koa' || n === 'node-floor')) {
         const peer = peers.get(name)!;
         await peer.before?.();
         await w.run(peer, { ...s, seconds: s.warmupSeconds });

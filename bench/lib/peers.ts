@@ -15,6 +15,7 @@ import { freePort, freePorts, startProc, waitPort, LOAD_CORE, SERVER_CORE, type 
 export const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const CLI = join(REPO_ROOT, 'dist/src/cli.js');
 const SEED_KOA = join(REPO_ROOT, 'dist/bench/peers/seed-koa.js');
+const NODE_FLOOR = join(REPO_ROOT, 'dist/bench/peers/node-floor.js');
 const NMS = join(REPO_ROOT, 'node_modules/node-media-server/bin/app.js');
 
 export const PLAYLIST_PATH = '/live/livestream.m3u8';
@@ -199,6 +200,14 @@ export async function startSeedKoa(site: Site, upstream: number): Promise<Peer> 
   const proc = startProc('seed-koa', SERVER_CORE, process.execPath, [SEED_KOA, String(http), site.root, `http://127.0.0.1:${upstream}`]);
   await waitPort(http, proc);
   return { name: 'seed-koa', http, https: null, proc };
+}
+
+/** The verbatim byte relay of peers/node-floor.ts: Node's own floor for the proxy row. */
+export async function startNodeFloor(upstream: number): Promise<Peer> {
+  const http = await freePort();
+  const proc = startProc('node-floor', SERVER_CORE, process.execPath, [NODE_FLOOR, String(http), String(upstream)]);
+  await waitPort(http, proc);
+  return { name: 'node-floor', http, https: null, proc };
 }
 
 export interface StreamgateOptions {
