@@ -32,7 +32,10 @@ test('benchmark smoke run: every workload gives streamgate and each peer a figur
     // The CPU-capped group is gone with the run, under either cgroup layout.
     for (const root of ['/sys/fs/cgroup/cpu', '/sys/fs/cgroup']) assert.equal(existsSync(join(root, capGroupName(child.pid!))), false, `${root}: the capped group was left behind`);
     const report = JSON.parse(readFileSync(join(out, 'latest.json'), 'utf8')) as Report;
-    assert.ok(readFileSync(join(out, 'latest.md'), 'utf8').includes('| workload |'));
+    const md = readFileSync(join(out, 'latest.md'), 'utf8');
+    assert.ok(md.includes('| workload |'));
+    // Every uncapped HTTP row beside its logs-on run, with what the log cost.
+    assert.match(md, /### Logs off and on\n\n\| workload .*\n\|---.*\n(\| .* \| \d+% \|\n){5}/);
 
     const ids = report.rows.map((r) => r.id);
     assert.deepEqual(ids, ['m3u8', 'ts', 'ts-capped', 'api', 'https-h1', 'https-h2', 'm3u8-logs', 'ts-logs', 'ts-capped-logs', 'api-logs', 'https-h1-logs', 'https-h2-logs', 'flv-fanout', 'flv-memory', 'flv-ttff', 'flv-latency', 'front-m3u8', 'front-ts', 'flv-front', 'hls', 'll-hls', 'dvr']);
