@@ -14,6 +14,11 @@ import { freePort, freePorts, startProc, waitPort, LOAD_CORE, SERVER_CORE, type 
 /** The repository root, seen from dist/bench/lib/. */
 export const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const CLI = join(REPO_ROOT, 'dist/src/cli.js');
+
+/** node's arguments for a streamgate on `conf`, with the options `npm start` gives it. */
+export function streamgateArgs(conf: string, nodeArgs: string[] = []): string[] {
+  return ['--max-semi-space-size=16', ...nodeArgs, CLI, '-c', conf];
+}
 const SEED_KOA = join(REPO_ROOT, 'dist/bench/peers/seed-koa.js');
 const NODE_FLOOR = join(REPO_ROOT, 'dist/bench/peers/node-floor.js');
 const NMS = join(REPO_ROOT, 'node_modules/node-media-server/bin/app.js');
@@ -246,7 +251,7 @@ vhost __defaultVhost__ {
 `;
   let logs = o.logs === true;
   writeFileSync(file, conf(logs));
-  const proc = startProc('streamgate', SERVER_CORE, process.execPath, [...(o.nodeArgs ?? []), CLI, '-c', file], { cwd: dir });
+  const proc = startProc('streamgate', SERVER_CORE, process.execPath, streamgateArgs(file, o.nodeArgs), { cwd: dir });
   await waitPort(http, proc);
   const setLog = async (on: boolean): Promise<void> => {
     if (on === logs) return;
