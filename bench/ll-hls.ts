@@ -1,7 +1,7 @@
 import http from 'node:http';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { REPO_ROOT } from './lib/peers.js';
+import { streamgateArgs } from './lib/peers.js';
 import { freePorts, LOAD_CORE, type Proc, rssBytes, SERVER_CORE, sleep, startProc, treeCpuSeconds, waitPort } from './lib/procs.js';
 import type { Row } from './lib/report.js';
 
@@ -13,7 +13,6 @@ import type { Row } from './lib/report.js';
  * and whether any reload failed. Bounded: N clients, `seconds` of load, one request each at a time.
  */
 
-const CLI = join(REPO_ROOT, 'dist/src/cli.js');
 const PART_S = 0.333;
 const HINT = /#EXT-X-PRELOAD-HINT:TYPE=PART,URI="[^"]*-(\d+)\.(\d+)\.m4s/;
 
@@ -67,7 +66,7 @@ access_log off;
 limits { max_streams 0; max_players 0; hls_held_requests ${Math.max(8192, s.clients * 2)}; }
 vhost __defaultVhost__ { play { mw_latency 0; } hls { enabled on; hls_fragment 1; hls_window 6; hls_ll on; hls_part ${PART_S}; } }
 `);
-  const sg = startProc('streamgate-ll', SERVER_CORE, process.execPath, [CLI, '-c', conf], { cwd: dir });
+  const sg = startProc('streamgate-ll', SERVER_CORE, process.execPath, streamgateArgs(conf), { cwd: dir });
   const agent = new http.Agent({ keepAlive: true, maxSockets: s.clients + 10 });
   let pub: Proc | null = null;
   try {

@@ -12,6 +12,7 @@ import {
   startNginx,
   startNms,
   startSeedKoa,
+  startNodeFloor,
   startStreamgate,
   startUpstream,
   type Peer,
@@ -37,7 +38,7 @@ const LL_HLS_CLIENTS = 1000;
  *
  *   --smoke         tiny counts: proves every peer starts and every workload runs (< 60 s)
  *   --only=a,b      run only these workloads (m3u8, ts, ts-capped, api, https-h1, https-h2, fanout, nms, hls, ll-hls, dvr, front,
- *                   logs: the uncapped HTTP rows again with every server's access log on)
+ *                   logs: the HTTP rows again with every server's access log on)
  *   --out=DIR       where latest.md/latest.json go (default bench/results; smoke: a temp dir)
  *   --no-profile    skip the --cpu-prof pass for targets not met
  *   --steps=1000,…  fan-out steps for streamgate; --nms-steps=… for node-media-server
@@ -127,7 +128,9 @@ const HTTP_WORKLOADS: HttpWorkload[] = [
   {
     id: 'api',
     title: '/api/ proxied to a small upstream (wrk)',
-    peers: ['nginx', 'nginx-keepalive', 'caddy', 'seed-koa'],
+    // node-floor: bytes relayed verbatim by Node, no HTTP at all (peers/node-floor.ts), the
+    // least any proxy on this runtime can cost; no target, it is there to be read against.
+    peers: ['nginx', 'nginx-keepalive', 'caddy', 'seed-koa', 'node-floor'],
     targets: { caddy: 1.0, nginx: 1.0, 'seed-koa': 3 },
     run: (p, s) => wrk({ url: `http://127.0.0.1:${p.http}${API_PATH}`, conns: s.conns, seconds: s.seconds }),
   },
@@ -148,11 +151,13 @@ const HTTP_WORKLOADS: HttpWorkload[] = [
 ];
 
 /**
- * The uncapped HTTP rows again with every server's access log on, to a file: NGINX buffered
+ * The HTTP rows again (the capped one too) with every server's access log on, to a file: NGINX buffered
  * (`buffer=64k flush=1s`, what a careful operator sets), Caddy's `log` directive, streamgate's
- * default batching. The seed Koa app has no access log, so it is left out.
+ * default batching. The seed Koa app and the Node floor have no access log, so they are left out.
  */
 const LOG_OFF = 'streamgate-log-off';
+/** Peers with no access log to turn on: the seed's Koa app and Node's floor. */
+const UNLOGGED = new Set(['seed-koa', 'node-floor']);
 
 function withLogs(w: HttpWorkload): HttpWorkload {
   // streamgate with its log off runs in the same rounds: the log's cost is then a per-round ratio of
@@ -160,8 +165,8 @@ function withLogs(w: HttpWorkload): HttpWorkload {
   // the same process with its log switched off by a reload, not a second one: two streamgates
   // started alike differed by up to 40% on the HTTP/2 row (measured: 97k against 140k req/s, log
   // off in both, for as long as both ran), which would read as the log's cost.
-  const peers = [...w.peers.filter((p) => p !== 'seed-koa'), LOG_OFF];
-  const targets = Object.fromEntries(Object.entries(w.targets).filter(([p]) => p !== 'seed-koa'));
+  const peers = [...w.peers.filter((p) => !UNLOGGED.has(p)), LOG_OFF];
+  const targets = Object.fromEntries(Object.entries(w.targets).filter(([p]) => !UNLOGGED.has(p)));
   return { ...w, id: `${w.id}-logs`, title: `${w.title}, access logs on`, peers, targets };
 }
 
@@ -178,6 +183,7 @@ async function startHttpPeers(base: string, site: Site, upstream: number, names:
   if (names.has('nginx-keepalive')) peers.set('nginx-keepalive', await startNginx(base, site, upstream, true, undefined, logs));
   if (names.has('caddy')) peers.set('caddy', await startCaddy(base, site, upstream, logs));
   if (names.has('seed-koa')) peers.set('seed-koa', await startSeedKoa(site, upstream));
+  if (names.has('node-floor')) peers.set('node-floor', await startNodeFloor(upstream));
   if (names.has(LOG_OFF)) {
     sg.before = () => sg.setLog(true);
     peers.set(LOG_OFF, { ...sg, name: LOG_OFF, before: () => sg.setLog(false) });
@@ -208,7 +214,7 @@ async function runHttp(s: Settings, workloads: HttpWorkload[], peers: Map<string
     // Only the Node servers need it (JIT, lazy modules); NGINX and Caddy serve at full speed from the start.
     log(`warm-up: ${s.warmupSeconds}s per Node server and workload`);
     for (const w of workloads) {
-      for (const name of ['streamgate', ...w.peers].filter((n) => n === 'streamgate' || n === LOG_OFF || n === 'seed-koa')) {
+      for (const name of ['streamgate', ...w.peers].filter((n) => n === 'streamgate' || n === LOG_OFF || n === 'seed-koa' || n === 'node-floor')) {
         const peer = peers.get(name)!;
         await peer.before?.();
         await w.run(peer, { ...s, seconds: s.warmupSeconds });
@@ -559,7 +565,9 @@ async function main(): Promise<void> {
     const site = prepareSite(base);
     const upstream = await startUpstream(base);
     const wanted = HTTP_WORKLOADS.filter((w) => want(w.id));
-    const cap = wanted.some((w) => w.capped) ? openCpuCap(CAPPED_SHARE) : null;
+    // Logs on: the rows asked for (all, or `--only=logs` for every one), the capped row among them.
+    const asked = want('logs') ? HTTP_WORKLOADS.filter((w) => want(w.id) || s.only?.has('logs')) : [];
+    const cap = [...wanted, ...asked].some((w) => w.capped) ? openCpuCap(CAPPED_SHARE) : null;
     const held = typeof cap === 'string' ? null : cap;
     capOpen = held;
     // Without a quota the capped rows would measure the load tool again: they say why they did not run.
@@ -568,7 +576,8 @@ async function main(): Promise<void> {
       const names = new Set(workloads.flatMap((w) => w.peers));
       const peers = await startHttpPeers(base, site, upstream.http, names);
       log(`peers up: ${[...peers.keys()].join(', ')}${held ? `; capped rows hold each server to ${held.describe}` : ''}`);
-      const results = await runHttp(s, workloads, peers, log, held).finally(closeCap);
+      // The quota stays open for the logs pass, which runs the capped row again.
+      const results = await runHttp(s, workloads, peers, log, held);
       for (const p of peers.values()) await p.proc.stop();
       const measured = httpRows(workloads, results, s, held);
       rows.push(...wanted.map((w) => measured.find((r) => r.id === w.id) ?? notRun(w, `not run: ${cap as string}`)));
@@ -580,19 +589,25 @@ async function main(): Promise<void> {
       }
     }
 
-    // Logs on: the rows above whose ids were asked for (all, or `--only=logs` for every one).
-    const logged = HTTP_WORKLOADS.filter((w) => !w.capped && (want(w.id) || s.only?.has('logs'))).map(withLogs);
-    if (want('logs') && logged.length) {
+    // The capped row runs with logs on too: the uncapped 512 KB row measures wrk either way.
+    const logged = asked.filter((w) => !w.capped || held !== null).map(withLogs);
+    if (logged.length) {
       const peers = await startHttpPeers(base, site, upstream.http, new Set(logged.flatMap((w) => w.peers)), true);
       log(`peers up with access logs on: ${[...peers.keys()].join(', ')}`);
-      const results = await runHttp(s, logged, peers, log);
+      const results = await runHttp(s, logged, peers, log, held).finally(closeCap);
       for (const p of peers.values()) await p.proc.stop();
       // A row "with logs on" whose server wrote no log would compare nothing: say so on the rows.
       const silent = [...peers.keys()].filter((n) => n !== LOG_OFF).filter((n) => {
         const f = join(base, `${n}-logs`, 'access.log');
         return !existsSync(f) || readFileSync(f).length === 0;
       });
-      for (const row of httpRows(logged, results, s)) {
+      const measured = httpRows(logged, results, s, held);
+      const rowsOn = asked.map(withLogs).map((w) => measured.find((r) => r.id === w.id) ?? notRun(w, `not run: ${String(cap)}`));
+      for (const row of rowsOn) {
+        if (row.met === null) {
+          rows.push(row);
+          continue;
+        }
         if (silent.length) row.note = [row.note, `no access log written by ${silent.join(', ')}`].filter(Boolean).join('; ');
         // What the log costs streamgate: its rate with the log on ÷ off, round by round in this pass.
         const onOff = row.ratios[LOG_OFF];
@@ -600,6 +615,7 @@ async function main(): Promise<void> {
         rows.push(row);
       }
     }
+    closeCap();
 
     let sgFan: (FanoutResult & { peer: Peer }) | null = null;
     let nmsFan: Awaited<ReturnType<typeof runNmsFanout>> | null = null;

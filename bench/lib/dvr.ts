@@ -3,7 +3,7 @@ import net from 'node:net';
 import { mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FlvPlayerParser, StampedStream, wallMs, type StreamShape } from './flv.js';
-import { REPO_ROOT } from './peers.js';
+import { streamgateArgs } from './peers.js';
 import { freePorts, SERVER_CORE, sleep, startProc, treeCpuSeconds, waitPort } from './procs.js';
 import type { Row } from './report.js';
 
@@ -16,7 +16,6 @@ import type { Row } from './report.js';
  * on against off. Bounded: STREAMS publishers and players, `seconds` of measurement per pass.
  */
 
-const CLI = join(REPO_ROOT, 'dist/src/cli.js');
 export const DVR_STREAMS = 20;
 /** 48 KB key frames every 2 s, 9 KB other frames, 400 B audio at 25 fps: about 255 KB/s, 2.0 Mbps. */
 const TWO_MBPS: StreamShape = { fps: 25, gop: 50, keyframeBytes: 48_000, frameBytes: 9_000, audioBytes: 400 };
@@ -98,7 +97,7 @@ http_api { enabled off; }
 access_log off;
 vhost __defaultVhost__ { play { mw_latency 0; } dvr { enabled ${record ? 'on' : 'off'}; dvr_plan session; dvr_path ${rec}/[app]/[stream].[timestamp].flv; } }
 `);
-  const sg = startProc(record ? 'streamgate-dvr-on' : 'streamgate-dvr-off', SERVER_CORE, process.execPath, [CLI, '-c', conf], { cwd: dir });
+  const sg = startProc(record ? 'streamgate-dvr-on' : 'streamgate-dvr-off', SERVER_CORE, process.execPath, streamgateArgs(conf), { cwd: dir });
   const failures: string[] = [];
   const stops: (() => void)[] = [];
   const delays: number[] = [];

@@ -1,6 +1,6 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { REPO_ROOT, type Peer, type Site } from './peers.js';
+import { REPO_ROOT, streamgateArgs, type Peer, type Site } from './peers.js';
 import { freePort, startProc, waitPort, LOAD_CORE, SERVER_CORE } from './procs.js';
 
 /**
@@ -11,7 +11,6 @@ import { freePort, startProc, waitPort, LOAD_CORE, SERVER_CORE } from './procs.j
  * seed's nginx.proxy.conf (its stream location proxies every playlist, segment and player).
  */
 
-const CLI = join(REPO_ROOT, 'dist/src/cli.js');
 export const FRONT_FLV_PATH = '/live/bench.flv';
 
 /** The origin (SRS's stand-in): files from the site's root, HTTP-FLV live, its API to count players. */
@@ -28,7 +27,7 @@ access_log off;
 limits { max_streams 0; max_players 0; }
 vhost __defaultVhost__ { play { max_players 0; mw_latency 350ms; gop_cache on; } }
 `);
-  const proc = startProc('front-origin', LOAD_CORE, process.execPath, [CLI, '-c', file], { cwd: dir });
+  const proc = startProc('front-origin', LOAD_CORE, process.execPath, streamgateArgs(file), { cwd: dir });
   await waitPort(http, proc);
   return { name: 'front-origin', http, https: null, proc };
 }
@@ -55,7 +54,7 @@ export async function startSrsFront(base: string, site: Site, origin: number, lo
   conf += `\nmax_connections 20000;\nlimits { max_streams 0; max_players 0; }\naccess_log ${logs ? `combined ${join(dir, 'access.log')}` : 'off'};\n`;
   const file = join(dir, 'srs-front.conf');
   writeFileSync(file, conf);
-  const proc = startProc('streamgate-front', SERVER_CORE, process.execPath, [CLI, '-c', file], { cwd: dir });
+  const proc = startProc('streamgate-front', SERVER_CORE, process.execPath, streamgateArgs(file), { cwd: dir });
   await waitPort(http, proc);
   return { name: 'streamgate', http, https: null, proc };
 }

@@ -14,7 +14,13 @@ import { freePort, freePorts, startProc, waitPort, LOAD_CORE, SERVER_CORE, type 
 /** The repository root, seen from dist/bench/lib/. */
 export const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const CLI = join(REPO_ROOT, 'dist/src/cli.js');
+
+/** node's arguments for a streamgate on `conf`, with the options `npm start` gives it. */
+export function streamgateArgs(conf: string, nodeArgs: string[] = []): string[] {
+  return ['--max-semi-space-size=16', ...nodeArgs, CLI, '-c', conf];
+}
 const SEED_KOA = join(REPO_ROOT, 'dist/bench/peers/seed-koa.js');
+const NODE_FLOOR = join(REPO_ROOT, 'dist/bench/peers/node-floor.js');
 const NMS = join(REPO_ROOT, 'node_modules/node-media-server/bin/app.js');
 
 export const PLAYLIST_PATH = '/live/livestream.m3u8';
@@ -201,6 +207,14 @@ export async function startSeedKoa(site: Site, upstream: number): Promise<Peer> 
   return { name: 'seed-koa', http, https: null, proc };
 }
 
+/** The verbatim byte relay of peers/node-floor.ts: Node's own floor for the proxy row. */
+export async function startNodeFloor(upstream: number): Promise<Peer> {
+  const http = await freePort();
+  const proc = startProc('node-floor', SERVER_CORE, process.execPath, [NODE_FLOOR, String(http), String(upstream)]);
+  await waitPort(http, proc);
+  return { name: 'node-floor', http, https: null, proc };
+}
+
 export interface StreamgateOptions {
   /** Extra node flags, e.g. --cpu-prof. */
   nodeArgs?: string[];
@@ -237,7 +251,7 @@ vhost __defaultVhost__ {
 `;
   let logs = o.logs === true;
   writeFileSync(file, conf(logs));
-  const proc = startProc('streamgate', SERVER_CORE, process.execPath, [...(o.nodeArgs ?? []), CLI, '-c', file], { cwd: dir });
+  const proc = startProc('streamgate', SERVER_CORE, process.execPath, streamgateArgs(file, o.nodeArgs), { cwd: dir });
   await waitPort(http, proc);
   const setLog = async (on: boolean): Promise<void> => {
     if (on === logs) return;

@@ -76,6 +76,7 @@ export function renderMarkdown(r: Report): string {
     out.push(`| ${row.workload} | ${row.unit} | ${fmt(row.streamgate)} | ${peers} | ${ratios} | ${row.target} | ${met} | ${row.method}${cpu}${note} |`);
   }
   out.push('');
+  out.push(...logsTable(r.rows));
   for (const [server, steps] of Object.entries(r.fanout)) {
     if (!steps.length) continue;
     out.push(`### HTTP-FLV fan-out steps: ${server}`, '');
@@ -95,4 +96,25 @@ export function renderMarkdown(r: Report): string {
   }
   if (r.notes.length) out.push('## Notes', '', ...r.notes.map((n) => `- ${n}`), '');
   return `${out.join('\n')}\n`;
+}
+
+/** Each HTTP row beside its run with every server's access log on: the ratios side by side. */
+function logsTable(rows: Row[]): string[] {
+  const ratios = (row: Row) =>
+    Object.entries(row.ratios)
+      .filter(([p]) => p !== 'streamgate-log-off')
+      .map(([p, v]) => `${v === null ? '—' : `${v.toFixed(2)}×`} ${p}`)
+      .join(', ');
+  const pairs = rows.flatMap((off) => {
+    const on = rows.find((r) => r.id === `${off.id}-logs`);
+    return on && off.met !== null && on.met !== null ? [[off, on] as const] : [];
+  });
+  if (!pairs.length) return [];
+  const out = ['### Logs off and on', '', '| workload | logs off: streamgate ÷ peer | logs on: streamgate ÷ peer | streamgate with its log on ÷ off |', '|---|---|---|---|'];
+  for (const [off, on] of pairs) {
+    const cost = on.ratios['streamgate-log-off'];
+    out.push(`| ${off.workload} | ${ratios(off)} | ${ratios(on)} | ${cost == null ? '—' : `${(cost * 100).toFixed(0)}%`} |`);
+  }
+  out.push('');
+  return out;
 }

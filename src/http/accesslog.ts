@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Middleware } from 'koa';
 import type { Logger } from '../log.js';
 import { bodyBytesSent } from './h2/bytes.js';
-import { clientIp } from '../net/address.js';
+import { logAddress } from '../net/address.js';
 
 export type AccessFormat = 'combined' | 'json' | 'off';
 
@@ -114,7 +114,7 @@ export function accessLog(log: Logger, format: () => AccessFormat, record: (r: R
     const written0 = h2 ? 0 : socket.bytesWritten;
     const h2Bytes = h2 ? bodyBytesSent(ctx.res) : null;
     // Read now: an HTTP/2 stream's socket is gone by the time the response has closed.
-    const ip = clientIp(socket?.remoteAddress) || '-';
+    const ip = logAddress(socket?.remoteAddress);
     let logged = false;
     const done = () => {
       if (logged) return;

@@ -3,7 +3,7 @@ import { refuseNodeStream, relaySessions } from './h2/index.js';
 import { RecentRequests } from './h2/request.js';
 import { NOT_PLAIN } from './front-head.js';
 import { type FastReply, type FastRequest, type FrontDoorOptions, replyFields } from './front-reply.js';
-import { clientIp } from '../net/address.js';
+import { logAddress } from '../net/address.js';
 
 /** Response headers of a reply, as HTTP/2 wants them; parsed once per reply (replies are reused). */
 const h2Heads = new WeakMap<FastReply, http2.OutgoingHttpHeaders>();
@@ -33,7 +33,7 @@ export function installH2FrontDoor(server: http2.Http2SecureServer, opts: Pick<F
     // The relay's streams were judged by our own connection; Node's own by the same rules here.
     if (!relayed && refuseNodeStream(stream, headers, raw)) return;
     const session = stream.session;
-    const plain = relayed || session === undefined ? null : plainH2(headers, clientIp(session.socket?.remoteAddress) || '-');
+    const plain = relayed || session === undefined ? null : plainH2(headers, logAddress(session.socket?.remoteAddress));
     // A repeated request keeps its memo, as on our own connections (RecentRequests).
     const req = plain === null ? null : recentOf(session!).same(plain);
     const now = Date.now();

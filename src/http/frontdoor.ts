@@ -6,7 +6,7 @@ import { queued } from '../proxy/raw-write.js';
 import { NOT_PLAIN, type ParsedHead, parseHead } from './front-head.js';
 import { type FastReply, type FrontDoorOptions, type ProxyRun, startClock, took, wireOf } from './front-reply.js';
 import { serveH2, type H2Connection } from './h2/index.js';
-import { clientIp } from '../net/address.js';
+import { logAddress } from '../net/address.js';
 
 export { NOT_PLAIN } from './front-head.js';
 export { installH2FrontDoor } from './front-h2.js';
@@ -126,7 +126,7 @@ class FrontConnection {
   };
 
   constructor(private readonly door: Door, private readonly sock: Socket, private readonly tr: Tracked | null) {
-    this.ip = clientIp(sock.remoteAddress) || '-';
+    this.ip = logAddress(sock.remoteAddress);
     sock.setNoDelay(true);
     sock.setTimeout(door.opts.keepAliveTimeoutMs(), this.onTimeout);
     door.conns.add(this);

@@ -8,7 +8,7 @@ import { CORS_HEADERS } from '../http/cors.js';
 import { errorBody } from '../http/errors.js';
 import { httpDate, type FastReply, type FastRequest, type FrontDoorOptions, type ProxyRun } from '../http/frontdoor.js';
 import { normalizePath, validHost } from '../http/request-rules.js';
-import { clientIp } from '../net/address.js';
+import { clientIp, logAddress } from '../net/address.js';
 import { streamKey } from '../live/types.js';
 import type { Budget } from '../limits/budget.js';
 import type { Logger } from '../log.js';
@@ -314,7 +314,7 @@ export class FastLanes {
     const written0 = sock.bytesWritten;
     const route = e.name;
     const done = (status: number, error: string | null) => this.proxyDone(route, status, bodyBytes(res, sock.bytesWritten - written0), start, {
-      ip: clientIp(sock.remoteAddress) || '-', method: req.method ?? '-', url, httpVersion: req.httpVersion, referer: headerOf(req, 'referer'), agent: headerOf(req, 'user-agent'),
+      ip: logAddress(sock.remoteAddress), method: req.method ?? '-', url, httpVersion: req.httpVersion, referer: headerOf(req, 'referer'), agent: headerOf(req, 'user-agent'),
     }, error);
     r.proxy.serve(req, res, this.proxyCors).then((out) => done(out.status, out.error), (err: unknown) => {
       const ge = err instanceof GatewayError ? err : new GatewayError('INTERNAL');

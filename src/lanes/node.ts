@@ -11,7 +11,7 @@ import { BUSY, type ConnectionGuard, IDLE } from '../net/guard.js';
 import type { Table } from '../routing/build.js';
 import { decide } from '../routing/table.js';
 import { type FastLanes, hostOnly, rawPath } from './fast.js';
-import { clientIp } from '../net/address.js';
+import { logAddress } from '../net/address.js';
 
 export type RequestHandler = (req: http.IncomingMessage, res: http.ServerResponse) => void;
 
@@ -103,7 +103,7 @@ export class NodeLane {
     res.writeHead(400, headers);
     res.end(body);
     this.h.lanes.proxyDone('none', 400, Buffer.byteLength(body), performance.now(), {
-      ip: clientIp(req.socket?.remoteAddress) || '-', method: req.method ?? '-', url: req.url ?? '', httpVersion: req.httpVersion, referer: headerOf(req, 'referer'), agent: headerOf(req, 'user-agent'),
+      ip: logAddress(req.socket?.remoteAddress), method: req.method ?? '-', url: req.url ?? '', httpVersion: req.httpVersion, referer: headerOf(req, 'referer'), agent: headerOf(req, 'user-agent'),
     }, 'BAD_REQUEST');
     return true;
   }

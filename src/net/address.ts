@@ -7,3 +7,8 @@ export function clientIp(addr: string | undefined): string {
   if (!addr) return '';
   return addr.startsWith('::ffff:') ? addr.slice(7) : addr;
 }
+
+/** The client as an access log line names it: its address, or '-' as NGINX writes a missing field. */
+export function logAddress(addr: string | undefined): string {
+  return clientIp(addr) || '-';
+}

@@ -138,13 +138,13 @@ export async function runChurn(t: TestContext, plan: ChurnPlan): Promise<ChurnFi
   // Every publish cycle is a new stream name; its HLS playlist and segments are kept for
   // hls_dispose after it ends (a minute by default). One second here, so what is measured is
   // what the hub and outputs keep for good, not a minute of ended playlists.
-  // The young generation is pinned at Node 20's 16 MiB semi-spaces: Node 24's V8 grows them up to
-  // 64 MiB under this load, which is garbage waiting for a scavenge, not held memory, and read as
+  // The gateway runs as `npm start` runs it, its young generation at 16 MiB semi-spaces: Node 24's
+  // default grows them up to 64 MiB under this load, garbage waiting for a scavenge that read as
   // RSS growth (measured: 166 MiB over two rounds on Node 24 by default, 77 MiB pinned, 58 MiB on
   // Node 20), so both versions are held to the same bound and a real leak still shows.
   const gw = new CliGateway(`listen off; access_log off;
     http_server { listen 127.0.0.1:0; dir ./public; https { enabled off; } }
-    vhost __defaultVhost__ { play { mw_latency 50ms; } hls { hls_dispose 1; } }`, undefined, ['--max-semi-space-size=16']);
+    vhost __defaultVhost__ { play { mw_latency 50ms; } hls { hls_dispose 1; } }`);
   let live: FlvPublisher | null = null;
   try {
     const port = await gw.port('http');

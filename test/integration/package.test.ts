@@ -1,7 +1,7 @@
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -70,6 +70,8 @@ describe('npm pack → npm install -g → streamgate', { timeout: 420_000 }, () 
         child.stderr.on('data', onData);
         child.once('exit', (code) => reject(new Error(`exited ${code}: ${out}`)));
       });
+      // The shebang's `env -S` hands node its options: the young generation as on Node 20 (README, "Memory on Node 24").
+      assert.ok(readFileSync(`/proc/${child.pid}/cmdline`, 'utf8').split('\0').includes('--max-semi-space-size=16'), 'node runs with --max-semi-space-size=16');
       const r = await fetch(`http://127.0.0.1:${port}/players/`);
       assert.equal(r.status, 200);
       assert.match(await r.text(), /<script type="module" src="players\.js">/);

@@ -125,6 +125,10 @@ describe('HLS VOD: bounds', () => {
         const r = await fetch(`${base}/recordings/live/${seg}`);
         assert.equal(r.status, 503);
         assert.equal(r.headers.get('retry-after'), '1');
+        // HEAD cuts nothing, so no bound refuses it.
+        const head = await fetch(`${base}/recordings/live/${seg}`, { method: 'HEAD' });
+        assert.equal(head.status, 200);
+        assert.equal(head.headers.get('content-type'), 'video/mp2t');
         assert.equal((await fetch(`http://127.0.0.1:${gw.port('http')}/recordings/live/${seg}`)).status, 200, 'under the bound (the gateway\'s own) it is cut');
       } finally {
         server.close();

@@ -13,7 +13,7 @@ import { Relay } from './relay.js';
 import { BAD_REQUEST, loggedRequest, malformed, plainRequest, RecentRequests, targetOf, TOO_LARGE, withPath } from './request.js';
 import { HeaderBlock, newStream, type Stream } from './stream.js';
 import { answerFast, answerOwn, onClientData, onSettings, onWindowUpdate, pump, unpad } from './flow.js';
-import { clientIp } from '../../net/address.js';
+import { logAddress } from '../../net/address.js';
 
 /**
  * streamgate's own HTTP/2 server connection (RFC 9113), for TLS connections that chose h2 by
@@ -68,7 +68,7 @@ export class H2Connection {
   readonly relay: Relay;
 
   constructor(readonly sock: Socket, readonly host: H2Host) {
-    this.ip = clientIp(sock.remoteAddress) || '-';
+    this.ip = logAddress(sock.remoteAddress);
     this.account = host.account;
     this.header = new HeaderBlock(this.account);
     this.reads = new ClientReads(sock, (t, f, id, p) => this.onFrame(t, f, id, p), (len) => this.fail(FRAME_SIZE_ERROR, `frame of ${len} octets`),

@@ -61,6 +61,13 @@ export function vodHandler(deps: VodDeps): (ctx: Context, vhost: string) => Prom
     }
     const seg = f.index.container === 'flv' ? f.index.segments[Number(m[4])] : undefined;
     if (seg === undefined) throw new GatewayError('NOT_FOUND');
+    if (ctx.method === 'HEAD') {
+      // A segment's length is known only once it is cut: RFC 9110 §9.3.2 lets HEAD leave out
+      // what only generating the content determines, so a HEAD neither cuts nor takes a slot.
+      ctx.status = 200;
+      ctx.type = 'video/mp2t';
+      return;
+    }
     if (cutting >= maxCuts) throw new GatewayError('LIMIT_REACHED', `at most ${maxCuts} recording segments are cut at once`, { 'Retry-After': '1' });
     if (cutBytes + seg.length > maxBytes) throw new GatewayError('LIMIT_REACHED', 'recording segments being cut hold all the memory they may', { 'Retry-After': '1' });
     cutting++;
