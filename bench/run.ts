@@ -158,6 +158,8 @@ const HTTP_WORKLOADS: HttpWorkload[] = [
 const LOG_OFF = 'streamgate-log-off';
 /** Peers with no access log to turn on: the seed's Koa app and Node's floor. */
 const UNLOGGED = new Set(['seed-koa', 'node-floor']);
+/** The servers that run on Node, which warm up (JIT, lazy modules) before they are measured. */
+const NODE_SERVERS = new Set(['streamgate', LOG_OFF, ...UNLOGGED]);
 
 function withLogs(w: HttpWorkload): HttpWorkload {
   // streamgate with its log off runs in the same rounds: the log's cost is then a per-round ratio of
@@ -214,7 +216,7 @@ async function runHttp(s: Settings, workloads: HttpWorkload[], peers: Map<string
     // Only the Node servers need it (JIT, lazy modules); NGINX and Caddy serve at full speed from the start.
     log(`warm-up: ${s.warmupSeconds}s per Node server and workload`);
     for (const w of workloads) {
-      for (const name of ['streamgate', ...w.peers].filter((n) => n === 'streamgate' || n === LOG_OFF || n === 'seed-koa' || n === 'node-floor')) {
+      for (const name of ['streamgate', ...w.peers].filter((n) => NODE_SERVERS.has(n))) {
         const peer = peers.get(name)!;
         await peer.before?.();
         await w.run(peer, { ...s, seconds: s.warmupSeconds });
@@ -594,7 +596,7 @@ async function main(): Promise<void> {
     if (logged.length) {
       const peers = await startHttpPeers(base, site, upstream.http, new Set(logged.flatMap((w) => w.peers)), true);
       log(`peers up with access logs on: ${[...peers.keys()].join(', ')}`);
-      const results = await runHttp(s, logged, peers, log, held).finally(closeCap);
+      const results = await runHttp(s, logged, peers, log, held);
       for (const p of peers.values()) await p.proc.stop();
       // A row "with logs on" whose server wrote no log would compare nothing: say so on the rows.
       const silent = [...peers.keys()].filter((n) => n !== LOG_OFF).filter((n) => {
